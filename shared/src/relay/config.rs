@@ -1,0 +1,251 @@
+//! Relay settings, read from the environment names both sides share (as the NHS seeds' RELAY_SETUP).
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use url::Url;
+
+use super::sas::{self, Token};
+
+/// Azure's DNS suffix, appended when `AZURE_RELAY_NAMESPACE` is a bare name.
+const AZURE_SUFFIX: &str = ".servicebus.windows.net";
+
+/// Something wrong in the relay settings, said so an operator can fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    #[error("{name} is not a valid URL: {reason}")]
+    BadUrl { name: &'static str, reason: String },
+}
+
+/// How to reach and authenticate to one relay namespace.
+#[derive(Clone)]
+pub struct Config {
+    /// The namespace tokens are signed for, e.g. `clinic-relay.servicebus.windows.net`.
+    pub namespace: String,
+    /// Where to dial: `wss://{namespace}` in production, `ws://127.0.0.1:PORT` for the emulator.
+    pub endpoint: Url,
+    /// The shared access rule's name (`AZURE_RELAY_KEY_NAME`).
+    pub key_name: String,
+    /// The rule's key string (`AZURE_RELAY_SHARED_ACCESS_KEY`); never printed.
+    pub key: String,
+    /// Lifetime of each token; listeners renew before it runs out.
+    pub token_ttl: Duration,
+    /// An HTTP CONNECT proxy for `wss://` (from `HTTPS_PROXY` unless `NO_PROXY` covers the host).
+    pub proxy: Option<Url>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("namespace", &self.namespace)
+            .field("endpoint", &self.endpoint.as_str())
+            .field("key_name", &self.key_name)
+            .field("key", &"<redacted>")
+            .field("token_ttl", &self.token_ttl)
+            .field("proxy", &self.proxy.as_ref().map(Url::as_str))
+            .finish()
+    }
+}
+
+impl Config {
+    /// A config that dials the namespace itself over `wss://`.
+    pub fn new(namespace: &str, key_name: &str, key: &str) -> Config {
+        let namespace = qualify(namespace);
+        Config {
+            endpoint: Url::parse(&format!("wss://{namespace}")).expect("a host name makes a URL"),
+            namespace,
+            key_name: key_name.to_string(),
+            key: key.to_string(),
+            token_ttl: Duration::from_secs(3600),
+            proxy: None,
+        }
+    }
+
+    /// A token for `entity`, valid for `token_ttl` from now.
+    pub fn token(&self, entity: &str) -> Token {
+        let expires_at = unix_now() + self.token_ttl.as_secs().max(1);
+        Token::sign(
+            &sas::resource_uri(&self.namespace, entity),
+            &self.key_name,
+            &self.key,
+            expires_at,
+        )
+    }
+
+    /// The websocket URL for an operation (`listen` or `connect`) on `entity`.
+    pub(crate) fn url(&self, entity: &str, action: &str, id: &str) -> Url {
+        let mut url = self.endpoint.clone();
+        let base = url.path().trim_end_matches('/').to_string();
+        url.set_path(&format!("{base}/$hc/{}", entity.trim_matches('/')));
+        url.query_pairs_mut()
+            .clear()
+            .append_pair("sb-hc-action", action)
+            .append_pair("sb-hc-id", id);
+        url
+    }
+}
+
+/// Seconds since the Unix epoch, as SAS expiries count them.
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn qualify(namespace: &str) -> String {
+    let namespace = namespace
+        .trim()
+        .trim_start_matches("sb://")
+        .trim_start_matches("https://")
+        .trim_start_matches("wss://")
+        .trim_end_matches('/');
+    if namespace.contains('.') {
+        namespace.to_ascii_lowercase()
+    } else {
+        format!("{}{AZURE_SUFFIX}", namespace.to_ascii_lowercase())
+    }
+}
+
+/// Everything either side needs: the namespace and the two hybrid connections.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub relay: Config,
+    /// `AZURE_RELAY_HYBRID_CONNECTION`: cloud→gateway actions (the gateway listens).
+    pub actions_entity: String,
+    /// `AZURE_RELAY_EVENTS_HYBRID_CONNECTION`: gateway→cloud events (the cloud listens).
+    pub events_entity: String,
+}
+
+impl Settings {
+    /// Reads the `AZURE_RELAY_*` variables through `lookup` (the process environment in
+    /// production, a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let get = |name: &'static str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let require = |name: &'static str| get(name).ok_or(ConfigError::Missing(name));
+        let mut relay = Config::new(
+            &require("AZURE_RELAY_NAMESPACE")?,
+            &require("AZURE_RELAY_KEY_NAME")?,
+            &require("AZURE_RELAY_SHARED_ACCESS_KEY")?,
+        );
+        if let Some(endpoint) = get("AZURE_RELAY_ENDPOINT") {
+            relay.endpoint = Url::parse(&endpoint).map_err(|e| ConfigError::BadUrl {
+                name: "AZURE_RELAY_ENDPOINT",
+                reason: e.to_string(),
+            })?;
+        }
+        if let Some(ttl) = get("AZURE_RELAY_TOKEN_TTL_SECONDS").and_then(|v| v.parse().ok()) {
+            relay.token_ttl = Duration::from_secs(ttl);
+        }
+        relay.proxy = proxy_for(&relay.endpoint, &get)?;
+        Ok(Settings {
+            relay,
+            actions_entity: require("AZURE_RELAY_HYBRID_CONNECTION")?,
+            events_entity: require("AZURE_RELAY_EVENTS_HYBRID_CONNECTION")?,
+        })
+    }
+
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Settings, ConfigError> {
+        Settings::from_lookup(|name| std::env::var(name).ok())
+    }
+}
+
+/// The proxy curl would use for this endpoint: `HTTPS_PROXY` for `wss`, `HTTP_PROXY` for `ws`,
+/// unless `NO_PROXY` names the host (a suffix match, or `*`).
+fn proxy_for(
+    endpoint: &Url,
+    get: &impl Fn(&'static str) -> Option<String>,
+) -> Result<Option<Url>, ConfigError> {
+    let (upper, lower) = if endpoint.scheme() == "wss" {
+        ("HTTPS_PROXY", "https_proxy")
+    } else {
+        ("HTTP_PROXY", "http_proxy")
+    };
+    let Some(proxy) = get(upper).or_else(|| get(lower)) else {
+        return Ok(None);
+    };
+    let host = endpoint.host_str().unwrap_or_default().to_ascii_lowercase();
+    let no_proxy = get("NO_PROXY").or_else(|| get("no_proxy")).unwrap_or_default();
+    let bypass = no_proxy.split(',').map(str::trim).any(|entry| {
+        let entry = entry.trim_start_matches('.').to_ascii_lowercase();
+        entry == "*" || (!entry.is_empty() && (host == entry || host.ends_with(&format!(".{entry}"))))
+    });
+    if bypass {
+        return Ok(None);
+    }
+    let with_scheme = if proxy.contains("://") {
+        proxy
+    } else {
+        format!("http://{proxy}")
+    };
+    Url::parse(&with_scheme)
+        .map(Some)
+        .map_err(|e| ConfigError::BadUrl {
+            name: upper,
+            reason: e.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(extra: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let mut env: HashMap<&str, &str> = HashMap::from([
+            ("AZURE_RELAY_NAMESPACE", "clinic-relay"),
+            ("AZURE_RELAY_HYBRID_CONNECTION", "hc-gw-1"),
+            ("AZURE_RELAY_EVENTS_HYBRID_CONNECTION", "hc-gw-1-events"),
+            ("AZURE_RELAY_KEY_NAME", "gateway"),
+            ("AZURE_RELAY_SHARED_ACCESS_KEY", "s3cret"),
+        ]);
+        env.extend(extra.iter().copied());
+        Settings::from_lookup(|name| env.get(name).map(|v| v.to_string()))
+    }
+
+    #[test]
+    fn defaults_to_the_real_namespace_over_wss() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.relay.namespace, "clinic-relay.servicebus.windows.net");
+        assert_eq!(s.relay.endpoint.as_str(), "wss://clinic-relay.servicebus.windows.net/");
+        assert_eq!(
+            s.relay.url("hc-gw-1", "listen", "x").as_str(),
+            "wss://clinic-relay.servicebus.windows.net/$hc/hc-gw-1?sb-hc-action=listen&sb-hc-id=x"
+        );
+        assert!(!format!("{s:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn endpoint_override_keeps_the_signed_namespace() {
+        let s = settings(&[("AZURE_RELAY_ENDPOINT", "ws://127.0.0.1:9350")]).unwrap();
+        assert_eq!(s.relay.url("hc", "connect", "y").as_str(), "ws://127.0.0.1:9350/$hc/hc?sb-hc-action=connect&sb-hc-id=y");
+        let token = s.relay.token("hc");
+        assert!(token.as_str().contains("sr=http%3A%2F%2Fclinic-relay.servicebus.windows.net%2Fhc&"));
+    }
+
+    #[test]
+    fn missing_and_bad_values_are_named() {
+        let mut env = HashMap::new();
+        env.insert("AZURE_RELAY_NAMESPACE", "x");
+        let err = Settings::from_lookup(|n| env.get(n).map(|v| v.to_string())).unwrap_err();
+        assert_eq!(err, ConfigError::Missing("AZURE_RELAY_KEY_NAME"));
+        assert!(matches!(settings(&[("AZURE_RELAY_ENDPOINT", "::")]), Err(ConfigError::BadUrl { .. })));
+    }
+
+    #[test]
+    fn proxy_follows_curl_conventions() {
+        let s = settings(&[("HTTPS_PROXY", "proxy.trust.nhs.uk:3128")]).unwrap();
+        assert_eq!(s.relay.proxy.unwrap().as_str(), "http://proxy.trust.nhs.uk:3128/");
+        let s = settings(&[("HTTPS_PROXY", "http://p:1"), ("NO_PROXY", "localhost,.windows.net")]).unwrap();
+        assert!(s.relay.proxy.is_none());
+        let s = settings(&[("HTTPS_PROXY", "http://p:1"), ("AZURE_RELAY_ENDPOINT", "ws://127.0.0.1:1")]).unwrap();
+        assert!(s.relay.proxy.is_none(), "ws:// uses HTTP_PROXY, not HTTPS_PROXY");
+    }
+}

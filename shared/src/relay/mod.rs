@@ -1,0 +1,22 @@
+//! Azure Relay Hybrid Connections client: the only way the cloud and the gateway reach each other.
+//!
+//! Both directions are outbound websockets on 443 from each side. A [`Listener`] holds a control
+//! channel open and answers every sender on its own rendezvous socket, concurrently; a [`Sender`]
+//! opens one connection, sends one JSON message and awaits one reply. The protocol notes this
+//! follows are in `docs/relay.md`; the same code runs against real Azure and against the
+//! `relay-emulator` crate, because the endpoint it dials is configured apart from the namespace it
+//! signs tokens for.
+
+mod backoff;
+mod config;
+mod connect;
+mod error;
+mod listener;
+pub mod sas;
+mod sender;
+
+pub use backoff::Backoff;
+pub use config::{Config, ConfigError, Settings};
+pub use error::RelayError;
+pub use listener::{Listener, ListenerOptions, ListenerStatus};
+pub use sender::Sender;

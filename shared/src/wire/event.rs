@@ -1,0 +1,315 @@
+//! Events: gateway→cloud reports on the events hybrid connection, and the cloud's replies.
+//!
+//! Each event has a unique `event_id`; the gateway's outbox retries until the cloud says
+//! `accepted` or `duplicate`, so the cloud de-duplicates by id and delivery is exactly-once in
+//! effect. The shape follows the NHS proof of concept seven (`event_type` + `data`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{open_object, Rejected, Verification, SCHEMA_VERSION};
+
+/// One report from a gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    #[serde(default = "schema_version")]
+    pub schema_version: u32,
+    pub event_id: Uuid,
+    #[serde(with = "super::rfc3339")]
+    pub timestamp: OffsetDateTime,
+    /// Which gateway sent it (its configured name), for the cloud's routing and logs.
+    pub source_system: String,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+fn schema_version() -> u32 {
+    SCHEMA_VERSION
+}
+
+/// The typed `event_type` + `data`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event_type", content = "data")]
+pub enum EventBody {
+    #[serde(rename = "mpps.status_update")]
+    MppsStatusUpdate(MppsStatusUpdate),
+    #[serde(rename = "study.image_received")]
+    ImageReceived(Box<ImageReceived>),
+    #[serde(rename = "image.validation_failed")]
+    ImageValidationFailed(ImageValidationFailed),
+}
+
+impl EventBody {
+    /// The wire name (`event_type`).
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            EventBody::MppsStatusUpdate(_) => "mpps.status_update",
+            EventBody::ImageReceived(_) => "study.image_received",
+            EventBody::ImageValidationFailed(_) => "image.validation_failed",
+        }
+    }
+}
+
+/// The modality started, finished or abandoned the procedure step (MPPS N-CREATE / N-SET).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MppsStatusUpdate {
+    /// The action that created the worklist item, when the MPPS could be linked to one.
+    pub action_id: Option<Uuid>,
+    pub accession_number: String,
+    pub status: MppsStatus,
+    pub mpps_instance_uid: String,
+}
+
+/// Performed procedure step status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MppsStatus {
+    #[serde(rename = "IN PROGRESS")]
+    InProgress,
+    #[serde(rename = "COMPLETED")]
+    Completed,
+    #[serde(rename = "DISCONTINUED")]
+    Discontinued,
+}
+
+/// An image was stored on the gateway: its metadata and a small thumbnail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageReceived {
+    pub action_id: Option<Uuid>,
+    pub participant: PatientSummary,
+    pub study: StudySummary,
+    pub series: SeriesSummary,
+    pub image: ImageSummary,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatientSummary {
+    /// DICOM PatientID (the NHS number for our own worklist items).
+    pub patient_id: String,
+    pub name: String,
+    pub birth_date: Option<String>,
+    pub sex: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StudySummary {
+    pub study_instance_uid: String,
+    pub accession_number: Option<String>,
+    pub date: Option<String>,
+    pub time: Option<String>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeriesSummary {
+    pub series_instance_uid: String,
+    pub number: Option<i64>,
+    pub modality: Option<String>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageSummary {
+    pub sop_instance_uid: String,
+    pub sop_class_uid: String,
+    pub instance_number: Option<i64>,
+    pub rows: Option<u32>,
+    pub columns: Option<u32>,
+    pub transfer_syntax_uid: String,
+    /// `CC`, `MLO`… (ViewPosition).
+    pub view: Option<String>,
+    /// `R` or `L` (ImageLaterality).
+    pub laterality: Option<String>,
+    pub dose: Dose,
+    #[serde(with = "super::rfc3339")]
+    pub received_at: OffsetDateTime,
+    /// Absent when the transfer syntax could not be decoded; the image is still stored.
+    pub thumbnail: Option<Thumbnail>,
+}
+
+/// Exposure and dose attributes a screening service audits; each absent when the modality omits it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Dose {
+    /// KVP (0018,0060).
+    pub kvp: Option<f64>,
+    /// ExposureInuAs (0018,1153), µAs.
+    pub exposure_uas: Option<f64>,
+    /// OrganDose (0040,0316), dGy.
+    pub organ_dose_dgy: Option<f64>,
+    /// EntranceDoseInmGy (0040,8302).
+    pub entrance_dose_mgy: Option<f64>,
+    /// AnodeTargetMaterial (0018,1191).
+    pub anode: Option<String>,
+    /// FilterMaterial (0018,7050).
+    pub filter: Option<String>,
+    /// BodyPartThickness (0018,11A0), mm.
+    pub body_part_thickness_mm: Option<f64>,
+    /// CompressionForce (0018,11A2), N.
+    pub compression_force_n: Option<f64>,
+}
+
+/// A small preview, inlined so the cloud needs no second request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Thumbnail {
+    /// `jpeg`.
+    pub format: String,
+    pub width: u32,
+    pub height: u32,
+    /// Base64 of the encoded image.
+    pub data: String,
+}
+
+/// An object was refused (missing UIDs, unreadable data set…): the clinician should know.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageValidationFailed {
+    pub action_id: Option<Uuid>,
+    pub accession_number: Option<String>,
+    pub sop_instance_uid: Option<String>,
+    /// The AE title of the modality that sent it.
+    pub calling_ae_title: String,
+    pub reason: String,
+}
+
+impl Event {
+    /// A new event with a fresh id, stamped now.
+    pub fn new(source_system: &str, body: EventBody) -> Event {
+        Event {
+            schema_version: SCHEMA_VERSION,
+            event_id: Uuid::new_v4(),
+            timestamp: OffsetDateTime::now_utc(),
+            source_system: source_system.to_string(),
+            body,
+        }
+    }
+
+    /// Verifies and parses a received event. Unknown event types are refused with their id.
+    pub fn open(text: &str, verification: &Verification) -> Result<Event, Rejected> {
+        let (map, id) = open_object(text, "event_id", verification)?;
+        let event_type = map
+            .get("event_type")
+            .and_then(Value::as_str)
+            .unwrap_or("(none)")
+            .to_string();
+        serde_json::from_value(Value::Object(map)).map_err(|e| Rejected {
+            id,
+            reason: if e.to_string().contains("unknown variant") {
+                format!("Unsupported event: {event_type}")
+            } else {
+                format!("malformed {event_type} event: {e}")
+            },
+        })
+    }
+}
+
+/// The cloud's answer to one event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventReply {
+    #[serde(default = "schema_version")]
+    pub schema_version: u32,
+    pub event_id: Option<Uuid>,
+    pub status: EventStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// `accepted` and `duplicate` let the gateway drop the event from its outbox; `error` keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventStatus {
+    Accepted,
+    Duplicate,
+    Error,
+}
+
+impl EventReply {
+    /// A reply to `event_id`.
+    pub fn new(event_id: Uuid, status: EventStatus) -> EventReply {
+        EventReply {
+            schema_version: SCHEMA_VERSION,
+            event_id: Some(event_id),
+            status,
+            message: None,
+        }
+    }
+
+    /// The `error` reply for an event refused before it could be recorded.
+    pub fn rejected(rejected: &Rejected) -> EventReply {
+        EventReply {
+            schema_version: SCHEMA_VERSION,
+            event_id: rejected.id,
+            status: EventStatus::Error,
+            message: Some(rejected.reason.clone()),
+        }
+    }
+
+    /// Whether the gateway may forget the event.
+    pub fn is_delivered(&self) -> bool {
+        matches!(self.status, EventStatus::Accepted | EventStatus::Duplicate)
+    }
+
+    /// Verifies and parses a reply received by the gateway.
+    pub fn open(text: &str, verification: &Verification) -> Result<EventReply, Rejected> {
+        let (map, id) = open_object(text, "event_id", verification)?;
+        serde_json::from_value(Value::Object(map)).map_err(|e| Rejected {
+            id,
+            reason: format!("malformed event reply: {e}"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Keyring, SigningKey};
+    use serde_json::json;
+
+    #[test]
+    fn poc_seven_mpps_shape_is_read() {
+        let text = json!({
+            "schema_version": 1,
+            "event_id": Uuid::new_v4(),
+            "timestamp": "2026-11-22T10:00:00Z",
+            "event_type": "mpps.status_update",
+            "source_system": "gateway-mwl",
+            "data": {"action_id": null, "accession_number": "ACC1", "status": "IN PROGRESS", "mpps_instance_uid": "1.2.3"}
+        })
+        .to_string();
+        let verification = Verification { keyring: Keyring::default(), accept_unsigned: true };
+        let event = Event::open(&text, &verification).unwrap();
+        assert!(matches!(event.body, EventBody::MppsStatusUpdate(MppsStatusUpdate { status: MppsStatus::InProgress, .. })));
+    }
+
+    #[test]
+    fn events_round_trip_signed_and_unknown_types_are_named() {
+        let key = SigningKey::generate();
+        let verification = Verification::strict(Keyring::new(vec![key.public_key()]));
+        let event = Event::new(
+            "gw-1",
+            EventBody::ImageValidationFailed(ImageValidationFailed {
+                action_id: None,
+                accession_number: Some("ACC1".into()),
+                sop_instance_uid: None,
+                calling_ae_title: "MODALITY".into(),
+                reason: "no SOP Instance UID".into(),
+            }),
+        );
+        assert_eq!(Event::open(&key.seal(&event), &verification).unwrap(), event);
+
+        let mut value = serde_json::to_value(&event).unwrap();
+        value["event_type"] = json!("study.exploded");
+        let Value::Object(mut map) = value else { unreachable!() };
+        key.sign(&mut map);
+        let err = Event::open(&Value::Object(map).to_string(), &verification).unwrap_err();
+        assert_eq!(err.reason, "Unsupported event: study.exploded");
+        assert_eq!(err.id, Some(event.event_id));
+    }
+
+    #[test]
+    fn reply_delivery_rules() {
+        let id = Uuid::new_v4();
+        assert!(EventReply::new(id, EventStatus::Accepted).is_delivered());
+        assert!(EventReply::new(id, EventStatus::Duplicate).is_delivered());
+        assert!(!EventReply::new(id, EventStatus::Error).is_delivered());
+    }
+}
