@@ -1,0 +1,23 @@
+# The two commands in the README: `make run` and `make test`. Everything else is a helper.
+SHELL := /bin/bash
+
+.PHONY: run test bench fmt lint
+
+## Run the whole system locally: relay emulator + gateway + cloud app, embedded defaults.
+run:
+	@scripts/run.sh
+
+## Install what the tests need (idempotent) and run every test.
+test:
+	@scripts/test.sh
+
+## Benchmarks against the reference implementations, in the same run.
+bench:
+	@scripts/bench.sh
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
