@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# `make run`: the whole system on one machine — relay emulator, gateway and cloud app — with the
+# embedded defaults (SQLite, redb) and the settings in .env.development. Ctrl-C stops everything.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+source "$here/scripts/env.sh"
+cd "$here"
+
+set -a; source .env.development; set +a
+mkdir -p .state
+
+say "building relay-emulator, gateway and web"
+cargo build --locked -p relay-emulator -p appliance -p web
+bin="$CARGO_TARGET_DIR/debug"
+
+# One signing key pair per side, made once and kept under .state/.
+if [ ! -f .state/keys.env ]; then
+  say "generating development signing keys into .state/keys.env"
+  gw=$("$bin/gateway" keygen); web=$("$bin/web" keygen)
+  {
+    echo "GATEWAY_SIGNING_KEY=$(sed -n 's/^SIGNING_KEY=//p' <<<"$gw")"
+    echo "GATEWAY_PUBLIC_KEY=$(sed -n 's/^PUBLIC_KEY=//p' <<<"$gw")"
+    echo "WEB_SIGNING_KEY=$(sed -n 's/^SIGNING_KEY=//p' <<<"$web")"
+    echo "WEB_PUBLIC_KEY=$(sed -n 's/^PUBLIC_KEY=//p' <<<"$web")"
+  } > .state/keys.env
+  chmod 600 .state/keys.env
+fi
+set -a; source .state/keys.env; set +a
+
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+say "relay emulator on ws://$RELAY_EMULATOR_LISTEN (admin http://$RELAY_EMULATOR_ADMIN)"
+"$bin/relay-emulator" --listen "$RELAY_EMULATOR_LISTEN" --admin "$RELAY_EMULATOR_ADMIN" \
+  --namespace "$AZURE_RELAY_NAMESPACE" \
+  --rule "$AZURE_RELAY_KEY_NAME=$AZURE_RELAY_SHARED_ACCESS_KEY" \
+  --entity "$AZURE_RELAY_HYBRID_CONNECTION" --entity "$AZURE_RELAY_EVENTS_HYBRID_CONNECTION" &
+pids+=($!)
+
+if "$bin/gateway" --help | grep -q '^  serve'; then
+  say "gateway: worklist $MWL_AET on :$MWL_PORT, storage $PACS_AET on :$PACS_PORT"
+  SIGNING_KEY="$GATEWAY_SIGNING_KEY" PEER_PUBLIC_KEYS="$WEB_PUBLIC_KEY" "$bin/gateway" serve &
+  pids+=($!)
+else
+  say "this build's gateway has no 'serve' yet: only the relay emulator runs"
+fi
+
+if "$bin/web" --help | grep -q '^  serve'; then
+  say "web app on http://$LEPTOS_SITE_ADDR"
+  (cd web && SIGNING_KEY="$WEB_SIGNING_KEY" PEER_PUBLIC_KEYS="$GATEWAY_PUBLIC_KEY" "$bin/web" serve) &
+  pids+=($!)
+else
+  say "this build's web app has no 'serve' yet"
+fi
+
+say "running; Ctrl-C to stop"
+wait -n "${pids[@]}"
