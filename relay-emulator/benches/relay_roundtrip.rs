@@ -21,7 +21,11 @@ const NAMESPACE: &str = "bench.servicebus.windows.net";
 async fn main() {
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let emulator = Emulator::start(
-        EmulatorConfig::new(NAMESPACE, vec![Rule::parse("root=k").unwrap()], vec!["actions".into()]),
+        EmulatorConfig::new(
+            NAMESPACE,
+            vec![Rule::parse("root=k").unwrap()],
+            vec!["actions".into()],
+        ),
         any,
         None,
     )
@@ -42,7 +46,12 @@ async fn main() {
             .run(
                 move |text| {
                     let reply = match Action::open(&text, &gateway_trusts) {
-                        Ok(a) => ActionReply::new(a.action_id, Outcome::Echo { payload: json!(null) }),
+                        Ok(a) => ActionReply::new(
+                            a.action_id,
+                            Outcome::Echo {
+                                payload: json!(null),
+                            },
+                        ),
                         Err(r) => ActionReply::rejected(&r),
                     };
                     let sealed = gateway.seal(&reply);
@@ -83,12 +92,19 @@ async fn main() {
 
     let seq = Summary::of(&mut sequential);
     let conc = Summary::of(&mut concurrent);
-    println!("relay round trip, signed echo action, emulator on loopback ({} cores)", cores());
-    println!("{:<32} {:>8} {:>8} {:>8} {:>8} {:>6}", "", "p50 ms", "p90 ms", "p99 ms", "max ms", "n");
+    println!(
+        "relay round trip, signed echo action, emulator on loopback ({} cores)",
+        cores()
+    );
+    println!(
+        "{:<32} {:>8} {:>8} {:>8} {:>8} {:>6}",
+        "", "p50 ms", "p90 ms", "p99 ms", "max ms", "n"
+    );
     println!("{:<32} {}", "1,000 sequential", seq.row());
     println!("{:<32} {}", "100 concurrent (x5 batches)", conc.row());
     if let Ok(path) = std::env::var("BENCH_OUT") {
-        let out = json!({"relay_roundtrip": {"sequential": seq.json(), "concurrent_100": conc.json()}});
+        let out =
+            json!({"relay_roundtrip": {"sequential": seq.json(), "concurrent_100": conc.json()}});
         std::fs::write(&path, serde_json::to_string_pretty(&out).unwrap()).unwrap();
     }
 }
@@ -116,7 +132,14 @@ impl Summary {
 
     fn row(&self) -> String {
         let ms = |d: Duration| format!("{:>8.2}", d.as_secs_f64() * 1000.0);
-        format!("{} {} {} {} {:>6}", ms(self.p50), ms(self.p90), ms(self.p99), ms(self.max), self.n)
+        format!(
+            "{} {} {} {} {:>6}",
+            ms(self.p50),
+            ms(self.p90),
+            ms(self.p99),
+            ms(self.max),
+            self.n
+        )
     }
 
     fn json(&self) -> serde_json::Value {

@@ -29,9 +29,18 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Rep
     let query: Vec<(String, String)> = request
         .uri()
         .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default();
-    let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
     let id = param("id").and_then(|v| v.parse::<u64>().ok());
     let segments: Vec<String> = request
         .uri()
@@ -44,14 +53,21 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Rep
     let reply = match (request.method(), segments.as_slice()) {
         (&Method::GET, ["entities"]) => ok(entities(&state)),
         (&Method::PUT, ["entities", name]) => {
-            state.entities.lock().unwrap().entry(name.to_string()).or_insert(Entity {
-                enabled: true,
-                listeners: Vec::new(),
-            });
+            state
+                .entities
+                .lock()
+                .unwrap()
+                .entry(name.to_string())
+                .or_insert(Entity {
+                    enabled: true,
+                    listeners: Vec::new(),
+                });
             ok(json!({"created": name}))
         }
         (&Method::DELETE, ["entities", name]) => {
-            let closed = state.order(name, None, || ControlOrder::Close(1001, "entity deleted".into()));
+            let closed = state.order(name, None, || {
+                ControlOrder::Close(1001, "entity deleted".into())
+            });
             state.entities.lock().unwrap().remove(*name);
             ok(json!({"deleted": name, "closed": closed}))
         }
@@ -64,7 +80,9 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Rep
             let closed = if enable {
                 0
             } else {
-                state.order(name, None, || ControlOrder::Close(1001, "entity disabled".into()))
+                state.order(name, None, || {
+                    ControlOrder::Close(1001, "entity disabled".into())
+                })
             };
             ok(json!({"entity": name, "enabled": enable, "closed": closed}))
         }
@@ -74,7 +92,9 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Rep
                 "mute" => || ControlOrder::Mute,
                 "close" => {
                     let code = param("code").and_then(|c| c.parse().ok()).unwrap_or(1011);
-                    let count = state.order(name, id, || ControlOrder::Close(code, "closed by the emulator's admin API".into()));
+                    let count = state.order(name, id, || {
+                        ControlOrder::Close(code, "closed by the emulator's admin API".into())
+                    });
                     return Ok(ok(json!({"closed": count, "code": code})));
                 }
                 _ => return Ok(error(StatusCode::NOT_FOUND, "unknown listener operation")),
@@ -87,7 +107,13 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Rep
                     .lock()
                     .unwrap()
                     .get(*name)
-                    .map(|e| e.listeners.iter().filter(|l| id.is_none_or(|id| l.info.id == id)).map(|l| l.info.id).collect())
+                    .map(|e| {
+                        e.listeners
+                            .iter()
+                            .filter(|l| id.is_none_or(|id| l.info.id == id))
+                            .map(|l| l.info.id)
+                            .collect()
+                    })
                     .unwrap_or_default();
                 for listener in muted {
                     state.remove_listener(name, listener);

@@ -50,7 +50,10 @@ impl Emulator {
             tasks.push(tokio::spawn(accept_loop(relay, move |io, remote| {
                 let state = state.clone();
                 let base = public_base.clone();
-                serve(io, service_fn(move |req| server::handle(state.clone(), base.clone(), remote, req)))
+                serve(
+                    io,
+                    service_fn(move |req| server::handle(state.clone(), base.clone(), remote, req)),
+                )
             })));
         }
         let admin_addr = match admin {
@@ -66,7 +69,10 @@ impl Emulator {
             }
             None => None,
         };
-        tracing::info!("relay emulator for {} on ws://{addr}", state.config.namespace);
+        tracing::info!(
+            "relay emulator for {} on ws://{addr}",
+            state.config.namespace
+        );
         Ok(Emulator {
             addr,
             admin_addr,
@@ -126,8 +132,11 @@ where
 
 async fn serve<S>(io: TokioIo<tokio::net::TcpStream>, service: S)
 where
-    S: hyper::service::Service<hyper::Request<hyper::body::Incoming>, Response = hyper::Response<http_body_util::Full<bytes::Bytes>>, Error = std::convert::Infallible>
-        + Send
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = hyper::Response<http_body_util::Full<bytes::Bytes>>,
+            Error = std::convert::Infallible,
+        > + Send
         + 'static,
     S::Future: Send + 'static,
 {

@@ -45,9 +45,18 @@ pub async fn handle(
     let query: Vec<(String, String)> = request
         .uri()
         .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default();
-    let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
     let Some(hc_path) = path.strip_prefix("/$hc/") else {
         return Ok(refuse(
             StatusCode::NOT_IMPLEMENTED,
@@ -86,7 +95,15 @@ pub async fn handle(
                 app_query,
                 sender_id,
             };
-            connect(&state, &public_base, request, remote, target, token.as_deref()).await
+            connect(
+                &state,
+                &public_base,
+                request,
+                remote,
+                target,
+                token.as_deref(),
+            )
+            .await
         }
         "accept" => accept(
             &state,
@@ -187,7 +204,13 @@ fn listen(
     token: Option<&str>,
 ) -> Reply {
     let config = &state.config;
-    let expires_at = match auth::authorize(token, &config.namespace, entity, &config.rules, Right::Listen) {
+    let expires_at = match auth::authorize(
+        token,
+        &config.namespace,
+        entity,
+        &config.rules,
+        Right::Listen,
+    ) {
         Ok(expiry) => expiry,
         Err(e) => return sas_refusal(e),
     };
@@ -323,7 +346,11 @@ async fn connect(
         return not_found(state, entity, "Endpoint is disabled.");
     }
     if !state.has_listener(entity) {
-        return not_found(state, entity, "There are no listeners connected for the endpoint.");
+        return not_found(
+            state,
+            entity,
+            "There are no listeners connected for the endpoint.",
+        );
     }
     // Never the Sec-WebSocket-Key: concurrent senders may present identical ones.
     let id = format!(
@@ -346,7 +373,9 @@ async fn connect(
         .headers()
         .iter()
         .filter(|(name, _)| !name.as_str().eq_ignore_ascii_case(TOKEN_HEADER))
-        .filter_map(|(name, value)| Some((canonical(name.as_str()), value.to_str().ok()?.to_string())))
+        .filter_map(|(name, value)| {
+            Some((canonical(name.as_str()), value.to_str().ok()?.to_string()))
+        })
         .collect();
     let accept = json!({"accept": {
         "address": address,
@@ -366,7 +395,11 @@ async fn connect(
     );
     if !state.dispatch(entity, accept) {
         state.pending.lock().unwrap().remove(&id);
-        return not_found(state, entity, "There are no listeners connected for the endpoint.");
+        return not_found(
+            state,
+            entity,
+            "There are no listeners connected for the endpoint.",
+        );
     }
     let verdict = tokio::time::timeout(config.rendezvous_timeout, verdict_rx).await;
     state.pending.lock().unwrap().remove(&id);
@@ -424,10 +457,21 @@ fn accept(
         );
     };
     if let Some(status) = status {
-        let status = status.parse::<u16>().ok().filter(|s| (400..600).contains(s)).unwrap_or(400);
+        let status = status
+            .parse::<u16>()
+            .ok()
+            .filter(|s| (400..600).contains(s))
+            .unwrap_or(400);
         let description = description.unwrap_or_else(|| "Rejected by user code".into());
-        tracing::info!(entity = pending.entity, status, "listener rejected a sender: {description}");
-        let _ = pending.verdict.send(Verdict::Rejected { status, description });
+        tracing::info!(
+            entity = pending.entity,
+            status,
+            "listener rejected a sender: {description}"
+        );
+        let _ = pending.verdict.send(Verdict::Rejected {
+            status,
+            description,
+        });
         return refuse(StatusCode::GONE, "Rejection delivered to the sender");
     }
     let subprotocol = request
@@ -499,11 +543,11 @@ async fn pump(sender: ServerSocket, listener: ServerSocket) {
         }
     }
     // Let both close handshakes finish (bounded), so neither peer sees a reset.
-    let drain = async {
-        while let Some(Ok(_)) = sender_rx.next().await {}
-    };
-    let drain_listener = async {
-        while let Some(Ok(_)) = listener_rx.next().await {}
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(2), futures_util::future::join(drain, drain_listener)).await;
+    let drain = async { while let Some(Ok(_)) = sender_rx.next().await {} };
+    let drain_listener = async { while let Some(Ok(_)) = listener_rx.next().await {} };
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        futures_util::future::join(drain, drain_listener),
+    )
+    .await;
 }

@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::SystemTime;
 
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
@@ -114,7 +113,12 @@ impl State {
             .keys()
             .filter(|name| lower == **name || lower.starts_with(&format!("{name}/")))
             .max_by_key(|name| name.len())
-            .map(|name| (name.clone(), path.trim_start_matches('/')[name.len()..].to_string()))
+            .map(|name| {
+                (
+                    name.clone(),
+                    path.trim_start_matches('/')[name.len()..].to_string(),
+                )
+            })
     }
 
     /// Registers a listener unless the entity is full; returns its id and order queue.
@@ -200,12 +204,5 @@ impl State {
             .unwrap()
             .get(entity)
             .is_some_and(|e| !e.listeners.is_empty())
-    }
-
-    /// Seconds since the epoch, for logs and the admin API.
-    pub fn unix(time: SystemTime) -> u64 {
-        time.duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
     }
 }

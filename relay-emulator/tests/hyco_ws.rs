@@ -44,7 +44,16 @@ fn node(emulator: &Emulator, script: &str, extra: &[&str]) -> Command {
         .current_dir(interop_dir())
         .arg(script)
         .args(["--endpoint", &format!("ws://{}", emulator.addr())])
-        .args(["--namespace", NAMESPACE, "--path", "hc1", "--key-name", "root", "--key", KEY])
+        .args([
+            "--namespace",
+            NAMESPACE,
+            "--path",
+            "hc1",
+            "--key-name",
+            "root",
+            "--key",
+            KEY,
+        ])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -63,7 +72,11 @@ async fn sdk_listener(emulator: &Emulator) -> Child {
         .await
         .expect("hyco-ws listener starts within 20 s")
         .unwrap();
-    assert_eq!(first.as_deref(), Some("ready"), "hyco-ws listener did not get ready");
+    assert_eq!(
+        first.as_deref(),
+        Some("ready"),
+        "hyco-ws listener did not get ready"
+    );
     child
 }
 

@@ -72,10 +72,15 @@ struct Running {
 
 impl Running {
     async fn wait_for(&mut self, what: &str, check: impl Fn(&ListenerStatus) -> bool) {
-        let reached = tokio::time::timeout(Duration::from_secs(20), self.status.wait_for(|s| check(s)))
-            .await
-            .is_ok();
-        assert!(reached, "listener never reached: {what}; last {:?}", *self.status.borrow());
+        let reached =
+            tokio::time::timeout(Duration::from_secs(20), self.status.wait_for(|s| check(s)))
+                .await
+                .is_ok();
+        assert!(
+            reached,
+            "listener never reached: {what}; last {:?}",
+            *self.status.borrow()
+        );
     }
 
     async fn stop(mut self) {
@@ -93,7 +98,12 @@ impl Drop for Running {
     }
 }
 
-fn spawn_listener<H, F>(config: Config, entity: &str, options: ListenerOptions, handler: H) -> Running
+fn spawn_listener<H, F>(
+    config: Config,
+    entity: &str,
+    options: ListenerOptions,
+    handler: H,
+) -> Running
 where
     H: Fn(String) -> F + Send + Sync + 'static,
     F: std::future::Future<Output = String> + Send + 'static,
@@ -115,7 +125,11 @@ where
     }
 }
 
-async fn echo_listener(emulator: &Emulator, tag: &'static str, options: ListenerOptions) -> Running {
+async fn echo_listener(
+    emulator: &Emulator,
+    tag: &'static str,
+    options: ListenerOptions,
+) -> Running {
     let mut running = spawn_listener(
         client(emulator, "root", ROOT_KEY),
         "actions",
@@ -127,8 +141,12 @@ async fn echo_listener(emulator: &Emulator, tag: &'static str, options: Listener
 }
 
 async fn admin(emulator: &Emulator, method: &str, path: &str) -> Value {
-    let mut tcp = TcpStream::connect(emulator.admin_addr().unwrap()).await.unwrap();
-    let request = format!("{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let mut tcp = TcpStream::connect(emulator.admin_addr().unwrap())
+        .await
+        .unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
     tcp.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     tcp.read_to_string(&mut response).await.unwrap();
@@ -165,9 +183,14 @@ fn root_token(entity: &str, ttl_seconds: u64) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    Token::sign(&resource_uri(NAMESPACE, entity), "root", ROOT_KEY, now + ttl_seconds)
-        .as_str()
-        .to_string()
+    Token::sign(
+        &resource_uri(NAMESPACE, entity),
+        "root",
+        ROOT_KEY,
+        now + ttl_seconds,
+    )
+    .as_str()
+    .to_string()
 }
 
 /// Reads control frames until an `accept` arrives.
@@ -217,12 +240,10 @@ async fn many_senders_are_served_concurrently() {
     listener.wait_for("connected", |s| s.connected).await;
     let mut sender = Sender::new(client(&emulator, "root", ROOT_KEY), "actions");
     sender.reply_timeout = Duration::from_secs(10);
-    let replies = futures_util::future::join_all(
-        (0..SENDERS).map(|i| {
-            let sender = sender.clone();
-            async move { sender.request(&i.to_string()).await }
-        }),
-    )
+    let replies = futures_util::future::join_all((0..SENDERS).map(|i| {
+        let sender = sender.clone();
+        async move { sender.request(&i.to_string()).await }
+    }))
     .await;
     for (i, reply) in replies.into_iter().enumerate() {
         assert_eq!(reply.unwrap(), format!("done:{i}"));
@@ -237,7 +258,12 @@ async fn no_listener_is_a_retryable_404() {
     let error = sender.request("x").await.unwrap_err();
     assert!(matches!(error, RelayError::NoListener { .. }), "{error}");
     assert!(error.is_retryable());
-    assert!(error.to_string().contains("There are no listeners connected"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("There are no listeners connected"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -251,7 +277,10 @@ async fn credentials_and_rights_give_401_and_403() {
     assert!(!error.is_retryable());
 
     let unknown_rule = Sender::new(client(&emulator, "nobody", ROOT_KEY), "actions");
-    assert!(matches!(unknown_rule.request("x").await, Err(RelayError::Unauthorized { .. })));
+    assert!(matches!(
+        unknown_rule.request("x").await,
+        Err(RelayError::Unauthorized { .. })
+    ));
 
     let listen_key = Sender::new(client(&emulator, "listen-only", "listen-key"), "actions");
     let error = listen_key.request("x").await.unwrap_err();
@@ -259,7 +288,10 @@ async fn credentials_and_rights_give_401_and_403() {
 
     let mut other_namespace = client(&emulator, "root", ROOT_KEY);
     other_namespace.namespace = "elsewhere.servicebus.windows.net".into();
-    let error = Sender::new(other_namespace, "actions").request("x").await.unwrap_err();
+    let error = Sender::new(other_namespace, "actions")
+        .request("x")
+        .await
+        .unwrap_err();
     assert!(matches!(error, RelayError::Forbidden { .. }), "{error}");
 
     // A send-only key cannot listen.
@@ -270,7 +302,9 @@ async fn credentials_and_rights_give_401_and_403() {
         |t| async move { t },
     );
     refused
-        .wait_for("a 403", |s| s.last_error.as_deref().is_some_and(|e| e.contains("403")))
+        .wait_for("a 403", |s| {
+            s.last_error.as_deref().is_some_and(|e| e.contains("403"))
+        })
         .await;
 
     // An expired token, presented raw.
@@ -278,7 +312,12 @@ async fn credentials_and_rights_give_401_and_403() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let expired = Token::sign(&resource_uri(NAMESPACE, "actions"), "root", ROOT_KEY, now - 10);
+    let expired = Token::sign(
+        &resource_uri(NAMESPACE, "actions"),
+        "root",
+        ROOT_KEY,
+        now - 10,
+    );
     let error = raw_connect(
         &emulator,
         "/$hc/actions?sb-hc-action=connect",
@@ -320,7 +359,9 @@ async fn listener_reconnects_after_its_channel_is_dropped() {
     let mut listener = echo_listener(&emulator, "gw", fast_options()).await;
     let answer = admin(&emulator, "POST", "/entities/actions/listeners/drop").await;
     assert_eq!(answer["dropped"], 1);
-    listener.wait_for("a second connection", |s| s.connections == 2 && s.connected).await;
+    listener
+        .wait_for("a second connection", |s| s.connections == 2 && s.connected)
+        .await;
     let sender = Sender::new(client(&emulator, "root", ROOT_KEY), "actions");
     assert_eq!(sender.request("again").await.unwrap(), "gw:again");
     listener.stop().await;
@@ -330,11 +371,24 @@ async fn listener_reconnects_after_its_channel_is_dropped() {
 async fn listener_replaces_a_channel_after_a_1011_close() {
     let emulator = emulator().await;
     let mut listener = echo_listener(&emulator, "gw", fast_options()).await;
-    admin(&emulator, "POST", "/entities/actions/listeners/close?code=1011").await;
+    admin(
+        &emulator,
+        "POST",
+        "/entities/actions/listeners/close?code=1011",
+    )
+    .await;
     listener
-        .wait_for("reconnected after 1011", |s| s.connections == 2 && s.connected)
+        .wait_for("reconnected after 1011", |s| {
+            s.connections == 2 && s.connected
+        })
         .await;
-    assert!(listener.status.borrow().last_error.as_deref().unwrap_or_default().contains("1011"));
+    assert!(listener
+        .status
+        .borrow()
+        .last_error
+        .as_deref()
+        .unwrap_or_default()
+        .contains("1011"));
     listener.stop().await;
 }
 
@@ -347,9 +401,17 @@ async fn a_silent_channel_is_declared_dead_and_replaced() {
     let answer = admin(&emulator, "POST", "/entities/actions/listeners/mute").await;
     assert_eq!(answer["muted"], 1);
     listener
-        .wait_for("a replacement channel", |s| s.connections == 2 && s.connected)
+        .wait_for("a replacement channel", |s| {
+            s.connections == 2 && s.connected
+        })
         .await;
-    assert!(listener.status.borrow().last_error.as_deref().unwrap_or_default().contains("no pong"));
+    assert!(listener
+        .status
+        .borrow()
+        .last_error
+        .as_deref()
+        .unwrap_or_default()
+        .contains("no pong"));
     let sender = Sender::new(client(&emulator, "root", ROOT_KEY), "actions");
     assert_eq!(sender.request("alive").await.unwrap(), "gw:alive");
     listener.stop().await;
@@ -360,7 +422,12 @@ async fn tokens_are_renewed_on_the_open_channel_without_a_gap() {
     let emulator = emulator().await;
     let mut config = client(&emulator, "root", ROOT_KEY);
     config.token_ttl = Duration::from_secs(3);
-    let mut listener = spawn_listener(config, "actions", ListenerOptions::default(), |t| async move { t });
+    let mut listener = spawn_listener(
+        config,
+        "actions",
+        ListenerOptions::default(),
+        |t| async move { t },
+    );
     listener.wait_for("connected", |s| s.connected).await;
     let sender = Sender::new(client(&emulator, "root", ROOT_KEY), "actions");
     // Keep sending across several token lifetimes: without renewal the relay closes the channel
@@ -377,7 +444,10 @@ async fn tokens_are_renewed_on_the_open_channel_without_a_gap() {
     }
     let status = listener.status.borrow().clone();
     assert!(status.renewals >= 3, "tokens were not renewed: {status:?}");
-    assert_eq!(status.connections, 1, "the channel was replaced: {status:?}");
+    assert_eq!(
+        status.connections, 1,
+        "the channel was replaced: {status:?}"
+    );
     assert!(sent > 10);
     listener.stop().await;
 }
@@ -411,13 +481,19 @@ async fn an_invalid_renewal_closes_the_channel_with_1008() {
         &emulator,
         &format!(
             "/$hc/actions?sb-hc-action=listen&sb-hc-token={}",
-            url::form_urlencoded::byte_serialize(root_token("actions", 60).as_bytes()).collect::<String>()
+            url::form_urlencoded::byte_serialize(root_token("actions", 60).as_bytes())
+                .collect::<String>()
         ),
         &[],
     )
     .await
     .unwrap();
-    let bad = Token::sign(&resource_uri(NAMESPACE, "actions"), "root", "wrong", 4_000_000_000);
+    let bad = Token::sign(
+        &resource_uri(NAMESPACE, "actions"),
+        "root",
+        "wrong",
+        4_000_000_000,
+    );
     let renew = json!({"renewToken": {"token": bad.as_str()}}).to_string();
     control.send(Message::Text(renew.into())).await.unwrap();
     let frame = control.next().await.unwrap().unwrap();
@@ -435,32 +511,54 @@ async fn nhs_and_node_sdk_token_habits_are_accepted() {
         .unwrap()
         .as_secs();
     // The NHS app: https:// resource, token in the query with quote_plus (space as '+').
-    let nhs = Token::sign(&format!("https://{NAMESPACE}/actions"), "root", ROOT_KEY, now + 60);
+    let nhs = Token::sign(
+        &format!("https://{NAMESPACE}/actions"),
+        "root",
+        ROOT_KEY,
+        now + 60,
+    );
     let query: String = url::form_urlencoded::byte_serialize(nhs.as_str().as_bytes()).collect();
     assert!(query.contains('+'));
-    let mut control = raw_connect(&emulator, &format!("/$hc/actions?sb-hc-action=listen&sb-hc-token={query}"), &[])
-        .await
-        .unwrap();
+    let mut control = raw_connect(
+        &emulator,
+        &format!("/$hc/actions?sb-hc-action=listen&sb-hc-token={query}"),
+        &[],
+    )
+    .await
+    .unwrap();
     // Microsoft's Node SDK: port inside the signed resource, token in the header.
-    let node = Token::sign(&format!("http://{NAMESPACE}:443/actions"), "root", ROOT_KEY, now + 60);
+    let node = Token::sign(
+        &format!("http://{NAMESPACE}:443/actions"),
+        "root",
+        ROOT_KEY,
+        now + 60,
+    );
     let sender = tokio::spawn({
         let url = format!("ws://{}/$hc/actions?sb-hc-action=connect", emulator.addr());
         async move {
             let mut request = url.into_client_request().unwrap();
-            request
-                .headers_mut()
-                .insert("ServiceBusAuthorization", HeaderValue::from_str(node.as_str()).unwrap());
+            request.headers_mut().insert(
+                "ServiceBusAuthorization",
+                HeaderValue::from_str(node.as_str()).unwrap(),
+            );
             let (mut socket, _) = connect_async(request).await.unwrap();
-            socket.send(Message::Text("from node".into())).await.unwrap();
+            socket
+                .send(Message::Text("from node".into()))
+                .await
+                .unwrap();
             socket.next().await.unwrap().unwrap()
         }
     });
     let accept = next_accept(&mut control).await;
     assert!(
-        accept["connectHeaders"].get("ServiceBusAuthorization").is_none(),
+        accept["connectHeaders"]
+            .get("ServiceBusAuthorization")
+            .is_none(),
         "the token must not be forwarded"
     );
-    let (mut rendezvous, _) = connect_async(accept["address"].as_str().unwrap()).await.unwrap();
+    let (mut rendezvous, _) = connect_async(accept["address"].as_str().unwrap())
+        .await
+        .unwrap();
     let got = rendezvous.next().await.unwrap().unwrap();
     assert_eq!(got, Message::Text("from node".into()));
     rendezvous.send(Message::Text("ack".into())).await.unwrap();
@@ -485,11 +583,23 @@ async fn frames_keep_their_boundaries_and_types_and_identical_keys_do_not_collid
             tokio::spawn(async move {
                 let mut request = url.into_client_request().unwrap();
                 let headers = request.headers_mut();
-                headers.insert("ServiceBusAuthorization", HeaderValue::from_str(&token).unwrap());
-                headers.insert("Sec-WebSocket-Key", HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="));
+                headers.insert(
+                    "ServiceBusAuthorization",
+                    HeaderValue::from_str(&token).unwrap(),
+                );
+                headers.insert(
+                    "Sec-WebSocket-Key",
+                    HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="),
+                );
                 let (mut socket, _) = connect_async(request).await.unwrap();
-                socket.send(Message::Binary(vec![i, 0, 255].into())).await.unwrap();
-                socket.send(Message::Text(format!("text {i}").into())).await.unwrap();
+                socket
+                    .send(Message::Binary(vec![i, 0, 255].into()))
+                    .await
+                    .unwrap();
+                socket
+                    .send(Message::Text(format!("text {i}").into()))
+                    .await
+                    .unwrap();
                 let first = socket.next().await.unwrap().unwrap();
                 let second = socket.next().await.unwrap().unwrap();
                 (i, first, second)
@@ -508,7 +618,10 @@ async fn frames_keep_their_boundaries_and_types_and_identical_keys_do_not_collid
                 panic!("text frame expected second")
             };
             assert_eq!(text.as_str(), format!("text {}", bytes[0]));
-            rendezvous.send(Message::Text(format!("reply {}", bytes[0]).into())).await.unwrap();
+            rendezvous
+                .send(Message::Text(format!("reply {}", bytes[0]).into()))
+                .await
+                .unwrap();
             rendezvous.send(Message::Binary(bytes)).await.unwrap();
         });
     }
@@ -535,7 +648,11 @@ async fn a_reject_reaches_the_sender_and_rendezvous_addresses_are_single_use() {
     let address = accept["address"].as_str().unwrap();
     let reject = format!("{address}&sb-hc-statusCode=409&sb-hc-statusDescription=Gateway%20busy");
     let error = connect_async(reject).await.unwrap_err();
-    assert_eq!(status_of(error), 410, "the listener's reject handshake gets 410 Gone");
+    assert_eq!(
+        status_of(error),
+        410,
+        "the listener's reject handshake gets 410 Gone"
+    );
     let error = sending.await.unwrap().unwrap_err();
     assert_eq!(
         error,
@@ -564,7 +681,10 @@ async fn an_unanswered_accept_times_out_the_sender() {
     let sending = tokio::spawn(async move { sender.request("x").await });
     let _ignored = next_accept(&mut control).await;
     let error = sending.await.unwrap().unwrap_err();
-    assert!(matches!(error, RelayError::Status { status: 504, .. }), "{error}");
+    assert!(
+        matches!(error, RelayError::Status { status: 504, .. }),
+        "{error}"
+    );
     assert!(error.is_retryable());
 }
 
@@ -591,7 +711,10 @@ async fn the_twenty_sixth_listener_is_refused() {
     .await
     .unwrap_err();
     assert_eq!(status_of(error), 403);
-    assert_eq!(admin(&emulator, "GET", "/entities").await["events"]["listenerCount"], 25);
+    assert_eq!(
+        admin(&emulator, "GET", "/entities").await["events"]["listenerCount"],
+        25
+    );
 }
 
 #[tokio::test]
@@ -616,9 +739,11 @@ async fn senders_are_spread_over_several_listeners() {
 async fn non_websocket_requests_get_400() {
     let emulator = emulator().await;
     let mut tcp = TcpStream::connect(emulator.addr()).await.unwrap();
-    tcp.write_all(b"GET /$hc/actions?sb-hc-action=connect HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    tcp.write_all(
+        b"GET /$hc/actions?sb-hc-action=connect HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
     let mut response = String::new();
     tcp.read_to_string(&mut response).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 400"), "{response}");
@@ -633,12 +758,17 @@ async fn disabling_an_entity_closes_its_listeners_until_it_is_enabled() {
     assert_eq!(answer["closed"], 1);
     listener
         .wait_for("refused while disabled", |s| {
-            !s.connected && s.last_error.as_deref().is_some_and(|e| e.contains("disabled"))
+            !s.connected
+                && s.last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("disabled"))
         })
         .await;
     admin(&emulator, "POST", "/entities/actions/enable").await;
     // The backoff is at most 2 s by the third attempt.
-    listener.wait_for("back after enable", |s| s.connected && s.connections == 2).await;
+    listener
+        .wait_for("back after enable", |s| s.connected && s.connections == 2)
+        .await;
     listener.stop().await;
 }
 
@@ -664,7 +794,10 @@ async fn the_client_tunnels_through_an_http_connect_proxy() {
                 assert!(head.starts_with("CONNECT "), "{head}");
                 counter.fetch_add(1, Ordering::SeqCst);
                 let mut outbound = TcpStream::connect(target).await.unwrap();
-                inbound.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.unwrap();
+                inbound
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await
+                    .unwrap();
                 let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
             });
         }
@@ -690,7 +823,12 @@ async fn signed_actions_cross_the_relay_and_tampering_is_refused_with_a_reason()
         ListenerOptions::default(),
         move |text| {
             let reply = match Action::open(&text, &gateway_trusts) {
-                Ok(action) => ActionReply::new(action.action_id, Outcome::Echo { payload: json!("ok") }),
+                Ok(action) => ActionReply::new(
+                    action.action_id,
+                    Outcome::Echo {
+                        payload: json!("ok"),
+                    },
+                ),
                 Err(rejected) => ActionReply::rejected(&rejected),
             };
             let sealed = gateway_signer.seal(&reply);

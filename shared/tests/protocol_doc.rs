@@ -16,7 +16,10 @@ fn examples() -> Vec<(String, String)> {
     while let Some(line) = lines.next() {
         if let Some(info) = line.strip_prefix("```") {
             let info = info.trim().to_string();
-            let body: Vec<&str> = lines.by_ref().take_while(|l| !l.starts_with("```")).collect();
+            let body: Vec<&str> = lines
+                .by_ref()
+                .take_while(|l| !l.starts_with("```"))
+                .collect();
             out.push((info, body.join("\n")));
         }
     }
@@ -50,7 +53,9 @@ fn the_signed_example_verifies_with_the_documented_key() {
         .into_iter()
         .find(|(info, _)| info == "json signed-action")
         .expect("a signed example");
-    let strict = Verification::strict(Keyring::new(vec![PublicKey::from_base64(DOC_PUBLIC_KEY).unwrap()]));
+    let strict = Verification::strict(Keyring::new(vec![
+        PublicKey::from_base64(DOC_PUBLIC_KEY).unwrap()
+    ]));
     Action::open(&body, &strict).expect("the documented signature verifies");
     let tampered = body.replacen("ACC20261122AB12", "ACC20261122AB13", 1);
     assert!(Action::open(&tampered, &strict).is_err());

@@ -172,10 +172,13 @@ fn proxy_for(
         return Ok(None);
     };
     let host = endpoint.host_str().unwrap_or_default().to_ascii_lowercase();
-    let no_proxy = get("NO_PROXY").or_else(|| get("no_proxy")).unwrap_or_default();
+    let no_proxy = get("NO_PROXY")
+        .or_else(|| get("no_proxy"))
+        .unwrap_or_default();
     let bypass = no_proxy.split(',').map(str::trim).any(|entry| {
         let entry = entry.trim_start_matches('.').to_ascii_lowercase();
-        entry == "*" || (!entry.is_empty() && (host == entry || host.ends_with(&format!(".{entry}"))))
+        entry == "*"
+            || (!entry.is_empty() && (host == entry || host.ends_with(&format!(".{entry}"))))
     });
     if bypass {
         return Ok(None);
@@ -214,7 +217,10 @@ mod tests {
     fn defaults_to_the_real_namespace_over_wss() {
         let s = settings(&[]).unwrap();
         assert_eq!(s.relay.namespace, "clinic-relay.servicebus.windows.net");
-        assert_eq!(s.relay.endpoint.as_str(), "wss://clinic-relay.servicebus.windows.net/");
+        assert_eq!(
+            s.relay.endpoint.as_str(),
+            "wss://clinic-relay.servicebus.windows.net/"
+        );
         assert_eq!(
             s.relay.url("hc-gw-1", "listen", "x").as_str(),
             "wss://clinic-relay.servicebus.windows.net/$hc/hc-gw-1?sb-hc-action=listen&sb-hc-id=x"
@@ -225,9 +231,14 @@ mod tests {
     #[test]
     fn endpoint_override_keeps_the_signed_namespace() {
         let s = settings(&[("AZURE_RELAY_ENDPOINT", "ws://127.0.0.1:9350")]).unwrap();
-        assert_eq!(s.relay.url("hc", "connect", "y").as_str(), "ws://127.0.0.1:9350/$hc/hc?sb-hc-action=connect&sb-hc-id=y");
+        assert_eq!(
+            s.relay.url("hc", "connect", "y").as_str(),
+            "ws://127.0.0.1:9350/$hc/hc?sb-hc-action=connect&sb-hc-id=y"
+        );
         let token = s.relay.token("hc");
-        assert!(token.as_str().contains("sr=http%3A%2F%2Fclinic-relay.servicebus.windows.net%2Fhc&"));
+        assert!(token
+            .as_str()
+            .contains("sr=http%3A%2F%2Fclinic-relay.servicebus.windows.net%2Fhc&"));
     }
 
     #[test]
@@ -236,16 +247,33 @@ mod tests {
         env.insert("AZURE_RELAY_NAMESPACE", "x");
         let err = Settings::from_lookup(|n| env.get(n).map(|v| v.to_string())).unwrap_err();
         assert_eq!(err, ConfigError::Missing("AZURE_RELAY_KEY_NAME"));
-        assert!(matches!(settings(&[("AZURE_RELAY_ENDPOINT", "::")]), Err(ConfigError::BadUrl { .. })));
+        assert!(matches!(
+            settings(&[("AZURE_RELAY_ENDPOINT", "::")]),
+            Err(ConfigError::BadUrl { .. })
+        ));
     }
 
     #[test]
     fn proxy_follows_curl_conventions() {
         let s = settings(&[("HTTPS_PROXY", "proxy.trust.nhs.uk:3128")]).unwrap();
-        assert_eq!(s.relay.proxy.unwrap().as_str(), "http://proxy.trust.nhs.uk:3128/");
-        let s = settings(&[("HTTPS_PROXY", "http://p:1"), ("NO_PROXY", "localhost,.windows.net")]).unwrap();
+        assert_eq!(
+            s.relay.proxy.unwrap().as_str(),
+            "http://proxy.trust.nhs.uk:3128/"
+        );
+        let s = settings(&[
+            ("HTTPS_PROXY", "http://p:1"),
+            ("NO_PROXY", "localhost,.windows.net"),
+        ])
+        .unwrap();
         assert!(s.relay.proxy.is_none());
-        let s = settings(&[("HTTPS_PROXY", "http://p:1"), ("AZURE_RELAY_ENDPOINT", "ws://127.0.0.1:1")]).unwrap();
-        assert!(s.relay.proxy.is_none(), "ws:// uses HTTP_PROXY, not HTTPS_PROXY");
+        let s = settings(&[
+            ("HTTPS_PROXY", "http://p:1"),
+            ("AZURE_RELAY_ENDPOINT", "ws://127.0.0.1:1"),
+        ])
+        .unwrap();
+        assert!(
+            s.relay.proxy.is_none(),
+            "ws:// uses HTTP_PROXY, not HTTPS_PROXY"
+        );
     }
 }

@@ -122,7 +122,9 @@ async fn tunnel(proxy: &Url, host: &str, port: u16) -> Result<TcpStream, RelayEr
     let proxy_port = proxy.port_or_known_default().unwrap_or(3128);
     let mut tcp = TcpStream::connect((proxy_host, proxy_port))
         .await
-        .map_err(|e| RelayError::Transport(format!("connect to proxy {proxy_host}:{proxy_port}: {e}")))?;
+        .map_err(|e| {
+            RelayError::Transport(format!("connect to proxy {proxy_host}:{proxy_port}: {e}"))
+        })?;
     let mut request = format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n");
     if !proxy.username().is_empty() {
         let credentials = format!("{}:{}", proxy.username(), proxy.password().unwrap_or(""));

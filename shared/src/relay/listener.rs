@@ -77,7 +77,8 @@ pub struct Listener {
 }
 
 /// Turns one received text message into the reply text. Called concurrently.
-pub type Handler = Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = String> + Send>> + Send + Sync>;
+pub type Handler =
+    Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = String> + Send>> + Send + Sync>;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -194,7 +195,9 @@ impl Listener {
             "relay listener connected on {}",
             self.entity
         );
-        Ok(self.serve(socket, token.expires_at(), handler, shutdown).await)
+        Ok(self
+            .serve(socket, token.expires_at(), handler, shutdown)
+            .await)
     }
 
     /// Runs one control channel until it ends.

@@ -94,7 +94,8 @@ pub fn resource_uri(namespace: &str, entity: &str) -> String {
 }
 
 fn signature(key: &str, raw_sr: &str, expires_at: u64) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
     mac.update(raw_sr.as_bytes());
     mac.update(b"\n");
     mac.update(expires_at.to_string().as_bytes());
@@ -127,7 +128,9 @@ impl ParsedToken {
         }
         let (mut sr, mut sig, mut se, mut skn) = (None, None, None, None);
         for pair in fields.trim().split('&') {
-            let (name, value) = pair.split_once('=').ok_or_else(|| bad("field without '='"))?;
+            let (name, value) = pair
+                .split_once('=')
+                .ok_or_else(|| bad("field without '='"))?;
             match name {
                 "sr" => sr = Some(value),
                 "sig" => sig = Some(value),
@@ -204,7 +207,12 @@ mod tests {
         // Python (Microsoft's documented helper): quote_plus(resource), then
         // printf 'http%%3A%%2F%%2Fns.servicebus.windows.net%%2Fhc\n1700000000' \
         //   | openssl dgst -sha256 -hmac 'secret' -binary | base64
-        let token = Token::sign("http://ns.servicebus.windows.net/hc", "rule", "secret", 1_700_000_000);
+        let token = Token::sign(
+            "http://ns.servicebus.windows.net/hc",
+            "rule",
+            "secret",
+            1_700_000_000,
+        );
         assert_eq!(
             token.as_str(),
             "SharedAccessSignature sr=http%3A%2F%2Fns.servicebus.windows.net%2Fhc\
@@ -218,8 +226,14 @@ mod tests {
         let parsed = ParsedToken::parse(token.as_str()).unwrap();
         assert_eq!(parsed.key_name, "rule");
         assert!(parsed.verify(&["wrong", "k1"], 1_000).is_ok());
-        assert!(matches!(parsed.verify(&["wrong"], 1_000), Err(SasError::Unauthorized(_))));
-        assert!(matches!(parsed.verify(&["k1"], 2_001), Err(SasError::Unauthorized(_))));
+        assert!(matches!(
+            parsed.verify(&["wrong"], 1_000),
+            Err(SasError::Unauthorized(_))
+        ));
+        assert!(matches!(
+            parsed.verify(&["k1"], 2_001),
+            Err(SasError::Unauthorized(_))
+        ));
     }
 
     #[test]
@@ -240,21 +254,37 @@ mod tests {
     fn audience_rules() {
         let check = |resource: &str, entity: &str| {
             let token = Token::sign(resource, "r", "k", 9);
-            ParsedToken::parse(token.as_str()).unwrap().covers("ns.example", entity)
+            ParsedToken::parse(token.as_str())
+                .unwrap()
+                .covers("ns.example", entity)
         };
         assert!(check("http://ns.example/hc", "hc"));
-        assert!(check("http://ns.example:443/hc", "hc"), "Node SDK puts the port in");
+        assert!(
+            check("http://ns.example:443/hc", "hc"),
+            "Node SDK puts the port in"
+        );
         assert!(check("https://ns.example/hc/", "hc"));
         assert!(check("sb://ns.example/", "hc"), "namespace root covers all");
         assert!(!check("http://ns.example/hc2", "hc"));
-        assert!(!check("http://ns.example/h", "hc"), "segment prefix, not string prefix");
+        assert!(
+            !check("http://ns.example/h", "hc"),
+            "segment prefix, not string prefix"
+        );
         assert!(!check("http://other.example/hc", "hc"));
     }
 
     #[test]
     fn malformed_tokens_are_unauthorized() {
-        for text in ["", "Bearer x", "SharedAccessSignature sr=a&se=1&skn=r", "SharedAccessSignature sr=a&sig=b&se=x&skn=r"] {
-            assert!(matches!(ParsedToken::parse(text), Err(SasError::Unauthorized(_))), "{text}");
+        for text in [
+            "",
+            "Bearer x",
+            "SharedAccessSignature sr=a&se=1&skn=r",
+            "SharedAccessSignature sr=a&sig=b&se=x&skn=r",
+        ] {
+            assert!(
+                matches!(ParsedToken::parse(text), Err(SasError::Unauthorized(_))),
+                "{text}"
+            );
         }
     }
 }

@@ -178,21 +178,21 @@ impl Action {
             |e: serde_json::Error| rejected(format!("{action_type}: malformed parameters: {e}"));
         let command = match raw.action_type.as_str() {
             "worklist.create_item" => {
-                let p: ItemParameters<WorklistItem> = serde_json::from_value(raw.parameters)
-                    .map_err(malformed)?;
+                let p: ItemParameters<WorklistItem> =
+                    serde_json::from_value(raw.parameters).map_err(malformed)?;
                 Command::CreateItem(p.worklist_item)
             }
             "worklist.update_status" => {
-                let p: ItemParameters<StatusChange> = serde_json::from_value(raw.parameters)
-                    .map_err(malformed)?;
+                let p: ItemParameters<StatusChange> =
+                    serde_json::from_value(raw.parameters).map_err(malformed)?;
                 Command::UpdateStatus {
                     accession_number: p.worklist_item.accession_number,
                     status: p.worklist_item.status,
                 }
             }
             "worklist.cancel_item" => {
-                let p: ItemParameters<AccessionOnly> = serde_json::from_value(raw.parameters)
-                    .map_err(malformed)?;
+                let p: ItemParameters<AccessionOnly> =
+                    serde_json::from_value(raw.parameters).map_err(malformed)?;
                 Command::CancelItem {
                     accession_number: p.worklist_item.accession_number,
                     reason: p.reason,
@@ -290,9 +290,15 @@ pub enum Outcome {
     Exists,
     Updated,
     Cancelled,
-    Echo { payload: Value },
-    Ok { health: HealthReport },
-    Error { message: String },
+    Echo {
+        payload: Value,
+    },
+    Ok {
+        health: HealthReport,
+    },
+    Error {
+        message: String,
+    },
 }
 
 impl ActionReply {
@@ -399,7 +405,10 @@ mod tests {
     fn unsigned_is_refused_by_default_with_the_action_id() {
         let strict = Verification::strict(Keyring::default());
         let err = Action::open(&nhs_payload().to_string(), &strict).unwrap_err();
-        assert_eq!(err.id.unwrap().to_string(), "5b0c7c8e-6a4c-4f7e-9a55-3f1f2d1c0b7a");
+        assert_eq!(
+            err.id.unwrap().to_string(),
+            "5b0c7c8e-6a4c-4f7e-9a55-3f1f2d1c0b7a"
+        );
         assert!(err.reason.contains("not signed"), "{}", err.reason);
     }
 

@@ -275,9 +275,18 @@ mod tests {
             "data": {"action_id": null, "accession_number": "ACC1", "status": "IN PROGRESS", "mpps_instance_uid": "1.2.3"}
         })
         .to_string();
-        let verification = Verification { keyring: Keyring::default(), accept_unsigned: true };
+        let verification = Verification {
+            keyring: Keyring::default(),
+            accept_unsigned: true,
+        };
         let event = Event::open(&text, &verification).unwrap();
-        assert!(matches!(event.body, EventBody::MppsStatusUpdate(MppsStatusUpdate { status: MppsStatus::InProgress, .. })));
+        assert!(matches!(
+            event.body,
+            EventBody::MppsStatusUpdate(MppsStatusUpdate {
+                status: MppsStatus::InProgress,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -294,11 +303,16 @@ mod tests {
                 reason: "no SOP Instance UID".into(),
             }),
         );
-        assert_eq!(Event::open(&key.seal(&event), &verification).unwrap(), event);
+        assert_eq!(
+            Event::open(&key.seal(&event), &verification).unwrap(),
+            event
+        );
 
         let mut value = serde_json::to_value(&event).unwrap();
         value["event_type"] = json!("study.exploded");
-        let Value::Object(mut map) = value else { unreachable!() };
+        let Value::Object(mut map) = value else {
+            unreachable!()
+        };
         key.sign(&mut map);
         let err = Event::open(&Value::Object(map).to_string(), &verification).unwrap_err();
         assert_eq!(err.reason, "Unsupported event: study.exploded");

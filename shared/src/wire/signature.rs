@@ -266,10 +266,12 @@ impl Keyring {
 }
 
 fn decode_32(what: &'static str, text: &str) -> Result<[u8; 32], KeyError> {
-    let bytes = BASE64.decode(text.trim().as_bytes()).map_err(|e| KeyError::Base64 {
-        what,
-        reason: e.to_string(),
-    })?;
+    let bytes = BASE64
+        .decode(text.trim().as_bytes())
+        .map_err(|e| KeyError::Base64 {
+            what,
+            reason: e.to_string(),
+        })?;
     let len = bytes.len();
     bytes.try_into().map_err(|_| KeyError::Length { what, len })
 }
@@ -330,7 +332,8 @@ mod tests {
 
     #[test]
     fn canonical_form_sorts_keys_at_every_depth() {
-        let message = object(json!({"b": 1, "a": {"z": [true, null, {"y": "é", "x": 1.5}], "c": "d"}}));
+        let message =
+            object(json!({"b": 1, "a": {"z": [true, null, {"y": "é", "x": 1.5}], "c": "d"}}));
         assert_eq!(
             String::from_utf8(canonical_bytes(&message)).unwrap(),
             r#"{"a":{"c":"d","z":[true,null,{"x":1.5,"y":"é"}]},"b":1}"#
@@ -356,35 +359,66 @@ mod tests {
         let keyring = Keyring::new(vec![other.public_key(), key.public_key()]);
         let mut message = object(json!({"accession_number": "ACC1"}));
         key.sign(&mut message);
-        assert!(keyring.verify(&message).is_ok(), "second key in the ring works (rotation)");
+        assert!(
+            keyring.verify(&message).is_ok(),
+            "second key in the ring works (rotation)"
+        );
 
         let mut tampered = message.clone();
         tampered.insert("accession_number".into(), json!("ACC2"));
-        assert_eq!(keyring.verify(&tampered), Err(SignatureError::Invalid(key.id().to_string())));
+        assert_eq!(
+            keyring.verify(&tampered),
+            Err(SignatureError::Invalid(key.id().to_string()))
+        );
 
         let mut added = message.clone();
         added.insert("extra".into(), json!(1));
-        assert!(matches!(keyring.verify(&added), Err(SignatureError::Invalid(_))));
+        assert!(matches!(
+            keyring.verify(&added),
+            Err(SignatureError::Invalid(_))
+        ));
 
         let mut unsigned = message.clone();
         unsigned.remove(FIELD);
         assert_eq!(keyring.verify(&unsigned), Err(SignatureError::Missing));
 
         let stranger = Keyring::new(vec![other.public_key()]);
-        assert_eq!(stranger.verify(&message), Err(SignatureError::UnknownKey(key.id().to_string())));
+        assert_eq!(
+            stranger.verify(&message),
+            Err(SignatureError::UnknownKey(key.id().to_string()))
+        );
     }
 
     #[test]
     fn keys_round_trip_through_env_text() {
         let key = SigningKey::generate();
         let lines = key.env_lines();
-        let seed = lines.lines().next().unwrap().strip_prefix("SIGNING_KEY=").unwrap();
-        let public = lines.lines().nth(1).unwrap().strip_prefix("PUBLIC_KEY=").unwrap();
+        let seed = lines
+            .lines()
+            .next()
+            .unwrap()
+            .strip_prefix("SIGNING_KEY=")
+            .unwrap();
+        let public = lines
+            .lines()
+            .nth(1)
+            .unwrap()
+            .strip_prefix("PUBLIC_KEY=")
+            .unwrap();
         assert_eq!(SigningKey::from_base64(seed).unwrap().id(), key.id());
         let ring = Keyring::from_list(&format!(" {public} ,, ")).unwrap();
         assert_eq!(ring.keys().len(), 1);
-        assert!(!format!("{key:?}").contains(seed), "debug output must not leak the secret");
-        assert!(matches!(PublicKey::from_base64("AAAA"), Err(KeyError::Length { .. })));
-        assert!(matches!(SigningKey::from_base64("%%%"), Err(KeyError::Base64 { .. })));
+        assert!(
+            !format!("{key:?}").contains(seed),
+            "debug output must not leak the secret"
+        );
+        assert!(matches!(
+            PublicKey::from_base64("AAAA"),
+            Err(KeyError::Length { .. })
+        ));
+        assert!(matches!(
+            SigningKey::from_base64("%%%"),
+            Err(KeyError::Base64 { .. })
+        ));
     }
 }
