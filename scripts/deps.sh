@@ -41,3 +41,43 @@ if [ -f "$interop/package-lock.json" ]; then
     say "interop/hyco-ws node_modules up to date"
   fi
 fi
+
+# --- web app (issue 5) ----------------------------------------------------------------------
+# Browser tests drive Debian's Chromium with playwright-core; the database tests start their own
+# PostgreSQL server (initdb/pg_ctl); the browser client is wasm built with plain cargo +
+# wasm-bindgen-cli (exactly the wasm-bindgen version in Cargo.lock); NHS design system CSS,
+# playwright-core and axe-core come from npm via web/package-lock.json.
+web_apt=()
+command -v chromium >/dev/null || web_apt+=(chromium)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || web_apt+=(postgresql)
+if [ ${#web_apt[@]} -gt 0 ]; then
+  say "installing Debian packages for the web app tests: ${web_apt[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${web_apt[@]}" >/dev/null
+else
+  say "chromium and postgresql present"
+fi
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  say "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+wasm_bindgen_version="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$here/Cargo.lock")"
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wasm_bindgen_version" ]; then
+  say "installing wasm-bindgen-cli $wasm_bindgen_version (a few minutes, once)"
+  # Not --locked: its lockfile pins a webpki-roots the index may not have.
+  cargo install wasm-bindgen-cli --version "$wasm_bindgen_version"
+else
+  say "wasm-bindgen-cli $wasm_bindgen_version present"
+fi
+web_dir="$here/web"
+stamp="$web_dir/node_modules/.lock-stamp"
+if [ ! -f "$stamp" ] || ! cmp -s "$web_dir/package-lock.json" "$stamp"; then
+  say "npm ci in web"
+  (cd "$web_dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+  cp "$web_dir/package-lock.json" "$stamp"
+else
+  say "web/node_modules up to date"
+fi
+"$web_dir/build-client.sh"
+# --- end of web app -------------------------------------------------------------------------

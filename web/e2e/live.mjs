@@ -1,0 +1,175 @@
+// Browser end-to-end test of the web app in Debian's Chromium (playwright-core, no downloaded
+// browser). Driven by web/tests/browser.rs, which runs the server and plays the gateway over the
+// relay emulator. The two talk by lines: this script prints `STEP ...` lines on stdout when the
+// page shows a state, and reads lines on stdin telling it what the gateway just sent.
+//
+// Env: BASE_URL, USER1, PASS1, USER2, PASS2, CLINIC_ID, ARTIFACTS (screenshot directory),
+//      CHROMIUM (default /usr/bin/chromium), IMAGES (how many image events to time, default 20).
+import { chromium } from 'playwright-core';
+import { createInterface } from 'node:readline';
+import { mkdtempSync, mkdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const env = (name, fallback) => {
+  const v = process.env[name] ?? fallback;
+  if (v === undefined) throw new Error(`${name} is not set`);
+  return v;
+};
+const BASE = env('BASE_URL');
+const ARTIFACTS = env('ARTIFACTS');
+const IMAGES = Number(env('IMAGES', '20'));
+mkdirSync(ARTIFACTS, { recursive: true });
+const here = dirname(fileURLToPath(import.meta.url));
+const axeSource = readFileSync(join(here, '..', 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
+
+const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+async function expectLine(prefix) {
+  const { value, done } = await lines.next();
+  if (done) throw new Error(`stdin closed while waiting for ${prefix}`);
+  if (!value.startsWith(prefix)) throw new Error(`expected ${prefix}, got ${value}`);
+  return value.slice(prefix.length).trim();
+}
+const step = (text) => console.log(`STEP ${text}`);
+const errors = [];
+
+async function signIn(context, user, pass) {
+  const page = await context.newPage();
+  page.on('pageerror', (e) => errors.push(`${page.url()}: ${e.message}`));
+  await page.goto(`${BASE}/sign-in`);
+  await hydrated(page);
+  await page.fill('#email', user);
+  await page.fill('#password', pass);
+  await Promise.all([page.waitForURL('**/clinics'), page.click('#sign-in')]);
+  return page;
+}
+
+async function hydrated(page) {
+  await page.waitForSelector('body[data-hydrated="true"]', { timeout: 60000 });
+}
+
+async function live(page) {
+  await hydrated(page);
+  await page.waitForSelector('#live[data-live="connected"]', { timeout: 60000 });
+}
+
+async function axe(page, name) {
+  await page.addScriptTag({ content: axeSource });
+  const result = await page.evaluate(async () => await window.axe.run(document, {
+    runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] },
+  }));
+  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  for (const v of result.violations) {
+    console.error(`axe ${name}: ${v.impact} ${v.id}: ${v.help} (${v.nodes.length} nodes)`);
+  }
+  if (bad.length) throw new Error(`axe: ${bad.length} serious/critical violations on ${name}: ${bad.map((v) => v.id).join(', ')}`);
+  step(`axe ${name} ok (${result.violations.length} minor)`);
+}
+
+async function statusIs(page, appointmentId, status) {
+  await page.waitForSelector(`#appointment-${appointmentId} [data-status="${status}"]`, { timeout: 60000 });
+}
+
+const browser = await chromium.launch({
+  executablePath: env('CHROMIUM', '/usr/bin/chromium'),
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    `--user-data-dir=${mkdtempSync(join(tmpdir(), 'web-e2e-chromium-'))}`],
+});
+let failed = false;
+try {
+  const north = await browser.newContext();
+  // Sign-in page accessibility, before signing in.
+  const probe = await north.newPage();
+  await probe.goto(`${BASE}/sign-in`);
+  await hydrated(probe);
+  await axe(probe, 'sign-in');
+  await probe.close();
+
+  const clinic = await signIn(north, env('USER1'), env('PASS1'));
+  step('signed in');
+  await clinic.goto(`${BASE}/clinics/${env('CLINIC_ID')}`);
+  await live(clinic);
+  await axe(clinic, 'clinic');
+  const row = await clinic.$('#appointments tbody tr:has([data-status="checked_in"])');
+  const appointmentId = (await row.getAttribute('id')).replace('appointment-', '');
+  await clinic.click(`#appointment-${appointmentId} button.app-send`);
+  await statusIs(clinic, appointmentId, 'sent_to_modality');
+  await clinic.screenshot({ path: join(ARTIFACTS, '1-clinic-sent.png'), fullPage: true });
+  step(`sent ${appointmentId}`);
+
+  await expectLine('GATEWAY started');
+  await statusIs(clinic, appointmentId, 'in_progress');
+  step('in_progress');
+
+  const appointment = await north.newPage();
+  appointment.on('pageerror', (e) => errors.push(`${appointment.url()}: ${e.message}`));
+  await appointment.goto(`${BASE}/appointments/${appointmentId}`);
+  await live(appointment);
+  await axe(appointment, 'appointment');
+  step('appointment open');
+
+  const latencies = [];
+  for (let k = 1; k <= IMAGES; k++) {
+    const sentAt = Number(await expectLine('GATEWAY image'));
+    await appointment.waitForFunction((n) => document.querySelectorAll('#gallery img.app-thumb').length >= n, k, { timeout: 60000, polling: 'mutation' });
+    latencies.push(Date.now() - sentAt);
+    if (k === 4) {
+      for (const slot of ['RCC', 'RMLO', 'LCC', 'LMLO']) {
+        await appointment.waitForSelector(`#gallery img[alt="${slot} image"]`, { timeout: 10000 });
+      }
+      await appointment.waitForFunction(() => [...document.querySelectorAll('#gallery img.app-thumb')].every((i) => i.complete && i.naturalWidth > 0));
+      await appointment.screenshot({ path: join(ARTIFACTS, '2-appointment-four-images.png'), fullPage: true });
+      step('four thumbnails');
+    }
+    step(`image ${k}`);
+  }
+  latencies.sort((a, b) => a - b);
+  const p50 = latencies[Math.floor((latencies.length - 1) / 2)];
+  step(`latency p50=${p50}ms min=${latencies[0]}ms max=${latencies[latencies.length - 1]}ms n=${latencies.length}`);
+
+  await expectLine('GATEWAY completed');
+  await statusIs(clinic, appointmentId, 'complete');
+  await appointment.waitForSelector('#appointment-status [data-status="complete"]', { timeout: 60000 });
+  await clinic.screenshot({ path: join(ARTIFACTS, '3-clinic-complete.png'), fullPage: true });
+  step('complete');
+
+  for (const [path, name] of [['/gateways', 'gateways'], ['/actions', 'actions']]) {
+    const page = await north.newPage();
+    await page.goto(`${BASE}${path}`);
+    await live(page);
+    await axe(page, name);
+    await page.screenshot({ path: join(ARTIFACTS, `4-${name}.png`), fullPage: true });
+    await page.close();
+  }
+  const actions = await north.newPage();
+  await actions.goto(`${BASE}/actions?status=confirmed`);
+  await hydrated(actions);
+  if (!(await actions.$('#actions [data-status="confirmed"]'))) throw new Error('no confirmed action listed');
+  step('actions listed');
+
+  const south = await browser.newContext();
+  const other = await signIn(south, env('USER2'), env('PASS2'));
+  const response = await other.goto(`${BASE}/appointments/${appointmentId}`);
+  if (response.status() !== 404) throw new Error(`other provider got ${response.status()}, not 404`);
+  await other.waitForSelector('h1:has-text("Page not found")');
+  await other.screenshot({ path: join(ARTIFACTS, '5-other-provider-404.png'), fullPage: true });
+  step('other provider 404');
+
+  if (errors.length) throw new Error(`page errors:\n${errors.join('\n')}`);
+  console.log('RESULT 1 passed, 0 failed');
+} catch (e) {
+  failed = true;
+  console.error(`FAILED: ${e.stack || e}`);
+  for (const ctx of browser.contexts()) {
+    for (const [i, page] of ctx.pages().entries()) {
+      await page.screenshot({ path: join(ARTIFACTS, `failure-${i}.png`), fullPage: true }).catch(() => {});
+    }
+  }
+  console.log('RESULT 0 passed, 1 failed');
+} finally {
+  await browser.close();
+}
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,128 @@
+//! What the pages show: plain data the server functions return and the browser renders. Times are
+//! already formatted by the server (UTC), so the browser needs no clock or time-zone library.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::AppointmentStatus;
+
+/// The signed-in clinician, for the header.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignedInUser {
+    pub name: String,
+    pub email: String,
+    pub provider_name: String,
+}
+
+/// One clinic in the clinics list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClinicSummary {
+    pub id: i64,
+    pub name: String,
+    pub location: String,
+    pub date: String,
+    pub appointments: i64,
+}
+
+/// One row of a clinic's appointment list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppointmentRow {
+    pub id: i64,
+    pub time: String,
+    pub participant_name: String,
+    pub nhs_number: String,
+    pub status: AppointmentStatus,
+}
+
+/// A clinic with its appointments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClinicDetail {
+    pub clinic: ClinicSummary,
+    pub appointments: Vec<AppointmentRow>,
+}
+
+/// One line of an appointment's history: an action sent, an event received, a status change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    pub at: String,
+    pub text: String,
+}
+
+/// One received image: where it sits in the gallery and its thumbnail URL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageCard {
+    pub id: i64,
+    /// `R` or `L` (or empty when the modality did not say).
+    pub laterality: String,
+    /// `CC`, `MLO`, …
+    pub view: String,
+    pub thumbnail_url: Option<String>,
+    pub dose: DoseRow,
+}
+
+/// Exposure and dose of one image, formatted for the dose table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DoseRow {
+    pub kvp: String,
+    pub exposure_uas: String,
+    pub organ_dose_dgy: String,
+    pub entrance_dose_mgy: String,
+    pub thickness_mm: String,
+    pub compression_n: String,
+    pub anode_filter: String,
+}
+
+/// Everything the appointment page shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppointmentDetail {
+    pub id: i64,
+    pub clinic_id: i64,
+    pub clinic_name: String,
+    pub time: String,
+    pub participant_name: String,
+    pub nhs_number: String,
+    pub birth_date: String,
+    pub status: AppointmentStatus,
+    pub accession_number: Option<String>,
+    pub timeline: Vec<TimelineEntry>,
+    pub images: Vec<ImageCard>,
+}
+
+/// A gateway and how its links look from here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GatewayRow {
+    pub id: i64,
+    pub name: String,
+    pub namespace: String,
+    pub actions_hc: String,
+    pub events_hc: String,
+    pub message_type: String,
+    pub destination: String,
+    /// Whether this app's events listener for the gateway is connected to the relay.
+    pub listener_connected: bool,
+    pub listener_last_traffic: Option<String>,
+    pub listener_error: Option<String>,
+    pub last_health_at: Option<String>,
+    pub last_health: Option<String>,
+    pub pending: i64,
+    pub sent: i64,
+    pub confirmed: i64,
+    pub failed: i64,
+}
+
+/// One message to a gateway: the outbox and audit row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionRow {
+    pub id: String,
+    pub gateway_name: String,
+    pub action_type: String,
+    pub destination: String,
+    pub appointment_id: Option<i64>,
+    pub status: String,
+    pub attempts: i64,
+    pub created_at: String,
+    pub sent_at: Option<String>,
+    pub confirmed_at: Option<String>,
+    pub failed_at: Option<String>,
+    pub next_attempt_at: Option<String>,
+    pub last_error: Option<String>,
+}

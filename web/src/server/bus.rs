@@ -1,0 +1,123 @@
+//! The change bus: every write that a browser should see (a status change, an image, an action's
+//! progress) is announced here, and the SSE streams forward the announcements to the pages that
+//! show the changed thing. Nothing polls the database. The [`Bus`] trait hides the in-process
+//! broadcast channel so that a PostgreSQL LISTEN/NOTIFY implementation can serve several web
+//! replicas later.
+
+use futures::stream::{self, BoxStream, StreamExt};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+/// Something changed; pages re-read what they show when a change concerns them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    /// An appointment's status or timeline changed.
+    Appointment {
+        provider_id: i64,
+        clinic_id: i64,
+        appointment_id: i64,
+    },
+    /// An image arrived for an appointment.
+    Image {
+        provider_id: i64,
+        clinic_id: i64,
+        appointment_id: i64,
+        image_id: i64,
+    },
+    /// An outbox row changed state.
+    Action {
+        provider_id: i64,
+        action_id: String,
+        appointment_id: Option<i64>,
+    },
+    /// A gateway's link or health changed.
+    Gateway { provider_id: i64, gateway_id: i64 },
+    /// This subscriber missed changes (it was too slow): re-read everything.
+    Resync,
+}
+
+impl Change {
+    /// The provider whose users may hear of this change (`None`: everyone subscribed).
+    pub fn provider_id(&self) -> Option<i64> {
+        match self {
+            Change::Appointment { provider_id, .. }
+            | Change::Image { provider_id, .. }
+            | Change::Action { provider_id, .. }
+            | Change::Gateway { provider_id, .. } => Some(*provider_id),
+            Change::Resync => None,
+        }
+    }
+
+    /// The SSE event name.
+    pub fn event_name(&self) -> &'static str {
+        match self {
+            Change::Appointment { .. } => "appointment",
+            Change::Image { .. } => "image",
+            Change::Action { .. } => "action",
+            Change::Gateway { .. } => "gateway",
+            Change::Resync => "resync",
+        }
+    }
+}
+
+/// Publishes changes and hands out subscriptions.
+pub trait Bus: Send + Sync + 'static {
+    fn publish(&self, change: Change);
+    /// Every change published from now on, in order.
+    fn subscribe(&self) -> BoxStream<'static, Change>;
+}
+
+/// The single-process bus: a tokio broadcast channel.
+#[derive(Debug, Clone)]
+pub struct LocalBus {
+    sender: broadcast::Sender<Change>,
+}
+
+impl LocalBus {
+    pub fn new(capacity: usize) -> LocalBus {
+        LocalBus {
+            sender: broadcast::channel(capacity).0,
+        }
+    }
+}
+
+impl Bus for LocalBus {
+    fn publish(&self, change: Change) {
+        // No subscribers is fine: nobody is looking.
+        let _ = self.sender.send(change);
+    }
+
+    fn subscribe(&self) -> BoxStream<'static, Change> {
+        stream::unfold(self.sender.subscribe(), |mut rx| async move {
+            match rx.recv().await {
+                Ok(change) => Some((change, rx)),
+                Err(broadcast::error::RecvError::Lagged(_)) => Some((Change::Resync, rx)),
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        })
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn subscribers_get_changes_in_order_and_a_resync_when_they_lag() {
+        let bus = LocalBus::new(2);
+        let mut sub = bus.subscribe();
+        let change = |id| Change::Gateway {
+            provider_id: 1,
+            gateway_id: id,
+        };
+        bus.publish(change(1));
+        assert_eq!(sub.next().await, Some(change(1)));
+        for id in 2..=5 {
+            bus.publish(change(id));
+        }
+        assert_eq!(sub.next().await, Some(Change::Resync));
+        assert_eq!(sub.next().await, Some(change(4)));
+    }
+}

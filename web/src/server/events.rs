@@ -1,0 +1,317 @@
+//! The events listener: each gateway's reports arrive on its events hybrid connection. Each event
+//! is verified against the gateway's key, de-duplicated by `event_id`, applied in one transaction
+//! (MPPS status → appointment status; image → Study/Series/Image), announced on the bus, and
+//! answered `accepted`, `duplicate` or `error`.
+
+use base64::Engine;
+use shared::relay::{Listener, ListenerOptions};
+use shared::wire::event::{
+    Event, EventBody, EventReply, EventStatus, ImageReceived, MppsStatus, MppsStatusUpdate,
+};
+use shared::wire::{Rejected, Verification};
+
+use super::bus::Change;
+use super::db::{now_ms, StoreError};
+use super::relay_link;
+use super::state::AppState;
+use super::store::appointments::{self, Placement};
+use super::store::gateways::{self, GatewayRecord};
+use super::store::images::{self, NewImage};
+use super::store::received_events;
+use crate::domain::AppointmentStatus;
+
+/// Where an MPPS status takes the appointment.
+pub fn appointment_status_for(mpps: MppsStatus) -> AppointmentStatus {
+    match mpps {
+        MppsStatus::InProgress => AppointmentStatus::InProgress,
+        MppsStatus::Completed => AppointmentStatus::Complete,
+        MppsStatus::Discontinued => AppointmentStatus::Cancelled,
+    }
+}
+
+/// Starts one events listener per gateway; they run until `shutdown` fires.
+pub async fn spawn_listeners(
+    state: &AppState,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<usize, StoreError> {
+    let all = gateways::all(&state.db).await?;
+    let mut started = 0;
+    for gateway in all {
+        let config = match relay_link::relay_config(&gateway, state.env.as_ref()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("events listener for {} not started: {e}", gateway.name);
+                continue;
+            }
+        };
+        let listener = Listener::new(config, &gateway.events_hc, ListenerOptions::default());
+        let mut status = listener.status();
+        if let Ok(mut map) = state.listeners.write() {
+            map.insert(gateway.id, status.clone());
+        }
+        // Announce link changes so the gateways page updates live.
+        {
+            let bus = state.bus.clone();
+            let (provider_id, gateway_id) = (gateway.provider_id, gateway.id);
+            tokio::spawn(async move {
+                let mut connected = status.borrow().connected;
+                while status.changed().await.is_ok() {
+                    let now = status.borrow().connected;
+                    if now != connected {
+                        connected = now;
+                        bus.publish(Change::Gateway {
+                            provider_id,
+                            gateway_id,
+                        });
+                    }
+                }
+            });
+        }
+        let handler_state = state.clone();
+        let handler_gateway = gateway.clone();
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            listener
+                .run(
+                    move |text: String| {
+                        let state = handler_state.clone();
+                        let gateway = handler_gateway.clone();
+                        async move { handle(&state, &gateway, &text).await }
+                    },
+                    async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    },
+                )
+                .await;
+        });
+        started += 1;
+    }
+    Ok(started)
+}
+
+/// Handles one received event text and returns the signed reply text.
+pub async fn handle(state: &AppState, gateway: &GatewayRecord, text: &str) -> String {
+    let reply = match relay_link::verification(gateway, &state.fallback_keys) {
+        Ok(verification) => receive(state, gateway, &verification, text).await,
+        Err(e) => EventReply::rejected(&Rejected {
+            id: None,
+            reason: e.to_string(),
+        }),
+    };
+    state.signing.seal(&reply)
+}
+
+async fn receive(
+    state: &AppState,
+    gateway: &GatewayRecord,
+    verification: &Verification,
+    text: &str,
+) -> EventReply {
+    let event = match Event::open(text, verification) {
+        Ok(event) => event,
+        Err(rejected) => {
+            tracing::warn!(gateway = %gateway.name, "event refused: {rejected}");
+            return EventReply::rejected(&rejected);
+        }
+    };
+    match apply(state, gateway, &event).await {
+        Ok(Applied::Duplicate) => EventReply::new(event.event_id, EventStatus::Duplicate),
+        Ok(Applied::Accepted(changes)) => {
+            for change in changes {
+                state.bus.publish(change);
+            }
+            EventReply::new(event.event_id, EventStatus::Accepted)
+        }
+        Err(StoreError::Sql(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+            // The same event delivered twice at once: the other delivery recorded it.
+            EventReply::new(event.event_id, EventStatus::Duplicate)
+        }
+        Err(e) => {
+            tracing::error!(gateway = %gateway.name, event = %event.event_id, "event not applied: {e}");
+            EventReply::rejected(&Rejected {
+                id: Some(event.event_id),
+                reason: format!("not recorded, try again: {e}"),
+            })
+        }
+    }
+}
+
+enum Applied {
+    Duplicate,
+    Accepted(Vec<Change>),
+}
+
+async fn apply(
+    state: &AppState,
+    gateway: &GatewayRecord,
+    event: &Event,
+) -> Result<Applied, StoreError> {
+    let mut tx = state.db.pool.begin().await?;
+    let event_id = event.event_id.to_string();
+    // De-duplicate first, so a replay can neither fail nor apply anything twice.
+    if !received_events::record(&mut tx, &event_id, gateway.id, event.body.event_type()).await? {
+        tx.rollback().await?;
+        return Ok(Applied::Duplicate);
+    }
+    let mut changes = Vec::new();
+    let outcome = match &event.body {
+        EventBody::MppsStatusUpdate(update) => {
+            apply_mpps(&mut tx, gateway, update, &mut changes).await?
+        }
+        EventBody::ImageReceived(image) => {
+            apply_image(&mut tx, gateway, image, &mut changes).await?
+        }
+        EventBody::ImageValidationFailed(failed) => {
+            let action_id = failed.action_id.map(|a| a.to_string());
+            match appointments::find_for_gateway(
+                &mut tx,
+                gateway.id,
+                action_id.as_deref(),
+                failed.accession_number.as_deref(),
+            )
+            .await?
+            {
+                Some(p) => {
+                    appointments::add_timeline(
+                        &mut tx,
+                        p.appointment_id,
+                        &format!(
+                            "Image refused by the gateway (from {}): {}",
+                            failed.calling_ae_title, failed.reason
+                        ),
+                    )
+                    .await?;
+                    changes.push(appointment_change(&p));
+                    "recorded".to_string()
+                }
+                None => "unmatched".to_string(),
+            }
+        }
+    };
+    received_events::set_outcome(&mut tx, &event_id, &outcome).await?;
+    tx.commit().await?;
+    Ok(Applied::Accepted(changes))
+}
+
+fn appointment_change(p: &Placement) -> Change {
+    Change::Appointment {
+        provider_id: p.provider_id,
+        clinic_id: p.clinic_id,
+        appointment_id: p.appointment_id,
+    }
+}
+
+async fn apply_mpps(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    gateway: &GatewayRecord,
+    update: &MppsStatusUpdate,
+    changes: &mut Vec<Change>,
+) -> Result<String, StoreError> {
+    let action_id = update.action_id.map(|a| a.to_string());
+    let Some(p) = appointments::find_for_gateway(
+        tx,
+        gateway.id,
+        action_id.as_deref(),
+        Some(&update.accession_number),
+    )
+    .await?
+    else {
+        tracing::warn!(gateway = %gateway.name, accession = %update.accession_number, "MPPS for no known appointment");
+        return Ok("unmatched".into());
+    };
+    let target = appointment_status_for(update.status);
+    let outcome = match p.status.path_to(target) {
+        Ok(path) => {
+            let mut at = p.status;
+            for next in path {
+                appointments::change_status(tx, p.appointment_id, at, next, None).await?;
+                at = next;
+            }
+            "applied".to_string()
+        }
+        Err(illegal) => {
+            // Accepted all the same: the gateway must not retry a message we will never apply.
+            appointments::add_timeline(
+                tx,
+                p.appointment_id,
+                &format!("Ignored modality status {:?}: {illegal}", update.status),
+            )
+            .await?;
+            "ignored".to_string()
+        }
+    };
+    changes.push(appointment_change(&p));
+    Ok(outcome)
+}
+
+async fn apply_image(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    gateway: &GatewayRecord,
+    event: &ImageReceived,
+    changes: &mut Vec<Change>,
+) -> Result<String, StoreError> {
+    let action_id = event.action_id.map(|a| a.to_string());
+    let placement = appointments::find_for_gateway(
+        tx,
+        gateway.id,
+        action_id.as_deref(),
+        event.study.accession_number.as_deref(),
+    )
+    .await?;
+    let image = &event.image;
+    let thumbnail = image.thumbnail.as_ref().and_then(|t| {
+        base64::engine::general_purpose::STANDARD
+            .decode(&t.data)
+            .ok()
+            .map(|bytes| (bytes, t.format.clone()))
+    });
+    let new = NewImage {
+        appointment_id: placement.map(|p| p.appointment_id),
+        gateway_id: gateway.id,
+        study_instance_uid: event.study.study_instance_uid.clone(),
+        accession_number: event.study.accession_number.clone(),
+        study_description: event.study.description.clone(),
+        series_instance_uid: event.series.series_instance_uid.clone(),
+        series_number: event.series.number,
+        modality: event.series.modality.clone(),
+        sop_instance_uid: image.sop_instance_uid.clone(),
+        instance_number: image.instance_number,
+        laterality: image.laterality.clone(),
+        view: image.view.clone(),
+        kvp: image.dose.kvp,
+        exposure_uas: image.dose.exposure_uas,
+        organ_dose_dgy: image.dose.organ_dose_dgy,
+        entrance_dose_mgy: image.dose.entrance_dose_mgy,
+        anode: image.dose.anode.clone(),
+        filter: image.dose.filter.clone(),
+        body_part_thickness_mm: image.dose.body_part_thickness_mm,
+        compression_force_n: image.dose.compression_force_n,
+        thumbnail_format: thumbnail.as_ref().map(|t| t.1.clone()),
+        thumbnail: thumbnail.map(|t| t.0),
+        received_at: now_ms(),
+    };
+    let Some(image_id) = images::record(tx, &new).await? else {
+        return Ok("already stored".into());
+    };
+    if let Some(p) = placement {
+        appointments::add_timeline(
+            tx,
+            p.appointment_id,
+            &format!(
+                "Image received: {} {}",
+                image.laterality.as_deref().unwrap_or("?"),
+                image.view.as_deref().unwrap_or("?")
+            ),
+        )
+        .await?;
+        changes.push(Change::Image {
+            provider_id: p.provider_id,
+            clinic_id: p.clinic_id,
+            appointment_id: p.appointment_id,
+            image_id,
+        });
+        Ok("stored".into())
+    } else {
+        Ok("stored, no appointment".into())
+    }
+}

@@ -1,0 +1,165 @@
+//! The HTTP surface: Leptos pages and server functions, plus the plain axum routes a page cannot
+//! be — the live-update streams (SSE) and thumbnail images — all scoped to the signed-in user.
+
+use std::convert::Infallible;
+use std::future::ready;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use futures::stream::{self, StreamExt};
+use leptos::config::LeptosOptions;
+use leptos::prelude::provide_context;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+
+use super::auth;
+use super::bus::Change;
+use super::db::StoreError;
+use super::state::AppState;
+use super::store::identity::User;
+use super::store::{appointments, clinics, images};
+
+/// The whole app: pages, server functions, streams, thumbnails and the static site.
+pub fn router(state: AppState, options: LeptosOptions) -> Router {
+    let routes = generate_route_list(crate::app::App);
+    let extra = Router::new()
+        .route("/live/clinics/{id}", get(clinic_stream))
+        .route("/live/appointments/{id}", get(appointment_stream))
+        .route("/live/provider", get(provider_stream))
+        .route("/images/{id}/thumbnail", get(thumbnail))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state.clone());
+    let context = move || provide_context(state.clone());
+    Router::new()
+        .leptos_routes_with_context(&options, routes, context.clone(), {
+            let options = options.clone();
+            move || crate::app::shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler_with_context(
+            context,
+            crate::app::shell,
+        ))
+        .with_state(options)
+        .merge(extra)
+}
+
+async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<User, Response> {
+    match auth::user(state, headers).await {
+        Ok(Some(user)) => Ok(user),
+        Ok(None) => Err(StatusCode::UNAUTHORIZED.into_response()),
+        Err(e) => Err(error_response(e)),
+    }
+}
+
+fn error_response(e: StoreError) -> Response {
+    match e {
+        StoreError::NotFound => StatusCode::NOT_FOUND.into_response(),
+        other => {
+            tracing::error!("{other}");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// An SSE response of the bus changes `wanted` picks, after a `ready` event that tells the page
+/// it is subscribed (so nothing it should see can slip past before the stream starts).
+fn stream_of(state: &AppState, wanted: impl Fn(&Change) -> bool + Send + 'static) -> Response {
+    let changes = state
+        .bus
+        .subscribe()
+        .filter(move |c| ready(matches!(c, Change::Resync) || wanted(c)))
+        .map(|c| {
+            Ok::<_, Infallible>(
+                SseEvent::default()
+                    .event(c.event_name())
+                    .data(serde_json::to_string(&c).unwrap_or_default()),
+            )
+        });
+    let hello = stream::once(ready(Ok(SseEvent::default().event("ready").data("{}"))));
+    Sse::new(hello.chain(changes))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+async fn clinic_stream(
+    State(state): State<AppState>,
+    Path(clinic_id): Path<i64>,
+    headers: HeaderMap,
+) -> Response {
+    let user = match signed_in(&state, &headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    if let Err(e) = clinics::detail(&state.db, user.provider_id, clinic_id).await {
+        return error_response(e);
+    }
+    stream_of(&state, move |c| match c {
+        Change::Appointment { clinic_id: c, .. } | Change::Image { clinic_id: c, .. } => {
+            *c == clinic_id
+        }
+        _ => false,
+    })
+}
+
+async fn appointment_stream(
+    State(state): State<AppState>,
+    Path(appointment_id): Path<i64>,
+    headers: HeaderMap,
+) -> Response {
+    let user = match signed_in(&state, &headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    if let Err(e) = appointments::placement(&state.db, user.provider_id, appointment_id).await {
+        return error_response(e);
+    }
+    stream_of(&state, move |c| match c {
+        Change::Appointment {
+            appointment_id: a, ..
+        }
+        | Change::Image {
+            appointment_id: a, ..
+        } => *a == appointment_id,
+        Change::Action {
+            appointment_id: a, ..
+        } => *a == Some(appointment_id),
+        _ => false,
+    })
+}
+
+async fn provider_stream(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let user = match signed_in(&state, &headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    stream_of(&state, move |c| {
+        matches!(c, Change::Action { .. } | Change::Gateway { .. })
+            && c.provider_id() == Some(user.provider_id)
+    })
+}
+
+async fn thumbnail(
+    State(state): State<AppState>,
+    Path(image_id): Path<i64>,
+    headers: HeaderMap,
+) -> Response {
+    let user = match signed_in(&state, &headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    match images::thumbnail(&state.db, user.provider_id, image_id).await {
+        Ok((bytes, format)) => (
+            [
+                (header::CONTENT_TYPE, format!("image/{format}")),
+                (header::CACHE_CONTROL, "private, max-age=86400".to_string()),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => error_response(e),
+    }
+}

@@ -1,0 +1,231 @@
+//! The outbox worker: sends queued GatewayActions through each gateway's relay, signed, out of
+//! the request cycle. A reply of `created`/`exists`/`updated`/… confirms the action; `error` fails
+//! it with the gateway's message; an outage (no listener, timeout) leaves it pending with a capped
+//! exponential backoff and the next attempt time recorded for the actions page.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use shared::relay::{RelayError, Sender};
+use shared::wire::action::{ActionReply, Outcome};
+use tokio::time::sleep;
+
+use super::bus::Change;
+use super::db::{now_ms, StoreError};
+use super::relay_link;
+use super::state::AppState;
+use super::store::{actions, gateways};
+
+/// Backoff between attempts after an outage: `base × 2^(attempts-1)`, at most `cap`.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub base: Duration,
+    pub cap: Duration,
+    /// How long the relay may take to find the gateway's listener.
+    pub connect_timeout: Duration,
+    /// How long the gateway may take to reply.
+    pub reply_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> RetryPolicy {
+        RetryPolicy {
+            base: Duration::from_secs(2),
+            cap: Duration::from_secs(300),
+            connect_timeout: Duration::from_secs(15),
+            reply_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after the `attempts`-th failed attempt.
+    pub fn delay(&self, attempts: i64) -> Duration {
+        let exponent = attempts.clamp(1, 20) as u32 - 1;
+        self.base
+            .checked_mul(2u32.saturating_pow(exponent))
+            .unwrap_or(self.cap)
+            .min(self.cap)
+    }
+}
+
+/// What became of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    Confirmed,
+    Failed(String),
+    Retry {
+        error: String,
+        next_attempt_at: i64,
+    },
+    /// Someone else changed the row first (a re-drive raced us).
+    Skipped,
+}
+
+/// Runs until `shutdown` completes: sends what is due, then sleeps until the next action falls due
+/// or a new one is queued.
+pub async fn run(
+    state: AppState,
+    policy: RetryPolicy,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let wake = state.outbox_wake.notified();
+        tokio::pin!(wake);
+        // Register interest before reading, so a wake-up between the read and the wait is kept.
+        wake.as_mut().enable();
+        if let Err(e) = send_due(&state, policy).await {
+            tracing::error!("outbox: {e}");
+        }
+        let pause = match actions::next_due(&state.db).await {
+            Ok(Some(at)) => Duration::from_millis((at - now_ms()).clamp(0, 60_000) as u64),
+            Ok(None) => Duration::from_secs(60),
+            Err(e) => {
+                tracing::error!("outbox: {e}");
+                Duration::from_secs(5)
+            }
+        };
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = wake => {}
+            _ = sleep(pause) => {}
+        }
+    }
+}
+
+/// Sends every action due now, one after another; returns how many were attempted.
+pub async fn send_due(state: &AppState, policy: RetryPolicy) -> Result<usize, StoreError> {
+    let due = actions::due(&state.db, now_ms(), 50).await?;
+    for action in &due {
+        let outcome = attempt(state, policy, action).await?;
+        tracing::info!(action = %action.id, kind = %action.action_type, "outbox: {outcome:?}");
+        state.bus.publish(Change::Action {
+            provider_id: action.provider_id,
+            action_id: action.id.clone(),
+            appointment_id: action.appointment_id,
+        });
+        if let Some(appointment_id) = action.appointment_id {
+            if let Ok(p) =
+                super::store::appointments::placement(&state.db, action.provider_id, appointment_id)
+                    .await
+            {
+                state.bus.publish(Change::Appointment {
+                    provider_id: p.provider_id,
+                    clinic_id: p.clinic_id,
+                    appointment_id,
+                });
+            }
+        }
+    }
+    Ok(due.len())
+}
+
+/// One send of one action, with its outcome recorded.
+pub async fn attempt(
+    state: &AppState,
+    policy: RetryPolicy,
+    action: &actions::Queued,
+) -> Result<Attempt, StoreError> {
+    if !actions::mark_sent(&state.db, &action.id).await? {
+        return Ok(Attempt::Skipped);
+    }
+    let attempts = action.attempts + 1;
+    let gateway = gateways::by_id(&state.db, action.gateway_id).await?;
+    let prepared = relay_link::relay_config(&gateway, state.env.as_ref()).and_then(|config| {
+        Ok((
+            config,
+            relay_link::verification(&gateway, &state.fallback_keys)?,
+        ))
+    });
+    let (config, verification) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            let error = e.to_string();
+            actions::mark_failed(&state.db, &action.id, &error, None).await?;
+            return Ok(Attempt::Failed(error));
+        }
+    };
+    let payload: Value = serde_json::from_str(&action.payload)
+        .map_err(|e| StoreError::Corrupt(format!("action {} payload: {e}", action.id)))?;
+    let text = state.signing.seal(&payload);
+    let mut sender = Sender::new(config, &gateway.actions_hc);
+    sender.connect_timeout = policy.connect_timeout;
+    sender.reply_timeout = policy.reply_timeout;
+    match sender.request(&text).await {
+        Ok(reply_text) => match ActionReply::open(&reply_text, &verification) {
+            Ok(reply) if reply.is_success() => {
+                actions::mark_confirmed(&state.db, &action.id, &reply_text).await?;
+                if let Outcome::Ok { health } = &reply.outcome {
+                    let failing: Vec<&str> = health
+                        .checks
+                        .iter()
+                        .filter(|(_, c)| !c.ok)
+                        .map(|(name, _)| name.as_str())
+                        .collect();
+                    let summary = if health.healthy {
+                        format!("healthy (version {})", health.version)
+                    } else {
+                        format!("unhealthy: {}", failing.join(", "))
+                    };
+                    gateways::record_health(&state.db, gateway.id, &summary).await?;
+                    state.bus.publish(Change::Gateway {
+                        provider_id: gateway.provider_id,
+                        gateway_id: gateway.id,
+                    });
+                }
+                Ok(Attempt::Confirmed)
+            }
+            Ok(reply) => {
+                let error = match reply.outcome {
+                    Outcome::Error { message } => message,
+                    other => format!("unexpected reply {other:?}"),
+                };
+                actions::mark_failed(&state.db, &action.id, &error, Some(&reply_text)).await?;
+                Ok(Attempt::Failed(error))
+            }
+            Err(rejected) => {
+                let error = format!("reply refused: {rejected}");
+                actions::mark_failed(&state.db, &action.id, &error, Some(&reply_text)).await?;
+                Ok(Attempt::Failed(error))
+            }
+        },
+        Err(e) if e.is_retryable() => {
+            let error = e.to_string();
+            let next_attempt_at = now_ms() + policy.delay(attempts).as_millis() as i64;
+            actions::mark_retry(&state.db, &action.id, &error, next_attempt_at).await?;
+            Ok(Attempt::Retry {
+                error,
+                next_attempt_at,
+            })
+        }
+        Err(e) => {
+            let error: String = describe(&e);
+            actions::mark_failed(&state.db, &action.id, &error, None).await?;
+            Ok(Attempt::Failed(error))
+        }
+    }
+}
+
+fn describe(e: &RelayError) -> String {
+    e.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let p = RetryPolicy {
+            base: Duration::from_secs(2),
+            cap: Duration::from_secs(60),
+            ..RetryPolicy::default()
+        };
+        assert_eq!(p.delay(1), Duration::from_secs(2));
+        assert_eq!(p.delay(2), Duration::from_secs(4));
+        assert_eq!(p.delay(5), Duration::from_secs(32));
+        assert_eq!(p.delay(6), Duration::from_secs(60));
+        assert_eq!(p.delay(1000), Duration::from_secs(60));
+    }
+}

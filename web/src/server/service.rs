@@ -1,0 +1,209 @@
+//! The operations behind the server functions: each takes the signed-in user and acts only on
+//! that user's provider's records; queueing a message to a gateway writes an outbox row in the same
+//! transaction and wakes the outbox worker, so no request waits on the relay.
+
+use shared::wire::action::{
+    Action, Command, Participant, Procedure, Scheduled, SourceReference, WorklistItem,
+};
+
+use super::bus::Change;
+use super::db::StoreError;
+use super::state::AppState;
+use super::store::actions::{self, NewAction};
+use super::store::appointments;
+use super::store::gateways;
+use super::store::identity::User;
+use crate::domain::AppointmentStatus;
+use crate::model::GatewayRow;
+
+/// A gateway check a user can ask for from the gateways page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayCheck {
+    Echo,
+    Health,
+}
+
+/// "Send to modality": checks the state machine, gives the appointment an accession number,
+/// queues `worklist.create_item` for the clinic's gateway. Returns the action id.
+pub async fn send_to_modality(
+    state: &AppState,
+    user: &User,
+    appointment_id: i64,
+) -> Result<String, StoreError> {
+    let mut tx = state.db.pool.begin().await?;
+    let a = appointments::for_worklist(&mut tx, user.provider_id, appointment_id).await?;
+    a.status.transition(AppointmentStatus::SentToModality)?;
+    let gateway = match a.gateway_id {
+        Some(id) => gateways::get(&state.db, user.provider_id, id).await?,
+        None => gateways::for_provider(&state.db, user.provider_id)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Refused("this provider has no gateway".into()))?,
+    };
+    let accession = accession_number(&a.clinic_date);
+    let mut action = Action::new(
+        &state.source_system,
+        Command::CreateItem(WorklistItem {
+            accession_number: accession.clone(),
+            participant: Participant {
+                nhs_number: a.nhs_number.clone(),
+                name: format!(
+                    "{}^{}",
+                    a.family_name.to_uppercase(),
+                    a.given_name.to_uppercase()
+                ),
+                birth_date: a.birth_date.replace('-', ""),
+                sex: a.sex.clone(),
+            },
+            scheduled: Scheduled {
+                date: a.clinic_date.replace('-', ""),
+                time: format!("{}00", a.starts_at.replace(':', "")),
+            },
+            procedure: Procedure {
+                modality: "MG".into(),
+                study_description: "Screening mammography, bilateral".into(),
+            },
+        }),
+    );
+    action.source_reference = Some(SourceReference {
+        appointment_id: a.id.to_string(),
+        participant_id: a.participant_id.to_string(),
+    });
+    let action_id = action.action_id.to_string();
+    let payload = action.to_value().to_string();
+    actions::insert(
+        &mut tx,
+        &NewAction {
+            id: &action_id,
+            gateway_id: gateway.id,
+            appointment_id: Some(a.id),
+            action_type: action.command.action_type(),
+            destination: &gateway.destination,
+            payload: &payload,
+        },
+    )
+    .await?;
+    appointments::change_status(
+        &mut tx,
+        a.id,
+        a.status,
+        AppointmentStatus::SentToModality,
+        Some(&accession),
+    )
+    .await?;
+    appointments::add_timeline(
+        &mut tx,
+        a.id,
+        &format!(
+            "Worklist item {accession} queued for gateway {} (action {action_id})",
+            gateway.name
+        ),
+    )
+    .await?;
+    tx.commit().await?;
+    state.outbox_wake.notify_one();
+    state.bus.publish(Change::Appointment {
+        provider_id: a.provider_id,
+        clinic_id: a.clinic_id,
+        appointment_id: a.id,
+    });
+    state.bus.publish(Change::Action {
+        provider_id: a.provider_id,
+        action_id: action_id.clone(),
+        appointment_id: Some(a.id),
+    });
+    Ok(action_id)
+}
+
+/// `ACC` + YYYYMMDD + 4 hex: the NHS app's form, at most 16 characters (DICOM SH).
+fn accession_number(clinic_date: &str) -> String {
+    let hex = uuid::Uuid::new_v4().simple().to_string();
+    format!(
+        "ACC{}{}",
+        clinic_date.replace('-', ""),
+        hex[..4].to_uppercase()
+    )
+}
+
+/// Puts a failed or waiting action back in the queue now.
+pub async fn redrive(state: &AppState, user: &User, action_id: &str) -> Result<(), StoreError> {
+    let appointment_id = actions::redrive(&state.db, user.provider_id, action_id).await?;
+    state.outbox_wake.notify_one();
+    state.bus.publish(Change::Action {
+        provider_id: user.provider_id,
+        action_id: action_id.to_string(),
+        appointment_id,
+    });
+    Ok(())
+}
+
+/// Queues an `echo` or `health` to one of the user's gateways. Returns the action id.
+pub async fn check_gateway(
+    state: &AppState,
+    user: &User,
+    gateway_id: i64,
+    check: GatewayCheck,
+) -> Result<String, StoreError> {
+    let gateway = gateways::get(&state.db, user.provider_id, gateway_id).await?;
+    let command = match check {
+        GatewayCheck::Echo => Command::Echo(serde_json::json!({ "from": user.email })),
+        GatewayCheck::Health => Command::Health,
+    };
+    let action = Action::new(&state.source_system, command);
+    let action_id = action.action_id.to_string();
+    let payload = action.to_value().to_string();
+    let mut tx = state.db.pool.begin().await?;
+    actions::insert(
+        &mut tx,
+        &NewAction {
+            id: &action_id,
+            gateway_id: gateway.id,
+            appointment_id: None,
+            action_type: action.command.action_type(),
+            destination: "gateway",
+            payload: &payload,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    state.outbox_wake.notify_one();
+    state.bus.publish(Change::Action {
+        provider_id: user.provider_id,
+        action_id: action_id.clone(),
+        appointment_id: None,
+    });
+    Ok(action_id)
+}
+
+/// The user's gateways with their link state and queue figures.
+pub async fn gateway_rows(state: &AppState, user: &User) -> Result<Vec<GatewayRow>, StoreError> {
+    let mut rows = Vec::new();
+    for g in gateways::for_provider(&state.db, user.provider_id).await? {
+        let [pending, sent, confirmed, failed] = gateways::queue_counts(&state.db, g.id).await?;
+        let link = state.listener_status(g.id);
+        rows.push(GatewayRow {
+            id: g.id,
+            name: g.name,
+            namespace: g.relay_namespace,
+            actions_hc: g.actions_hc,
+            events_hc: g.events_hc,
+            message_type: g.message_type,
+            destination: g.destination,
+            listener_connected: link.as_ref().is_some_and(|l| l.connected),
+            listener_last_traffic: link
+                .as_ref()
+                .and_then(|l| l.last_traffic)
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| super::db::date_time(d.as_millis() as i64)),
+            listener_error: link.and_then(|l| l.last_error),
+            last_health_at: g.last_health_at.map(super::db::date_time),
+            last_health: g.last_health,
+            pending,
+            sent,
+            confirmed,
+            failed,
+        });
+    }
+    Ok(rows)
+}

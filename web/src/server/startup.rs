@@ -1,0 +1,108 @@
+//! Starting and stopping the whole server: HTTP, the outbox worker and the events listeners, all
+//! in one process and all stopped by one shutdown signal.
+
+use std::net::SocketAddr;
+
+use leptos::config::LeptosOptions;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::db::StoreError;
+use super::outbox::{self, RetryPolicy};
+use super::state::AppState;
+use super::store::actions;
+
+/// Where the browser client and the NHS assets were built, unless `WEB_SITE_ROOT` says otherwise:
+/// `$CARGO_TARGET_DIR/web-site` as `web/build-client.sh` writes it.
+pub fn default_site_root() -> String {
+    let target = option_env!("CARGO_TARGET_DIR").unwrap_or("target");
+    format!("{target}/web-site")
+}
+
+/// A running server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// What the server needs to start, beyond its state.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub addr: SocketAddr,
+    pub site_root: String,
+    pub retry: RetryPolicy,
+}
+
+/// A failure to start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Binds, starts the background workers and serves until [`Running::stop`].
+pub async fn start(state: AppState, options: ServeOptions) -> Result<Running, StartError> {
+    let listener = tokio::net::TcpListener::bind(options.addr)
+        .await
+        .map_err(|e| StartError::Bind(options.addr, e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Bind(options.addr, e))?;
+    let requeued = actions::requeue_interrupted(&state.db).await?;
+    if requeued > 0 {
+        tracing::warn!("{requeued} actions were interrupted mid-send; sending them again");
+    }
+    let (shutdown, stop) = watch::channel(false);
+    let mut tasks = Vec::new();
+
+    super::events::spawn_listeners(&state, stop.clone()).await?;
+
+    let mut outbox_stop = stop.clone();
+    tasks.push(tokio::spawn(outbox::run(
+        state.clone(),
+        options.retry,
+        async move {
+            let _ = outbox_stop.wait_for(|s| *s).await;
+        },
+    )));
+
+    let leptos_options = LeptosOptions::builder()
+        .output_name("web")
+        .site_root(options.site_root.clone())
+        .site_pkg_dir("pkg")
+        .site_addr(addr)
+        .build();
+    let app = super::http::router(state.clone(), leptos_options);
+    let mut http_stop = stop.clone();
+    tasks.push(tokio::spawn(async move {
+        let served = axum::serve(listener, app.into_make_service())
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!("http server: {e}");
+        }
+    }));
+    Ok(Running {
+        addr,
+        state,
+        shutdown,
+        tasks,
+    })
+}
+
+impl Running {
+    /// Stops everything and waits for the HTTP server and the outbox to finish.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            // SSE streams never end by themselves; don't wait on them forever.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Study / Series / Image as reported by the gateway's `study.image_received` events: UIDs, view,
+//! laterality, dose, and the small JPEG thumbnail the gateway inlines.
+
+use sqlx::{Any, Transaction};
+
+use crate::model::{DoseRow, ImageCard};
+
+use super::super::db::{col, Db, StoreError};
+
+/// An image to record, already decoded from the event.
+#[derive(Debug, Clone, Default)]
+pub struct NewImage {
+    pub appointment_id: Option<i64>,
+    pub gateway_id: i64,
+    pub study_instance_uid: String,
+    pub accession_number: Option<String>,
+    pub study_description: Option<String>,
+    pub series_instance_uid: String,
+    pub series_number: Option<i64>,
+    pub modality: Option<String>,
+    pub sop_instance_uid: String,
+    pub instance_number: Option<i64>,
+    pub laterality: Option<String>,
+    pub view: Option<String>,
+    pub kvp: Option<f64>,
+    pub exposure_uas: Option<f64>,
+    pub organ_dose_dgy: Option<f64>,
+    pub entrance_dose_mgy: Option<f64>,
+    pub anode: Option<String>,
+    pub filter: Option<String>,
+    pub body_part_thickness_mm: Option<f64>,
+    pub compression_force_n: Option<f64>,
+    pub thumbnail: Option<Vec<u8>>,
+    pub thumbnail_format: Option<String>,
+    pub received_at: i64,
+}
+
+/// Records an image (creating its study and series on first sight). Returns the image id, or
+/// `None` when that SOP instance was already recorded.
+pub async fn record(
+    tx: &mut Transaction<'_, Any>,
+    i: &NewImage,
+) -> Result<Option<i64>, StoreError> {
+    let study = sqlx::query("SELECT id FROM studies WHERE study_instance_uid = $1")
+        .bind(&i.study_instance_uid)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let study_id: i64 = match study {
+        Some(r) => col(&r, "id")?,
+        None => col(
+            &sqlx::query(
+                "INSERT INTO studies (appointment_id, gateway_id, study_instance_uid, accession_number, description)
+                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            )
+            .bind(i.appointment_id)
+            .bind(i.gateway_id)
+            .bind(&i.study_instance_uid)
+            .bind(i.accession_number.as_deref())
+            .bind(i.study_description.as_deref())
+            .fetch_one(&mut **tx)
+            .await?,
+            "id",
+        )?,
+    };
+    let series = sqlx::query("SELECT id FROM series WHERE series_instance_uid = $1")
+        .bind(&i.series_instance_uid)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let series_id: i64 = match series {
+        Some(r) => col(&r, "id")?,
+        None => col(
+            &sqlx::query(
+                "INSERT INTO series (study_id, series_instance_uid, number, modality)
+                 VALUES ($1, $2, $3, $4) RETURNING id",
+            )
+            .bind(study_id)
+            .bind(&i.series_instance_uid)
+            .bind(i.series_number)
+            .bind(i.modality.as_deref())
+            .fetch_one(&mut **tx)
+            .await?,
+            "id",
+        )?,
+    };
+    let existing = sqlx::query("SELECT id FROM images WHERE sop_instance_uid = $1")
+        .bind(&i.sop_instance_uid)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if existing.is_some() {
+        return Ok(None);
+    }
+    let row = sqlx::query(
+        "INSERT INTO images (series_id, sop_instance_uid, instance_number, laterality, view_position,
+             kvp, exposure_uas, organ_dose_dgy, entrance_dose_mgy, anode, filter,
+             body_part_thickness_mm, compression_force_n, thumbnail, thumbnail_format, received_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
+    )
+    .bind(series_id)
+    .bind(&i.sop_instance_uid)
+    .bind(i.instance_number)
+    .bind(i.laterality.as_deref())
+    .bind(i.view.as_deref())
+    .bind(i.kvp)
+    .bind(i.exposure_uas)
+    .bind(i.organ_dose_dgy)
+    .bind(i.entrance_dose_mgy)
+    .bind(i.anode.as_deref())
+    .bind(i.filter.as_deref())
+    .bind(i.body_part_thickness_mm)
+    .bind(i.compression_force_n)
+    .bind(i.thumbnail.clone())
+    .bind(i.thumbnail_format.as_deref())
+    .bind(i.received_at)
+    .fetch_one(&mut **tx)
+    .await?;
+    col(&row, "id").map(Some)
+}
+
+fn number(v: Option<f64>, unit: &str) -> String {
+    match v {
+        Some(v) => format!("{v:.2} {unit}").trim_end().to_string(),
+        None => "–".into(),
+    }
+}
+
+/// The images of an appointment, right before left, CC before MLO.
+pub async fn for_appointment(db: &Db, appointment_id: i64) -> Result<Vec<ImageCard>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT i.id, i.laterality, i.view_position, i.kvp, i.exposure_uas, i.organ_dose_dgy,
+                i.entrance_dose_mgy, i.anode, i.filter, i.body_part_thickness_mm, i.compression_force_n,
+                i.thumbnail_format, i.instance_number
+         FROM images i JOIN series s ON s.id = i.series_id JOIN studies st ON st.id = s.study_id
+         WHERE st.appointment_id = $1
+         ORDER BY i.laterality DESC, i.view_position, i.instance_number, i.id",
+    )
+    .bind(appointment_id)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let id: i64 = col(r, "id")?;
+            let anode: Option<String> = col(r, "anode")?;
+            let filter: Option<String> = col(r, "filter")?;
+            Ok(ImageCard {
+                id,
+                laterality: col::<Option<String>>(r, "laterality")?.unwrap_or_default(),
+                view: col::<Option<String>>(r, "view_position")?.unwrap_or_default(),
+                thumbnail_url: col::<Option<String>>(r, "thumbnail_format")?
+                    .map(|_| format!("/images/{id}/thumbnail")),
+                dose: DoseRow {
+                    kvp: number(col(r, "kvp")?, "kV"),
+                    exposure_uas: number(col(r, "exposure_uas")?, "µAs"),
+                    organ_dose_dgy: number(col(r, "organ_dose_dgy")?, "dGy"),
+                    entrance_dose_mgy: number(col(r, "entrance_dose_mgy")?, "mGy"),
+                    thickness_mm: number(col(r, "body_part_thickness_mm")?, "mm"),
+                    compression_n: number(col(r, "compression_force_n")?, "N"),
+                    anode_filter: match (anode, filter) {
+                        (None, None) => "–".into(),
+                        (a, f) => format!("{}/{}", a.unwrap_or_default(), f.unwrap_or_default()),
+                    },
+                },
+            })
+        })
+        .collect()
+}
+
+/// A thumbnail's bytes and format, if the image belongs to the provider.
+pub async fn thumbnail(
+    db: &Db,
+    provider_id: i64,
+    image_id: i64,
+) -> Result<(Vec<u8>, String), StoreError> {
+    let row = sqlx::query(
+        "SELECT i.thumbnail, i.thumbnail_format FROM images i
+         JOIN series s ON s.id = i.series_id JOIN studies st ON st.id = s.study_id
+         JOIN gateways g ON g.id = st.gateway_id
+         WHERE i.id = $1 AND g.provider_id = $2",
+    )
+    .bind(image_id)
+    .bind(provider_id)
+    .fetch_optional(&db.pool)
+    .await?
+    .ok_or(StoreError::NotFound)?;
+    match (
+        col::<Option<Vec<u8>>>(&row, "thumbnail")?,
+        col::<Option<String>>(&row, "thumbnail_format")?,
+    ) {
+        (Some(bytes), Some(format)) => Ok((bytes, format)),
+        _ => Err(StoreError::NotFound),
+    }
+}

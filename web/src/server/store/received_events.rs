@@ -1,0 +1,49 @@
+//! The ids of events already received: the gateway retries until it hears `accepted` or
+//! `duplicate`, so an event may arrive more than once and must take effect once.
+
+use sqlx::{Any, Transaction};
+
+use super::super::db::{now_ms, StoreError};
+
+/// Records an event id inside the transaction that applies it. `false` when it was already
+/// recorded (a duplicate), in which case the caller applies nothing.
+pub async fn record(
+    tx: &mut Transaction<'_, Any>,
+    event_id: &str,
+    gateway_id: i64,
+    event_type: &str,
+) -> Result<bool, StoreError> {
+    let exists = sqlx::query("SELECT event_id FROM received_events WHERE event_id = $1")
+        .bind(event_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if exists.is_some() {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO received_events (event_id, gateway_id, event_type, received_at, outcome)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(event_id)
+    .bind(gateway_id)
+    .bind(event_type)
+    .bind(now_ms())
+    .bind("received")
+    .execute(&mut **tx)
+    .await?;
+    Ok(true)
+}
+
+/// What applying the event did (`applied`, `ignored`, `unmatched`, …), for the audit trail.
+pub async fn set_outcome(
+    tx: &mut Transaction<'_, Any>,
+    event_id: &str,
+    outcome: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE received_events SET outcome = $1 WHERE event_id = $2")
+        .bind(outcome)
+        .bind(event_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

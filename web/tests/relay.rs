@@ -1,0 +1,281 @@
+//! The outbox worker and the events listener over real websockets through the relay emulator,
+//! with a stand-in gateway on the other side speaking the signed wire contract.
+
+mod support;
+
+use std::sync::Arc;
+
+use shared::wire::action::Outcome;
+use shared::wire::event::{EventStatus, MppsStatus};
+use shared::wire::SigningKey;
+use support::{gateway, TestDb, ACTIONS, EVENTS};
+use web::domain::AppointmentStatus;
+use web::server::service;
+use web::server::store::{actions, appointments, clinics, identity};
+
+struct World {
+    _db: TestDb,
+    emulator: relay_emulator::Emulator,
+    running: web::server::startup::Running,
+    gateway_key: SigningKey,
+    web_key: SigningKey,
+    user: identity::User,
+    clinic_id: i64,
+    gateway_id: i64,
+}
+
+async fn world() -> World {
+    let db = TestDb::sqlite();
+    let emulator = support::emulator().await;
+    let gateway_key = SigningKey::generate();
+    let (state, seeded, web_key) = support::app_state(
+        db.open().await,
+        &support::seed_relay(&emulator, &gateway_key),
+    )
+    .await;
+    let (email, password) = web::server::seed::DEMO_USERS[0];
+    let user = identity::authenticate(&state.db, email, password)
+        .await
+        .unwrap()
+        .unwrap();
+    let running = support::serve(state, "unused-site".into()).await;
+    World {
+        _db: db,
+        emulator,
+        running,
+        gateway_key,
+        web_key,
+        user,
+        clinic_id: seeded.clinic_ids[0],
+        gateway_id: seeded.gateway_ids[0],
+    }
+}
+
+impl World {
+    async fn first_appointment(&self) -> i64 {
+        clinics::detail(
+            &self.running.state.db,
+            self.user.provider_id,
+            self.clinic_id,
+        )
+        .await
+        .unwrap()
+        .appointments[0]
+            .id
+    }
+
+    async fn action(&self, id: &str) -> web::model::ActionRow {
+        actions::get(&self.running.state.db, self.user.provider_id, id)
+            .await
+            .unwrap()
+    }
+
+    async fn wait_action(&self, id: &str, status: &str) -> web::model::ActionRow {
+        support::eventually(&format!("action {id} {status}"), || async {
+            self.action(id).await.status == status
+        })
+        .await;
+        self.action(id).await
+    }
+
+    async fn gateway(&self, reply: gateway::Reply) -> gateway::ActionsListener {
+        let mut listener = gateway::listen_actions(
+            support::relay_client(&self.emulator),
+            ACTIONS,
+            self.gateway_key.clone(),
+            &self.web_key,
+            reply,
+        )
+        .await;
+        listener.connected().await;
+        listener
+    }
+
+    async fn events_listener_connected(&self) {
+        support::eventually("the web app's events listener is connected", || async {
+            self.running
+                .state
+                .listener_status(self.gateway_id)
+                .is_some_and(|s| s.connected)
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn outbox_sends_a_signed_worklist_item_and_records_the_confirmation() {
+    let w = world().await;
+    let mut gw = w.gateway(gateway::reply_created()).await;
+    let appointment_id = w.first_appointment().await;
+    let action_id = service::send_to_modality(&w.running.state, &w.user, appointment_id)
+        .await
+        .unwrap();
+
+    let received = gw.next().await;
+    assert_eq!(received.action_id.to_string(), action_id);
+    let item = gateway::worklist_item(&received);
+    let detail = appointments::detail(&w.running.state.db, w.user.provider_id, appointment_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        item.participant.nhs_number,
+        detail.nhs_number.replace(' ', "")
+    );
+    assert_eq!(Some(item.accession_number.clone()), detail.accession_number);
+    assert_eq!(item.procedure.modality, "MG");
+
+    let row = w.wait_action(&action_id, "confirmed").await;
+    assert_eq!(row.attempts, 1);
+    assert!(row.confirmed_at.is_some());
+    assert_eq!(row.last_error, None);
+    w.running.stop().await;
+}
+
+#[tokio::test]
+async fn outbox_retries_while_no_gateway_listens_then_delivers() {
+    let w = world().await;
+    let appointment_id = w.first_appointment().await;
+    let action_id = service::send_to_modality(&w.running.state, &w.user, appointment_id)
+        .await
+        .unwrap();
+
+    support::eventually(
+        "a failed attempt is recorded with a next attempt",
+        || async {
+            let a = w.action(&action_id).await;
+            a.status == "pending" && a.attempts >= 1 && a.next_attempt_at.is_some()
+        },
+    )
+    .await;
+    let waiting = w.action(&action_id).await;
+    assert!(
+        waiting
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("no listener"),
+        "{waiting:?}"
+    );
+
+    let mut gw = w.gateway(gateway::reply_created()).await;
+    assert_eq!(gw.next().await.action_id.to_string(), action_id);
+    let done = w.wait_action(&action_id, "confirmed").await;
+    assert!(done.attempts >= 2, "{done:?}");
+    w.running.stop().await;
+}
+
+#[tokio::test]
+async fn an_error_reply_fails_the_action_and_a_redrive_sends_it_again() {
+    let w = world().await;
+    let refusing = w
+        .gateway(Arc::new(|_: &shared::wire::action::Action| {
+            Outcome::Error {
+                message: "worklist database is read-only".into(),
+            }
+        }))
+        .await;
+    let appointment_id = w.first_appointment().await;
+    let action_id = service::send_to_modality(&w.running.state, &w.user, appointment_id)
+        .await
+        .unwrap();
+    let failed = w.wait_action(&action_id, "failed").await;
+    assert_eq!(
+        failed.last_error.as_deref(),
+        Some("worklist database is read-only")
+    );
+    assert_eq!(failed.attempts, 1);
+    drop(refusing);
+
+    let mut gw = w.gateway(gateway::reply_created()).await;
+    service::redrive(&w.running.state, &w.user, &action_id)
+        .await
+        .unwrap();
+    assert_eq!(gw.next().await.action_id.to_string(), action_id);
+    let done = w.wait_action(&action_id, "confirmed").await;
+    assert_eq!(done.attempts, 2);
+    // A confirmed action cannot be re-driven.
+    assert!(service::redrive(&w.running.state, &w.user, &action_id)
+        .await
+        .is_err());
+    w.running.stop().await;
+}
+
+#[tokio::test]
+async fn events_over_the_relay_are_verified_applied_once_and_answered() {
+    let w = world().await;
+    w.events_listener_connected().await;
+    let mut gw = w.gateway(gateway::reply_created()).await;
+    let appointment_id = w.first_appointment().await;
+    service::send_to_modality(&w.running.state, &w.user, appointment_id)
+        .await
+        .unwrap();
+    let action = gw.next().await;
+    let item = gateway::worklist_item(&action);
+    let relay = || support::relay_client(&w.emulator);
+
+    let started = gateway::mpps(
+        Some(action.action_id),
+        &item.accession_number,
+        MppsStatus::InProgress,
+    );
+    let reply = gateway::send_event(relay(), EVENTS, &w.gateway_key, &w.web_key, &started).await;
+    assert_eq!(reply.status, EventStatus::Accepted);
+    assert_eq!(reply.event_id, Some(started.event_id));
+    let again = gateway::send_event(relay(), EVENTS, &w.gateway_key, &w.web_key, &started).await;
+    assert_eq!(again.status, EventStatus::Duplicate);
+
+    let image = gateway::image(
+        Some(action.action_id),
+        &item.accession_number,
+        &item.participant.nhs_number,
+        "R",
+        "CC",
+        1,
+    );
+    let reply = gateway::send_event(relay(), EVENTS, &w.gateway_key, &w.web_key, &image).await;
+    assert_eq!(reply.status, EventStatus::Accepted);
+
+    let detail = appointments::detail(&w.running.state.db, w.user.provider_id, appointment_id)
+        .await
+        .unwrap();
+    assert_eq!(detail.status, AppointmentStatus::InProgress);
+    assert_eq!(detail.images.len(), 1);
+    assert!(detail.images[0].thumbnail_url.is_some());
+    w.running.stop().await;
+}
+
+#[tokio::test]
+async fn events_with_a_bad_or_missing_signature_are_refused_and_change_nothing() {
+    let w = world().await;
+    w.events_listener_connected().await;
+    let mut gw = w.gateway(gateway::reply_created()).await;
+    let appointment_id = w.first_appointment().await;
+    service::send_to_modality(&w.running.state, &w.user, appointment_id)
+        .await
+        .unwrap();
+    let action = gw.next().await;
+    let item = gateway::worklist_item(&action);
+    let relay = || support::relay_client(&w.emulator);
+    let event = gateway::mpps(
+        Some(action.action_id),
+        &item.accession_number,
+        MppsStatus::InProgress,
+    );
+
+    let forged =
+        gateway::send_event(relay(), EVENTS, &SigningKey::generate(), &w.web_key, &event).await;
+    assert_eq!(forged.status, EventStatus::Error);
+    assert!(forged.message.unwrap_or_default().contains("signature"));
+    let unsigned = serde_json::to_string(&event).unwrap();
+    let reply = gateway::send_text(relay(), EVENTS, &w.web_key, &unsigned).await;
+    assert_eq!(reply.status, EventStatus::Error);
+
+    let detail = appointments::detail(&w.running.state.db, w.user.provider_id, appointment_id)
+        .await
+        .unwrap();
+    assert_eq!(detail.status, AppointmentStatus::SentToModality);
+    // The genuine event is still accepted afterwards: a refusal is not recorded as received.
+    let genuine = gateway::send_event(relay(), EVENTS, &w.gateway_key, &w.web_key, &event).await;
+    assert_eq!(genuine.status, EventStatus::Accepted);
+    w.running.stop().await;
+}

@@ -1,0 +1,266 @@
+//! The storage, scoping and event handling against both real databases: a SQLite file and a
+//! PostgreSQL server started for the test. The same scenario runs on each.
+
+mod support;
+
+use shared::wire::event::{EventReply, EventStatus, MppsStatus};
+use shared::wire::{Keyring, SigningKey, Verification};
+use support::gateway;
+use support::TestDb;
+use web::domain::AppointmentStatus;
+use web::server::db::{Db, StoreError};
+use web::server::events;
+use web::server::seed::{self, SeedRelay};
+use web::server::service::{self, GatewayCheck};
+use web::server::state::AppState;
+use web::server::store::{actions, appointments, clinics, gateways, identity, images};
+
+fn not_found<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
+    match result {
+        Err(StoreError::NotFound) => {}
+        other => panic!("{what}: expected not found, got {other:?}"),
+    }
+}
+
+async fn event_reply(
+    state: &AppState,
+    gateway: &gateways::GatewayRecord,
+    web_key: &SigningKey,
+    text: &str,
+) -> EventReply {
+    let reply = events::handle(state, gateway, text).await;
+    EventReply::open(
+        &reply,
+        &Verification::strict(Keyring::new(vec![web_key.public_key()])),
+    )
+    .expect("reply signed by the web app")
+}
+
+async fn scenario(db: Db) {
+    let gateway_key = SigningKey::generate();
+    let relay = SeedRelay {
+        namespace: "test.servicebus.windows.net".into(),
+        endpoint: Some("ws://127.0.0.1:9".into()),
+        actions_hc: "gateway-actions".into(),
+        events_hc: "gateway-events".into(),
+        key_name: "root".into(),
+        key_env_var: "AZURE_RELAY_SHARED_ACCESS_KEY".into(),
+        gateway_public_key: Some(gateway_key.public_key().to_base64()),
+    };
+    assert!(identity::is_empty(&db).await.unwrap());
+    let seeded = seed::seed(&db, &relay).await.unwrap();
+    assert!(!identity::is_empty(&db).await.unwrap());
+
+    // Sign-in: right password only; sessions map back to the user.
+    let (north_email, north_password) = seed::DEMO_USERS[0];
+    let north = identity::authenticate(&db, north_email, north_password)
+        .await
+        .unwrap()
+        .expect("north signs in");
+    assert!(identity::authenticate(&db, north_email, "wrong")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(identity::authenticate(&db, "nobody@example", "x")
+        .await
+        .unwrap()
+        .is_none());
+    let (south_email, south_password) = seed::DEMO_USERS[1];
+    let south = identity::authenticate(&db, south_email, south_password)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(north.provider_id, south.provider_id);
+    let token = identity::create_session(&db, north.id).await.unwrap();
+    assert_eq!(
+        identity::user_for_session(&db, &token).await.unwrap(),
+        Some(north.clone())
+    );
+    identity::delete_session(&db, &token).await.unwrap();
+    assert_eq!(identity::user_for_session(&db, &token).await.unwrap(), None);
+
+    // Clinics: each provider sees its own only.
+    let north_clinics = clinics::list(&db, north.provider_id).await.unwrap();
+    assert_eq!(north_clinics.len(), 1);
+    assert_eq!(north_clinics[0].appointments, 10);
+    let clinic_id = north_clinics[0].id;
+    assert_eq!(clinic_id, seeded.clinic_ids[0]);
+    assert!(clinics::list(&db, south.provider_id)
+        .await
+        .unwrap()
+        .iter()
+        .all(|c| c.id != clinic_id));
+    not_found(
+        clinics::detail(&db, south.provider_id, clinic_id).await,
+        "south reads north's clinic",
+    );
+    let clinic = clinics::detail(&db, north.provider_id, clinic_id)
+        .await
+        .unwrap();
+    assert!(clinic
+        .appointments
+        .iter()
+        .all(|a| a.status == AppointmentStatus::CheckedIn));
+    let appointment_id = clinic.appointments[0].id;
+    not_found(
+        appointments::detail(&db, south.provider_id, appointment_id).await,
+        "south reads north's appointment",
+    );
+    not_found(
+        gateways::get(&db, south.provider_id, seeded.gateway_ids[0]).await,
+        "south reads north's gateway",
+    );
+
+    let web_key = SigningKey::generate();
+    let state = AppState::new(db.clone(), web_key.clone(), Keyring::new(vec![]));
+
+    // Send to modality: scoped, queues an action, moves the status, refuses a second send.
+    not_found(
+        service::send_to_modality(&state, &south, appointment_id).await,
+        "south sends north's appointment",
+    );
+    let action_id = service::send_to_modality(&state, &north, appointment_id)
+        .await
+        .unwrap();
+    let detail = appointments::detail(&db, north.provider_id, appointment_id)
+        .await
+        .unwrap();
+    assert_eq!(detail.status, AppointmentStatus::SentToModality);
+    let accession = detail
+        .accession_number
+        .clone()
+        .expect("an accession number");
+    assert!(
+        accession.starts_with("ACC") && accession.len() <= 16,
+        "{accession}"
+    );
+    match service::send_to_modality(&state, &north, appointment_id).await {
+        Err(StoreError::Illegal(_)) => {}
+        other => panic!("second send must be refused, got {other:?}"),
+    }
+    let queued = actions::list(&db, north.provider_id, Some("pending"), 10)
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].id, action_id);
+    assert_eq!(queued[0].action_type, "worklist.create_item");
+    assert!(actions::list(&db, south.provider_id, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    not_found(
+        actions::get(&db, south.provider_id, &action_id).await,
+        "south reads north's action",
+    );
+    not_found(
+        service::redrive(&state, &south, &action_id).await,
+        "south re-drives north's action",
+    );
+    not_found(
+        service::check_gateway(&state, &south, seeded.gateway_ids[0], GatewayCheck::Echo).await,
+        "south checks north's gateway",
+    );
+    let south_gateways = service::gateway_rows(&state, &south).await.unwrap();
+    assert!(south_gateways.iter().all(|g| g.id != seeded.gateway_ids[0]));
+    let north_gateways = service::gateway_rows(&state, &north).await.unwrap();
+    assert_eq!(north_gateways[0].pending, 1);
+
+    // Events: verified, applied once, scoped thumbnails.
+    let gateway = gateways::by_id(&db, seeded.gateway_ids[0]).await.unwrap();
+    let action_uuid = action_id.parse().unwrap();
+    let started = gateway::mpps(Some(action_uuid), &accession, MppsStatus::InProgress);
+    let text = gateway_key.seal(&started);
+    assert_eq!(
+        event_reply(&state, &gateway, &web_key, &text).await.status,
+        EventStatus::Accepted
+    );
+    assert_eq!(
+        event_reply(&state, &gateway, &web_key, &text).await.status,
+        EventStatus::Duplicate
+    );
+    let detail = appointments::detail(&db, north.provider_id, appointment_id)
+        .await
+        .unwrap();
+    assert_eq!(detail.status, AppointmentStatus::InProgress);
+
+    let nhs = detail.nhs_number.replace(' ', "");
+    for (n, (side, view)) in [("R", "CC"), ("R", "MLO"), ("L", "CC"), ("L", "MLO")]
+        .iter()
+        .enumerate()
+    {
+        let event = gateway::image(None, &accession, &nhs, side, view, n as i64 + 1);
+        let reply = event_reply(&state, &gateway, &web_key, &gateway_key.seal(&event)).await;
+        assert_eq!(reply.status, EventStatus::Accepted, "{reply:?}");
+    }
+    let detail = appointments::detail(&db, north.provider_id, appointment_id)
+        .await
+        .unwrap();
+    assert_eq!(detail.images.len(), 4);
+    let views: Vec<String> = detail
+        .images
+        .iter()
+        .map(|i| format!("{}{}", i.laterality, i.view))
+        .collect();
+    assert_eq!(views, ["RCC", "RMLO", "LCC", "LMLO"]);
+    assert_eq!(detail.images[0].dose.kvp, "29.00 kV");
+    let image_id = detail.images[0].id;
+    let (bytes, format) = images::thumbnail(&db, north.provider_id, image_id)
+        .await
+        .unwrap();
+    assert_eq!(format, "jpeg");
+    assert_eq!(&bytes[..2], &[0xFF, 0xD8], "a JPEG");
+    not_found(
+        images::thumbnail(&db, south.provider_id, image_id).await,
+        "south reads north's thumbnail",
+    );
+
+    // A signature by another key changes nothing.
+    let forged = gateway::mpps(Some(action_uuid), &accession, MppsStatus::Discontinued);
+    let reply = event_reply(
+        &state,
+        &gateway,
+        &web_key,
+        &SigningKey::generate().seal(&forged),
+    )
+    .await;
+    assert_eq!(reply.status, EventStatus::Error);
+    assert!(reply.message.unwrap_or_default().contains("signature"));
+
+    let completed = gateway::mpps(Some(action_uuid), &accession, MppsStatus::Completed);
+    assert_eq!(
+        event_reply(&state, &gateway, &web_key, &gateway_key.seal(&completed))
+            .await
+            .status,
+        EventStatus::Accepted
+    );
+    let detail = appointments::detail(&db, north.provider_id, appointment_id)
+        .await
+        .unwrap();
+    assert_eq!(detail.status, AppointmentStatus::Complete);
+    assert!(detail
+        .timeline
+        .iter()
+        .any(|t| t.text.contains("Image received: L MLO")));
+}
+
+#[tokio::test]
+async fn sqlite_store_scoping_and_events() {
+    let db = TestDb::sqlite();
+    scenario(db.open().await).await;
+}
+
+#[tokio::test]
+async fn postgres_store_scoping_and_events() {
+    let db = TestDb::postgres();
+    scenario(db.open().await).await;
+}
+
+#[tokio::test]
+async fn reopening_a_database_keeps_its_data_and_migrations() {
+    let db = TestDb::sqlite();
+    let first = db.open().await;
+    identity::create_provider(&first, "P", "X").await.unwrap();
+    first.pool.close().await;
+    let again = db.open().await;
+    assert!(!identity::is_empty(&again).await.unwrap());
+}

@@ -1,0 +1,167 @@
+//! Test fixtures: real databases (a SQLite file; a PostgreSQL server started for the test), the
+//! relay emulator on loopback, and a fake gateway speaking the wire contract over it.
+#![allow(dead_code)]
+
+pub mod gateway;
+pub mod postgres;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use relay_emulator::{Config as EmulatorConfig, Emulator, Rule};
+use shared::relay::Config;
+use shared::wire::{Keyring, SigningKey};
+use web::server::db::{sqlite_url, Db};
+use web::server::outbox::RetryPolicy;
+use web::server::seed::{self, SeedRelay, Seeded};
+use web::server::startup::{self, Running, ServeOptions};
+use web::server::state::AppState;
+
+pub const NAMESPACE: &str = "test.servicebus.windows.net";
+pub const KEY_NAME: &str = "root";
+pub const KEY: &str = "root-key-0123456789";
+pub const KEY_ENV: &str = "AZURE_RELAY_SHARED_ACCESS_KEY";
+pub const ACTIONS: &str = "gateway-actions";
+pub const EVENTS: &str = "gateway-events";
+
+/// A database for one test: a SQLite file in a temporary directory, or a fresh PostgreSQL server.
+pub enum TestDb {
+    Sqlite(tempdir::TempDir),
+    Postgres(postgres::PgServer),
+}
+
+impl TestDb {
+    pub fn sqlite() -> TestDb {
+        TestDb::Sqlite(tempdir::TempDir::new("web-sqlite"))
+    }
+
+    pub fn postgres() -> TestDb {
+        TestDb::Postgres(postgres::PgServer::start())
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            TestDb::Sqlite(dir) => sqlite_url(&dir.path().join("web.db")),
+            TestDb::Postgres(pg) => pg.url(),
+        }
+    }
+
+    pub async fn open(&self) -> Db {
+        Db::open(&self.url())
+            .await
+            .expect("open and migrate the database")
+    }
+}
+
+/// A minimal temporary directory (removed on drop) so the tests need no extra crate.
+pub mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    pub struct TempDir(PathBuf);
+
+    impl TempDir {
+        pub fn new(prefix: &str) -> TempDir {
+            let path = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&path).expect("create temp dir");
+            TempDir(path)
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// The relay emulator with both providers' hybrid connections.
+pub async fn emulator() -> Emulator {
+    let config = EmulatorConfig::new(
+        NAMESPACE,
+        vec![Rule::parse(&format!("{KEY_NAME}={KEY}")).unwrap()],
+        vec![
+            ACTIONS.into(),
+            EVENTS.into(),
+            format!("{ACTIONS}-2"),
+            format!("{EVENTS}-2"),
+        ],
+    );
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    Emulator::start(config, any, Some(any)).await.unwrap()
+}
+
+/// A relay client config for the emulator.
+pub fn relay_client(emulator: &Emulator) -> Config {
+    let mut config = Config::new(NAMESPACE, KEY_NAME, KEY);
+    config.endpoint = format!("ws://{}", emulator.addr()).parse().unwrap();
+    config
+}
+
+/// The seed settings pointing at this emulator, trusting `gateway_key`.
+pub fn seed_relay(emulator: &Emulator, gateway_key: &SigningKey) -> SeedRelay {
+    SeedRelay {
+        namespace: NAMESPACE.into(),
+        endpoint: Some(format!("ws://{}", emulator.addr())),
+        actions_hc: ACTIONS.into(),
+        events_hc: EVENTS.into(),
+        key_name: KEY_NAME.into(),
+        key_env_var: KEY_ENV.into(),
+        gateway_public_key: Some(gateway_key.public_key().to_base64()),
+    }
+}
+
+/// A seeded app state whose relay key comes from a map, not the process environment.
+pub async fn app_state(db: Db, relay: &SeedRelay) -> (AppState, Seeded, SigningKey) {
+    let seeded = seed::seed(&db, relay).await.expect("seed");
+    let web_key = SigningKey::generate();
+    let mut state = AppState::new(db, web_key.clone(), Keyring::new(vec![]));
+    let env: HashMap<String, String> = [(KEY_ENV.to_string(), KEY.to_string())].into();
+    state.env = Arc::new(move |name| env.get(name).cloned());
+    (state, seeded, web_key)
+}
+
+/// A quick retry policy for tests (the backoff arithmetic itself is unit-tested).
+pub fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        base: Duration::from_millis(200),
+        cap: Duration::from_secs(1),
+        connect_timeout: Duration::from_secs(5),
+        reply_timeout: Duration::from_secs(10),
+    }
+}
+
+/// Starts the whole server on a free loopback port.
+pub async fn serve(state: AppState, site_root: String) -> Running {
+    startup::start(
+        state,
+        ServeOptions {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            site_root,
+            retry: fast_retry(),
+        },
+    )
+    .await
+    .expect("start the web server")
+}
+
+/// Waits (up to a generous limit, for a loaded machine) until `check` holds.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never happened: {what}");
+}
