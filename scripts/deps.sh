@@ -42,6 +42,32 @@ if [ -f "$interop/package-lock.json" ]; then
   fi
 fi
 
+# --- DICOM test peers (appliance tests, issue 3) -------------------------------------------
+# dcmtk gives echoscu, findscu, storescu, storescp (bench) and the codecs (dcmcjpeg, dcmcjpls,
+# dcmcrle) that make the compressed test images. pynetdicom drives MPPS and C-CANCEL, which dcmtk
+# has no tool for; pydicom and pydicom-data ship the sample files for every transfer syntax.
+dicom_apt=()
+command -v storescu >/dev/null || dicom_apt+=(dcmtk)
+python3 -c 'import venv, ensurepip' 2>/dev/null || dicom_apt+=(python3 python3-venv)
+if [ ${#dicom_apt[@]} -gt 0 ]; then
+  say "installing Debian packages for the DICOM tests: ${dicom_apt[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${dicom_apt[@]}" >/dev/null
+else
+  say "dcmtk and python3-venv present"
+fi
+dicom_venv="$SCREENING_CACHE/venv"
+dicom_pip=(pynetdicom==3.0.4 pydicom==3.0.2 pydicom-data==1.0.0 numpy)
+if ! "$dicom_venv/bin/python" -c 'import pynetdicom, pydicom, numpy, data_store' 2>/dev/null; then
+  say "creating the DICOM test virtualenv in $dicom_venv"
+  python3 -m venv "$dicom_venv"
+  "$dicom_venv/bin/pip" install -q --disable-pip-version-check "${dicom_pip[@]}"
+else
+  say "DICOM test virtualenv up to date ($dicom_venv)"
+fi
+# --- end of DICOM test peers ----------------------------------------------------------------
+
 # --- web app (issue 5) ----------------------------------------------------------------------
 # Browser tests drive Debian's Chromium with playwright-core; the database tests start their own
 # PostgreSQL server (initdb/pg_ctl); the browser client is wasm built with plain cargo +

@@ -3,7 +3,15 @@
 //! Subcommands are the operator's whole interface: everything is configured by environment
 //! (`/etc/gateway/gateway.env` when installed from the .deb).
 
+use std::time::Duration;
+
+use anyhow::Context;
+use appliance::config::Config;
+use appliance::server::Gateway;
+use appliance::worklist::{self, WorklistEntry};
 use clap::{Parser, Subcommand};
+use redb::ReadableTable;
+use shared::wire::action::{Participant, Procedure, Scheduled, WorklistItem};
 use shared::wire::SigningKey;
 
 /// Connects mammography modalities to the breast-screening cloud app through Azure Relay.
@@ -15,15 +23,141 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at start-up
 enum Command {
     /// Print a new message-signing key pair as env-file lines (SIGNING_KEY=… and PUBLIC_KEY=…).
     /// Keep SIGNING_KEY in the gateway's env file; give PUBLIC_KEY to the cloud app.
     Keygen,
+    /// Run the DICOM services: worklist + MPPS on MWL_AET/MWL_PORT, storage on
+    /// PACS_AET/PACS_PORT, state in GATEWAY_STATE_DIR. Stops on SIGTERM or Ctrl-C.
+    Serve,
+    /// Worklist items in GATEWAY_STATE_DIR (the gateway must be stopped: redb allows one
+    /// process at a time). The cloud app creates items through the relay instead.
+    #[command(subcommand)]
+    Worklist(WorklistCommand),
+}
+
+#[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)]
+enum WorklistCommand {
+    /// Add a SCHEDULED item.
+    Add {
+        #[arg(long)]
+        accession: String,
+        /// The NHS number, used as Patient ID.
+        #[arg(long)]
+        nhs_number: String,
+        /// DICOM person name, FAMILY^GIVEN.
+        #[arg(long)]
+        name: String,
+        /// YYYYMMDD.
+        #[arg(long)]
+        birth_date: String,
+        #[arg(long, default_value = "F")]
+        sex: String,
+        /// Scheduled date, YYYYMMDD.
+        #[arg(long)]
+        date: String,
+        /// Scheduled time, HHMMSS.
+        #[arg(long)]
+        time: String,
+        #[arg(long, default_value = "MG")]
+        modality: String,
+        #[arg(long, default_value = "Breast screening")]
+        description: String,
+        /// Only offer the item to this modality AE title.
+        #[arg(long)]
+        station_ae: Option<String>,
+    },
+    /// Print every item as one JSON object per line.
+    List,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOG_LEVEL")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // stderr: journald records it under systemd.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Keygen => print!("{}", SigningKey::generate().env_lines()),
+        Command::Serve => {
+            init_logging();
+            let config = Config::from_env()?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(serve(config))?;
+        }
+        Command::Worklist(cmd) => {
+            let config = Config::from_env()?;
+            std::fs::create_dir_all(&config.state_dir)
+                .with_context(|| format!("creating {}", config.state_dir.display()))?;
+            let path = config.state_dir.join("gateway.redb");
+            let db = appliance::db::Database::open(&path).with_context(|| {
+                format!(
+                    "opening {} (is `gateway serve` running? stop it first)",
+                    path.display()
+                )
+            })?;
+            match cmd {
+                WorklistCommand::Add {
+                    accession,
+                    nhs_number,
+                    name,
+                    birth_date,
+                    sex,
+                    date,
+                    time,
+                    modality,
+                    description,
+                    station_ae,
+                } => {
+                    let item = WorklistItem {
+                        accession_number: accession,
+                        participant: Participant {
+                            nhs_number,
+                            name,
+                            birth_date,
+                            sex,
+                        },
+                        scheduled: Scheduled { date, time },
+                        procedure: Procedure {
+                            modality,
+                            study_description: description,
+                        },
+                    };
+                    let entry = WorklistEntry::new(item, None, station_ae)?;
+                    db.write(|txn| worklist::insert(txn, &entry))?;
+                    println!("{}", serde_json::to_string(&entry)?);
+                }
+                WorklistCommand::List => {
+                    let txn = db.begin_read()?;
+                    let table = txn.open_table(appliance::db::WORKLIST)?;
+                    for row in table.iter()? {
+                        let (_, value) = row?;
+                        println!("{}", String::from_utf8_lossy(value.value()));
+                    }
+                }
+            }
+        }
     }
+    Ok(())
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let running = Gateway::open(config)?.start().await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    running.shutdown(Duration::from_secs(10)).await;
     Ok(())
 }

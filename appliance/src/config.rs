@@ -1,0 +1,198 @@
+//! Configuration from the environment (`/etc/gateway/gateway.env` under systemd). Names follow
+//! the NHS gateway where it has one (`MWL_AET`, `MWL_PORT`, `PACS_AET`, `PACS_PORT`).
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// Everything the DICOM services need to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// AE title of the worklist and MPPS SCP.
+    pub mwl_aet: String,
+    pub mwl_port: u16,
+    /// AE title of the storage SCP.
+    pub pacs_aet: String,
+    pub pacs_port: u16,
+    /// Address both listeners bind (`GATEWAY_BIND`, default all interfaces).
+    pub bind: IpAddr,
+    /// Holds `gateway.redb` and `storage/`.
+    pub state_dir: PathBuf,
+    /// Calling AE titles allowed to associate; `None` lets any AE in.
+    pub allowed_calling_aets: Option<HashSet<String>>,
+    /// Source addresses allowed to connect; `None` lets any address in.
+    pub allowed_source_addresses: Option<HashSet<IpAddr>>,
+    /// An association idle this long is aborted (`DICOM_IDLE_TIMEOUT_SECS`).
+    pub idle_timeout: Duration,
+    /// Largest PDU we accept (`DICOM_MAX_PDU`).
+    pub max_pdu: u32,
+}
+
+/// Why the environment does not make a configuration.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{name}={value:?}: {why}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        why: String,
+    },
+}
+
+impl Config {
+    /// Defaults for everything but the state directory.
+    pub fn new(state_dir: PathBuf) -> Config {
+        Config {
+            mwl_aet: "SCREENING_MWL".into(),
+            mwl_port: 4243,
+            pacs_aet: "SCREENING_PACS".into(),
+            pacs_port: 4244,
+            bind: IpAddr::from([0, 0, 0, 0]),
+            state_dir,
+            allowed_calling_aets: None,
+            allowed_source_addresses: None,
+            idle_timeout: Duration::from_secs(120),
+            max_pdu: 65536,
+        }
+    }
+
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let state_dir = get("GATEWAY_STATE_DIR").unwrap_or_else(|| "/var/lib/gateway".into());
+        let mut config = Config::new(PathBuf::from(state_dir));
+        if let Some(v) = get("MWL_AET") {
+            config.mwl_aet = ae_title("MWL_AET", &v)?;
+        }
+        if let Some(v) = get("PACS_AET") {
+            config.pacs_aet = ae_title("PACS_AET", &v)?;
+        }
+        if let Some(v) = get("MWL_PORT") {
+            config.mwl_port = parse("MWL_PORT", &v)?;
+        }
+        if let Some(v) = get("PACS_PORT") {
+            config.pacs_port = parse("PACS_PORT", &v)?;
+        }
+        if let Some(v) = get("GATEWAY_BIND") {
+            config.bind = parse("GATEWAY_BIND", &v)?;
+        }
+        if let Some(v) = get("ALLOWED_CALLING_AETS") {
+            let set = list(&v)
+                .map(|ae| ae_title("ALLOWED_CALLING_AETS", ae))
+                .collect::<Result<HashSet<_>, _>>()?;
+            config.allowed_calling_aets = Some(set);
+        }
+        if let Some(v) = get("ALLOWED_SOURCE_ADDRESSES") {
+            let set = list(&v)
+                .map(|a| parse("ALLOWED_SOURCE_ADDRESSES", a))
+                .collect::<Result<HashSet<_>, _>>()?;
+            config.allowed_source_addresses = Some(set);
+        }
+        if let Some(v) = get("DICOM_IDLE_TIMEOUT_SECS") {
+            config.idle_timeout = Duration::from_secs(parse("DICOM_IDLE_TIMEOUT_SECS", &v)?);
+        }
+        if let Some(v) = get("DICOM_MAX_PDU") {
+            let n: u32 = parse("DICOM_MAX_PDU", &v)?;
+            if n < 4096 {
+                return Err(invalid("DICOM_MAX_PDU", &v, "must be at least 4096"));
+            }
+            config.max_pdu = n;
+        }
+        if config.mwl_port == config.pacs_port && config.mwl_port != 0 {
+            return Err(invalid(
+                "PACS_PORT",
+                &config.pacs_port.to_string(),
+                "must differ from MWL_PORT",
+            ));
+        }
+        Ok(config)
+    }
+}
+
+fn invalid(name: &'static str, value: &str, why: &str) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        value: value.to_string(),
+        why: why.to_string(),
+    }
+}
+
+fn list(value: &str) -> impl Iterator<Item = &str> {
+    value
+        .split([',', ' ', '\\'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+fn parse<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .trim()
+        .parse()
+        .map_err(|e: T::Err| invalid(name, value, &e.to_string()))
+}
+
+/// An AE title: 1–16 characters of printable ASCII without backslash (PS3.5 AE).
+fn ae_title(name: &'static str, value: &str) -> Result<String, ConfigError> {
+    let v = value.trim();
+    if v.is_empty() || v.len() > 16 || !v.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'\\') {
+        return Err(invalid(
+            name,
+            value,
+            "an AE title is 1–16 printable ASCII characters",
+        ));
+    }
+    Ok(v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn reads_the_seed_names_and_lists() {
+        let c = from(&[
+            ("MWL_AET", "MWL"),
+            ("MWL_PORT", "11112"),
+            ("PACS_PORT", "11113"),
+            ("GATEWAY_STATE_DIR", "/tmp/x"),
+            ("ALLOWED_CALLING_AETS", "HOLOGIC1, GE2"),
+            ("ALLOWED_SOURCE_ADDRESSES", "127.0.0.1"),
+        ])
+        .unwrap();
+        assert_eq!(c.mwl_aet, "MWL");
+        assert_eq!((c.mwl_port, c.pacs_port), (11112, 11113));
+        assert_eq!(c.state_dir, PathBuf::from("/tmp/x"));
+        let aets = c.allowed_calling_aets.unwrap();
+        assert!(aets.contains("HOLOGIC1") && aets.contains("GE2") && aets.len() == 2);
+        assert_eq!(c.allowed_source_addresses.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn names_the_bad_variable() {
+        let e = from(&[("MWL_PORT", "http")]).unwrap_err();
+        assert!(e.to_string().starts_with("MWL_PORT=\"http\""), "{e}");
+        let e = from(&[("PACS_AET", "A_TITLE_LONGER_THAN_16")]).unwrap_err();
+        assert!(e.to_string().contains("PACS_AET"), "{e}");
+        assert!(from(&[("MWL_PORT", "4000"), ("PACS_PORT", "4000")]).is_err());
+    }
+}

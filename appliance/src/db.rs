@@ -1,0 +1,124 @@
+//! The gateway's state database (redb): worklist items, MPPS steps and the image index.
+//!
+//! Every state change runs inside one redb [`WriteTransaction`] that the caller owns, so a
+//! caller can add its own writes (issue 4's event outbox) to the same atomic commit. Values are
+//! JSON: the records are small, and JSON keeps them readable with any redb tool and tolerant of
+//! added fields.
+
+use std::path::Path;
+
+use redb::{ReadableDatabase, TableDefinition, WriteTransaction};
+use serde::{de::DeserializeOwned, Serialize};
+use thiserror::Error;
+
+/// Worklist items by accession number.
+pub const WORKLIST: TableDefinition<&str, &[u8]> = TableDefinition::new("worklist");
+/// MPPS steps by MPPS SOP Instance UID.
+pub const MPPS: TableDefinition<&str, &[u8]> = TableDefinition::new("mpps");
+/// The MPPS data set as last set (N-CREATE merged with N-SETs), explicit VR LE.
+pub const MPPS_DATA_SETS: TableDefinition<&str, &[u8]> = TableDefinition::new("mpps_data_sets");
+/// Stored instances by SOP Instance UID.
+pub const INSTANCES: TableDefinition<&str, &[u8]> = TableDefinition::new("instances");
+/// Series by Series Instance UID.
+pub const SERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("series");
+/// Studies by Study Instance UID.
+pub const STUDIES: TableDefinition<&str, &[u8]> = TableDefinition::new("studies");
+
+/// Why the state database failed.
+#[derive(Debug, Error)]
+pub enum DbError {
+    #[error("state database: {0}")]
+    Redb(#[from] redb::Error),
+    #[error("state database record {table}/{key} is unreadable: {source}")]
+    Corrupt {
+        table: &'static str,
+        key: String,
+        source: serde_json::Error,
+    },
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for DbError {
+            fn from(e: $t) -> Self {
+                DbError::Redb(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// The open state database.
+pub struct Database {
+    inner: redb::Database,
+}
+
+impl Database {
+    /// Opens (or creates) the database file and makes sure every table exists, so readers never
+    /// meet a missing table.
+    pub fn open(path: &Path) -> Result<Database, DbError> {
+        let inner = redb::Database::create(path)?;
+        let txn = inner.begin_write()?;
+        for table in [WORKLIST, MPPS, MPPS_DATA_SETS, INSTANCES, SERIES, STUDIES] {
+            txn.open_table(table)?;
+        }
+        txn.commit()?;
+        Ok(Database { inner })
+    }
+
+    /// Starts a write transaction; commit it with [`WriteTransaction::commit`].
+    pub fn begin_write(&self) -> Result<WriteTransaction, DbError> {
+        Ok(self.inner.begin_write()?)
+    }
+
+    /// Starts a read transaction (a consistent snapshot).
+    pub fn begin_read(&self) -> Result<redb::ReadTransaction, DbError> {
+        Ok(self.inner.begin_read()?)
+    }
+
+    /// Runs `f` in a write transaction and commits if it returns `Ok`.
+    pub fn write<T, E>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<DbError>,
+    {
+        let txn = self.begin_write()?;
+        let value = f(&txn)?;
+        txn.commit().map_err(DbError::from)?;
+        Ok(value)
+    }
+}
+
+/// Reads and decodes one JSON record.
+pub fn get_json<T, R>(table: &R, name: &'static str, key: &str) -> Result<Option<T>, DbError>
+where
+    T: DeserializeOwned,
+    R: redb::ReadableTable<&'static str, &'static [u8]>,
+{
+    match table.get(key)? {
+        None => Ok(None),
+        Some(guard) => serde_json::from_slice(guard.value())
+            .map(Some)
+            .map_err(|source| DbError::Corrupt {
+                table: name,
+                key: key.to_string(),
+                source,
+            }),
+    }
+}
+
+/// Encodes and writes one JSON record.
+pub fn put_json<T: Serialize>(
+    table: &mut redb::Table<&'static str, &'static [u8]>,
+    key: &str,
+    value: &T,
+) -> Result<(), DbError> {
+    let bytes = serde_json::to_vec(value).expect("records serialize");
+    table.insert(key, bytes.as_slice())?;
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! The gateway appliance as a library, so integration tests can run the real services.
+//!
+//! Modules, one per concept: [`config`] (environment), [`dimse`] (the DIMSE protocol layer over
+//! dicom-ul), [`services`] (C-ECHO, worklist C-FIND, MPPS, C-STORE), [`worklist`] and [`mpps`]
+//! (domain state), [`storage`] (files and index), [`db`] (redb), [`server`] (listeners).
+
+pub mod config;
+pub mod db;
+pub mod dimse;
+pub mod mpps;
+pub mod server;
+pub mod services;
+pub mod storage;
+pub mod worklist;

@@ -1,0 +1,296 @@
+//! The two listeners (worklist/MPPS and storage), association set-up with access control, and
+//! shutdown.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dicom_dictionary_std::uids;
+use dicom_ul::association::server::AccessControl;
+use dicom_ul::pdu::{AssociationRJServiceUserReason, UserIdentity};
+use dicom_ul::ServerAssociationOptions;
+use thiserror::Error;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::db::{Database, DbError};
+use crate::dimse::Association;
+use crate::services::{Role, Services};
+use crate::storage::sop_classes::STORAGE_SOP_CLASSES;
+use crate::storage::{FileStore, Storage, StoreError};
+
+/// Uncompressed transfer syntaxes, for the worklist and MPPS AE.
+#[allow(deprecated)] // explicit VR big endian is retired, but modalities still propose it
+const PLAIN_TRANSFER_SYNTAXES: [&str; 3] = [
+    uids::EXPLICIT_VR_LITTLE_ENDIAN,
+    uids::IMPLICIT_VR_LITTLE_ENDIAN,
+    uids::EXPLICIT_VR_BIG_ENDIAN,
+];
+
+/// What the storage AE accepts: stored as sent, never transcoded, so no codec is needed here.
+#[allow(deprecated)]
+pub const STORAGE_TRANSFER_SYNTAXES: [&str; 17] = [
+    uids::EXPLICIT_VR_LITTLE_ENDIAN,
+    uids::IMPLICIT_VR_LITTLE_ENDIAN,
+    uids::EXPLICIT_VR_BIG_ENDIAN,
+    uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+    uids::JPEG_BASELINE8_BIT,
+    uids::JPEG_EXTENDED12_BIT,
+    uids::JPEG_LOSSLESS,
+    uids::JPEG_LOSSLESS_SV1,
+    uids::JPEGLS_LOSSLESS,
+    uids::JPEGLS_NEAR_LOSSLESS,
+    uids::JPEG2000_LOSSLESS,
+    uids::JPEG2000,
+    uids::JPEG2000MC_LOSSLESS,
+    uids::JPEG2000MC,
+    uids::HTJ2K_LOSSLESS,
+    uids::HTJ2K,
+    uids::RLE_LOSSLESS,
+];
+
+/// Why the server could not start.
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error("cannot create the state directory {0}: {1}")]
+    StateDir(String, std::io::Error),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("re-indexing the store: {0}")]
+    Reindex(#[from] StoreError),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+}
+
+/// The gateway's DICOM side, opened but not yet listening.
+pub struct Gateway {
+    config: Config,
+    services: Services,
+}
+
+impl Gateway {
+    /// Opens the state database and the store, and re-indexes files a crash left unindexed.
+    pub fn open(config: Config) -> Result<Gateway, ServerError> {
+        let dir = &config.state_dir;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ServerError::StateDir(dir.display().to_string(), e))?;
+        let db = Arc::new(Database::open(&dir.join("gateway.redb"))?);
+        let files = FileStore::open(&dir.join("storage"))
+            .map_err(|e| ServerError::StateDir(dir.join("storage").display().to_string(), e))?;
+        let storage = Storage::new(db.clone(), files);
+        let reindexed = storage.reindex_orphans()?;
+        if reindexed > 0 {
+            tracing::warn!(reindexed, "indexed stored files left unindexed by a crash");
+        }
+        Ok(Gateway {
+            config,
+            services: Services { db, storage },
+        })
+    }
+
+    pub fn database(&self) -> Arc<Database> {
+        self.services.db.clone()
+    }
+
+    /// Binds both listeners and starts accepting.
+    pub async fn start(self) -> Result<Running, ServerError> {
+        let (shutdown, watcher) = watch::channel(false);
+        let config = Arc::new(self.config);
+        let mwl = bind(SocketAddr::new(config.bind, config.mwl_port)).await?;
+        let pacs = bind(SocketAddr::new(config.bind, config.pacs_port)).await?;
+        let mwl_addr = mwl
+            .local_addr()
+            .map_err(|e| ServerError::Bind(mwl_addr_of(&config), e))?;
+        let pacs_addr = pacs
+            .local_addr()
+            .map_err(|e| ServerError::Bind(mwl_addr_of(&config), e))?;
+        tracing::info!(%mwl_addr, ae = %config.mwl_aet, "worklist and MPPS SCP listening");
+        tracing::info!(%pacs_addr, ae = %config.pacs_aet, "storage SCP listening");
+        let mut tasks = JoinSet::new();
+        for (listener, role) in [(mwl, Role::Worklist), (pacs, Role::Storage)] {
+            tasks.spawn(accept_loop(
+                listener,
+                role,
+                config.clone(),
+                self.services.clone(),
+                watcher.clone(),
+            ));
+        }
+        Ok(Running {
+            mwl_addr,
+            pacs_addr,
+            shutdown,
+            tasks,
+            db: self.services.db.clone(),
+        })
+    }
+}
+
+fn mwl_addr_of(config: &Config) -> SocketAddr {
+    SocketAddr::new(config.bind, config.mwl_port)
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| ServerError::Bind(addr, e))
+}
+
+/// A started gateway. Dropping it without [`Running::shutdown`] aborts every association.
+pub struct Running {
+    pub mwl_addr: SocketAddr,
+    pub pacs_addr: SocketAddr,
+    pub db: Arc<Database>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Stops accepting, gives open associations `grace` to finish, then aborts them.
+    pub async fn shutdown(mut self, grace: Duration) {
+        let _ = self.shutdown.send(true);
+        let _ = tokio::time::timeout(grace, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        self.tasks.shutdown().await;
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    role: Role,
+    config: Arc<Config>,
+    services: Services,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut associations = JoinSet::new();
+    loop {
+        let (socket, peer) = tokio::select! {
+            _ = shutdown.changed() => break,
+            Some(_) = associations.join_next(), if !associations.is_empty() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::error!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        associations.spawn(associate(
+            socket,
+            peer,
+            role,
+            config.clone(),
+            services.clone(),
+        ));
+    }
+    while associations.join_next().await.is_some() {}
+}
+
+/// Decides who may associate: the called AE must be ours, the calling AE and the source address
+/// on their allow-lists when those are set. Every refusal is logged with the names involved.
+struct GatewayAccess {
+    peer: SocketAddr,
+    allowed_aets: Option<Arc<HashSet<String>>>,
+    source_allowed: bool,
+}
+
+impl AccessControl for GatewayAccess {
+    fn check_access(
+        &self,
+        this_ae_title: &str,
+        calling_ae_title: &str,
+        called_ae_title: &str,
+        _user_identity: Option<&UserIdentity>,
+    ) -> Result<(), AssociationRJServiceUserReason> {
+        let calling = calling_ae_title.trim();
+        let called = called_ae_title.trim();
+        if !self.source_allowed {
+            tracing::warn!(peer = %self.peer, calling_ae = calling, "association rejected: source address not in ALLOWED_SOURCE_ADDRESSES");
+            return Err(AssociationRJServiceUserReason::NoReasonGiven);
+        }
+        if called != this_ae_title {
+            tracing::warn!(peer = %self.peer, calling_ae = calling, called_ae = called, expected = this_ae_title,
+                "association rejected: called AE title is not this gateway's");
+            return Err(AssociationRJServiceUserReason::CalledAETitleNotRecognized);
+        }
+        if let Some(allowed) = &self.allowed_aets {
+            if !allowed.contains(calling) {
+                tracing::warn!(peer = %self.peer, calling_ae = calling,
+                    "association rejected: calling AE title {calling:?} is not in ALLOWED_CALLING_AETS");
+                return Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn source_allowed(config: &Config, ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    config
+        .allowed_source_addresses
+        .as_ref()
+        .is_none_or(|set| set.contains(&ip))
+}
+
+async fn associate(
+    socket: TcpStream,
+    peer: SocketAddr,
+    role: Role,
+    config: Arc<Config>,
+    services: Services,
+) {
+    if let Err(e) = socket.set_nodelay(true) {
+        tracing::warn!(%peer, error = %e, "cannot set TCP_NODELAY");
+    }
+    let access = GatewayAccess {
+        peer,
+        allowed_aets: config.allowed_calling_aets.clone().map(Arc::new),
+        source_allowed: source_allowed(&config, peer.ip()),
+    };
+    let mut options = ServerAssociationOptions::new()
+        .ae_access_control(access)
+        .max_pdu_length(config.max_pdu)
+        .read_timeout(config.idle_timeout)
+        .write_timeout(config.idle_timeout)
+        .with_abstract_syntax(uids::VERIFICATION);
+    let transfer_syntaxes: &[&str] = match role {
+        Role::Worklist => {
+            options = options
+                .ae_title(config.mwl_aet.clone())
+                .with_abstract_syntax(uids::MODALITY_WORKLIST_INFORMATION_MODEL_FIND)
+                .with_abstract_syntax(uids::MODALITY_PERFORMED_PROCEDURE_STEP);
+            &PLAIN_TRANSFER_SYNTAXES
+        }
+        Role::Storage => {
+            options = options.ae_title(config.pacs_aet.clone());
+            for class in STORAGE_SOP_CLASSES {
+                options = options.with_abstract_syntax(*class);
+            }
+            &STORAGE_TRANSFER_SYNTAXES
+        }
+    };
+    for ts in transfer_syntaxes {
+        options = options.with_transfer_syntax(*ts);
+    }
+    let established = match options.establish_async(socket).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::info!(%peer, error = %e, "association not established");
+            return;
+        }
+    };
+    let assoc = Association::new(established, peer);
+    tracing::info!(%peer, calling_ae = %assoc.calling_ae, called_ae = %assoc.called_ae,
+        contexts = assoc.contexts().len(), "association established");
+    services.serve(role, assoc).await;
+}

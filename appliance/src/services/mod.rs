@@ -1,0 +1,134 @@
+//! The DIMSE services the gateway offers, and the per-association loop that dispatches to them.
+
+pub mod echo;
+pub mod mpps;
+pub mod store;
+pub mod worklist;
+
+use std::sync::Arc;
+
+use dicom_object::InMemDicomObject;
+use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
+
+use crate::db::Database;
+use crate::dimse::{field, status, Association, Command, Context, DataSink, Message, Received};
+use crate::storage::{IncomingObject, Storage};
+
+/// Which of the gateway's two SCPs an association reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `MWL_AET`: worklist C-FIND, MPPS N-CREATE/N-SET, C-ECHO.
+    Worklist,
+    /// `PACS_AET`: C-STORE, C-ECHO.
+    Storage,
+}
+
+/// What the services share: the state database and the image store.
+#[derive(Clone)]
+pub struct Services {
+    pub db: Arc<Database>,
+    pub storage: Storage,
+}
+
+impl Services {
+    /// Serves one association until the peer releases or aborts it, or breaks the protocol.
+    pub async fn serve(&self, role: Role, mut assoc: Association) {
+        let peer = assoc.peer;
+        let calling = assoc.calling_ae.clone();
+        loop {
+            let storage = self.storage.clone();
+            let calling_ae = calling.clone();
+            let received = assoc
+                .receive(|context: &Context, command: &Command| {
+                    if role == Role::Storage && command.command_field == field::C_STORE_RQ {
+                        store::sink_for(&storage, context, command, &calling_ae)
+                    } else {
+                        DataSink::Memory(Vec::new())
+                    }
+                })
+                .await;
+            let message = match received {
+                Ok(Received::Message(message)) => *message,
+                Ok(Received::Released) => {
+                    tracing::debug!(%peer, calling_ae = %calling, "association released");
+                    return;
+                }
+                Ok(Received::Aborted) => {
+                    tracing::info!(%peer, calling_ae = %calling, "association aborted by the peer");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, calling_ae = %calling, error = %e, "aborting association");
+                    assoc.abort().await;
+                    return;
+                }
+            };
+            if let Err(e) = self.dispatch(role, &mut assoc, message).await {
+                tracing::warn!(%peer, calling_ae = %calling, error = %e, "aborting association");
+                assoc.abort().await;
+                return;
+            }
+        }
+    }
+
+    async fn dispatch(
+        &self,
+        role: Role,
+        assoc: &mut Association,
+        message: Message<IncomingObject>,
+    ) -> Result<(), crate::dimse::DimseError> {
+        let command_field = message.command.command_field;
+        match (role, command_field) {
+            (_, field::C_ECHO_RQ) => echo::handle(assoc, message).await,
+            (Role::Worklist, field::C_FIND_RQ) => worklist::handle(self, assoc, message).await,
+            (Role::Worklist, field::N_CREATE_RQ) => mpps::create(self, assoc, message).await,
+            (Role::Worklist, field::N_SET_RQ) => mpps::set(self, assoc, message).await,
+            (Role::Storage, field::C_STORE_RQ) => store::handle(self, assoc, message).await,
+            // A C-CANCEL for a find that already finished: nothing to do (PS3.7 9.3.2.3).
+            (_, field::C_CANCEL_RQ) => Ok(()),
+            _ => {
+                tracing::warn!(
+                    calling_ae = %assoc.calling_ae,
+                    command = format_args!("{:#06x}", command_field),
+                    "unsupported command on this AE"
+                );
+                let response = Command {
+                    error_comment: Some("operation not supported by this AE".into()),
+                    ..Command::response_to(
+                        &message.command,
+                        command_field | 0x8000,
+                        status::UNRECOGNIZED_OPERATION,
+                    )
+                };
+                assoc.send(message.context.id, &response, None).await
+            }
+        }
+    }
+}
+
+/// Parses a data set received on `context` (C-FIND identifiers, MPPS attributes).
+pub fn decode_data_set(context: &Context, bytes: &[u8]) -> Result<InMemDicomObject, String> {
+    let ts = TransferSyntaxRegistry
+        .get(&context.transfer_syntax)
+        .ok_or_else(|| format!("unknown transfer syntax {}", context.transfer_syntax))?;
+    InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| e.to_string())
+}
+
+/// Encodes a data set for sending on `context`.
+pub fn encode_data_set(context: &Context, obj: &InMemDicomObject) -> Result<Vec<u8>, String> {
+    let ts = TransferSyntaxRegistry
+        .get(&context.transfer_syntax)
+        .ok_or_else(|| format!("unknown transfer syntax {}", context.transfer_syntax))?;
+    let mut out = Vec::new();
+    obj.write_dataset_with_ts(&mut out, ts)
+        .map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// The data set bytes of a message that had to carry one in memory.
+fn memory_data(message: &Message<IncomingObject>) -> Option<&[u8]> {
+    match &message.data {
+        Some(DataSink::Memory(bytes)) => Some(bytes),
+        _ => None,
+    }
+}

@@ -1,0 +1,127 @@
+//! MPPS SCP (PS3.4 F.7): N-CREATE and N-SET on Modality Performed Procedure Step, with the
+//! status codes the standard gives for each refusal.
+
+use dicom_dictionary_std::uids;
+use dicom_object::InMemDicomObject;
+
+use super::{decode_data_set, memory_data, Services};
+use crate::dimse::{field, status, Association, Command, DimseError, Message};
+use crate::mpps::{self, MppsError};
+use crate::storage::IncomingObject;
+use crate::worklist::new_uid;
+
+fn error_status(e: &MppsError) -> u16 {
+    match e {
+        MppsError::Duplicate(_) => status::DUPLICATE_SOP_INSTANCE,
+        MppsError::NoSuchInstance(_) => status::NO_SUCH_SOP_INSTANCE,
+        MppsError::MissingAttribute(_) => status::MISSING_ATTRIBUTE,
+        MppsError::InvalidValue(_) => status::INVALID_ATTRIBUTE_VALUE,
+        MppsError::NotInProgress { .. } | MppsError::Db(_) => status::PROCESSING_FAILURE,
+    }
+}
+
+/// Checks the context and parses the data set; `Err` is the response to send instead.
+fn prepare(
+    message: &Message<IncomingObject>,
+    response_field: u16,
+) -> Result<InMemDicomObject, Box<Command>> {
+    let refuse = |code: u16, comment: String| {
+        Box::new(Command {
+            error_comment: Some(comment),
+            ..Command::response_to(&message.command, response_field, code)
+        })
+    };
+    if message.context.abstract_syntax != uids::MODALITY_PERFORMED_PROCEDURE_STEP {
+        return Err(refuse(
+            status::SOP_CLASS_NOT_SUPPORTED,
+            "N-CREATE/N-SET are offered for MPPS only".into(),
+        ));
+    }
+    match memory_data(message) {
+        None => Err(refuse(
+            status::MISSING_ATTRIBUTE,
+            "the request carries no data set".into(),
+        )),
+        Some(bytes) => decode_data_set(&message.context, bytes)
+            .map_err(|e| refuse(status::INVALID_ATTRIBUTE_VALUE, e)),
+    }
+}
+
+pub async fn create(
+    services: &Services,
+    assoc: &mut Association,
+    message: Message<IncomingObject>,
+) -> Result<(), DimseError> {
+    let data_set = match prepare(&message, field::N_CREATE_RSP) {
+        Ok(obj) => obj,
+        Err(rsp) => return assoc.send(message.context.id, &rsp, None).await,
+    };
+    // The SCU may leave the instance UID to us (PS3.7 10.1.5.1); then we name it in the reply.
+    let uid = message
+        .command
+        .affected_sop_instance_uid
+        .clone()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(new_uid);
+    let db = services.db.clone();
+    let calling_ae = assoc.calling_ae.clone();
+    let task_uid = uid.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        db.write(|txn| mpps::create(txn, &task_uid, &data_set, &calling_ae))
+    })
+    .await
+    .expect("MPPS task");
+    let mut rsp = Command::response_to(&message.command, field::N_CREATE_RSP, status::SUCCESS);
+    rsp.affected_sop_class_uid = Some(uids::MODALITY_PERFORMED_PROCEDURE_STEP.into());
+    rsp.affected_sop_instance_uid = Some(uid.clone());
+    match result {
+        Ok(change) => tracing::info!(
+            calling_ae = %assoc.calling_ae, mpps = %uid,
+            linked_accession = ?change.record.linked_accession,
+            "MPPS N-CREATE: IN PROGRESS"
+        ),
+        Err(e) => {
+            tracing::warn!(calling_ae = %assoc.calling_ae, mpps = %uid, error = %e, "MPPS N-CREATE refused");
+            rsp.status = Some(error_status(&e));
+            rsp.error_comment = Some(e.to_string());
+        }
+    }
+    assoc.send(message.context.id, &rsp, None).await
+}
+
+pub async fn set(
+    services: &Services,
+    assoc: &mut Association,
+    message: Message<IncomingObject>,
+) -> Result<(), DimseError> {
+    let modifications = match prepare(&message, field::N_SET_RSP) {
+        Ok(obj) => obj,
+        Err(rsp) => return assoc.send(message.context.id, &rsp, None).await,
+    };
+    let mut rsp = Command::response_to(&message.command, field::N_SET_RSP, status::SUCCESS);
+    let Some(uid) = message.command.requested_sop_instance_uid.clone() else {
+        rsp.status = Some(status::MISSING_ATTRIBUTE);
+        rsp.error_comment = Some("N-SET without Requested SOP Instance UID".into());
+        return assoc.send(message.context.id, &rsp, None).await;
+    };
+    let db = services.db.clone();
+    let task_uid = uid.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        db.write(|txn| mpps::set(txn, &task_uid, &modifications))
+    })
+    .await
+    .expect("MPPS task");
+    match result {
+        Ok(change) => tracing::info!(
+            calling_ae = %assoc.calling_ae, mpps = %uid, status = ?change.record.status,
+            worklist = ?change.worklist.as_ref().map(|w| (&w.accession_number, w.status)),
+            "MPPS N-SET"
+        ),
+        Err(e) => {
+            tracing::warn!(calling_ae = %assoc.calling_ae, mpps = %uid, error = %e, "MPPS N-SET refused");
+            rsp.status = Some(error_status(&e));
+            rsp.error_comment = Some(e.to_string());
+        }
+    }
+    assoc.send(message.context.id, &rsp, None).await
+}

@@ -1,0 +1,154 @@
+//! The hash-addressed image store: `storage/hh/hh/<sha256 of SOP Instance UID>.dcm`.
+//!
+//! An object is written to `storage/tmp/`, fsynced, then renamed into place and the directory
+//! fsynced, and only then indexed. A crash leaves either a temporary file (removed at start-up)
+//! or a complete file that [`crate::storage::Storage::reindex_orphans`] indexes on restart.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// Where objects live on disk.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    root: PathBuf,
+    tmp: PathBuf,
+}
+
+impl FileStore {
+    /// Creates the directories and removes temporary files a crash left behind.
+    pub fn open(root: &Path) -> io::Result<FileStore> {
+        let tmp = root.join("tmp");
+        fs::create_dir_all(&tmp)?;
+        for entry in fs::read_dir(&tmp)? {
+            let entry = entry?;
+            tracing::info!(file = %entry.path().display(), "removing an incomplete upload left by a crash");
+            let _ = fs::remove_file(entry.path());
+        }
+        Ok(FileStore {
+            root: root.to_path_buf(),
+            tmp,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The store-relative path of an instance: hash-addressed so no UID reaches the file system.
+    pub fn relative_path(sop_instance_uid: &str) -> String {
+        let hash = hex(&Sha256::digest(sop_instance_uid.as_bytes()));
+        format!("{}/{}/{}.dcm", &hash[0..2], &hash[2..4], hash)
+    }
+
+    pub fn absolute(&self, relative: &str) -> PathBuf {
+        self.root.join(relative)
+    }
+
+    /// Starts a new object in a temporary file; `prefix` (preamble and file meta) is written and
+    /// hashed first.
+    pub fn begin(&self, prefix: &[u8]) -> io::Result<IncomingObject> {
+        let path = self.tmp.join(format!("{}.part", uuid::Uuid::new_v4()));
+        let file = File::options().write(true).create_new(true).open(&path)?;
+        let mut object = IncomingObject {
+            file: Some(BufWriter::with_capacity(1 << 20, file)),
+            path,
+            hasher: Sha256::new(),
+            size: 0,
+        };
+        object.write_all(prefix)?;
+        Ok(object)
+    }
+
+    /// Moves a complete temporary file to its final place and makes the rename durable.
+    pub fn install(&self, file: &ReceivedFile, relative: &str) -> io::Result<()> {
+        let target = self.absolute(relative);
+        let dir = target.parent().expect("hashed paths have a parent");
+        fs::create_dir_all(dir)?;
+        fs::rename(&file.path, &target)?;
+        File::open(dir)?.sync_all()?;
+        Ok(())
+    }
+}
+
+/// An object being received, in its temporary file. Dropped unfinished, the file is removed.
+pub struct IncomingObject {
+    file: Option<BufWriter<File>>,
+    path: PathBuf,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl Write for IncomingObject {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let file = self.file.as_mut().expect("open until finished");
+        let n = file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.as_mut().expect("open until finished").flush()
+    }
+}
+
+impl IncomingObject {
+    /// Flushes and fsyncs the file: after this the bytes are on disk.
+    pub fn finish(mut self) -> io::Result<ReceivedFile> {
+        let writer = self.file.take().expect("finished once");
+        let file = writer.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        Ok(ReceivedFile {
+            path: std::mem::take(&mut self.path),
+            sha256: hex(&self.hasher.clone().finalize()),
+            size: self.size,
+            installed: false,
+        })
+    }
+}
+
+impl Drop for IncomingObject {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            self.file.take();
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A complete, fsynced temporary file. Dropped before [`ReceivedFile::mark_installed`], the
+/// file is removed.
+pub struct ReceivedFile {
+    pub path: PathBuf,
+    /// SHA-256 of the whole file, hex.
+    pub sha256: String,
+    pub size: u64,
+    installed: bool,
+}
+
+impl ReceivedFile {
+    pub fn mark_installed(&mut self) {
+        self.installed = true;
+    }
+}
+
+impl Drop for ReceivedFile {
+    fn drop(&mut self) {
+        if !self.installed {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}

@@ -1,0 +1,215 @@
+//! The image index: what the gateway knows about each stored instance, its series and study.
+
+use dicom_core::Tag;
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
+use redb::{ReadableTable, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use crate::db::{self, DbError};
+
+/// One stored object. Dose and geometry attributes are kept because the screening app reports
+/// them per view without reopening the file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceRecord {
+    pub sop_instance_uid: String,
+    pub sop_class_uid: String,
+    pub series_instance_uid: String,
+    pub study_instance_uid: String,
+    pub patient_id: Option<String>,
+    pub patient_name: Option<String>,
+    pub accession_number: Option<String>,
+    pub modality: Option<String>,
+    pub view_position: Option<String>,
+    /// The first View Code Sequence item's meaning, e.g. "cranio-caudal".
+    pub view_code: Option<String>,
+    pub image_laterality: Option<String>,
+    pub kvp: Option<f64>,
+    /// Exposure in µAs when sent, else mAs × 1000.
+    pub exposure_uas: Option<f64>,
+    pub exposure_time_ms: Option<f64>,
+    pub organ_dose_dgy: Option<f64>,
+    pub entrance_dose_mgy: Option<f64>,
+    /// Body Part Thickness: the compressed breast thickness, mm.
+    pub compression_thickness_mm: Option<f64>,
+    pub compression_force_n: Option<f64>,
+    pub anode_target_material: Option<String>,
+    pub filter_material: Option<String>,
+    pub transfer_syntax: String,
+    pub rows: Option<u16>,
+    pub columns: Option<u16>,
+    /// Store-relative path, `hh/hh/<hash>.dcm`.
+    pub file_path: String,
+    pub file_size: u64,
+    /// SHA-256 of the stored file.
+    pub file_sha256: String,
+    /// RFC 3339.
+    pub received_at: String,
+    pub calling_ae: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesRecord {
+    pub series_instance_uid: String,
+    pub study_instance_uid: String,
+    pub modality: Option<String>,
+    pub series_number: Option<String>,
+    pub instance_count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StudyRecord {
+    pub study_instance_uid: String,
+    pub patient_id: Option<String>,
+    pub patient_name: Option<String>,
+    pub accession_number: Option<String>,
+    pub study_date: Option<String>,
+    pub instance_count: u64,
+}
+
+/// The attributes read from a received object that the index needs.
+#[derive(Debug, Clone)]
+pub struct Attributes {
+    pub sop_instance_uid: Option<String>,
+    pub sop_class_uid: Option<String>,
+    pub series_instance_uid: Option<String>,
+    pub study_instance_uid: Option<String>,
+    pub series_number: Option<String>,
+    pub study_date: Option<String>,
+    pub partial: PartialRecord,
+}
+
+/// Everything of an [`InstanceRecord`] that comes from the data set.
+#[derive(Debug, Clone, Default)]
+pub struct PartialRecord {
+    pub patient_id: Option<String>,
+    pub patient_name: Option<String>,
+    pub accession_number: Option<String>,
+    pub modality: Option<String>,
+    pub view_position: Option<String>,
+    pub view_code: Option<String>,
+    pub image_laterality: Option<String>,
+    pub kvp: Option<f64>,
+    pub exposure_uas: Option<f64>,
+    pub exposure_time_ms: Option<f64>,
+    pub organ_dose_dgy: Option<f64>,
+    pub entrance_dose_mgy: Option<f64>,
+    pub compression_thickness_mm: Option<f64>,
+    pub compression_force_n: Option<f64>,
+    pub anode_target_material: Option<String>,
+    pub filter_material: Option<String>,
+    pub rows: Option<u16>,
+    pub columns: Option<u16>,
+}
+
+/// Trimmed text of an element, `None` when absent or empty.
+pub fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+    let value = obj.get(tag)?.to_str().ok()?;
+    let value = value.trim_matches(['\0', ' ']);
+    (!value.is_empty()).then(|| value.to_string())
+}
+
+fn number(obj: &InMemDicomObject, tag: Tag) -> Option<f64> {
+    text(obj, tag)?.split('\\').next()?.trim().parse().ok()
+}
+
+fn unsigned(obj: &InMemDicomObject, tag: Tag) -> Option<u16> {
+    obj.get(tag)?.to_int::<u16>().ok()
+}
+
+impl Attributes {
+    pub fn read(obj: &InMemDicomObject) -> Attributes {
+        let exposure_uas = number(obj, tags::EXPOSURE_INU_AS)
+            .or_else(|| number(obj, tags::EXPOSURE).map(|mas| mas * 1000.0));
+        let view_code = obj
+            .get(tags::VIEW_CODE_SEQUENCE)
+            .and_then(|e| e.items())
+            .and_then(|items| items.first())
+            .and_then(|item| text(item, tags::CODE_MEANING));
+        Attributes {
+            sop_instance_uid: text(obj, tags::SOP_INSTANCE_UID),
+            sop_class_uid: text(obj, tags::SOP_CLASS_UID),
+            series_instance_uid: text(obj, tags::SERIES_INSTANCE_UID),
+            study_instance_uid: text(obj, tags::STUDY_INSTANCE_UID),
+            series_number: text(obj, tags::SERIES_NUMBER),
+            study_date: text(obj, tags::STUDY_DATE),
+            partial: PartialRecord {
+                patient_id: text(obj, tags::PATIENT_ID),
+                patient_name: text(obj, tags::PATIENT_NAME),
+                accession_number: text(obj, tags::ACCESSION_NUMBER),
+                modality: text(obj, tags::MODALITY),
+                view_position: text(obj, tags::VIEW_POSITION),
+                view_code,
+                image_laterality: text(obj, tags::IMAGE_LATERALITY)
+                    .or_else(|| text(obj, tags::LATERALITY)),
+                kvp: number(obj, tags::KVP),
+                exposure_uas,
+                exposure_time_ms: number(obj, tags::EXPOSURE_TIME),
+                organ_dose_dgy: number(obj, tags::ORGAN_DOSE),
+                entrance_dose_mgy: number(obj, tags::ENTRANCE_DOSE_INM_GY),
+                compression_thickness_mm: number(obj, tags::BODY_PART_THICKNESS),
+                compression_force_n: number(obj, tags::COMPRESSION_FORCE),
+                anode_target_material: text(obj, tags::ANODE_TARGET_MATERIAL),
+                filter_material: text(obj, tags::FILTER_MATERIAL),
+                rows: unsigned(obj, tags::ROWS),
+                columns: unsigned(obj, tags::COLUMNS),
+            },
+        }
+    }
+}
+
+/// Whether an instance is already indexed.
+pub fn contains(txn: &WriteTransaction, sop_instance_uid: &str) -> Result<bool, DbError> {
+    let table = txn.open_table(db::INSTANCES)?;
+    let found = table.get(sop_instance_uid)?.is_some();
+    Ok(found)
+}
+
+/// Looks an instance up in a read snapshot.
+pub fn get_instance(
+    db: &db::Database,
+    sop_instance_uid: &str,
+) -> Result<Option<InstanceRecord>, DbError> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(db::INSTANCES)?;
+    db::get_json(&table, "instances", sop_instance_uid)
+}
+
+/// Adds an instance and updates its series and study, in the caller's transaction.
+pub fn insert(
+    txn: &WriteTransaction,
+    record: &InstanceRecord,
+    series_number: Option<String>,
+    study_date: Option<String>,
+) -> Result<(), DbError> {
+    let mut instances = txn.open_table(db::INSTANCES)?;
+    db::put_json(&mut instances, &record.sop_instance_uid, record)?;
+
+    let mut series_table = txn.open_table(db::SERIES)?;
+    let mut series: SeriesRecord =
+        db::get_json(&series_table, "series", &record.series_instance_uid)?.unwrap_or(
+            SeriesRecord {
+                series_instance_uid: record.series_instance_uid.clone(),
+                study_instance_uid: record.study_instance_uid.clone(),
+                modality: record.modality.clone(),
+                series_number,
+                instance_count: 0,
+            },
+        );
+    series.instance_count += 1;
+    db::put_json(&mut series_table, &record.series_instance_uid, &series)?;
+
+    let mut studies = txn.open_table(db::STUDIES)?;
+    let mut study: StudyRecord = db::get_json(&studies, "studies", &record.study_instance_uid)?
+        .unwrap_or(StudyRecord {
+            study_instance_uid: record.study_instance_uid.clone(),
+            patient_id: record.patient_id.clone(),
+            patient_name: record.patient_name.clone(),
+            accession_number: record.accession_number.clone(),
+            study_date,
+            instance_count: 0,
+        });
+    study.instance_count += 1;
+    db::put_json(&mut studies, &record.study_instance_uid, &study)?;
+    Ok(())
+}
