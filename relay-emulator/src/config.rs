@@ -57,7 +57,7 @@ impl Rule {
 }
 
 /// The emulated namespace and its limits.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// The logical namespace host tokens must be signed for, e.g. `test.servicebus.windows.net`.
     pub namespace: String,
@@ -70,6 +70,8 @@ pub struct Config {
     pub rendezvous_timeout: Duration,
     /// Drop control channels that send nothing for this long (Azure: about 4 minutes); off if None.
     pub idle_timeout: Option<Duration>,
+    /// Serve `wss://` with this certificate instead of plain `ws://`.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 impl Config {
@@ -82,6 +84,7 @@ impl Config {
             max_listeners: 25,
             rendezvous_timeout: Duration::from_secs(30),
             idle_timeout: None,
+            tls: None,
         }
     }
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 pub use config::{Config, Right, Rule};
@@ -43,17 +43,36 @@ impl Emulator {
         let state = Arc::new(State::new(config));
         let relay = TcpListener::bind(listen).await?;
         let addr = relay.local_addr()?;
-        let public_base: Arc<str> = format!("ws://{addr}").into();
+        let scheme = if state.config.tls.is_some() {
+            "wss"
+        } else {
+            "ws"
+        };
+        let public_base: Arc<str> = format!("{scheme}://{addr}").into();
+        let tls = state
+            .config
+            .tls
+            .clone()
+            .map(tokio_rustls::TlsAcceptor::from);
         let mut tasks = Vec::new();
         {
             let state = state.clone();
-            tasks.push(tokio::spawn(accept_loop(relay, move |io, remote| {
+            tasks.push(tokio::spawn(accept_loop(relay, move |tcp, remote| {
                 let state = state.clone();
                 let base = public_base.clone();
-                serve(
-                    io,
-                    service_fn(move |req| server::handle(state.clone(), base.clone(), remote, req)),
-                )
+                let tls = tls.clone();
+                async move {
+                    let service = service_fn(move |req| {
+                        server::handle(state.clone(), base.clone(), remote, req)
+                    });
+                    match tls {
+                        None => serve(tcp, service).await,
+                        Some(acceptor) => match acceptor.accept(tcp).await {
+                            Ok(stream) => serve(stream, service).await,
+                            Err(e) => tracing::info!(%remote, "TLS handshake failed: {e}"),
+                        },
+                    }
+                }
             })));
         }
         let admin_addr = match admin {
@@ -61,9 +80,12 @@ impl Emulator {
                 let listener = TcpListener::bind(admin).await?;
                 let admin_addr = listener.local_addr()?;
                 let state = state.clone();
-                tasks.push(tokio::spawn(accept_loop(listener, move |io, _| {
+                tasks.push(tokio::spawn(accept_loop(listener, move |tcp, _| {
                     let state = state.clone();
-                    serve(io, service_fn(move |req| admin::handle(state.clone(), req)))
+                    serve(
+                        tcp,
+                        service_fn(move |req| admin::handle(state.clone(), req)),
+                    )
                 })));
                 Some(admin_addr)
             }
@@ -81,7 +103,7 @@ impl Emulator {
         })
     }
 
-    /// The relay port's address: use `ws://{addr}` as `AZURE_RELAY_ENDPOINT`.
+    /// The relay port's address: use `ws://{addr}` (`wss://` with TLS) as `AZURE_RELAY_ENDPOINT`.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -113,14 +135,14 @@ impl Drop for Emulator {
 
 async fn accept_loop<F, Fut>(listener: TcpListener, serve_one: F)
 where
-    F: Fn(TokioIo<tokio::net::TcpStream>, SocketAddr) -> Fut,
+    F: Fn(TcpStream, SocketAddr) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     loop {
         match listener.accept().await {
             Ok((tcp, remote)) => {
                 let _ = tcp.set_nodelay(true);
-                tokio::spawn(serve_one(TokioIo::new(tcp), remote));
+                tokio::spawn(serve_one(tcp, remote));
             }
             Err(e) => {
                 tracing::warn!("accept failed: {e}");
@@ -130,8 +152,9 @@ where
     }
 }
 
-async fn serve<S>(io: TokioIo<tokio::net::TcpStream>, service: S)
+async fn serve<I, S>(io: I, service: S)
 where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<
             hyper::Request<hyper::body::Incoming>,
             Response = hyper::Response<http_body_util::Full<bytes::Bytes>>,
@@ -141,9 +164,52 @@ where
     S::Future: Send + 'static,
 {
     let connection = hyper::server::conn::http1::Builder::new()
-        .serve_connection(io, service)
+        .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     if let Err(e) = connection.await {
         tracing::debug!("connection ended: {e}");
     }
+}
+
+/// Why a TLS certificate could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("unusable certificate or key: {0}")]
+    Invalid(String),
+}
+
+/// A rustls server config from PEM files, for `--tls-cert` / `--tls-key`.
+pub fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let read = |path: &std::path::Path, e: rustls::pki_types::pem::Error| TlsError::Read {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| read(cert, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| read(cert, e))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| read(key, e))?;
+    tls_config_from(chain, key)
+}
+
+/// A rustls server config (ring provider) from a certificate chain and its key.
+pub fn tls_config_from(
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Invalid(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsError::Invalid(e.to_string()))?;
+    Ok(Arc::new(config))
 }

@@ -35,6 +35,12 @@ struct Args {
     /// Drop control channels silent for this many seconds (Azure: about 240). Off by default.
     #[arg(long)]
     idle_timeout: Option<u64>,
+    /// Serve wss:// with this PEM certificate chain (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -55,6 +61,9 @@ async fn main() -> anyhow::Result<()> {
     config.max_listeners = args.max_listeners;
     config.rendezvous_timeout = Duration::from_secs(args.rendezvous_timeout);
     config.idle_timeout = args.idle_timeout.map(Duration::from_secs);
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        config.tls = Some(relay_emulator::tls_config(cert, key)?);
+    }
     let emulator = Emulator::start(config, args.listen, args.admin)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
