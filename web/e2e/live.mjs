@@ -7,8 +7,7 @@
 //      CHROMIUM (default /usr/bin/chromium), IMAGES (how many image events to time, default 20).
 import { chromium } from 'playwright-core';
 import { createInterface } from 'node:readline';
-import { mkdtempSync, mkdirSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -75,8 +74,8 @@ const browser = await chromium.launch({
   executablePath: env('CHROMIUM', '/usr/bin/chromium'),
   headless: true,
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    `--user-data-dir=${mkdtempSync(join(tmpdir(), 'web-e2e-chromium-'))}`],
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  // No --user-data-dir: playwright gives a non-persistent launch a fresh temporary profile itself.
 });
 let failed = false;
 try {
@@ -109,13 +108,21 @@ try {
   await appointment.goto(`${BASE}/appointments/${appointmentId}`);
   await live(appointment);
   await axe(appointment, 'appointment');
+  // Record when each new thumbnail enters the DOM (the moment the clinician could see it).
+  await appointment.evaluate(() => {
+    window.thumbTimes = [];
+    const count = () => document.querySelectorAll('#gallery img.app-thumb').length;
+    new MutationObserver(() => {
+      while (window.thumbTimes.length < count()) window.thumbTimes.push(Date.now());
+    }).observe(document.body, { childList: true, subtree: true });
+  });
   step('appointment open');
 
   const latencies = [];
   for (let k = 1; k <= IMAGES; k++) {
     const sentAt = Number(await expectLine('GATEWAY image'));
-    await appointment.waitForFunction((n) => document.querySelectorAll('#gallery img.app-thumb').length >= n, k, { timeout: 60000, polling: 'mutation' });
-    latencies.push(Date.now() - sentAt);
+    await appointment.waitForFunction((n) => window.thumbTimes.length >= n, k, { timeout: 60000 });
+    latencies.push((await appointment.evaluate((n) => window.thumbTimes[n - 1], k)) - sentAt);
     if (k === 4) {
       for (const slot of ['RCC', 'RMLO', 'LCC', 'LMLO']) {
         await appointment.waitForSelector(`#gallery img[alt="${slot} image"]`, { timeout: 10000 });

@@ -312,7 +312,7 @@ fn ClinicView(clinic: ClinicDetail, send: ServerAction<SendToModality>) -> impl 
             <tbody class="nhsuk-table__body">
                 {clinic.appointments.into_iter().map(|a| {
                     let can_send = a.status.can_become(AppointmentStatus::SentToModality);
-                    let label = format!("Send {} to modality", a.participant_name);
+                    let who = format!(" for {}", a.participant_name);
                     view! {
                         <tr class="nhsuk-table__row" id=format!("appointment-{}", a.id)>
                             <td class="nhsuk-table__cell">{a.time}</td>
@@ -323,8 +323,8 @@ fn ClinicView(clinic: ClinicDetail, send: ServerAction<SendToModality>) -> impl 
                                 {can_send.then(|| view! {
                                     <ActionForm action=send>
                                         <input type="hidden" name="appointment_id" value=a.id/>
-                                        <button type="submit" class="nhsuk-button nhsuk-button--small app-send" aria-label=label>
-                                            "Send to modality"
+                                        <button type="submit" class="nhsuk-button nhsuk-button--small app-send">
+                                            "Send to modality"<span class="nhsuk-u-visually-hidden">{who}</span>
                                         </button>
                                     </ActionForm>
                                 })}

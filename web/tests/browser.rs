@@ -98,6 +98,8 @@ async fn clinician_sees_status_and_thumbnails_live_and_other_provider_gets_404()
         )
     });
 
+    // Fresh artefacts each run, so a screenshot never outlives the run that made it.
+    let _ = std::fs::remove_dir_all(&artifacts);
     let db = TestDb::sqlite();
     let emulator = support::emulator().await;
     let gateway_key = SigningKey::generate();

@@ -10,6 +10,9 @@ use tokio::sync::{watch, Notify};
 use super::bus::Bus;
 use super::db::Db;
 
+/// Reads an environment variable by name: the process environment, or a map in tests.
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// The app's shared state; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -24,7 +27,7 @@ pub struct AppState {
     /// The events listener of each gateway, by gateway id.
     pub listeners: Arc<RwLock<HashMap<i64, watch::Receiver<ListenerStatus>>>>,
     /// Where gateway relay keys are read from: the process environment, or a map in tests.
-    pub env: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    pub env: EnvLookup,
     /// `source_system` of our actions.
     pub source_system: String,
 }

@@ -255,14 +255,16 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<ActionRow>, StoreError> {
     let rows = match status_filter.filter(|s| !s.is_empty()) {
-        Some(s) => sqlx::query(&format!(
+        Some(s) => {
+            sqlx::query(&format!(
             "{LIST} WHERE g.provider_id = $1 AND a.status = $2 ORDER BY a.created_at DESC LIMIT $3"
         ))
-        .bind(provider_id)
-        .bind(s)
-        .bind(limit)
-        .fetch_all(&db.pool)
-        .await?,
+            .bind(provider_id)
+            .bind(s)
+            .bind(limit)
+            .fetch_all(&db.pool)
+            .await?
+        }
         None => {
             sqlx::query(&format!(
                 "{LIST} WHERE g.provider_id = $1 ORDER BY a.created_at DESC LIMIT $2"
