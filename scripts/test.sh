@@ -6,4 +6,4 @@ source "$here/scripts/env.sh"
 cd "$here"
 "$here/scripts/deps.sh"
 say "building and running the tests (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
