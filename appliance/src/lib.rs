@@ -4,10 +4,13 @@
 //! dicom-ul), [`services`] (C-ECHO, worklist C-FIND, MPPS, C-STORE), [`worklist`] and [`mpps`]
 //! (domain state), [`storage`] (files and index), [`db`] (redb), [`server`] (listeners).
 
+pub mod actions;
+pub mod cloud;
 pub mod config;
 pub mod db;
 pub mod dimse;
 pub mod mpps;
+pub mod outbox;
 pub mod server;
 pub mod services;
 pub mod storage;

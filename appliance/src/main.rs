@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use appliance::cloud::{CloudLink, CloudSettings, Ports};
 use appliance::config::Config;
 use appliance::server::Gateway;
 use appliance::worklist::{self, WorklistEntry};
@@ -151,13 +152,41 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // Read the cloud settings first: a wrong key should stop start-up, not surface later.
+    let cloud = CloudSettings::from_env()?;
+    let ports = Ports {
+        mwl: config.mwl_port,
+        pacs: config.pacs_port,
+        state_dir: config.state_dir.clone(),
+    };
     let running = Gateway::open(config)?.start().await?;
+    appliance::outbox::create_table(&running.db)?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let link = match cloud {
+        Some(settings) => Some(CloudLink::start(
+            settings,
+            running.db.clone(),
+            ports,
+            running.doorbell.clone(),
+            stopped,
+        )),
+        None => {
+            tracing::warn!(
+                "AZURE_RELAY_NAMESPACE is not set: running the DICOM services without the cloud link"
+            );
+            None
+        }
+    };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
     tracing::info!("shutting down");
+    let _ = stop.send(true);
     running.shutdown(Duration::from_secs(10)).await;
+    if let Some(link) = link {
+        link.join().await;
+    }
     Ok(())
 }

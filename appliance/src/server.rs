@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use crate::config::Config;
 use crate::db::{Database, DbError};
 use crate::dimse::Association;
+use crate::outbox::Doorbell;
 use crate::services::{Role, Services};
 use crate::storage::sop_classes::STORAGE_SOP_CLASSES;
 use crate::storage::{FileStore, Storage, StoreError};
@@ -87,7 +88,11 @@ impl Gateway {
         }
         Ok(Gateway {
             config,
-            services: Services { db, storage },
+            services: Services {
+                db,
+                storage,
+                doorbell: Doorbell::default(),
+            },
         })
     }
 
@@ -125,6 +130,7 @@ impl Gateway {
             shutdown,
             tasks,
             db: self.services.db.clone(),
+            doorbell: self.services.doorbell.clone(),
         })
     }
 }
@@ -144,6 +150,8 @@ pub struct Running {
     pub mwl_addr: SocketAddr,
     pub pacs_addr: SocketAddr,
     pub db: Arc<Database>,
+    /// Rung by the services when they queue events; the cloud link's courier listens.
+    pub doorbell: Doorbell,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }

@@ -23,11 +23,13 @@ pub enum Role {
     Storage,
 }
 
-/// What the services share: the state database and the image store.
+/// What the services share: the state database, the image store, and the outbox doorbell to
+/// ring after committing a change that queued an event.
 #[derive(Clone)]
 pub struct Services {
     pub db: Arc<Database>,
     pub storage: Storage,
+    pub doorbell: crate::outbox::Doorbell,
 }
 
 impl Services {

@@ -1,0 +1,372 @@
+//! The durable event outbox: every event the cloud must hear about, kept in redb until the cloud
+//! says `accepted` or `duplicate`.
+//!
+//! Events are written with [`enqueue`] inside the *same* redb transaction as the state change
+//! that causes them (an MPPS N-CREATE, a stored image), so a crash can never leave a change
+//! without its event or an event without its change. [`Courier`] then delivers them over the
+//! events hybrid connection, oldest first and in order per study (an `order_key`): a study whose
+//! head event is failing waits, other studies go on. Failures are retried with capped
+//! exponential backoff **for as long as it takes**: nothing here is ever marked failed and
+//! forgotten (the NHS gateway gives up after three tries). A restart resumes from the table.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use shared::relay::Sender;
+use shared::wire::event::{Event, EventReply};
+use shared::wire::{SigningKey, Verification};
+use tokio::sync::Notify;
+
+use crate::db::{Database, DbError};
+
+/// Queued events by sequence number (ascending = oldest first).
+pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+
+/// The longest wait between two attempts at one event.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// One queued event and its delivery history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Queued {
+    pub event: Event,
+    /// Events with the same key are delivered in order (the study, or the accession number).
+    pub order_key: String,
+    /// Unix milliseconds when it was queued.
+    pub queued_at_ms: u64,
+    pub attempts: u32,
+    /// Unix milliseconds before which it is not retried.
+    pub next_attempt_ms: u64,
+    pub last_error: Option<String>,
+}
+
+/// What the queue looks like now, for `health` and `gateway status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub depth: u64,
+    /// Age of the oldest undelivered event.
+    pub oldest_seconds: Option<u64>,
+    /// The most recent delivery error of the oldest event, if it has failed.
+    pub oldest_error: Option<String>,
+}
+
+/// Adds an event to the outbox in the caller's transaction; returns its sequence number. Call
+/// [`Doorbell::ring`] after the commit so the courier sends it at once.
+pub fn enqueue(txn: &WriteTransaction, event: Event, order_key: &str) -> Result<u64, DbError> {
+    let mut table = txn.open_table(OUTBOX)?;
+    let sequence = table.last()?.map_or(1, |(key, _)| key.value() + 1);
+    let now = now_ms();
+    let queued = Queued {
+        event,
+        order_key: order_key.to_string(),
+        queued_at_ms: now,
+        attempts: 0,
+        next_attempt_ms: now,
+        last_error: None,
+    };
+    let bytes = serde_json::to_vec(&queued).expect("events serialise");
+    table.insert(sequence, bytes.as_slice())?;
+    Ok(sequence)
+}
+
+/// Creates the table so that readers never meet a missing one.
+pub fn create_table(db: &Database) -> Result<(), DbError> {
+    db.write(|txn| {
+        txn.open_table(OUTBOX)?;
+        Ok::<_, DbError>(())
+    })
+}
+
+/// Every queued event, oldest first.
+pub fn list(db: &Database) -> Result<Vec<(u64, Queued)>, DbError> {
+    let txn = db.begin_read()?;
+    let table = match txn.open_table(OUTBOX) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = Vec::new();
+    for row in table.iter()? {
+        let (key, value) = row?;
+        let queued = decode(key.value(), value.value())?;
+        out.push((key.value(), queued));
+    }
+    Ok(out)
+}
+
+/// Queue depth and the age of the oldest event.
+pub fn stats(db: &Database) -> Result<Stats, DbError> {
+    let txn = db.begin_read()?;
+    let table = match txn.open_table(OUTBOX) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Stats::default()),
+        Err(e) => return Err(e.into()),
+    };
+    let depth = table.len()?;
+    let oldest = match table.first()? {
+        Some((key, value)) => Some(decode(key.value(), value.value())?),
+        None => None,
+    };
+    Ok(Stats {
+        depth,
+        oldest_seconds: oldest
+            .as_ref()
+            .map(|q| now_ms().saturating_sub(q.queued_at_ms) / 1000),
+        oldest_error: oldest.and_then(|q| q.last_error),
+    })
+}
+
+fn decode(key: u64, bytes: &[u8]) -> Result<Queued, DbError> {
+    serde_json::from_slice(bytes).map_err(|source| DbError::Corrupt {
+        table: "outbox",
+        key: key.to_string(),
+        source,
+    })
+}
+
+/// The delay before attempt `attempts + 1`: 1 s, 2 s, 4 s… capped at [`MAX_BACKOFF`].
+pub fn backoff(attempts: u32) -> Duration {
+    let seconds = 1u64 << attempts.saturating_sub(1).min(16);
+    Duration::from_secs(seconds).min(MAX_BACKOFF)
+}
+
+/// Wakes the courier when new events are committed, so delivery does not wait for a timer.
+#[derive(Debug, Clone, Default)]
+pub struct Doorbell(Arc<Notify>);
+
+impl Doorbell {
+    /// Call after committing a transaction that enqueued events.
+    pub fn ring(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// How one delivery attempt ended.
+enum Delivery {
+    Delivered,
+    Failed(String),
+}
+
+/// Delivers the outbox over the events hybrid connection.
+pub struct Courier {
+    db: Arc<Database>,
+    sender: Sender,
+    key: SigningKey,
+    /// The cloud's public keys: its replies are verified too, so a spoofed listener cannot make
+    /// the gateway drop events.
+    verification: Verification,
+    doorbell: Doorbell,
+}
+
+impl Courier {
+    pub fn new(
+        db: Arc<Database>,
+        sender: Sender,
+        key: SigningKey,
+        verification: Verification,
+        doorbell: Doorbell,
+    ) -> Courier {
+        Courier {
+            db,
+            sender,
+            key,
+            verification,
+            doorbell,
+        }
+    }
+
+    /// Delivers until `shutdown` completes: a pass over the queue whenever the doorbell rings or
+    /// the earliest retry falls due.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let next = match self.pass().await {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::error!("event outbox unreadable: {e}; retrying in 5s");
+                    Some(Duration::from_secs(5))
+                }
+            };
+            let wait = next.unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = self.doorbell.0.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// One pass: sends every due event whose study is not held up by an earlier one. Returns how
+    /// long until the next retry falls due, if any event is waiting.
+    pub async fn pass(&self) -> Result<Option<Duration>, DbError> {
+        let queue = {
+            let db = self.db.clone();
+            tokio::task::spawn_blocking(move || list(&db))
+                .await
+                .expect("outbox read does not panic")?
+        };
+        let mut held: HashSet<String> = HashSet::new();
+        let mut next_due: Option<u64> = None;
+        for (sequence, mut queued) in queue {
+            if held.contains(&queued.order_key) {
+                continue;
+            }
+            let now = now_ms();
+            if queued.next_attempt_ms > now {
+                held.insert(queued.order_key.clone());
+                next_due = Some(
+                    next_due.map_or(queued.next_attempt_ms, |n| n.min(queued.next_attempt_ms)),
+                );
+                continue;
+            }
+            match self.deliver(&queued.event).await {
+                Delivery::Delivered => {
+                    self.remove(sequence).await?;
+                    tracing::info!(
+                        event_id = %queued.event.event_id,
+                        "delivered {} for {} after {} attempt(s)",
+                        queued.event.body.event_type(),
+                        queued.order_key,
+                        queued.attempts + 1
+                    );
+                }
+                Delivery::Failed(why) => {
+                    queued.attempts += 1;
+                    let delay = backoff(queued.attempts);
+                    queued.next_attempt_ms = now_ms() + delay.as_millis() as u64;
+                    tracing::warn!(
+                        event_id = %queued.event.event_id,
+                        "{} for {} not delivered (attempt {}): {why}; retrying in {}s",
+                        queued.event.body.event_type(),
+                        queued.order_key,
+                        queued.attempts,
+                        delay.as_secs()
+                    );
+                    queued.last_error = Some(why);
+                    next_due = Some(
+                        next_due.map_or(queued.next_attempt_ms, |n| n.min(queued.next_attempt_ms)),
+                    );
+                    held.insert(queued.order_key.clone());
+                    self.update(sequence, queued).await?;
+                }
+            }
+        }
+        Ok(next_due.map(|due| Duration::from_millis(due.saturating_sub(now_ms()))))
+    }
+
+    async fn deliver(&self, event: &Event) -> Delivery {
+        let text = self.key.seal(event);
+        let reply = match self.sender.request(&text).await {
+            Ok(reply) => reply,
+            Err(e) => return Delivery::Failed(e.to_string()),
+        };
+        match EventReply::open(&reply, &self.verification) {
+            Ok(reply) if reply.event_id.is_some_and(|id| id != event.event_id) => {
+                Delivery::Failed(format!(
+                    "the cloud answered for another event ({:?})",
+                    reply.event_id
+                ))
+            }
+            Ok(reply) if reply.is_delivered() => Delivery::Delivered,
+            Ok(reply) => Delivery::Failed(format!(
+                "the cloud refused it: {}",
+                reply.message.unwrap_or_else(|| "no reason given".into())
+            )),
+            Err(rejected) => Delivery::Failed(format!("unusable reply from the cloud: {rejected}")),
+        }
+    }
+
+    async fn remove(&self, sequence: u64) -> Result<(), DbError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            db.write(|txn| {
+                txn.open_table(OUTBOX)?.remove(sequence)?;
+                Ok::<_, DbError>(())
+            })
+        })
+        .await
+        .expect("outbox write does not panic")
+    }
+
+    async fn update(&self, sequence: u64, queued: Queued) -> Result<(), DbError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            db.write(|txn| {
+                let bytes = serde_json::to_vec(&queued).expect("events serialise");
+                txn.open_table(OUTBOX)?.insert(sequence, bytes.as_slice())?;
+                Ok::<_, DbError>(())
+            })
+        })
+        .await
+        .expect("outbox write does not panic")
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::wire::event::{EventBody, MppsStatus, MppsStatusUpdate};
+
+    fn mpps_event(accession: &str, status: MppsStatus) -> Event {
+        Event::new(
+            "gw-test",
+            EventBody::MppsStatusUpdate(MppsStatusUpdate {
+                action_id: None,
+                accession_number: accession.into(),
+                status,
+                mpps_instance_uid: "1.2.3".into(),
+            }),
+        )
+    }
+
+    #[test]
+    fn events_survive_reopening_in_order_with_stats() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let first = mpps_event("A", MppsStatus::InProgress);
+        let second = mpps_event("A", MppsStatus::Completed);
+        {
+            let db = Database::open(&path).unwrap();
+            db.write(|txn| {
+                enqueue(txn, first.clone(), "A")?;
+                enqueue(txn, second.clone(), "A")?;
+                Ok::<_, DbError>(())
+            })
+            .unwrap();
+        }
+        let db = Database::open(&path).unwrap();
+        let queue = list(&db).unwrap();
+        assert_eq!(queue.len(), 2);
+        assert!(queue[0].0 < queue[1].0);
+        assert_eq!(queue[0].1.event, first);
+        assert_eq!(queue[1].1.event, second);
+        let stats = stats(&db).unwrap();
+        assert_eq!(stats.depth, 2);
+        assert!(stats.oldest_seconds.is_some());
+    }
+
+    #[test]
+    fn an_aborted_transaction_leaves_no_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("state.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        enqueue(&txn, mpps_event("A", MppsStatus::InProgress), "A").unwrap();
+        txn.abort().unwrap();
+        assert_eq!(stats(&db).unwrap(), Stats::default());
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let seconds: Vec<u64> = (1..=9).map(|a| backoff(a).as_secs()).collect();
+        assert_eq!(seconds, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
+}
