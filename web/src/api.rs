@@ -1,6 +1,7 @@
-//! Server functions: every read a page makes and every mutation a clinician can do. Each one
-//! resolves the signed-in user from the session cookie and passes only that user's provider to
-//! the store, so another provider's records are a 404. Bodies run on the server only.
+//! Server functions: every read a page makes and every mutation a clinician can do, each at a
+//! stable URL `/api/<name>` (form-encoded POST). Each one resolves the signed-in user from the
+//! session cookie and passes only that user's provider to the store, so another provider's
+//! records are a 404. Bodies run on the server only.
 
 use leptos::prelude::*;
 
@@ -68,7 +69,7 @@ pub(crate) mod context {
 }
 
 /// The signed-in clinician, or `None`.
-#[server]
+#[server(endpoint = "/current_user")]
 pub async fn current_user() -> Result<Option<SignedInUser>, ServerFnError> {
     let state = context::state()?;
     let parts = use_context::<http::request::Parts>()
@@ -84,7 +85,7 @@ pub async fn current_user() -> Result<Option<SignedInUser>, ServerFnError> {
 }
 
 /// Signs in with email and password, sets the session cookie and goes to the clinics.
-#[server]
+#[server(endpoint = "/sign_in")]
 pub async fn sign_in(email: String, password: String) -> Result<(), ServerFnError> {
     use crate::server::{auth, store::identity};
     let state = context::state()?;
@@ -102,7 +103,7 @@ pub async fn sign_in(email: String, password: String) -> Result<(), ServerFnErro
 }
 
 /// Ends the session.
-#[server]
+#[server(endpoint = "/sign_out")]
 pub async fn sign_out() -> Result<(), ServerFnError> {
     use crate::server::{auth, store::identity};
     let state = context::state()?;
@@ -120,7 +121,7 @@ pub async fn sign_out() -> Result<(), ServerFnError> {
 }
 
 /// The user's provider's clinics.
-#[server]
+#[server(endpoint = "/list_clinics")]
 pub async fn list_clinics() -> Result<Vec<ClinicSummary>, ServerFnError> {
     let (state, user) = context::user().await?;
     crate::server::store::clinics::list(&state.db, user.provider_id)
@@ -129,7 +130,7 @@ pub async fn list_clinics() -> Result<Vec<ClinicSummary>, ServerFnError> {
 }
 
 /// One clinic with its appointments.
-#[server]
+#[server(endpoint = "/get_clinic")]
 pub async fn get_clinic(id: i64) -> Result<ClinicDetail, ServerFnError> {
     let (state, user) = context::user().await?;
     crate::server::store::clinics::detail(&state.db, user.provider_id, id)
@@ -138,7 +139,7 @@ pub async fn get_clinic(id: i64) -> Result<ClinicDetail, ServerFnError> {
 }
 
 /// One appointment with its timeline and images.
-#[server]
+#[server(endpoint = "/get_appointment")]
 pub async fn get_appointment(id: i64) -> Result<AppointmentDetail, ServerFnError> {
     let (state, user) = context::user().await?;
     crate::server::store::appointments::detail(&state.db, user.provider_id, id)
@@ -147,7 +148,7 @@ pub async fn get_appointment(id: i64) -> Result<AppointmentDetail, ServerFnError
 }
 
 /// Sends a checked-in participant to the modality worklist (through the outbox).
-#[server]
+#[server(endpoint = "/send_to_modality")]
 pub async fn send_to_modality(appointment_id: i64) -> Result<String, ServerFnError> {
     let (state, user) = context::user().await?;
     crate::server::service::send_to_modality(&state, &user, appointment_id)
@@ -156,7 +157,7 @@ pub async fn send_to_modality(appointment_id: i64) -> Result<String, ServerFnErr
 }
 
 /// The user's gateways.
-#[server]
+#[server(endpoint = "/list_gateways")]
 pub async fn list_gateways() -> Result<Vec<GatewayRow>, ServerFnError> {
     let (state, user) = context::user().await?;
     crate::server::service::gateway_rows(&state, &user)
@@ -165,7 +166,7 @@ pub async fn list_gateways() -> Result<Vec<GatewayRow>, ServerFnError> {
 }
 
 /// Queues an `echo` or a `health` check to a gateway.
-#[server]
+#[server(endpoint = "/check_gateway")]
 pub async fn check_gateway(gateway_id: i64, check: String) -> Result<String, ServerFnError> {
     use crate::server::service::{self, GatewayCheck};
     let (state, user) = context::user().await?;
@@ -180,7 +181,7 @@ pub async fn check_gateway(gateway_id: i64, check: String) -> Result<String, Ser
 }
 
 /// The user's provider's gateway actions, newest first, optionally in one status.
-#[server]
+#[server(endpoint = "/list_actions")]
 pub async fn list_actions(status: String) -> Result<Vec<ActionRow>, ServerFnError> {
     let (state, user) = context::user().await?;
     crate::server::store::actions::list(&state.db, user.provider_id, Some(&status), 200)
@@ -189,7 +190,7 @@ pub async fn list_actions(status: String) -> Result<Vec<ActionRow>, ServerFnErro
 }
 
 /// Re-queues a failed (or waiting) action for sending now.
-#[server]
+#[server(endpoint = "/redrive_action")]
 pub async fn redrive_action(action_id: String) -> Result<(), ServerFnError> {
     let (state, user) = context::user().await?;
     crate::server::service::redrive(&state, &user, &action_id)

@@ -219,7 +219,7 @@ async fn events_over_the_relay_are_verified_applied_once_and_answered() {
         MppsStatus::InProgress,
     );
     let reply = gateway::send_event(relay(), EVENTS, &w.gateway_key, &w.web_key, &started).await;
-    assert_eq!(reply.status, EventStatus::Accepted);
+    assert_eq!(reply.status, EventStatus::Accepted, "{reply:?}");
     assert_eq!(reply.event_id, Some(started.event_id));
     let again = gateway::send_event(relay(), EVENTS, &w.gateway_key, &w.web_key, &started).await;
     assert_eq!(again.status, EventStatus::Duplicate);
@@ -233,7 +233,7 @@ async fn events_over_the_relay_are_verified_applied_once_and_answered() {
         1,
     );
     let reply = gateway::send_event(relay(), EVENTS, &w.gateway_key, &w.web_key, &image).await;
-    assert_eq!(reply.status, EventStatus::Accepted);
+    assert_eq!(reply.status, EventStatus::Accepted, "{reply:?}");
 
     let detail = appointments::detail(&w.running.state.db, w.user.provider_id, appointment_id)
         .await
@@ -276,6 +276,6 @@ async fn events_with_a_bad_or_missing_signature_are_refused_and_change_nothing()
     assert_eq!(detail.status, AppointmentStatus::SentToModality);
     // The genuine event is still accepted afterwards: a refusal is not recorded as received.
     let genuine = gateway::send_event(relay(), EVENTS, &w.gateway_key, &w.web_key, &event).await;
-    assert_eq!(genuine.status, EventStatus::Accepted);
+    assert_eq!(genuine.status, EventStatus::Accepted, "{genuine:?}");
     w.running.stop().await;
 }

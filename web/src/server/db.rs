@@ -105,6 +105,18 @@ impl Db {
     }
 }
 
+impl Db {
+    /// Starts a transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`): a
+    /// deferred transaction that read first and writes later fails outright, without waiting,
+    /// when another connection wrote in between (WAL's busy snapshot).
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+}
+
 /// Reads a row column, naming the column in the error.
 pub fn col<'r, T>(row: &'r AnyRow, name: &str) -> Result<T, StoreError>
 where

@@ -146,7 +146,7 @@ async fn apply(
     gateway: &GatewayRecord,
     event: &Event,
 ) -> Result<Applied, StoreError> {
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     let event_id = event.event_id.to_string();
     // De-duplicate first, so a replay can neither fail nor apply anything twice.
     if !received_events::record(&mut tx, &event_id, gateway.id, event.body.event_type()).await? {

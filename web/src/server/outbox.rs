@@ -100,6 +100,22 @@ pub async fn send_due(state: &AppState, policy: RetryPolicy) -> Result<usize, St
     for action in &due {
         let outcome = attempt(state, policy, action).await?;
         tracing::info!(action = %action.id, kind = %action.action_type, "outbox: {outcome:?}");
+        if let Some(appointment_id) = action.appointment_id {
+            let line = match &outcome {
+                Attempt::Confirmed => Some(format!("Gateway confirmed {}", action.action_type)),
+                Attempt::Failed(error) => Some(format!("Gateway action failed: {error}")),
+                Attempt::Retry {
+                    next_attempt_at, ..
+                } => Some(format!(
+                    "Gateway not reachable; next attempt at {}",
+                    super::db::clock_time(*next_attempt_at)
+                )),
+                Attempt::Skipped => None,
+            };
+            if let Some(line) = line {
+                super::store::appointments::note(&state.db, appointment_id, &line).await?;
+            }
+        }
         state.bus.publish(Change::Action {
             provider_id: action.provider_id,
             action_id: action.id.clone(),

@@ -30,7 +30,7 @@ pub async fn send_to_modality(
     user: &User,
     appointment_id: i64,
 ) -> Result<String, StoreError> {
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     let a = appointments::for_worklist(&mut tx, user.provider_id, appointment_id).await?;
     a.status.transition(AppointmentStatus::SentToModality)?;
     let gateway = match a.gateway_id {
@@ -153,7 +153,7 @@ pub async fn check_gateway(
     let action = Action::new(&state.source_system, command);
     let action_id = action.action_id.to_string();
     let payload = action.to_value().to_string();
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     actions::insert(
         &mut tx,
         &NewAction {

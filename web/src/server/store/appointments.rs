@@ -201,6 +201,17 @@ pub async fn add_timeline(
     Ok(())
 }
 
+/// Adds a line to an appointment's history outside any transaction (background workers).
+pub async fn note(db: &Db, appointment_id: i64, text: &str) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO timeline (appointment_id, at, text) VALUES ($1, $2, $3)")
+        .bind(appointment_id)
+        .bind(now_ms())
+        .bind(text)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
 /// Everything the appointment page shows, for an appointment of the provider.
 pub async fn detail(
     db: &Db,

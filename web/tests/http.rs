@@ -1,0 +1,323 @@
+//! Provider scoping over real HTTP: every page, server function, stream and thumbnail that names
+//! one provider's record answers 404 to the other provider's clinician (and works for the owner,
+//! so each check can fail).
+
+mod support;
+
+use std::net::SocketAddr;
+
+use shared::wire::SigningKey;
+use support::TestDb;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use web::server::seed::DEMO_USERS;
+use web::server::store::{appointments, clinics, gateways, identity};
+
+struct Reply {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+/// One HTTP/1.1 request. With `whole` false only the status line and headers are read (for
+/// streams that never end).
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    form: Option<&str>,
+    whole: bool,
+) -> Reply {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let body = form.unwrap_or("");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(cookie) = cookie {
+        request.push_str(&format!("Cookie: {cookie}\r\n"));
+    }
+    if form.is_some() {
+        request.push_str(&format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nAccept: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    if form.is_none() {
+        // As a browser navigates: pages answer redirects with a real 302 only to HTML requests.
+        request.push_str("Accept: text/html,*/*\r\n");
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = stream.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        bytes.extend_from_slice(&buf[..n]);
+        if !whole && bytes.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&bytes).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Reply {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    }
+}
+
+async fn sign_in(addr: SocketAddr, email: &str, password: &str) -> String {
+    let reply = http(
+        addr,
+        "POST",
+        "/api/sign_in",
+        None,
+        Some(&format!(
+            "email={}&password={password}",
+            email.replace('@', "%40")
+        )),
+        true,
+    )
+    .await;
+    reply
+        .head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie:")
+                .then(|| l[11..].trim().to_string())
+        })
+        .and_then(|c| c.split(';').next().map(str::to_string))
+        .unwrap_or_else(|| {
+            panic!(
+                "no session cookie after signing in as {email}: {}",
+                reply.head
+            )
+        })
+}
+
+#[tokio::test]
+async fn another_providers_records_are_404_on_every_route() {
+    let db = TestDb::sqlite();
+    let emulator = support::emulator().await;
+    let gateway_key = SigningKey::generate();
+    let (state, seeded, _web_key) = support::app_state(
+        db.open().await,
+        &support::seed_relay(&emulator, &gateway_key),
+    )
+    .await;
+    let running = support::serve(state, "unused-site".into()).await;
+    let addr = running.addr;
+    let north = sign_in(addr, DEMO_USERS[0].0, DEMO_USERS[0].1).await;
+    let south = sign_in(addr, DEMO_USERS[1].0, DEMO_USERS[1].1).await;
+    assert!(
+        http(
+            addr,
+            "POST",
+            "/api/sign_in",
+            None,
+            Some("email=clinician%40north.example&password=wrong"),
+            true
+        )
+        .await
+        .status
+            >= 400
+    );
+
+    let db = &running.state.db;
+    let north_user = identity::authenticate(db, DEMO_USERS[0].0, DEMO_USERS[0].1)
+        .await
+        .unwrap()
+        .unwrap();
+    let clinic = seeded.clinic_ids[0];
+    let detail = clinics::detail(db, north_user.provider_id, clinic)
+        .await
+        .unwrap();
+    let (appointment, other_appointment) = (detail.appointments[0].id, detail.appointments[1].id);
+    let gateway = seeded.gateway_ids[0];
+
+    // Not signed in: pages send you to sign in; data is refused.
+    let anonymous = http(addr, "GET", &format!("/clinics/{clinic}"), None, None, true).await;
+    assert!(
+        anonymous.status == 302 || anonymous.status == 303,
+        "{}",
+        anonymous.head
+    );
+    assert!(anonymous.head.contains("/sign-in"), "{}", anonymous.head);
+    assert_ne!(
+        http(addr, "POST", "/api/list_clinics", None, Some(""), true)
+            .await
+            .status,
+        200
+    );
+
+    // Each route: 404 for South, then 200 for North.
+    let routes: Vec<(&str, String, Option<String>, bool)> = vec![
+        ("GET", format!("/clinics/{clinic}"), None, true),
+        ("GET", format!("/appointments/{appointment}"), None, true),
+        (
+            "POST",
+            "/api/get_clinic".into(),
+            Some(format!("id={clinic}")),
+            true,
+        ),
+        (
+            "POST",
+            "/api/get_appointment".into(),
+            Some(format!("id={appointment}")),
+            true,
+        ),
+        (
+            "POST",
+            "/api/send_to_modality".into(),
+            Some(format!("appointment_id={other_appointment}")),
+            true,
+        ),
+        (
+            "POST",
+            "/api/check_gateway".into(),
+            Some(format!("gateway_id={gateway}&check=echo")),
+            true,
+        ),
+        ("GET", format!("/live/clinics/{clinic}"), None, false),
+        (
+            "GET",
+            format!("/live/appointments/{appointment}"),
+            None,
+            false,
+        ),
+    ];
+    for (method, path, form, whole) in &routes {
+        let theirs = http(addr, method, path, Some(&south), form.as_deref(), *whole).await;
+        assert_eq!(
+            theirs.status, 404,
+            "South {method} {path}: {}\n{}",
+            theirs.head, theirs.body
+        );
+        let ours = http(addr, method, path, Some(&north), form.as_deref(), *whole).await;
+        assert_eq!(
+            ours.status, 200,
+            "North {method} {path}: {}\n{}",
+            ours.head, ours.body
+        );
+    }
+
+    // The send above queued an action; re-drive it and read the lists.
+    let action = web::server::store::actions::list(db, north_user.provider_id, None, 10)
+        .await
+        .unwrap();
+    let action_id = &action
+        .iter()
+        .find(|a| a.appointment_id == Some(other_appointment))
+        .unwrap()
+        .id;
+    let form = format!("action_id={action_id}");
+    assert_eq!(
+        http(
+            addr,
+            "POST",
+            "/api/redrive_action",
+            Some(&south),
+            Some(&form),
+            true
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(
+        http(
+            addr,
+            "POST",
+            "/api/redrive_action",
+            Some(&north),
+            Some(&form),
+            true
+        )
+        .await
+        .status,
+        200
+    );
+    for (path, form, north_marker) in [
+        (
+            "/api/list_clinics",
+            "",
+            "Morning screening clinic".to_string(),
+        ),
+        (
+            "/api/list_gateways",
+            "",
+            gateways::by_id(db, gateway).await.unwrap().name,
+        ),
+        ("/api/list_actions", "status=", action_id.clone()),
+    ] {
+        let theirs = http(addr, "POST", path, Some(&south), Some(form), true).await;
+        assert_eq!(theirs.status, 200, "{path}: {}", theirs.head);
+        assert!(
+            !theirs.body.contains(&north_marker),
+            "South's {path} shows North's {north_marker}"
+        );
+        let ours = http(addr, "POST", path, Some(&north), Some(form), true).await;
+        assert!(
+            ours.body.contains(&north_marker),
+            "North's {path} lacks {north_marker}: {}",
+            ours.body
+        );
+    }
+
+    // Thumbnails: record an image for North's appointment, then fetch it as each.
+    let accession = appointments::detail(db, north_user.provider_id, other_appointment)
+        .await
+        .unwrap()
+        .accession_number
+        .unwrap();
+    let gateway_row = gateways::by_id(db, gateway).await.unwrap();
+    let event = support::gateway::image(None, &accession, "9990001006", "R", "CC", 1);
+    web::server::events::handle(&running.state, &gateway_row, &gateway_key.seal(&event)).await;
+    let image = appointments::detail(db, north_user.provider_id, other_appointment)
+        .await
+        .unwrap()
+        .images[0]
+        .id;
+    let path = format!("/images/{image}/thumbnail");
+    assert_eq!(
+        http(addr, "GET", &path, Some(&south), None, true)
+            .await
+            .status,
+        404
+    );
+    let ours = http(addr, "GET", &path, Some(&north), None, true).await;
+    assert_eq!(ours.status, 200);
+    assert!(
+        ours.head
+            .to_ascii_lowercase()
+            .contains("content-type: image/jpeg"),
+        "{}",
+        ours.head
+    );
+
+    // Signing out ends the session.
+    http(addr, "POST", "/api/sign_out", Some(&north), Some(""), true).await;
+    assert_ne!(
+        http(
+            addr,
+            "POST",
+            "/api/list_clinics",
+            Some(&north),
+            Some(""),
+            true
+        )
+        .await
+        .status,
+        200
+    );
+    running.stop().await;
+}
