@@ -14,4 +14,5 @@ pub mod outbox;
 pub mod server;
 pub mod services;
 pub mod storage;
+pub mod thumbnail;
 pub mod worklist;

@@ -1,0 +1,216 @@
+//! Thumbnails from real objects in every transfer syntax the gateway decodes: a synthetic 16-bit
+//! image compressed by dcmtk's own encoders, and pydicom's JPEG 2000 samples.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use appliance::thumbnail::{render, HEIGHT};
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::{tags, uids};
+use dicom_object::{open_file, FileMetaTableBuilder, InMemDicomObject};
+use image::GenericImageView;
+
+const ROWS: u16 = 832;
+const COLUMNS: u16 = 640;
+
+/// A 12-bit image: a bright half-ellipse on the left ("breast") on a dark background, with a
+/// gradient inside so that windowing and scaling are visible.
+fn write_synthetic(path: &Path, photometric: &str, window: Option<(f64, f64)>) {
+    let mut pixels = Vec::with_capacity(usize::from(ROWS) * usize::from(COLUMNS));
+    for y in 0..ROWS {
+        for x in 0..COLUMNS {
+            let dy = (f64::from(y) - f64::from(ROWS) / 2.0) / (f64::from(ROWS) / 2.0);
+            let dx = f64::from(x) / f64::from(COLUMNS);
+            let inside = dx * dx + dy * dy < 0.8;
+            pixels.push(if inside {
+                1000 + (3000.0 * (1.0 - dx)) as u16
+            } else {
+                40
+            });
+        }
+    }
+    let mut obj = InMemDicomObject::new_empty();
+    let sop = "2.25.1234567890123456789";
+    let mut put = |tag, vr, value: PrimitiveValue| obj.put(DataElement::new(tag, vr, value));
+    put(
+        tags::SOP_CLASS_UID,
+        VR::UI,
+        uids::DIGITAL_MAMMOGRAPHY_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION.into(),
+    );
+    put(tags::SOP_INSTANCE_UID, VR::UI, sop.into());
+    put(tags::STUDY_INSTANCE_UID, VR::UI, "2.25.1".into());
+    put(tags::SERIES_INSTANCE_UID, VR::UI, "2.25.2".into());
+    put(tags::MODALITY, VR::CS, "MG".into());
+    put(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16));
+    put(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, photometric.into());
+    put(tags::ROWS, VR::US, PrimitiveValue::from(ROWS));
+    put(tags::COLUMNS, VR::US, PrimitiveValue::from(COLUMNS));
+    put(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16));
+    put(tags::BITS_STORED, VR::US, PrimitiveValue::from(12u16));
+    put(tags::HIGH_BIT, VR::US, PrimitiveValue::from(11u16));
+    put(
+        tags::PIXEL_REPRESENTATION,
+        VR::US,
+        PrimitiveValue::from(0u16),
+    );
+    if let Some((center, width)) = window {
+        put(tags::WINDOW_CENTER, VR::DS, center.to_string().into());
+        put(tags::WINDOW_WIDTH, VR::DS, width.to_string().into());
+    }
+    put(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U16(pixels.into()));
+    let file = obj
+        .with_meta(
+            FileMetaTableBuilder::new()
+                .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
+                .media_storage_sop_class_uid(
+                    uids::DIGITAL_MAMMOGRAPHY_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION,
+                )
+                .media_storage_sop_instance_uid(sop),
+        )
+        .unwrap();
+    file.write_to_file(path).unwrap();
+}
+
+/// Renders a file and decodes the JPEG back.
+fn thumbnail(path: &Path) -> image::DynamicImage {
+    let object = open_file(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let rendered = render(&object).unwrap_or_else(|e| panic!("render {}: {e}", path.display()));
+    let jpeg =
+        image::load_from_memory_with_format(&rendered.jpeg, image::ImageFormat::Jpeg).unwrap();
+    assert_eq!(
+        (jpeg.width(), jpeg.height()),
+        (rendered.width, rendered.height)
+    );
+    jpeg
+}
+
+/// Mean brightness of a vertical strip (its middle half, inside the ellipse), 0–255.
+fn mean(image: &image::DynamicImage, x0: u32, x1: u32) -> f64 {
+    let luma = image.to_luma8();
+    let (mut sum, mut n) = (0u64, 0u64);
+    for y in luma.height() / 4..luma.height() * 3 / 4 {
+        for x in x0..x1 {
+            sum += u64::from(luma.get_pixel(x, y)[0]);
+            n += 1;
+        }
+    }
+    sum as f64 / n as f64
+}
+
+fn compressed(dir: &Path, source: &Path, tool: &str, args: &[&str], name: &str) -> PathBuf {
+    let out = dir.join(name);
+    let output = common::dcmtk(tool)
+        .args(args)
+        .arg(source)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{tool} failed: {}",
+        common::text(&output)
+    );
+    out
+}
+
+#[test]
+fn every_decodable_transfer_syntax_gives_a_188_px_thumbnail() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("plain.dcm");
+    write_synthetic(&source, "MONOCHROME2", None);
+    let expected_width = (u32::from(COLUMNS) * HEIGHT + u32::from(ROWS) / 2) / u32::from(ROWS);
+    let cases = [
+        ("explicit VR little endian", source.clone()),
+        (
+            "JPEG lossless SV1",
+            compressed(dir.path(), &source, "dcmcjpeg", &["+e1"], "jpegll.dcm"),
+        ),
+        (
+            "JPEG lossless",
+            compressed(dir.path(), &source, "dcmcjpeg", &["+el"], "jpegl.dcm"),
+        ),
+        (
+            "RLE",
+            compressed(dir.path(), &source, "dcmcrle", &[], "rle.dcm"),
+        ),
+    ];
+    for (what, path) in cases {
+        let image = thumbnail(&path);
+        assert_eq!(image.height(), HEIGHT, "{what}");
+        assert_eq!(image.width(), expected_width, "{what}");
+        // The breast (left) is brighter than the background (right edge), whatever the codec.
+        let left = mean(&image, 0, image.width() / 4);
+        let right = mean(&image, image.width() - 5, image.width());
+        assert!(
+            left > right + 60.0,
+            "{what}: left {left:.0} right {right:.0}"
+        );
+    }
+}
+
+#[test]
+fn jpeg_2000_samples_decode() {
+    for name in ["MR_small_jp2klossless.dcm", "JPEG2000.dcm"] {
+        let path = common::sample(name);
+        let image = thumbnail(&path);
+        assert!(image.height() > 0 && image.height() <= HEIGHT, "{name}");
+    }
+}
+
+#[test]
+fn monochrome1_is_inverted_and_the_voi_window_is_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let mono2 = dir.path().join("mono2.dcm");
+    let mono1 = dir.path().join("mono1.dcm");
+    write_synthetic(&mono2, "MONOCHROME2", None);
+    write_synthetic(&mono1, "MONOCHROME1", None);
+    let (a, b) = (thumbnail(&mono2), thumbnail(&mono1));
+    let w = a.width();
+    assert!(
+        mean(&a, 0, w / 4) > mean(&a, w - 5, w),
+        "MONOCHROME2: tissue bright"
+    );
+    assert!(
+        mean(&b, 0, w / 4) < mean(&b, w - 5, w),
+        "MONOCHROME1: tissue dark after inversion"
+    );
+
+    // A narrow window low in the range saturates the tissue to white and keeps the background
+    // black; min/max (no window) leaves the tissue gradient grey.
+    let windowed = dir.path().join("windowed.dcm");
+    write_synthetic(&windowed, "MONOCHROME2", Some((500.0, 200.0)));
+    let c = thumbnail(&windowed);
+    let tissue_windowed = mean(&c, w / 8, w / 4);
+    let tissue_minmax = mean(&a, w / 8, w / 4);
+    assert!(
+        tissue_windowed > 245.0,
+        "window applied: {tissue_windowed:.0}"
+    );
+    assert!(
+        tissue_minmax < 230.0,
+        "min/max without a window: {tissue_minmax:.0}"
+    );
+}
+
+#[test]
+fn an_undecodable_transfer_syntax_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("plain.dcm");
+    write_synthetic(&source, "MONOCHROME2", None);
+    // JPEG-LS needs CharLS (C++), which the static build leaves out.
+    let jls = compressed(dir.path(), &source, "dcmcjpls", &[], "jls.dcm");
+    let object = open_file(&jls).unwrap();
+    let error = render(&object).unwrap_err();
+    assert!(error.to_string().contains("decode"), "{error}");
+}
+
+#[test]
+fn small_images_are_not_upscaled() {
+    let path = common::sample("CT_small.dcm");
+    let object = open_file(&path).unwrap();
+    let rows = object.element(tags::ROWS).unwrap().to_int::<u32>().unwrap();
+    let image = thumbnail(&path);
+    assert_eq!(image.height(), rows.min(HEIGHT));
+    let _ = image.dimensions();
+}
