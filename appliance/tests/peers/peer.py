@@ -1,0 +1,348 @@
+#!/usr/bin/env python3
+"""pynetdicom/pydicom side of the gateway's integration tests.
+
+Each subcommand prints one JSON object on stdout, so the Rust tests can assert on it. dcmtk has
+no MPPS tool and cannot send a C-CANCEL on purpose, hence this script.
+"""
+import argparse
+import io
+import json
+import os
+import sys
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pynetdicom import AE, debug_logger  # noqa: F401
+from pynetdicom.dimse_primitives import C_FIND, C_STORE
+from pynetdicom.sop_class import (
+    ModalityPerformedProcedureStep,
+    ModalityWorklistInformationFind,
+    SecondaryCaptureImageStorage,
+)
+
+MG_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
+
+
+def out(obj):
+    print(json.dumps(obj))
+    sys.stdout.flush()
+
+
+def associate(args, contexts):
+    ae = AE(ae_title=args.calling)
+    for c in contexts:
+        ae.add_requested_context(c)
+    assoc = ae.associate(args.host, args.port, ae_title=args.called)
+    if not assoc.is_established:
+        out({"error": "association failed"})
+        sys.exit(2)
+    return assoc
+
+
+def status_of(rsp):
+    return None if rsp is None or "Status" not in rsp else int(rsp.Status)
+
+
+def mpps_dataset(uid_accession, status, omit):
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.Modality = "MG"
+    ds.PatientName = "Smith^Jane"
+    ds.PatientID = "9434765919"
+    ds.PerformedStationAETitle = "MODALITY1"
+    ds.PerformedProcedureStepStartDate = "20261122"
+    ds.PerformedProcedureStepStartTime = "093000"
+    ds.PerformedProcedureStepID = "PPS1"
+    ds.PerformedProcedureStepDescription = "Screening mammography"
+    ds.PerformedProcedureStepEndDate = ""
+    ds.PerformedProcedureStepEndTime = ""
+    if status is not None:
+        ds.PerformedProcedureStepStatus = status
+    step = Dataset()
+    step.AccessionNumber = uid_accession or ""
+    step.StudyInstanceUID = generate_uid()
+    step.RequestedProcedureID = uid_accession or ""
+    step.ScheduledProcedureStepID = uid_accession or ""
+    ds.ScheduledStepAttributesSequence = Sequence([step])
+    ds.PerformedSeriesSequence = Sequence([])
+    for keyword in omit:
+        if keyword in ds:
+            delattr(ds, keyword)
+    return ds
+
+
+def cmd_mpps(args):
+    """Runs a list of N-CREATE / N-SET operations on one association; prints their statuses."""
+    ops = json.loads(args.ops)
+    assoc = associate(args, [ModalityPerformedProcedureStep])
+    results = []
+    for op in ops:
+        if op["op"] == "create":
+            ds = mpps_dataset(op.get("accession"), op.get("status", "IN PROGRESS"), op.get("omit", []))
+            rsp, attrs = assoc.send_n_create(ds, ModalityPerformedProcedureStep, op.get("uid"))
+            entry = {"status": status_of(rsp)}
+            if rsp is not None and "AffectedSOPInstanceUID" in rsp:
+                entry["uid"] = str(rsp.AffectedSOPInstanceUID)
+            results.append(entry)
+        else:
+            ds = Dataset()
+            if op.get("status") is not None:
+                ds.PerformedProcedureStepStatus = op["status"]
+            ds.PerformedProcedureStepEndDate = "20261122"
+            ds.PerformedProcedureStepEndTime = "094500"
+            series = Dataset()
+            series.SeriesInstanceUID = generate_uid()
+            series.ReferencedImageSequence = Sequence([])
+            ds.PerformedSeriesSequence = Sequence([series])
+            rsp, attrs = assoc.send_n_set(ds, ModalityPerformedProcedureStep, op["uid"])
+            results.append({"status": status_of(rsp)})
+    assoc.release()
+    out({"results": results})
+
+
+def worklist_query():
+    ds = Dataset()
+    ds.PatientName = ""
+    ds.PatientID = ""
+    ds.AccessionNumber = ""
+    step = Dataset()
+    step.Modality = "MG"
+    step.ScheduledProcedureStepStartDate = ""
+    ds.ScheduledProcedureStepSequence = Sequence([step])
+    return ds
+
+
+def cmd_cancel_find(args):
+    """Sends a C-FIND and, without waiting, a C-CANCEL for it; counts what comes back."""
+    assoc = associate(args, [ModalityWorklistInformationFind])
+    context = assoc._get_valid_context(ModalityWorklistInformationFind, "", "scu")
+    # Keep pynetdicom's reactor thread off the message queue while we read it ourselves.
+    assoc._reactor_checkpoint.clear()
+    req = C_FIND()
+    req.MessageID = 7
+    req.AffectedSOPClassUID = ModalityWorklistInformationFind
+    req.Priority = 2
+    buf = io.BytesIO()
+    from pydicom.filewriter import write_dataset
+
+    fp = pydicom.filebase.DicomFileLike(buf)
+    fp.is_little_endian = True
+    fp.is_implicit_VR = context.transfer_syntax[0] == "1.2.840.10008.1.2"
+    write_dataset(fp, worklist_query())
+    req.Identifier = io.BytesIO(buf.getvalue())
+    assoc.dimse.send_msg(req, context.context_id)
+    assoc.send_c_cancel(7, context.context_id)
+    pending = 0
+    final = None
+    while True:
+        _, rsp = assoc.dimse.get_msg(block=True)
+        if rsp is None:
+            break
+        code = int(rsp.Status)
+        if code in (0xFF00, 0xFF01):
+            pending += 1
+            continue
+        final = code
+        break
+    assoc._reactor_checkpoint.set()
+    assoc.release()
+    out({"pending": pending, "final": final})
+
+
+def cmd_find(args):
+    """A worklist C-FIND with pynetdicom (UTF-8 check); prints each match's names."""
+    assoc = associate(args, [ModalityWorklistInformationFind])
+    ds = worklist_query()
+    if args.name:
+        ds.PatientName = args.name
+    if args.charset:
+        ds.SpecificCharacterSet = args.charset
+    matches = []
+    final = None
+    for status, ident in assoc.send_c_find(ds, ModalityWorklistInformationFind):
+        code = status_of(status)
+        if code in (0xFF00, 0xFF01):
+            matches.append({"name": str(ident.PatientName), "charset": ident.get("SpecificCharacterSet"),
+                            "accession": ident.AccessionNumber})
+        else:
+            final = code
+    assoc.release()
+    out({"matches": matches, "final": final})
+
+
+def cmd_store_raw(args):
+    """Sends a C-STORE whose data set lacks the attributes named in --omit."""
+    assoc = associate(args, [SecondaryCaptureImageStorage])
+    context = assoc._get_valid_context(SecondaryCaptureImageStorage, "", "scu")
+    assoc._reactor_checkpoint.clear()
+    ds = Dataset()
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = args.uid
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.PatientID = "9434765919"
+    ds.Modality = "OT"
+    for keyword in args.omit:
+        if keyword in ds:
+            delattr(ds, keyword)
+    from pydicom.filewriter import write_dataset
+
+    buf = io.BytesIO()
+    fp = pydicom.filebase.DicomFileLike(buf)
+    fp.is_little_endian = True
+    fp.is_implicit_VR = context.transfer_syntax[0] == "1.2.840.10008.1.2"
+    write_dataset(fp, ds)
+    req = C_STORE()
+    req.MessageID = 1
+    req.AffectedSOPClassUID = SecondaryCaptureImageStorage
+    req.AffectedSOPInstanceUID = args.uid
+    req.Priority = 2
+    req.DataSet = io.BytesIO(buf.getvalue())
+    assoc.dimse.send_msg(req, context.context_id)
+    _, rsp = assoc.dimse.get_msg(block=True)
+    status = None if rsp is None else int(rsp.Status)
+    comment = None if rsp is None or rsp.ErrorComment is None else str(rsp.ErrorComment)
+    assoc._reactor_checkpoint.set()
+    assoc.release()
+    out({"status": status, "comment": comment})
+
+
+def cmd_make_mg(args):
+    """Synthetic Digital Mammography X-Ray For Presentation images, full size by default."""
+    os.makedirs(args.out, exist_ok=True)
+    rng = np.random.default_rng(args.seed)
+    study = generate_uid()
+    series = generate_uid()
+    rows, cols = args.rows, args.cols
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    paths = []
+    for i in range(args.count):
+        laterality = "L" if i % 2 == 0 else "R"
+        view = "CC" if (i // 2) % 2 == 0 else "MLO"
+        cx = 0 if laterality == "R" else cols
+        mask = ((xx - cx) / (cols * 0.75)) ** 2 + ((yy - rows / 2) / (rows * 0.45)) ** 2 < 1
+        pixels = (rng.normal(300, 40, (rows, cols)) + mask * 1800).clip(0, 4095).astype(np.uint16)
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = MG_FOR_PRESENTATION
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SpecificCharacterSet = "ISO_IR 192"
+        ds.SOPClassUID = MG_FOR_PRESENTATION
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID = study
+        ds.SeriesInstanceUID = series
+        ds.StudyDate = "20261122"
+        ds.Modality = "MG"
+        ds.PatientName = args.name
+        ds.PatientID = args.patient_id
+        ds.PatientBirthDate = "19700101"
+        ds.PatientSex = "F"
+        ds.AccessionNumber = args.accession
+        ds.SeriesNumber = 1
+        ds.InstanceNumber = i + 1
+        ds.PresentationIntentType = "FOR PRESENTATION"
+        ds.ImageLaterality = laterality
+        ds.ViewPosition = view
+        code = Dataset()
+        code.CodeValue = "399162004" if view == "CC" else "399368009"
+        code.CodingSchemeDesignator = "SCT"
+        code.CodeMeaning = "cranio-caudal" if view == "CC" else "medio-lateral oblique"
+        ds.ViewCodeSequence = Sequence([code])
+        ds.KVP = "28"
+        ds.ExposureInuAs = 120000
+        ds.ExposureTime = 1200
+        ds.OrganDose = "1.25"
+        ds.EntranceDoseInmGy = "5.1"
+        ds.BodyPartThickness = "52"
+        ds.CompressionForce = "110"
+        ds.AnodeTargetMaterial = "TUNGSTEN"
+        ds.FilterMaterial = "RHODIUM"
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.Rows = rows
+        ds.Columns = cols
+        ds.BitsAllocated = 16
+        ds.BitsStored = 12
+        ds.HighBit = 11
+        ds.PixelRepresentation = 0
+        ds.PixelData = pixels.tobytes()
+        path = os.path.join(args.out, f"mg_{i:03d}.dcm")
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    out({"files": paths})
+
+
+def cmd_compare(args):
+    """Whether two files hold the same data set (file meta aside)."""
+    a = pydicom.dcmread(args.a)
+    b = pydicom.dcmread(args.b)
+    # Trailing padding (FFFC,FFFC) is not part of the object; storescu does not send it.
+    for ds in (a, b):
+        if 0xFFFCFFFC in ds:
+            del ds[0xFFFCFFFC]
+    # Compared by value: a sender may re-declare encapsulated Pixel Data from OW to OB.
+    same = [(e.tag, e.value) for e in a] == [(e.tag, e.value) for e in b]
+    out({"same": same, "ts": str(b.file_meta.TransferSyntaxUID)})
+
+
+def cmd_paths(args):
+    import data_store
+    out({
+        "pydicom": os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files"),
+        "pydicom_data": os.path.join(os.path.dirname(data_store.__file__), "data"),
+    })
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def net(name):
+        s = sub.add_parser(name)
+        s.add_argument("host")
+        s.add_argument("port", type=int)
+        s.add_argument("called")
+        s.add_argument("--calling", default="PYNETDICOM")
+        return s
+
+    s = net("mpps")
+    s.add_argument("ops")
+    s = net("cancel-find")
+    s = net("find")
+    s.add_argument("--name")
+    s.add_argument("--charset")
+    s = net("store-raw")
+    s.add_argument("--uid", default=generate_uid())
+    s.add_argument("--omit", nargs="*", default=[])
+    s = sub.add_parser("make-mg")
+    s.add_argument("--out", required=True)
+    s.add_argument("--count", type=int, default=1)
+    s.add_argument("--rows", type=int, default=4096)
+    s.add_argument("--cols", type=int, default=3328)
+    s.add_argument("--accession", default="ACCMG1")
+    s.add_argument("--patient-id", default="9434765919")
+    s.add_argument("--name", default="Smith^Jane")
+    s.add_argument("--seed", type=int, default=1)
+    s = sub.add_parser("compare")
+    s.add_argument("a")
+    s.add_argument("b")
+    sub.add_parser("paths")
+    args = p.parse_args()
+    {
+        "mpps": cmd_mpps,
+        "cancel-find": cmd_cancel_find,
+        "find": cmd_find,
+        "store-raw": cmd_store_raw,
+        "make-mg": cmd_make_mg,
+        "compare": cmd_compare,
+        "paths": cmd_paths,
+    }[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
