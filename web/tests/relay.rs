@@ -279,3 +279,58 @@ async fn events_with_a_bad_or_missing_signature_are_refused_and_change_nothing()
     assert_eq!(genuine.status, EventStatus::Accepted, "{genuine:?}");
     w.running.stop().await;
 }
+
+#[tokio::test]
+async fn gateway_checks_record_the_health_reply_for_the_gateways_page() {
+    use shared::wire::action::{Command, HealthReport};
+    let w = world().await;
+    let mut gw = w
+        .gateway(Arc::new(
+            |action: &shared::wire::action::Action| match &action.command {
+                Command::Health => Outcome::Ok {
+                    health: HealthReport {
+                        healthy: true,
+                        version: "9.9.9".into(),
+                        listener_uptime_seconds: 5,
+                        checks: Default::default(),
+                    },
+                },
+                Command::Echo(payload) => Outcome::Echo {
+                    payload: payload.clone(),
+                },
+                _ => Outcome::Created,
+            },
+        ))
+        .await;
+    let echo = service::check_gateway(
+        &w.running.state,
+        &w.user,
+        w.gateway_id,
+        service::GatewayCheck::Echo,
+    )
+    .await
+    .unwrap();
+    let health = service::check_gateway(
+        &w.running.state,
+        &w.user,
+        w.gateway_id,
+        service::GatewayCheck::Health,
+    )
+    .await
+    .unwrap();
+    gw.next().await;
+    gw.next().await;
+    w.wait_action(&echo, "confirmed").await;
+    w.wait_action(&health, "confirmed").await;
+    let rows = service::gateway_rows(&w.running.state, &w.user)
+        .await
+        .unwrap();
+    let row = rows.iter().find(|g| g.id == w.gateway_id).unwrap();
+    assert_eq!(row.last_health.as_deref(), Some("healthy (version 9.9.9)"));
+    assert!(row.last_health_at.is_some());
+    assert_eq!(row.confirmed, 2);
+    w.events_listener_connected().await;
+    let rows = service::gateway_rows(&w.running.state, &w.user).await.unwrap();
+    assert!(rows.iter().any(|g| g.id == w.gateway_id && g.listener_connected));
+    w.running.stop().await;
+}
