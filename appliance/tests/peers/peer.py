@@ -16,7 +16,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, debug_logger  # noqa: F401
-from pynetdicom.dimse_primitives import C_FIND, C_STORE
+from pynetdicom.dimse_primitives import C_FIND, C_STORE, N_CREATE
 from pynetdicom.sop_class import (
     ModalityPerformedProcedureStep,
     ModalityWorklistInformationFind,
@@ -74,19 +74,42 @@ def mpps_dataset(uid_accession, status, omit):
     return ds
 
 
+def encode(ds, context):
+    from pydicom.filewriter import write_dataset
+
+    buf = io.BytesIO()
+    fp = pydicom.filebase.DicomFileLike(buf)
+    fp.is_little_endian = True
+    fp.is_implicit_VR = context.transfer_syntax[0] == "1.2.840.10008.1.2"
+    write_dataset(fp, ds)
+    return io.BytesIO(buf.getvalue())
+
+
 def cmd_mpps(args):
     """Runs a list of N-CREATE / N-SET operations on one association; prints their statuses."""
     ops = json.loads(args.ops)
     assoc = associate(args, [ModalityPerformedProcedureStep])
     results = []
     for op in ops:
-        if op["op"] == "create":
+        if op["op"] == "create" and op.get("uid") is None:
+            # No instance UID: the SCP must assign one and name it in the response, which
+            # send_n_create does not expose, so the request goes through the DIMSE layer.
+            ds = mpps_dataset(op.get("accession"), op.get("status", "IN PROGRESS"), op.get("omit", []))
+            context = assoc._get_valid_context(ModalityPerformedProcedureStep, "", "scu")
+            req = N_CREATE()
+            req.MessageID = 99
+            req.AffectedSOPClassUID = ModalityPerformedProcedureStep
+            req.AttributeList = encode(ds, context)
+            assoc._reactor_checkpoint.clear()
+            assoc.dimse.send_msg(req, context.context_id)
+            _, rsp = assoc.dimse.get_msg(block=True)
+            assoc._reactor_checkpoint.set()
+            results.append({"status": None if rsp is None else int(rsp.Status),
+                            "uid": None if rsp is None else str(rsp.AffectedSOPInstanceUID)})
+        elif op["op"] == "create":
             ds = mpps_dataset(op.get("accession"), op.get("status", "IN PROGRESS"), op.get("omit", []))
             rsp, attrs = assoc.send_n_create(ds, ModalityPerformedProcedureStep, op.get("uid"))
-            entry = {"status": status_of(rsp)}
-            if rsp is not None and "AffectedSOPInstanceUID" in rsp:
-                entry["uid"] = str(rsp.AffectedSOPInstanceUID)
-            results.append(entry)
+            results.append({"status": status_of(rsp)})
         else:
             ds = Dataset()
             if op.get("status") is not None:
