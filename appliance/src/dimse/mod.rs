@@ -3,6 +3,7 @@
 
 pub mod association;
 pub mod command;
+pub mod lengths;
 pub mod status;
 
 pub use association::{Association, Context, DataSink, DimseError, Message, Received};

@@ -7,6 +7,7 @@ pub mod worklist;
 
 use std::sync::Arc;
 
+use dicom_dictionary_std::uids;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 
@@ -113,6 +114,16 @@ pub fn decode_data_set(context: &Context, bytes: &[u8]) -> Result<InMemDicomObje
     let ts = TransferSyntaxRegistry
         .get(&context.transfer_syntax)
         .ok_or_else(|| format!("unknown transfer syntax {}", context.transfer_syntax))?;
+    let uid = ts.uid();
+    // Deflated data sets are inflated by the parser as it reads, so they are not pre-checked;
+    // the worklist and MPPS AE does not offer deflate.
+    if uid != uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN {
+        let encoding = crate::dimse::lengths::Encoding {
+            explicit_vr: uid != uids::IMPLICIT_VR_LITTLE_ENDIAN,
+            big_endian: ts.endianness() == dicom_encoding::transfer_syntax::Endianness::Big,
+        };
+        crate::dimse::lengths::check(bytes, encoding)?;
+    }
     InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| e.to_string())
 }
 
