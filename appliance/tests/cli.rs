@@ -1,0 +1,149 @@
+//! The `gateway` binary as an operator runs it: `worklist add`, then `serve` configured by
+//! environment, answering real peers, and stopping on SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn gateway(state: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
+    cmd.env("GATEWAY_STATE_DIR", state)
+        .env("MWL_AET", "CLI_MWL")
+        .env("PACS_AET", "CLI_PACS")
+        .env("MWL_PORT", "0")
+        .env("PACS_PORT", "0")
+        .env("GATEWAY_BIND", "127.0.0.1")
+        .env("LOG_LEVEL", "info");
+    cmd
+}
+
+#[test]
+fn worklist_add_then_serve_then_sigterm() {
+    let state = tempfile::tempdir().unwrap();
+    let out = gateway(state.path())
+        .args([
+            "worklist",
+            "add",
+            "--accession",
+            "ACCCLI01",
+            "--nhs-number",
+            "9434765919",
+            "--name",
+            "Smith^Jane",
+            "--birth-date",
+            "19700101",
+            "--date",
+            "20261122",
+            "--time",
+            "093000",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"study_instance_uid\":\"2.25."));
+    // A bad item is refused with the reason.
+    let out = gateway(state.path())
+        .args([
+            "worklist",
+            "add",
+            "--accession",
+            "TOO_LONG_ACCESSION_NUMBER",
+        ])
+        .args([
+            "--nhs-number",
+            "1",
+            "--name",
+            "A^B",
+            "--birth-date",
+            "19700101",
+        ])
+        .args(["--date", "20261122", "--time", "0930"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).contains("accession number"), "{}", text(&out));
+
+    let mut child = gateway(state.path())
+        .arg("serve")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut server = Server(child);
+    let (mut mwl, mut pacs) = (None, None);
+    let mut lines = BufReader::new(stderr).lines();
+    while mwl.is_none() || pacs.is_none() {
+        let line = lines
+            .next()
+            .expect("gateway exited before listening")
+            .unwrap();
+        let port = |key: &str| {
+            line.split(key).nth(1).map(|rest| {
+                rest.split_whitespace()
+                    .next()
+                    .unwrap()
+                    .rsplit(':')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+        };
+        mwl = mwl.or_else(|| port("mwl_addr="));
+        pacs = pacs.or_else(|| port("pacs_addr="));
+    }
+    let (mwl, pacs) = (mwl.unwrap(), pacs.unwrap());
+    std::thread::spawn(move || for _ in lines {});
+
+    assert!(echo(&pacs, "CLI_PACS", "MODALITY1"));
+    let out = dcmtk("findscu")
+        .args([
+            "-W",
+            "-aec",
+            "CLI_MWL",
+            "-k",
+            "AccessionNumber",
+            "-k",
+            "PatientName",
+        ])
+        .args(["127.0.0.1", &mwl])
+        .output()
+        .unwrap();
+    assert!(text(&out).contains("ACCCLI01"), "{}", text(&out));
+
+    // While it runs, redb is locked: the CLI says so instead of corrupting anything.
+    let out = gateway(state.path())
+        .args(["worklist", "list"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).contains("stop it first"), "{}", text(&out));
+
+    let pid = server.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = server.0.wait().unwrap();
+    assert!(
+        status.success(),
+        "gateway exits cleanly on SIGTERM: {status}"
+    );
+    let out = gateway(state.path())
+        .args(["worklist", "list"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ACCCLI01"));
+}
