@@ -75,6 +75,7 @@ pub fn App() -> impl IntoView {
 #[component]
 fn Header() -> impl IntoView {
     let sign_out = ServerAction::<SignOut>::new();
+    let user = Resource::new(|| (), |_| current_user());
     view! {
         <header class="nhsuk-header" role="banner">
             <div class="nhsuk-header__container nhsuk-width-container">
@@ -83,6 +84,13 @@ fn Header() -> impl IntoView {
                         <span class="nhsuk-header__service-name">"Manage breast screening"</span>
                     </a>
                 </div>
+                <Suspense fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        user.await.ok().flatten().map(|u| view! {
+                            <p class="app-user" id="signed-in-as">{format!("{} – {}", u.name, u.provider_name)}</p>
+                        })
+                    })}
+                </Suspense>
             </div>
             <div class="nhsuk-header__navigation">
                 <nav class="nhsuk-width-container" aria-label="Menu">

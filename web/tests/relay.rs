@@ -330,7 +330,11 @@ async fn gateway_checks_record_the_health_reply_for_the_gateways_page() {
     assert!(row.last_health_at.is_some());
     assert_eq!(row.confirmed, 2);
     w.events_listener_connected().await;
-    let rows = service::gateway_rows(&w.running.state, &w.user).await.unwrap();
-    assert!(rows.iter().any(|g| g.id == w.gateway_id && g.listener_connected));
+    let rows = service::gateway_rows(&w.running.state, &w.user)
+        .await
+        .unwrap();
+    assert!(rows
+        .iter()
+        .any(|g| g.id == w.gateway_id && g.listener_connected));
     w.running.stop().await;
 }
