@@ -29,6 +29,11 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Largest PDU we accept (`DICOM_MAX_PDU`).
     pub max_pdu: u32,
+    /// This gateway's name in its events (`GATEWAY_NAME`).
+    pub name: String,
+    /// Threads making thumbnails (`THUMBNAIL_WORKERS`); few, so that decoding never starves
+    /// the DICOM receive path of CPU.
+    pub thumbnail_workers: usize,
 }
 
 /// Why the environment does not make a configuration.
@@ -56,6 +61,8 @@ impl Config {
             allowed_source_addresses: None,
             idle_timeout: Duration::from_secs(120),
             max_pdu: 65536,
+            name: "gateway".into(),
+            thumbnail_workers: 1,
         }
     }
 
@@ -105,6 +112,12 @@ impl Config {
                 return Err(invalid("DICOM_MAX_PDU", &v, "must be at least 4096"));
             }
             config.max_pdu = n;
+        }
+        if let Some(v) = get("GATEWAY_NAME") {
+            config.name = v.trim().to_string();
+        }
+        if let Some(v) = get("THUMBNAIL_WORKERS") {
+            config.thumbnail_workers = parse("THUMBNAIL_WORKERS", &v)?;
         }
         if config.mwl_port == config.pacs_port && config.mwl_port != 0 {
             return Err(invalid(

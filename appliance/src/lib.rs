@@ -9,6 +9,7 @@ pub mod cloud;
 pub mod config;
 pub mod db;
 pub mod dimse;
+pub mod events;
 pub mod mpps;
 pub mod outbox;
 pub mod server;

@@ -160,7 +160,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         state_dir: config.state_dir.clone(),
     };
     let running = Gateway::open(config)?.start().await?;
-    appliance::outbox::create_table(&running.db)?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let link = match cloud {
         Some(settings) => Some(CloudLink::start(

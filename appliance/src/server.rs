@@ -82,16 +82,32 @@ impl Gateway {
         let files = FileStore::open(&dir.join("storage"))
             .map_err(|e| ServerError::StateDir(dir.join("storage").display().to_string(), e))?;
         let storage = Storage::new(db.clone(), files);
-        let reindexed = storage.reindex_orphans()?;
+        // A re-indexed file gets its thumbnail and image event like any stored one.
+        let reindexed = storage.reindex_orphans(crate::thumbnail::enqueue_job)?;
         if reindexed > 0 {
             tracing::warn!(reindexed, "indexed stored files left unindexed by a crash");
         }
+        crate::outbox::create_table(&db)?;
+        let doorbell = Doorbell::default();
+        let thumbnails = crate::thumbnail::Worker::start(
+            db.clone(),
+            crate::thumbnail::Places {
+                storage: dir.join("storage"),
+                thumbnails: dir.join("thumbnails"),
+                source_system: config.name.clone(),
+            },
+            doorbell.clone(),
+            config.thumbnail_workers,
+        )?;
+        let name = config.name.as_str().into();
         Ok(Gateway {
             config,
             services: Services {
                 db,
                 storage,
-                doorbell: Doorbell::default(),
+                doorbell,
+                thumbnails,
+                name,
             },
         })
     }
@@ -131,6 +147,7 @@ impl Gateway {
             tasks,
             db: self.services.db.clone(),
             doorbell: self.services.doorbell.clone(),
+            thumbnails: self.services.thumbnails.clone(),
         })
     }
 }
@@ -152,6 +169,7 @@ pub struct Running {
     pub db: Arc<Database>,
     /// Rung by the services when they queue events; the cloud link's courier listens.
     pub doorbell: Doorbell,
+    thumbnails: crate::thumbnail::Worker,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -165,6 +183,9 @@ impl Running {
         })
         .await;
         self.tasks.shutdown().await;
+        // The job in hand finishes; the rest wait in the database for the next start.
+        let thumbnails = self.thumbnails.clone();
+        let _ = tokio::task::spawn_blocking(move || thumbnails.stop()).await;
     }
 }
 

@@ -11,6 +11,7 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -145,7 +146,20 @@ pub struct Places {
 /// A bounded pool of thumbnail workers fed through a channel.
 #[derive(Clone)]
 pub struct Worker {
-    queue: mpsc::UnboundedSender<Job>,
+    queue: mpsc::UnboundedSender<Task>,
+    pool: Arc<Pool>,
+}
+
+/// What a worker thread is told to do next.
+enum Task {
+    Run(Job),
+    /// Only wakes a waiting thread so that it sees the pool is stopping.
+    Wake,
+}
+
+struct Pool {
+    stopping: AtomicBool,
+    threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl Worker {
@@ -156,18 +170,26 @@ impl Worker {
         doorbell: Doorbell,
         threads: usize,
     ) -> Result<Worker, DbError> {
-        let (queue, receiver) = mpsc::unbounded_channel::<Job>();
+        let (queue, receiver) = mpsc::unbounded_channel::<Task>();
         let receiver = Arc::new(std::sync::Mutex::new(receiver));
+        let pool = Arc::new(Pool {
+            stopping: AtomicBool::new(false),
+            threads: std::sync::Mutex::new(Vec::new()),
+        });
         for _ in 0..threads.max(1) {
             let receiver = receiver.clone();
             let db = db.clone();
             let places = places.clone();
             let doorbell = doorbell.clone();
-            std::thread::Builder::new()
+            let pool_ref = pool.clone();
+            let handle = std::thread::Builder::new()
                 .name("thumbnail".into())
                 .spawn(move || loop {
-                    let job = receiver.lock().expect("queue lock").blocking_recv();
-                    let Some(job) = job else { return };
+                    let task = receiver.lock().expect("queue lock").blocking_recv();
+                    if pool_ref.stopping.load(Ordering::SeqCst) {
+                        return; // queued jobs stay in the table for the next start
+                    }
+                    let Some(Task::Run(job)) = task else { continue };
                     if let Err(e) = process(&db, &places, &job) {
                         // The job stays in the table: it runs again on the next start.
                         tracing::error!(
@@ -179,8 +201,9 @@ impl Worker {
                     }
                 })
                 .expect("a thread can be spawned");
+            pool.threads.lock().expect("pool lock").push(handle);
         }
-        let worker = Worker { queue };
+        let worker = Worker { queue, pool };
         let leftover = pending_jobs(&db)?;
         if !leftover.is_empty() {
             tracing::info!(
@@ -196,7 +219,27 @@ impl Worker {
 
     /// Queues a committed job.
     pub fn submit(&self, job: Job) {
-        let _ = self.queue.send(job);
+        let _ = self.queue.send(Task::Run(job));
+    }
+
+    /// Lets the job in hand finish and stops the workers; queued jobs wait in the table for the
+    /// next start. Blocking: call from `spawn_blocking` or outside the runtime.
+    pub fn stop(&self) {
+        self.pool.stopping.store(true, Ordering::SeqCst);
+        let threads: Vec<_> = self
+            .pool
+            .threads
+            .lock()
+            .expect("pool lock")
+            .drain(..)
+            .collect();
+        for _ in &threads {
+            // One wake-up per thread, in case it is waiting for work.
+            let _ = self.queue.send(Task::Wake);
+        }
+        for thread in threads {
+            let _ = thread.join();
+        }
     }
 }
 

@@ -31,6 +31,10 @@ pub struct Services {
     pub db: Arc<Database>,
     pub storage: Storage,
     pub doorbell: crate::outbox::Doorbell,
+    /// Makes thumbnails and image events after each store.
+    pub thumbnails: crate::thumbnail::Worker,
+    /// This gateway's name in its events.
+    pub name: std::sync::Arc<str>,
 }
 
 impl Services {

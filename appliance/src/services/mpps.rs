@@ -6,6 +6,7 @@ use dicom_object::InMemDicomObject;
 
 use super::{decode_data_set, memory_data, Services};
 use crate::dimse::{field, status, Association, Command, DimseError, Message};
+use crate::events;
 use crate::mpps::{self, MppsError};
 use crate::storage::IncomingObject;
 use crate::worklist::new_uid;
@@ -66,11 +67,19 @@ pub async fn create(
     let db = services.db.clone();
     let calling_ae = assoc.calling_ae.clone();
     let task_uid = uid.clone();
+    let name = services.name.clone();
     let result = tokio::task::spawn_blocking(move || {
-        db.write(|txn| mpps::create(txn, &task_uid, &data_set, &calling_ae))
+        db.write(|txn| {
+            let change = mpps::create(txn, &task_uid, &data_set, &calling_ae)?;
+            events::mpps_changed(txn, &change, &name)?;
+            Ok::<_, MppsError>(change)
+        })
     })
     .await
     .expect("MPPS task");
+    if result.is_ok() {
+        services.doorbell.ring();
+    }
     let mut rsp = Command::response_to(&message.command, field::N_CREATE_RSP, status::SUCCESS);
     rsp.affected_sop_class_uid = Some(uids::MODALITY_PERFORMED_PROCEDURE_STEP.into());
     rsp.affected_sop_instance_uid = Some(uid.clone());
@@ -106,11 +115,19 @@ pub async fn set(
     };
     let db = services.db.clone();
     let task_uid = uid.clone();
+    let name = services.name.clone();
     let result = tokio::task::spawn_blocking(move || {
-        db.write(|txn| mpps::set(txn, &task_uid, &modifications))
+        db.write(|txn| {
+            let change = mpps::set(txn, &task_uid, &modifications)?;
+            events::mpps_changed(txn, &change, &name)?;
+            Ok::<_, MppsError>(change)
+        })
     })
     .await
     .expect("MPPS task");
+    if result.is_ok() {
+        services.doorbell.ring();
+    }
     match result {
         Ok(change) => tracing::info!(
             calling_ae = %assoc.calling_ae, mpps = %uid, status = ?change.record.status,

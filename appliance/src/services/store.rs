@@ -5,7 +5,7 @@ use super::Services;
 use crate::dimse::{field, status, Association, Command, Context, DataSink, DimseError, Message};
 use crate::storage::sop_classes::STORAGE_SOP_CLASSES;
 use crate::storage::{Announced, IncomingObject, StoreError, Stored};
-use crate::worklist;
+use crate::{thumbnail, worklist};
 
 /// Where a C-STORE's data set goes: a temporary file in the store, or, when that cannot be
 /// opened (disk full), nowhere, with the error kept for the reply.
@@ -96,19 +96,25 @@ pub async fn handle(
                         if let Some(accession) = &record.accession_number {
                             worklist::note_image_received(txn, accession)?;
                         }
-                        Ok(())
+                        // The thumbnail and the image event follow off this path.
+                        thumbnail::enqueue_job(txn, record)
                     })
                 })
                 .await
                 .expect("store task");
                 match result {
-                    Ok(Stored::New(record)) => tracing::info!(
-                        sop_instance_uid = %record.sop_instance_uid,
-                        accession = ?record.accession_number,
-                        calling_ae = %record.calling_ae,
-                        bytes = record.file_size,
-                        "stored"
-                    ),
+                    Ok(Stored::New(record)) => {
+                        tracing::info!(
+                            sop_instance_uid = %record.sop_instance_uid,
+                            accession = ?record.accession_number,
+                            calling_ae = %record.calling_ae,
+                            bytes = record.file_size,
+                            "stored"
+                        );
+                        services
+                            .thumbnails
+                            .submit(thumbnail::Job { record: *record });
+                    }
                     Ok(Stored::Duplicate) => tracing::info!(
                         sop_instance_uid = %announced.sop_instance_uid,
                         calling_ae = %announced.calling_ae,

@@ -211,8 +211,12 @@ impl Storage {
         Ok(Stored::New(Box::new(record)))
     }
 
-    /// Indexes files that a crash left installed but unindexed. Returns how many it indexed.
-    pub fn reindex_orphans(&self) -> Result<usize, StoreError> {
+    /// Indexes files that a crash left installed but unindexed, running `hook` in each index
+    /// transaction as [`Storage::complete`] does. Returns how many it indexed.
+    pub fn reindex_orphans<H>(&self, hook: H) -> Result<usize, StoreError>
+    where
+        H: Fn(&WriteTransaction, &InstanceRecord) -> Result<(), DbError>,
+    {
         let mut count = 0;
         let root = self.files.root().to_path_buf();
         for a in read_dir_sorted(&root)? {
@@ -224,7 +228,7 @@ impl Storage {
                     if file.extension().is_none_or(|e| e != "dcm") {
                         continue;
                     }
-                    if self.reindex_one(&file)? {
+                    if self.reindex_one(&file, &hook)? {
                         count += 1;
                     }
                 }
@@ -233,7 +237,10 @@ impl Storage {
         Ok(count)
     }
 
-    fn reindex_one(&self, path: &Path) -> Result<bool, StoreError> {
+    fn reindex_one<H>(&self, path: &Path, hook: &H) -> Result<bool, StoreError>
+    where
+        H: Fn(&WriteTransaction, &InstanceRecord) -> Result<(), DbError>,
+    {
         let obj = match OpenFileOptions::new()
             .read_until(tags::PIXEL_DATA)
             .open_file(path)
@@ -299,6 +306,7 @@ impl Storage {
                 .to_string(),
         };
         index::insert(&txn, &record, a.series_number, a.study_date)?;
+        hook(&txn, &record)?;
         txn.commit().map_err(DbError::from)?;
         tracing::info!(sop_instance_uid = %record.sop_instance_uid, "re-indexed a stored file the index did not have");
         Ok(true)

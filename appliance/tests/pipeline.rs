@@ -1,0 +1,264 @@
+//! The whole gateway pipeline with real parts: a signed `worklist.create_item` through the relay
+//! emulator, the item found by pynetdicom's C-FIND, MPPS IN PROGRESS, four MG images sent by dcmtk
+//! `storescu`, MPPS COMPLETED — and the cloud (a relay listener here) receiving every event,
+//! images with their thumbnails, each accepted once.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use appliance::cloud::{CloudLink, CloudSettings, Ports};
+use appliance::config::Config;
+use appliance::outbox;
+use appliance::server::Gateway;
+use relay_emulator::{Config as EmulatorConfig, Emulator, Rule};
+use shared::relay::{Config as RelayConfig, Listener, ListenerOptions, Sender, Settings};
+use shared::wire::action::{Action, ActionReply, Command, Outcome};
+use shared::wire::event::{Event, EventBody, EventReply, EventStatus, MppsStatus};
+use shared::wire::{Keyring, SigningKey, Verification};
+use tokio::sync::watch;
+
+const NAMESPACE: &str = "pipeline.servicebus.windows.net";
+const ACCESSION: &str = "ACCPIPE1";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_item_mpps_and_images_reach_the_cloud() {
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let emulator = Emulator::start(
+        EmulatorConfig::new(
+            NAMESPACE,
+            vec![Rule::parse("root=k").unwrap()],
+            vec!["actions".into(), "events".into()],
+        ),
+        any,
+        None,
+    )
+    .await
+    .unwrap();
+    let mut relay = RelayConfig::new(NAMESPACE, "root", "k");
+    relay.endpoint = format!("ws://{}", emulator.addr()).parse().unwrap();
+
+    let state = tempfile::tempdir().unwrap();
+    let mut config = Config::new(state.path().to_path_buf());
+    config.bind = "127.0.0.1".parse().unwrap();
+    config.mwl_port = 0;
+    config.pacs_port = 0;
+    config.mwl_aet = common::MWL_AET.into();
+    config.pacs_aet = common::PACS_AET.into();
+    config.name = "gw-pipeline".into();
+    let running = Gateway::open(config).unwrap().start().await.unwrap();
+
+    let gateway_key = SigningKey::generate();
+    let cloud_key = SigningKey::generate();
+    let cloud_trusts = Verification::strict(Keyring::new(vec![gateway_key.public_key()]));
+    let (stop, stopped) = watch::channel(false);
+    let link = CloudLink::start(
+        CloudSettings {
+            relay: Settings {
+                relay: relay.clone(),
+                actions_entity: "actions".into(),
+                events_entity: "events".into(),
+            },
+            signing_key: gateway_key.clone(),
+            peers: Keyring::new(vec![cloud_key.public_key()]),
+            accept_unsigned: false,
+            name: "gw-pipeline".into(),
+        },
+        running.db.clone(),
+        Ports {
+            mwl: running.mwl_addr.port(),
+            pacs: running.pacs_addr.port(),
+            state_dir: state.path().to_path_buf(),
+        },
+        running.doorbell.clone(),
+        stopped,
+    );
+
+    // The cloud's events listener: verifies, records, accepts (duplicates answered as such).
+    let events: Arc<Mutex<Vec<Event>>> = Arc::default();
+    let cloud = Listener::new(relay.clone(), "events", ListenerOptions::default());
+    let mut cloud_status = cloud.status();
+    let cloud_task = tokio::spawn({
+        let events = events.clone();
+        let cloud_key = cloud_key.clone();
+        let trusts = cloud_trusts.clone();
+        async move {
+            cloud
+                .run(
+                    move |text| {
+                        let event = Event::open(&text, &trusts).expect("signed by the gateway");
+                        let mut events = events.lock().unwrap();
+                        let status = if events.iter().any(|e| e.event_id == event.event_id) {
+                            EventStatus::Duplicate
+                        } else {
+                            events.push(event.clone());
+                            EventStatus::Accepted
+                        };
+                        let reply = cloud_key.seal(&EventReply::new(event.event_id, status));
+                        async move { reply }
+                    },
+                    std::future::pending(),
+                )
+                .await
+        }
+    });
+    cloud_status.wait_for(|s| s.connected).await.unwrap();
+    let mut gateway_status = link.listener.clone();
+    gateway_status.wait_for(|s| s.connected).await.unwrap();
+
+    // 1. The clinician sends the participant to the modality.
+    let item = common::item(ACCESSION, "SMITH^JANE", "20261122", "093000");
+    let action = Action::new("test-cloud", Command::CreateItem(item));
+    let reply = Sender::new(relay.clone(), "actions")
+        .request(&cloud_key.seal(&action))
+        .await
+        .unwrap();
+    let reply = ActionReply::open(&reply, &cloud_trusts).unwrap();
+    assert_eq!(reply.outcome, Outcome::Created);
+
+    let mwl_port = running.mwl_addr.port().to_string();
+    let pacs_port = running.pacs_addr.port().to_string();
+    let peer = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            common::peer(&args)
+        })
+    };
+
+    // 2. The modality finds it on its worklist (pynetdicom C-FIND).
+    let found = peer(vec![
+        "find".into(),
+        "127.0.0.1".into(),
+        mwl_port.clone(),
+        common::MWL_AET.into(),
+    ])
+    .await
+    .unwrap();
+    let matches = found["matches"].as_array().unwrap();
+    assert!(
+        matches.iter().any(|m| m["accession"] == ACCESSION),
+        "{found}"
+    );
+
+    // 3. MPPS IN PROGRESS, four views by dcmtk storescu, MPPS COMPLETED.
+    let created = peer(vec![
+        "mpps".into(),
+        "127.0.0.1".into(),
+        mwl_port.clone(),
+        common::MWL_AET.into(),
+        serde_json::json!([{"op": "create", "accession": ACCESSION}]).to_string(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(created["results"][0]["status"], 0, "{created}");
+    let mpps_uid = created["results"][0]["uid"].as_str().unwrap().to_string();
+
+    let images = state.path().join("images");
+    let made = peer(vec![
+        "make-mg".into(),
+        "--out".into(),
+        images.display().to_string(),
+        "--count".into(),
+        "4".into(),
+        "--rows".into(),
+        "512".into(),
+        "--cols".into(),
+        "416".into(),
+        "--accession".into(),
+        ACCESSION.into(),
+    ])
+    .await
+    .unwrap();
+    let files: Vec<String> = made["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_string())
+        .collect();
+    let store = tokio::task::spawn_blocking(move || {
+        common::dcmtk("storescu")
+            .args(["-aec", common::PACS_AET, "127.0.0.1", &pacs_port])
+            .args(&files)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(store.status.success(), "storescu: {}", common::text(&store));
+
+    let completed = peer(vec![
+        "mpps".into(),
+        "127.0.0.1".into(),
+        mwl_port,
+        common::MWL_AET.into(),
+        serde_json::json!([{"op": "set", "uid": mpps_uid, "status": "COMPLETED"}]).to_string(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(completed["results"][0]["status"], 0, "{completed}");
+
+    // 4. Everything reaches the cloud: 2 MPPS events and 4 images with thumbnails.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let count = events.lock().unwrap().len();
+        if count >= 6 && outbox::stats(&running.db).unwrap().depth == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {count} events arrived; queue {:?}",
+            outbox::stats(&running.db)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let events = events.lock().unwrap().clone();
+    let mpps: Vec<MppsStatus> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::MppsStatusUpdate(u) => {
+                assert_eq!(u.accession_number, ACCESSION);
+                assert_eq!(
+                    u.action_id,
+                    Some(action.action_id),
+                    "MPPS events name the action"
+                );
+                Some(u.status)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(mpps, [MppsStatus::InProgress, MppsStatus::Completed]);
+    let images: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::ImageReceived(image) => Some(image),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(images.len(), 4);
+    let mut views: Vec<String> = images
+        .iter()
+        .map(|i| {
+            assert_eq!(i.action_id, Some(action.action_id));
+            assert_eq!(i.study.accession_number.as_deref(), Some(ACCESSION));
+            assert_eq!(i.image.dose.kvp, Some(28.0));
+            let thumbnail = i.image.thumbnail.as_ref().expect("a thumbnail");
+            assert_eq!((thumbnail.format.as_str(), thumbnail.height), ("jpeg", 188));
+            format!(
+                "{}{}",
+                i.image.laterality.clone().unwrap(),
+                i.image.view.clone().unwrap()
+            )
+        })
+        .collect();
+    views.sort();
+    assert_eq!(views, ["LCC", "LMLO", "RCC", "RMLO"]);
+    assert!(state.path().join("thumbnails").is_dir());
+
+    let _ = stop.send(true);
+    link.join().await;
+    cloud_task.abort();
+    running.shutdown(Duration::from_secs(5)).await;
+}
