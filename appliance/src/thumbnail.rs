@@ -152,7 +152,7 @@ pub struct Worker {
 
 /// What a worker thread is told to do next.
 enum Task {
-    Run(Job),
+    Run(Box<Job>),
     /// Only wakes a waiting thread so that it sees the pool is stopping.
     Wake,
 }
@@ -219,7 +219,7 @@ impl Worker {
 
     /// Queues a committed job.
     pub fn submit(&self, job: Job) {
-        let _ = self.queue.send(Task::Run(job));
+        let _ = self.queue.send(Task::Run(Box::new(job)));
     }
 
     /// Lets the job in hand finish and stops the workers; queued jobs wait in the table for the
