@@ -114,8 +114,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     for (email, password) in seed::DEMO_USERS {
         println!("  demo sign-in: {email} / {password}");
     }
-    tokio::signal::ctrl_c().await?;
+    shutdown_signal().await?;
+    tracing::info!("stopping");
     running.stop().await;
+    Ok(())
+}
+
+/// Ctrl-C, or SIGTERM from systemd, a container runtime or `make run`'s cleanup.
+async fn shutdown_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
     Ok(())
 }
 

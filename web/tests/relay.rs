@@ -25,7 +25,10 @@ struct World {
 }
 
 async fn world() -> World {
-    let db = TestDb::sqlite();
+    world_on(TestDb::sqlite()).await
+}
+
+async fn world_on(db: TestDb) -> World {
     let emulator = support::emulator().await;
     let gateway_key = SigningKey::generate();
     let (state, seeded, web_key) = support::app_state(
@@ -336,5 +339,34 @@ async fn gateway_checks_record_the_health_reply_for_the_gateways_page() {
     assert!(rows
         .iter()
         .any(|g| g.id == w.gateway_id && g.listener_connected));
+    w.running.stop().await;
+}
+
+#[tokio::test]
+async fn on_postgresql_the_outbox_and_the_events_listener_work_the_same() {
+    let w = world_on(TestDb::postgres()).await;
+    w.events_listener_connected().await;
+    let mut gw = w.gateway(gateway::reply_created()).await;
+    let appointment_id = w.first_appointment().await;
+    let action_id = service::send_to_modality(&w.running.state, &w.user, appointment_id)
+        .await
+        .unwrap();
+    let action = gw.next().await;
+    w.wait_action(&action_id, "confirmed").await;
+    let item = gateway::worklist_item(&action);
+    let relay = || support::relay_client(&w.emulator);
+    for status in [MppsStatus::InProgress, MppsStatus::Completed] {
+        let event = gateway::mpps(Some(action.action_id), &item.accession_number, status);
+        let reply = gateway::send_event(relay(), EVENTS, &w.gateway_key, &w.web_key, &event).await;
+        assert_eq!(reply.status, EventStatus::Accepted, "{reply:?}");
+    }
+    let detail = appointments::detail(&w.running.state.db, w.user.provider_id, appointment_id)
+        .await
+        .unwrap();
+    assert_eq!(detail.status, AppointmentStatus::Complete);
+    assert!(detail
+        .timeline
+        .iter()
+        .any(|t| t.text.contains("Gateway confirmed")));
     w.running.stop().await;
 }
