@@ -257,48 +257,9 @@ impl Association {
         command: &Command,
         data: Option<&[u8]>,
     ) -> Result<(), DimseError> {
-        let peer_max = match self.inner.requestor_max_pdu_length() {
-            0 => u32::MAX as usize,
-            n => n as usize,
-        };
-        // Each PDV item costs 6 bytes (length, context id, control header) inside the PDU.
-        let fragment = peer_max.saturating_sub(6).max(64);
-        let command_bytes = command.encode();
-        let pdv = |value_type, is_last, data: &[u8]| PDataValue {
-            presentation_context_id: context_id,
-            value_type,
-            is_last,
-            data: data.to_vec(),
-        };
-        match data {
-            Some(d) if command_bytes.len() + d.len() + 12 <= peer_max => {
-                let pdu = Pdu::PData {
-                    data: vec![
-                        pdv(PDataValueType::Command, true, &command_bytes),
-                        pdv(PDataValueType::Data, true, d),
-                    ],
-                };
-                self.inner.send(&pdu).await?;
-            }
-            _ => {
-                for (i, chunk) in command_bytes.chunks(fragment).enumerate() {
-                    let last = (i + 1) * fragment >= command_bytes.len();
-                    let pdu = Pdu::PData {
-                        data: vec![pdv(PDataValueType::Command, last, chunk)],
-                    };
-                    self.inner.send(&pdu).await?;
-                }
-                if let Some(d) = data {
-                    let chunks = d.len().div_ceil(fragment).max(1);
-                    for i in 0..chunks {
-                        let chunk = &d[i * fragment..((i + 1) * fragment).min(d.len())];
-                        let pdu = Pdu::PData {
-                            data: vec![pdv(PDataValueType::Data, i + 1 == chunks, chunk)],
-                        };
-                        self.inner.send(&pdu).await?;
-                    }
-                }
-            }
+        let peer_max = self.inner.requestor_max_pdu_length();
+        for pdu in message_pdus(context_id, command, data, peer_max) {
+            self.inner.send(&pdu).await?;
         }
         Ok(())
     }
@@ -339,4 +300,57 @@ impl Association {
 
 fn trim_uid(uid: &str) -> String {
     uid.trim_end_matches(['\0', ' ']).to_string()
+}
+
+/// The P-DATA PDUs that carry one message to a peer whose maximum PDU length is `peer_max` (0 =
+/// unlimited): the command and a small data set share one PDU, anything larger is split. Both
+/// the server side and the modality emulator's client side send through this.
+pub fn message_pdus(
+    context_id: u8,
+    command: &Command,
+    data: Option<&[u8]>,
+    peer_max: u32,
+) -> Vec<Pdu> {
+    let peer_max = match peer_max {
+        0 => u32::MAX as usize,
+        n => n as usize,
+    };
+    // Each PDV item costs 6 bytes (length, context id, control header) inside the PDU.
+    let fragment = peer_max.saturating_sub(6).max(64);
+    let command_bytes = command.encode();
+    let pdv = |value_type, is_last, data: &[u8]| PDataValue {
+        presentation_context_id: context_id,
+        value_type,
+        is_last,
+        data: data.to_vec(),
+    };
+    let mut pdus = Vec::new();
+    match data {
+        Some(d) if command_bytes.len() + d.len() + 12 <= peer_max => {
+            pdus.push(Pdu::PData {
+                data: vec![
+                    pdv(PDataValueType::Command, true, &command_bytes),
+                    pdv(PDataValueType::Data, true, d),
+                ],
+            });
+        }
+        _ => {
+            for (i, chunk) in command_bytes.chunks(fragment).enumerate() {
+                let last = (i + 1) * fragment >= command_bytes.len();
+                pdus.push(Pdu::PData {
+                    data: vec![pdv(PDataValueType::Command, last, chunk)],
+                });
+            }
+            if let Some(d) = data {
+                let chunks = d.len().div_ceil(fragment).max(1);
+                for i in 0..chunks {
+                    let chunk = &d[i * fragment..((i + 1) * fragment).min(d.len())];
+                    pdus.push(Pdu::PData {
+                        data: vec![pdv(PDataValueType::Data, i + 1 == chunks, chunk)],
+                    });
+                }
+            }
+        }
+    }
+    pdus
 }
