@@ -94,47 +94,73 @@ pub async fn run(
     }
 }
 
-/// Sends every action due now, one after another; returns how many were attempted.
+/// Sends every action due now; returns how many were attempted.
+/// Gateways are served concurrently, each gateway's actions in order, so one unreachable gateway
+/// (waiting out its connect timeout) does not hold up the others.
 pub async fn send_due(state: &AppState, policy: RetryPolicy) -> Result<usize, StoreError> {
     let due = actions::due(&state.db, now_ms(), 50).await?;
-    for action in &due {
-        let outcome = attempt(state, policy, action).await?;
-        tracing::info!(action = %action.id, kind = %action.action_type, "outbox: {outcome:?}");
-        if let Some(appointment_id) = action.appointment_id {
-            let line = match &outcome {
-                Attempt::Confirmed => Some(format!("Gateway confirmed {}", action.action_type)),
-                Attempt::Failed(error) => Some(format!("Gateway action failed: {error}")),
-                Attempt::Retry {
-                    next_attempt_at, ..
-                } => Some(format!(
-                    "Gateway not reachable; next attempt at {}",
-                    super::db::clock_time(*next_attempt_at)
-                )),
-                Attempt::Skipped => None,
-            };
-            if let Some(line) = line {
-                super::store::appointments::note(&state.db, appointment_id, &line).await?;
-            }
+    let count = due.len();
+    let mut by_gateway: std::collections::BTreeMap<i64, Vec<actions::Queued>> = Default::default();
+    for action in due {
+        by_gateway
+            .entry(action.gateway_id)
+            .or_default()
+            .push(action);
+    }
+    let batches = by_gateway.into_values().map(|batch| async move {
+        for action in &batch {
+            send_one(state, policy, action).await?;
         }
-        state.bus.publish(Change::Action {
-            provider_id: action.provider_id,
-            action_id: action.id.clone(),
-            appointment_id: action.appointment_id,
-        });
-        if let Some(appointment_id) = action.appointment_id {
-            if let Ok(p) =
-                super::store::appointments::placement(&state.db, action.provider_id, appointment_id)
-                    .await
-            {
-                state.bus.publish(Change::Appointment {
-                    provider_id: p.provider_id,
-                    clinic_id: p.clinic_id,
-                    appointment_id,
-                });
-            }
+        Ok::<_, StoreError>(())
+    });
+    for result in futures::future::join_all(batches).await {
+        result?;
+    }
+    Ok(count)
+}
+
+/// Sends one action and records and announces what became of it.
+async fn send_one(
+    state: &AppState,
+    policy: RetryPolicy,
+    action: &actions::Queued,
+) -> Result<(), StoreError> {
+    let outcome = attempt(state, policy, action).await?;
+    tracing::info!(action = %action.id, kind = %action.action_type, "outbox: {outcome:?}");
+    if let Some(appointment_id) = action.appointment_id {
+        let line = match &outcome {
+            Attempt::Confirmed => Some(format!("Gateway confirmed {}", action.action_type)),
+            Attempt::Failed(error) => Some(format!("Gateway action failed: {error}")),
+            Attempt::Retry {
+                next_attempt_at, ..
+            } => Some(format!(
+                "Gateway not reachable; next attempt at {}",
+                super::db::clock_time(*next_attempt_at)
+            )),
+            Attempt::Skipped => None,
+        };
+        if let Some(line) = line {
+            super::store::appointments::note(&state.db, appointment_id, &line).await?;
         }
     }
-    Ok(due.len())
+    state.bus.publish(Change::Action {
+        provider_id: action.provider_id,
+        action_id: action.id.clone(),
+        appointment_id: action.appointment_id,
+    });
+    if let Some(appointment_id) = action.appointment_id {
+        if let Ok(p) =
+            super::store::appointments::placement(&state.db, action.provider_id, appointment_id)
+                .await
+        {
+            state.bus.publish(Change::Appointment {
+                provider_id: p.provider_id,
+                clinic_id: p.clinic_id,
+                appointment_id,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// One send of one action, with its outcome recorded.
