@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod dimse;
 pub mod events;
+pub mod modality;
 pub mod mpps;
 pub mod outbox;
 pub mod server;

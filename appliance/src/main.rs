@@ -32,10 +32,43 @@ enum Command {
     /// Run the DICOM services: worklist + MPPS on MWL_AET/MWL_PORT, storage on
     /// PACS_AET/PACS_PORT, state in GATEWAY_STATE_DIR. Stops on SIGTERM or Ctrl-C.
     Serve,
+    /// Behave as a mammography unit: C-FIND the worklist, MPPS IN PROGRESS, store four views
+    /// (RCC, LCC, RMLO, LMLO), MPPS COMPLETED. Prints each step; exits non-zero on any failure.
+    EmulateModality(EmulateModality),
     /// Worklist items in GATEWAY_STATE_DIR (the gateway must be stopped: redb allows one
     /// process at a time). The cloud app creates items through the relay instead.
     #[command(subcommand)]
     Worklist(WorklistCommand),
+}
+
+#[derive(clap::Args)]
+struct EmulateModality {
+    /// Worklist and MPPS SCP, HOST:PORT.
+    #[arg(long)]
+    mwl: String,
+    #[arg(long, default_value = "SCREENING_MWL")]
+    mwl_aet: String,
+    /// Storage SCP, HOST:PORT.
+    #[arg(long)]
+    pacs: String,
+    #[arg(long, default_value = "SCREENING_PACS")]
+    pacs_aet: String,
+    #[arg(long, default_value = "MODALITY_EMU")]
+    calling_aet: String,
+    /// Take the worklist item with this accession number.
+    #[arg(long, conflicts_with = "patient_id")]
+    accession: Option<String>,
+    /// Take the worklist item of this patient ID (NHS number).
+    #[arg(long)]
+    patient_id: Option<String>,
+    /// Image size; a full-field digital mammogram is 4096 × 3328.
+    #[arg(long, default_value_t = 4096)]
+    rows: u16,
+    #[arg(long, default_value_t = 3328)]
+    cols: u16,
+    /// End the procedure DISCONTINUED instead of COMPLETED.
+    #[arg(long)]
+    discontinue: bool,
 }
 
 #[derive(Subcommand)]
@@ -94,6 +127,31 @@ fn main() -> anyhow::Result<()> {
             let config = Config::from_env()?;
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(serve(config))?;
+        }
+        Command::EmulateModality(args) => {
+            let options = appliance::modality::Options {
+                mwl: args.mwl,
+                mwl_aet: args.mwl_aet,
+                pacs: args.pacs,
+                pacs_aet: args.pacs_aet,
+                calling_aet: args.calling_aet,
+                accession: args.accession,
+                patient_id: args.patient_id,
+                rows: args.rows,
+                columns: args.cols,
+                discontinue: args.discontinue,
+            };
+            let runtime = tokio::runtime::Runtime::new()?;
+            let report = runtime
+                .block_on(appliance::modality::run(&options, |line| {
+                    println!("{line}")
+                }))
+                .context("emulated procedure failed")?;
+            println!(
+                "done: {} image(s) for {}",
+                report.stored_sop_instance_uids.len(),
+                report.accession_number
+            );
         }
         Command::Worklist(cmd) => {
             let config = Config::from_env()?;

@@ -6,5 +6,7 @@ pub mod command;
 pub mod lengths;
 pub mod status;
 
-pub use association::{Association, Context, DataSink, DimseError, Message, Received};
+pub use association::{
+    message_pdus, Association, Context, DataSink, DimseError, Message, Received,
+};
 pub use command::{field, Command};
