@@ -2,6 +2,7 @@
 //! relay emulator on loopback, and a fake gateway speaking the wire contract over it.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod gateway;
 pub mod postgres;
 
