@@ -10,8 +10,9 @@ use thiserror::Error;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::actions::{Actions, HealthLimits, HealthProbe};
+use crate::actions::Actions;
 use crate::db::Database;
+use crate::health::{HealthLimits, HealthProbe};
 use crate::outbox::{Courier, Doorbell};
 
 /// Why the cloud settings are unusable; each says which variable to fix.

@@ -32,6 +32,9 @@ enum Command {
     /// Run the DICOM services: worklist + MPPS on MWL_AET/MWL_PORT, storage on
     /// PACS_AET/PACS_PORT, state in GATEWAY_STATE_DIR. Stops on SIGTERM or Ctrl-C.
     Serve,
+    /// Ask the running service how it is: DICOM ports, disk, database, event queue, relay link.
+    /// Exits 1 when unhealthy, 3 when the service is not running.
+    Status,
     /// Behave as a mammography unit: C-FIND the worklist, MPPS IN PROGRESS, store four views
     /// (RCC, LCC, RMLO, LMLO), MPPS COMPLETED. Prints each step; exits non-zero on any failure.
     EmulateModality(EmulateModality),
@@ -128,6 +131,26 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(serve(config))?;
         }
+        Command::Status => {
+            let config = Config::from_env()?;
+            let path = appliance::status::socket_path(&config.state_dir);
+            let runtime = tokio::runtime::Runtime::new()?;
+            match runtime.block_on(appliance::status::query(&path)) {
+                Ok(report) => {
+                    print!("{}", appliance::status::render(&report));
+                    if !report.healthy {
+                        std::process::exit(1);
+                    }
+                }
+                Err(e) => {
+                    eprintln!(
+                        "the gateway is not running, or not as this user: no answer on {} ({e})",
+                        path.display()
+                    );
+                    std::process::exit(3);
+                }
+            }
+        }
         Command::EmulateModality(args) => {
             let options = appliance::modality::Options {
                 mwl: args.mwl,
@@ -219,13 +242,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let running = Gateway::open(config)?.start().await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let started = std::time::Instant::now();
+    let state_dir = ports.state_dir.clone();
     let link = match cloud {
         Some(settings) => Some(CloudLink::start(
             settings,
             running.db.clone(),
-            ports,
+            ports.clone(),
             running.doorbell.clone(),
-            stopped,
+            stopped.clone(),
         )),
         None => {
             tracing::warn!(
@@ -234,6 +259,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             None
         }
     };
+    let probe = appliance::health::HealthProbe {
+        mwl_port: running.mwl_addr.port(),
+        pacs_port: running.pacs_addr.port(),
+        state_dir: state_dir.clone(),
+        limits: appliance::health::HealthLimits::default(),
+        listener: link.as_ref().map(|l| l.listener.clone()),
+    };
+    let status = tokio::spawn(appliance::status::serve(
+        appliance::status::socket_path(&state_dir),
+        running.db.clone(),
+        probe,
+        started,
+        stopped,
+    ));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
@@ -244,6 +283,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     running.shutdown(Duration::from_secs(10)).await;
     if let Some(link) = link {
         link.join().await;
+    }
+    if let Ok(Err(e)) = status.await {
+        tracing::warn!("status socket: {e}");
     }
     Ok(())
 }

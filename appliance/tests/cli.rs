@@ -122,6 +122,21 @@ fn worklist_add_then_serve_then_sigterm() {
         .unwrap();
     assert!(text(&out).contains("ACCCLI01"), "{}", text(&out));
 
+    // `gateway status` asks the running service: the DICOM side is fine, the relay is not
+    // configured here, so it is unhealthy (exit 1) and says why.
+    let out = gateway(state.path()).arg("status").output().unwrap();
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    for line in [
+        "UNHEALTHY",
+        "ok   mwl_port",
+        "ok   pacs_port",
+        "ok   database",
+        "FAIL relay_listener",
+    ] {
+        assert!(report.contains(line), "missing {line:?} in\n{report}");
+    }
+
     // While it runs, redb is locked: the CLI says so instead of corrupting anything.
     let out = gateway(state.path())
         .args(["worklist", "list"])
@@ -146,4 +161,7 @@ fn worklist_add_then_serve_then_sigterm() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("ACCCLI01"));
+    let out = gateway(state.path()).arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "not running: {}", text(&out));
+    assert!(text(&out).contains("not running"), "{}", text(&out));
 }
