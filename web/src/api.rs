@@ -156,6 +156,15 @@ pub async fn send_to_modality(appointment_id: i64) -> Result<String, ServerFnErr
         .map_err(context::fail)
 }
 
+/// Cancels an unfinished appointment (and its worklist item, if it was sent).
+#[server(endpoint = "/cancel_appointment")]
+pub async fn cancel_appointment(appointment_id: i64) -> Result<Option<String>, ServerFnError> {
+    let (state, user) = context::user().await?;
+    crate::server::service::cancel_appointment(&state, &user, appointment_id)
+        .await
+        .map_err(context::fail)
+}
+
 /// The user's gateways.
 #[server(endpoint = "/list_gateways")]
 pub async fn list_gateways() -> Result<Vec<GatewayRow>, ServerFnError> {

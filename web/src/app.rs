@@ -350,17 +350,25 @@ fn Appointment() -> impl IntoView {
     let id = param_id("id");
     let tick = RwSignal::new(0u32);
     let connected = RwSignal::new(false);
-    let appointment = Resource::new(move || (id(), tick.get()), |(id, _)| get_appointment(id));
+    let cancel = ServerAction::<CancelAppointment>::new();
+    let appointment = Resource::new(
+        move || (id(), tick.get(), cancel.version().get()),
+        |(id, _, _)| get_appointment(id),
+    );
     live_updates(
         move || format!("/live/appointments/{}", id()),
         tick,
         connected,
     );
     view! {
+        {move || match cancel.value().get() {
+            Some(Err(e)) => view! { <ErrorSummary message=e.to_string()/> }.into_any(),
+            _ => ().into_any(),
+        }}
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match appointment.await {
-                    Ok(a) => view! { <AppointmentView appointment=a/> }.into_any(),
+                    Ok(a) => view! { <AppointmentView appointment=a cancel=cancel/> }.into_any(),
                     Err(e) => view! { <Failure error=e/> }.into_any(),
                 }
             })}
@@ -373,7 +381,10 @@ const SIDES: [(&str, &str); 2] = [("R", "Right breast"), ("L", "Left breast")];
 const VIEWS: [&str; 2] = ["CC", "MLO"];
 
 #[component]
-fn AppointmentView(appointment: AppointmentDetail) -> impl IntoView {
+fn AppointmentView(
+    appointment: AppointmentDetail,
+    cancel: ServerAction<CancelAppointment>,
+) -> impl IntoView {
     let a = appointment;
     let title = format!("{} – Manage breast screening", a.participant_name);
     let images = a.images.clone();
@@ -395,6 +406,12 @@ fn AppointmentView(appointment: AppointmentDetail) -> impl IntoView {
             <div class="nhsuk-summary-list__row"><dt class="nhsuk-summary-list__key">"Status"</dt><dd class="nhsuk-summary-list__value" id="appointment-status"><StatusTag status=a.status/></dd></div>
             <div class="nhsuk-summary-list__row"><dt class="nhsuk-summary-list__key">"Accession number"</dt><dd class="nhsuk-summary-list__value">{a.accession_number.clone().unwrap_or_else(|| "Not sent yet".into())}</dd></div>
         </dl>
+        {(!a.status.is_final()).then(|| view! {
+            <ActionForm action=cancel>
+                <input type="hidden" name="appointment_id" value=a.id/>
+                <button type="submit" class="nhsuk-button nhsuk-button--warning" id="cancel-appointment">"Cancel appointment"</button>
+            </ActionForm>
+        })}
         <h2>"Images"</h2>
         <div class="app-gallery" id="gallery">
             {SIDES.iter().map(|(side, side_name)| {

@@ -141,7 +141,11 @@ async fn another_providers_records_are_404_on_every_route() {
     let detail = clinics::detail(db, north_user.provider_id, clinic)
         .await
         .unwrap();
-    let (appointment, other_appointment) = (detail.appointments[0].id, detail.appointments[1].id);
+    let (appointment, other_appointment, third) = (
+        detail.appointments[0].id,
+        detail.appointments[1].id,
+        detail.appointments[2].id,
+    );
     let gateway = seeded.gateway_ids[0];
 
     // Not signed in: pages send you to sign in; data is refused.
@@ -185,6 +189,12 @@ async fn another_providers_records_are_404_on_every_route() {
             "POST",
             "/api/check_gateway".into(),
             Some(format!("gateway_id={gateway}&check=echo")),
+            true,
+        ),
+        (
+            "POST",
+            "/api/cancel_appointment".into(),
+            Some(format!("appointment_id={third}")),
             true,
         ),
         ("GET", format!("/live/clinics/{clinic}"), None, false),

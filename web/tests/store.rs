@@ -241,6 +241,44 @@ async fn scenario(db: Db) {
         .timeline
         .iter()
         .any(|t| t.text.contains("Image received: L MLO")));
+
+    // Cancelling: scoped; a checked-in appointment needs no message, a sent one cancels its
+    // worklist item through the outbox; a cancelled appointment cannot be cancelled again.
+    let (checked_in, sent) = (clinic.appointments[1].id, clinic.appointments[2].id);
+    not_found(
+        service::cancel_appointment(&state, &south, checked_in).await,
+        "south cancels north's appointment",
+    );
+    assert_eq!(
+        service::cancel_appointment(&state, &north, checked_in)
+            .await
+            .unwrap(),
+        None
+    );
+    let cancelled = appointments::detail(&db, north.provider_id, checked_in)
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status, AppointmentStatus::Cancelled);
+    assert!(matches!(
+        service::cancel_appointment(&state, &north, checked_in).await,
+        Err(StoreError::Illegal(_))
+    ));
+    service::send_to_modality(&state, &north, sent)
+        .await
+        .unwrap();
+    let cancel_id = service::cancel_appointment(&state, &north, sent)
+        .await
+        .unwrap()
+        .expect("a cancel action for a sent appointment");
+    let cancel_action = actions::get(&db, north.provider_id, &cancel_id)
+        .await
+        .unwrap();
+    assert_eq!(cancel_action.action_type, "worklist.cancel_item");
+    assert_eq!(cancel_action.status, "pending");
+    assert!(matches!(
+        service::cancel_appointment(&state, &north, appointment_id).await,
+        Err(StoreError::Illegal(_))
+    ));
 }
 
 #[tokio::test]

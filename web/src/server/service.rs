@@ -126,6 +126,75 @@ fn accession_number(clinic_date: &str) -> String {
     )
 }
 
+/// Cancels an unfinished appointment. If it was already sent to the modality, queues
+/// `worklist.cancel_item` so the item leaves the modality's worklist too. Returns that action's
+/// id, if one was queued.
+pub async fn cancel_appointment(
+    state: &AppState,
+    user: &User,
+    appointment_id: i64,
+) -> Result<Option<String>, StoreError> {
+    let mut tx = state.db.begin().await?;
+    let a = appointments::for_worklist(&mut tx, user.provider_id, appointment_id).await?;
+    a.status.transition(AppointmentStatus::Cancelled)?;
+    let accession = appointments::accession_number(&mut tx, a.id).await?;
+    let mut action_id = None;
+    if let Some(accession) = accession.filter(|_| a.status != AppointmentStatus::CheckedIn) {
+        let gateway = match a.gateway_id {
+            Some(id) => gateways::get(&state.db, user.provider_id, id).await?,
+            None => gateways::for_provider(&state.db, user.provider_id)
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| StoreError::Refused("this provider has no gateway".into()))?,
+        };
+        let action = Action::new(
+            &state.source_system,
+            Command::CancelItem {
+                accession_number: accession.clone(),
+                reason: Some(format!("cancelled by {}", user.name)),
+            },
+        );
+        let id = action.action_id.to_string();
+        actions::insert(
+            &mut tx,
+            &NewAction {
+                id: &id,
+                gateway_id: gateway.id,
+                appointment_id: Some(a.id),
+                action_type: action.command.action_type(),
+                destination: &gateway.destination,
+                payload: &action.to_value().to_string(),
+            },
+        )
+        .await?;
+        appointments::add_timeline(
+            &mut tx,
+            a.id,
+            &format!("Cancellation of worklist item {accession} queued (action {id})"),
+        )
+        .await?;
+        action_id = Some(id);
+    }
+    appointments::change_status(&mut tx, a.id, a.status, AppointmentStatus::Cancelled, None)
+        .await?;
+    tx.commit().await?;
+    state.outbox_wake.notify_one();
+    state.bus.publish(Change::Appointment {
+        provider_id: a.provider_id,
+        clinic_id: a.clinic_id,
+        appointment_id: a.id,
+    });
+    if let Some(id) = &action_id {
+        state.bus.publish(Change::Action {
+            provider_id: a.provider_id,
+            action_id: id.clone(),
+            appointment_id: Some(a.id),
+        });
+    }
+    Ok(action_id)
+}
+
 /// Puts a failed or waiting action back in the queue now.
 pub async fn redrive(state: &AppState, user: &User, action_id: &str) -> Result<(), StoreError> {
     let appointment_id = actions::redrive(&state.db, user.provider_id, action_id).await?;

@@ -105,6 +105,18 @@ pub async fn for_worklist(
     })
 }
 
+/// The accession number an appointment was sent to the modality with, if any.
+pub async fn accession_number(
+    tx: &mut Transaction<'_, Any>,
+    appointment_id: i64,
+) -> Result<Option<String>, StoreError> {
+    let row = sqlx::query("SELECT accession_number FROM appointments WHERE id = $1")
+        .bind(appointment_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    col(&row, "accession_number")
+}
+
 /// Where an appointment belongs, for routing change notices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Placement {
