@@ -250,6 +250,34 @@ async fn with_the_real_gateway_a_modality_drives_the_clinic_page_live() {
     script.step("complete").await;
     script.step("other provider 404").await;
     script.finish().await;
+
+    // The gateway also takes a cancellation: send another appointment, then cancel it.
+    let (email, password) = web::server::seed::DEMO_USERS[0];
+    let user = web::server::store::identity::authenticate(db, email, password)
+        .await
+        .unwrap()
+        .unwrap();
+    let other = web::server::store::clinics::detail(db, provider_id, seeded.clinic_ids[0])
+        .await
+        .unwrap()
+        .appointments
+        .iter()
+        .find(|a| a.id != appointment_id)
+        .unwrap()
+        .id;
+    let sent = web::server::service::send_to_modality(&running.state, &user, other)
+        .await
+        .unwrap();
+    let cancel = web::server::service::cancel_appointment(&running.state, &user, other)
+        .await
+        .unwrap()
+        .expect("a cancel action");
+    for id in [sent, cancel] {
+        support::eventually(&format!("the gateway confirmed action {id}"), || async {
+            actions::get(db, provider_id, &id).await.unwrap().status == "confirmed"
+        })
+        .await;
+    }
     running.stop().await;
 }
 
