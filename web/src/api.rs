@@ -97,7 +97,10 @@ pub async fn sign_in(email: String, password: String) -> Result<(), ServerFnErro
         .await
         .map_err(context::fail)?;
     let response = expect_context::<leptos_axum::ResponseOptions>();
-    response.insert_header(auth::SET_COOKIE_HEADER, auth::session_cookie(&token));
+    response.insert_header(
+        auth::SET_COOKIE_HEADER,
+        auth::session_cookie(&token, state.secure_cookies),
+    );
     leptos_axum::redirect("/clinics");
     Ok(())
 }
@@ -115,7 +118,10 @@ pub async fn sign_out() -> Result<(), ServerFnError> {
             .map_err(context::fail)?;
     }
     let response = expect_context::<leptos_axum::ResponseOptions>();
-    response.insert_header(auth::SET_COOKIE_HEADER, auth::clear_cookie());
+    response.insert_header(
+        auth::SET_COOKIE_HEADER,
+        auth::clear_cookie(state.secure_cookies),
+    );
     leptos_axum::redirect("/sign-in");
     Ok(())
 }

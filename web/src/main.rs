@@ -45,6 +45,9 @@ struct ServeArgs {
     /// Where the built browser client and assets are (web/build-client.sh's output).
     #[arg(long, env = "WEB_SITE_ROOT")]
     site_root: Option<String>,
+    /// Mark session cookies Secure (set to true behind HTTPS).
+    #[arg(long, env = "WEB_SECURE_COOKIES", default_value_t = false, action = clap::ArgAction::Set)]
+    secure_cookies: bool,
     /// Seed demo data into an empty database (set to false in production).
     #[arg(long, env = "WEB_SEED", default_value_t = true, action = clap::ArgAction::Set)]
     seed: bool,
@@ -100,7 +103,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         seed::seed(&db, &SeedRelay::from_lookup(|n| std::env::var(n).ok())).await?;
         tracing::info!("seeded demo data");
     }
-    let state = AppState::new(db, signing, fallback);
+    let mut state = AppState::new(db, signing, fallback);
+    state.secure_cookies = args.secure_cookies;
     let running = startup::start(
         state,
         ServeOptions {

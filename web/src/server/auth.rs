@@ -31,17 +31,23 @@ pub async fn user(state: &AppState, headers: &HeaderMap) -> Result<Option<User>,
     }
 }
 
-/// The `Set-Cookie` value that starts a session.
-pub fn session_cookie(token: &str) -> HeaderValue {
+/// The `Set-Cookie` value that starts a session. `secure` (behind HTTPS) keeps the browser from
+/// ever sending the cookie over plain HTTP.
+pub fn session_cookie(token: &str, secure: bool) -> HeaderValue {
     HeaderValue::from_str(&format!(
-        "{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age=43200"
+        "{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age=43200{}",
+        if secure { "; Secure" } else { "" }
     ))
     .expect("a hex token is a valid header value")
 }
 
 /// The `Set-Cookie` value that ends a session.
-pub fn clear_cookie() -> HeaderValue {
-    HeaderValue::from_static("screening_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
+pub fn clear_cookie(secure: bool) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}",
+        if secure { "; Secure" } else { "" }
+    ))
+    .expect("a static cookie is a valid header value")
 }
 
 /// The header name for setting cookies, re-exported for server functions.
@@ -50,6 +56,18 @@ pub const SET_COOKIE_HEADER: http::HeaderName = SET_COOKIE;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_cookies_are_http_only_and_secure_when_asked() {
+        let plain = session_cookie("abc", false);
+        assert!(plain.to_str().unwrap().contains("HttpOnly"));
+        assert!(!plain.to_str().unwrap().contains("Secure"));
+        assert!(session_cookie("abc", true)
+            .to_str()
+            .unwrap()
+            .ends_with("; Secure"));
+        assert!(clear_cookie(true).to_str().unwrap().contains("Max-Age=0"));
+    }
 
     #[test]
     fn finds_the_session_among_other_cookies() {

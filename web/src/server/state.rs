@@ -30,6 +30,8 @@ pub struct AppState {
     pub env: EnvLookup,
     /// `source_system` of our actions.
     pub source_system: String,
+    /// Mark session cookies `Secure` (`WEB_SECURE_COOKIES`, for deployments behind HTTPS).
+    pub secure_cookies: bool,
 }
 
 impl AppState {
@@ -44,6 +46,7 @@ impl AppState {
             listeners: Arc::default(),
             env: Arc::new(|name| std::env::var(name).ok()),
             source_system: "screening-web".into(),
+            secure_cookies: false,
         }
     }
 
