@@ -242,6 +242,29 @@ async fn scenario(db: Db) {
         .iter()
         .any(|t| t.text.contains("Image received: L MLO")));
 
+    // A refused image is shown in the appointment's history.
+    let refused = shared::wire::event::Event::new(
+        "test-gateway",
+        shared::wire::event::EventBody::ImageValidationFailed(
+            shared::wire::event::ImageValidationFailed {
+                action_id: Some(action_uuid),
+                accession_number: Some(accession.clone()),
+                sop_instance_uid: None,
+                calling_ae_title: "MODALITY1".into(),
+                reason: "missing SOP Instance UID".into(),
+            },
+        ),
+    );
+    let reply = event_reply(&state, &gateway, &web_key, &gateway_key.seal(&refused)).await;
+    assert_eq!(reply.status, EventStatus::Accepted);
+    let detail = appointments::detail(&db, north.provider_id, appointment_id)
+        .await
+        .unwrap();
+    assert!(detail
+        .timeline
+        .iter()
+        .any(|t| t.text.contains("MODALITY1") && t.text.contains("missing SOP Instance UID")));
+
     // Cancelling: scoped; a checked-in appointment needs no message, a sent one cancels its
     // worklist item through the outbox; a cancelled appointment cannot be cancelled again.
     let (checked_in, sent) = (clinic.appointments[1].id, clinic.appointments[2].id);
