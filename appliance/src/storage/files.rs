@@ -57,6 +57,8 @@ impl FileStore {
             path,
             hasher: Sha256::new(),
             size: 0,
+            unsynced: 0,
+            early_sync: None,
         };
         object.write_all(prefix)?;
         Ok(object)
@@ -66,12 +68,23 @@ impl FileStore {
     pub fn install(&self, file: &ReceivedFile, relative: &str) -> io::Result<()> {
         let target = self.absolute(relative);
         let dir = target.parent().expect("hashed paths have a parent");
-        fs::create_dir_all(dir)?;
+        if !dir.is_dir() {
+            // A new hh/hh directory: its own entry must be durable too, or a crash could lose
+            // the file that the index already names.
+            fs::create_dir_all(dir)?;
+            let first = dir.parent().expect("two levels");
+            File::open(first)?.sync_all()?;
+            File::open(first.parent().expect("store root"))?.sync_all()?;
+        }
         fs::rename(&file.path, &target)?;
         File::open(dir)?.sync_all()?;
         Ok(())
     }
 }
+
+/// Bytes written after which the disk is asked to start writing back (see
+/// [`IncomingObject::start_writeback`]).
+const WRITEBACK_EVERY: u64 = 8 << 20;
 
 /// An object being received, in its temporary file. Dropped unfinished, the file is removed.
 pub struct IncomingObject {
@@ -79,6 +92,8 @@ pub struct IncomingObject {
     path: PathBuf,
     hasher: Sha256,
     size: u64,
+    unsynced: u64,
+    early_sync: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Write for IncomingObject {
@@ -87,6 +102,10 @@ impl Write for IncomingObject {
         let n = file.write(buf)?;
         self.hasher.update(&buf[..n]);
         self.size += n as u64;
+        self.unsynced += n as u64;
+        if self.unsynced >= WRITEBACK_EVERY {
+            self.start_writeback()?;
+        }
         Ok(n)
     }
 
@@ -96,10 +115,31 @@ impl Write for IncomingObject {
 }
 
 impl IncomingObject {
+    /// Starts flushing what has arrived so far to disk on a helper thread while the rest is
+    /// still being received, so the final fsync of a 27 MB mammogram only waits for its tail.
+    /// At most one such flush runs at a time; the final [`IncomingObject::finish`] still
+    /// fsyncs everything.
+    fn start_writeback(&mut self) -> io::Result<()> {
+        self.unsynced = 0;
+        if self.early_sync.as_ref().is_some_and(|h| !h.is_finished()) {
+            return Ok(());
+        }
+        let file = self.file.as_mut().expect("open until finished");
+        file.flush()?;
+        let clone = file.get_ref().try_clone()?;
+        self.early_sync = Some(std::thread::spawn(move || {
+            let _ = clone.sync_data();
+        }));
+        Ok(())
+    }
+
     /// Flushes and fsyncs the file: after this the bytes are on disk.
     pub fn finish(mut self) -> io::Result<ReceivedFile> {
         let writer = self.file.take().expect("finished once");
         let file = writer.into_inner().map_err(|e| e.into_error())?;
+        if let Some(early) = self.early_sync.take() {
+            let _ = early.join();
+        }
         file.sync_all()?;
         Ok(ReceivedFile {
             path: std::mem::take(&mut self.path),
