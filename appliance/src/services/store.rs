@@ -91,6 +91,7 @@ pub async fn handle(
             Some(DataSink::Stream(incoming)) => {
                 let storage = services.storage.clone();
                 let task_announced = announced.clone();
+                let started = std::time::Instant::now();
                 let result = tokio::task::spawn_blocking(move || {
                     storage.complete(incoming, &task_announced, |txn, record| {
                         if let Some(accession) = &record.accession_number {
@@ -109,6 +110,7 @@ pub async fn handle(
                             accession = ?record.accession_number,
                             calling_ae = %record.calling_ae,
                             bytes = record.file_size,
+                            persist_ms = started.elapsed().as_millis() as u64,
                             "stored"
                         );
                         services
