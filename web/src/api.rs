@@ -29,6 +29,7 @@ pub(crate) mod context {
     use crate::server::state::AppState;
     use crate::server::store::identity::User;
 
+    /// The app state the router provides to every server function.
     pub fn state() -> Result<AppState, ServerFnError> {
         use_context::<AppState>().ok_or_else(|| ServerFnError::new("app state missing"))
     }

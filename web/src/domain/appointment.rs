@@ -32,6 +32,7 @@ pub struct IllegalTransition {
 pub struct UnknownStatus(pub String);
 
 impl AppointmentStatus {
+    /// Every status, in the order of a normal appointment.
     pub const ALL: [AppointmentStatus; 5] = [
         AppointmentStatus::CheckedIn,
         AppointmentStatus::SentToModality,

@@ -75,6 +75,7 @@ pub struct LocalBus {
 }
 
 impl LocalBus {
+    /// A bus that keeps up to `capacity` changes for a slow subscriber before it must resync.
     pub fn new(capacity: usize) -> LocalBus {
         LocalBus {
             sender: broadcast::channel(capacity).0,

@@ -10,10 +10,15 @@ use super::super::db::{col, date_time, now_ms, Db, StoreError};
 
 /// Outbox states.
 pub mod status {
+    /// Waiting to be sent (first time, or again after an outage).
     pub const PENDING: &str = "pending";
+    /// On its way: the worker is waiting for the gateway's reply.
     pub const SENT: &str = "sent";
+    /// The gateway replied with a success.
     pub const CONFIRMED: &str = "confirmed";
+    /// The gateway refused it, or the settings are wrong: a person must look, then re-drive.
     pub const FAILED: &str = "failed";
+    /// Every state, in the order the gateways page counts them.
     pub const ALL: [&str; 4] = [PENDING, SENT, CONFIRMED, FAILED];
 }
 
