@@ -2,120 +2,58 @@
 //! (worklist changes, echo, health, refusals), durable events out (retried until the cloud
 //! accepts them).
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+mod common;
+
 use std::time::Duration;
 
-use appliance::cloud::{CloudLink, CloudSettings, Ports};
+use appliance::cloud::CloudLink;
 use appliance::config::Config;
 use appliance::outbox;
 use appliance::server::{Gateway, Running};
 use appliance::worklist;
-use relay_emulator::{Config as EmulatorConfig, Emulator, Rule};
+use common::cloud::Relay;
 use serde_json::json;
-use shared::relay::{Config as RelayConfig, Listener, ListenerOptions, Sender, Settings};
 use shared::wire::action::{
     Action, ActionReply, Command, Outcome, Participant, Procedure, Scheduled, WorklistItem,
     WorklistStatus,
 };
-use shared::wire::event::{
-    Event, EventBody, EventReply, EventStatus, MppsStatus, MppsStatusUpdate,
-};
-use shared::wire::{Keyring, SigningKey, Verification};
+use shared::wire::event::{Event, EventBody, EventStatus, MppsStatus, MppsStatusUpdate};
+use shared::wire::SigningKey;
 use tokio::sync::watch;
 
-const NAMESPACE: &str = "cloud-test.servicebus.windows.net";
-
 struct Rig {
-    _emulator: Emulator,
+    relay: Relay,
     _state: tempfile::TempDir,
     running: Option<Running>,
     link: Option<CloudLink>,
     stop: watch::Sender<bool>,
-    relay: RelayConfig,
-    cloud_key: SigningKey,
-    cloud_trusts: Verification,
 }
 
 impl Rig {
     async fn start() -> Rig {
-        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let emulator = Emulator::start(
-            EmulatorConfig::new(
-                NAMESPACE,
-                vec![Rule::parse("root=k").unwrap()],
-                vec!["actions".into(), "events".into()],
-            ),
-            any,
-            None,
-        )
-        .await
-        .unwrap();
-        let mut relay = RelayConfig::new(NAMESPACE, "root", "k");
-        relay.endpoint = format!("ws://{}", emulator.addr()).parse().unwrap();
-
+        let relay = Relay::start("cloud-test.servicebus.windows.net").await;
         let state = tempfile::tempdir().unwrap();
         let mut config = Config::new(state.path().to_path_buf());
         config.bind = "127.0.0.1".parse().unwrap();
         config.mwl_port = 0;
         config.pacs_port = 0;
         let running = Gateway::open(config).unwrap().start().await.unwrap();
-        outbox::create_table(&running.db).unwrap();
-
-        let gateway_key = SigningKey::generate();
-        let cloud_key = SigningKey::generate();
-        let settings = CloudSettings {
-            relay: Settings {
-                relay: relay.clone(),
-                actions_entity: "actions".into(),
-                events_entity: "events".into(),
-            },
-            signing_key: gateway_key.clone(),
-            peers: Keyring::new(vec![cloud_key.public_key()]),
-            accept_unsigned: false,
-            name: "gw-test".into(),
-        };
-        let (stop, stopped) = watch::channel(false);
-        let link = CloudLink::start(
-            settings,
-            running.db.clone(),
-            Ports {
-                mwl: running.mwl_addr.port(),
-                pacs: running.pacs_addr.port(),
-                state_dir: state.path().to_path_buf(),
-            },
-            running.doorbell.clone(),
-            stopped,
-        );
-        let mut status = link.listener.clone();
-        tokio::time::timeout(Duration::from_secs(10), status.wait_for(|s| s.connected))
-            .await
-            .expect("the gateway's actions listener connects")
-            .unwrap();
+        let (link, stop) = relay.link(&running, state.path()).await;
         Rig {
-            _emulator: emulator,
+            relay,
             _state: state,
             running: Some(running),
             link: Some(link),
             stop,
-            relay,
-            cloud_key,
-            cloud_trusts: Verification::strict(Keyring::new(vec![gateway_key.public_key()])),
         }
     }
 
-    /// Sends a signed action as the cloud does and opens the gateway's signed reply.
     async fn send(&self, command: Command) -> ActionReply {
-        let action = Action::new("test-cloud", command);
-        self.send_text(&self.cloud_key.seal(&action)).await
+        self.relay.send(command).await.1
     }
 
     async fn send_text(&self, text: &str) -> ActionReply {
-        let reply = Sender::new(self.relay.clone(), "actions")
-            .request(text)
-            .await
-            .unwrap();
-        ActionReply::open(&reply, &self.cloud_trusts).expect("the gateway signs its replies")
+        self.relay.send_text(text).await
     }
 
     async fn stop(mut self) {
@@ -274,6 +212,7 @@ async fn echo_health_and_refusals() {
 
     // Tampered in transit.
     let sealed = rig
+        .relay
         .cloud_key
         .seal(&Action::new("x", Command::CreateItem(item("ACC9"))));
     let tampered = sealed.replace("SMITH^JANE", "EVIL^EVE");
@@ -319,34 +258,16 @@ async fn events_wait_in_the_outbox_until_the_cloud_accepts_them() {
     }
 
     // The cloud comes up: the first answer is an error (kept), then it accepts.
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let cloud = Listener::new(rig.relay.clone(), "events", ListenerOptions::default());
-    let mut cloud_status = cloud.status();
-    let cloud_key = rig.cloud_key.clone();
-    let trusts = rig.cloud_trusts.clone();
-    let seen = received.clone();
-    let task = tokio::spawn(async move {
-        cloud
-            .run(
-                move |text| {
-                    let event =
-                        Event::open(&text, &trusts).expect("events are signed by the gateway");
-                    let mut seen = seen.lock().unwrap();
-                    seen.push(event.clone());
-                    let status = if seen.len() == 1 {
-                        EventStatus::Error
-                    } else {
-                        EventStatus::Accepted
-                    };
-                    let reply = cloud_key.seal(&EventReply::new(event.event_id, status));
-                    async move { reply }
-                },
-                std::future::pending(),
-            )
-            .await
-    });
-    cloud_status.wait_for(|s| s.connected).await.unwrap();
-
+    let cloud = rig
+        .relay
+        .cloud(|n| {
+            if n == 1 {
+                EventStatus::Error
+            } else {
+                EventStatus::Accepted
+            }
+        })
+        .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while outbox::stats(&db).unwrap().depth > 0 {
         assert!(
@@ -356,15 +277,21 @@ async fn events_wait_in_the_outbox_until_the_cloud_accepts_them() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let received = received.lock().unwrap().clone();
-    assert!(
-        received.len() >= 2,
-        "an error reply keeps the event for a retry"
+    let received = cloud.events();
+    assert_eq!(
+        received.len(),
+        1,
+        "refused once, then accepted: {received:?}"
     );
-    assert!(
-        received.iter().all(|e| e.event_id == event.event_id),
+    assert_eq!(
+        received[0].event_id, event.event_id,
         "the same event, retried"
     );
-    task.abort();
+    assert_eq!(*cloud.duplicates.lock().unwrap(), 0);
+    assert_eq!(
+        *cloud.deliveries.lock().unwrap(),
+        2,
+        "one refused delivery, one accepted"
+    );
     rig.stop().await;
 }

@@ -5,41 +5,20 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use appliance::cloud::{CloudLink, CloudSettings, Ports};
 use appliance::config::Config;
 use appliance::outbox;
 use appliance::server::Gateway;
-use relay_emulator::{Config as EmulatorConfig, Emulator, Rule};
-use shared::relay::{Config as RelayConfig, Listener, ListenerOptions, Sender, Settings};
-use shared::wire::action::{Action, ActionReply, Command, Outcome};
-use shared::wire::event::{Event, EventBody, EventReply, EventStatus, MppsStatus};
-use shared::wire::{Keyring, SigningKey, Verification};
-use tokio::sync::watch;
+use common::cloud::{accept_all, Relay};
+use shared::wire::action::{Command, Outcome};
+use shared::wire::event::{EventBody, MppsStatus};
 
-const NAMESPACE: &str = "pipeline.servicebus.windows.net";
 const ACCESSION: &str = "ACCPIPE1";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_item_mpps_and_images_reach_the_cloud() {
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let emulator = Emulator::start(
-        EmulatorConfig::new(
-            NAMESPACE,
-            vec![Rule::parse("root=k").unwrap()],
-            vec!["actions".into(), "events".into()],
-        ),
-        any,
-        None,
-    )
-    .await
-    .unwrap();
-    let mut relay = RelayConfig::new(NAMESPACE, "root", "k");
-    relay.endpoint = format!("ws://{}", emulator.addr()).parse().unwrap();
-
+    let relay = Relay::start("pipeline.servicebus.windows.net").await;
     let state = tempfile::tempdir().unwrap();
     let mut config = Config::new(state.path().to_path_buf());
     config.bind = "127.0.0.1".parse().unwrap();
@@ -47,75 +26,13 @@ async fn create_item_mpps_and_images_reach_the_cloud() {
     config.pacs_port = 0;
     config.mwl_aet = common::MWL_AET.into();
     config.pacs_aet = common::PACS_AET.into();
-    config.name = "gw-pipeline".into();
     let running = Gateway::open(config).unwrap().start().await.unwrap();
-
-    let gateway_key = SigningKey::generate();
-    let cloud_key = SigningKey::generate();
-    let cloud_trusts = Verification::strict(Keyring::new(vec![gateway_key.public_key()]));
-    let (stop, stopped) = watch::channel(false);
-    let link = CloudLink::start(
-        CloudSettings {
-            relay: Settings {
-                relay: relay.clone(),
-                actions_entity: "actions".into(),
-                events_entity: "events".into(),
-            },
-            signing_key: gateway_key.clone(),
-            peers: Keyring::new(vec![cloud_key.public_key()]),
-            accept_unsigned: false,
-            name: "gw-pipeline".into(),
-        },
-        running.db.clone(),
-        Ports {
-            mwl: running.mwl_addr.port(),
-            pacs: running.pacs_addr.port(),
-            state_dir: state.path().to_path_buf(),
-        },
-        running.doorbell.clone(),
-        stopped,
-    );
-
-    // The cloud's events listener: verifies, records, accepts (duplicates answered as such).
-    let events: Arc<Mutex<Vec<Event>>> = Arc::default();
-    let cloud = Listener::new(relay.clone(), "events", ListenerOptions::default());
-    let mut cloud_status = cloud.status();
-    let cloud_task = tokio::spawn({
-        let events = events.clone();
-        let cloud_key = cloud_key.clone();
-        let trusts = cloud_trusts.clone();
-        async move {
-            cloud
-                .run(
-                    move |text| {
-                        let event = Event::open(&text, &trusts).expect("signed by the gateway");
-                        let mut events = events.lock().unwrap();
-                        let status = if events.iter().any(|e| e.event_id == event.event_id) {
-                            EventStatus::Duplicate
-                        } else {
-                            events.push(event.clone());
-                            EventStatus::Accepted
-                        };
-                        let reply = cloud_key.seal(&EventReply::new(event.event_id, status));
-                        async move { reply }
-                    },
-                    std::future::pending(),
-                )
-                .await
-        }
-    });
-    cloud_status.wait_for(|s| s.connected).await.unwrap();
-    let mut gateway_status = link.listener.clone();
-    gateway_status.wait_for(|s| s.connected).await.unwrap();
+    let (link, stop) = relay.link(&running, state.path()).await;
+    let cloud = relay.cloud(accept_all).await;
 
     // 1. The clinician sends the participant to the modality.
     let item = common::item(ACCESSION, "SMITH^JANE", "20261122", "093000");
-    let action = Action::new("test-cloud", Command::CreateItem(item));
-    let reply = Sender::new(relay.clone(), "actions")
-        .request(&cloud_key.seal(&action))
-        .await
-        .unwrap();
-    let reply = ActionReply::open(&reply, &cloud_trusts).unwrap();
+    let (action, reply) = relay.send(Command::CreateItem(item)).await;
     assert_eq!(reply.outcome, Outcome::Created);
 
     let mwl_port = running.mwl_addr.port().to_string();
@@ -202,7 +119,7 @@ async fn create_item_mpps_and_images_reach_the_cloud() {
     // 4. Everything reaches the cloud: 2 MPPS events and 4 images with thumbnails.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let count = events.lock().unwrap().len();
+        let count = cloud.events().len();
         if count >= 6 && outbox::stats(&running.db).unwrap().depth == 0 {
             break;
         }
@@ -213,7 +130,8 @@ async fn create_item_mpps_and_images_reach_the_cloud() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let events = events.lock().unwrap().clone();
+    let events = cloud.events();
+    assert_eq!(*cloud.duplicates.lock().unwrap(), 0);
     let mpps: Vec<MppsStatus> = events
         .iter()
         .filter_map(|e| match &e.body {
@@ -259,6 +177,5 @@ async fn create_item_mpps_and_images_reach_the_cloud() {
 
     let _ = stop.send(true);
     link.join().await;
-    cloud_task.abort();
     running.shutdown(Duration::from_secs(5)).await;
 }

@@ -5,16 +5,14 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use appliance::modality::{self, Options};
-use relay_emulator::{Config as EmulatorConfig, Emulator, Rule};
-use shared::relay::{Config as RelayConfig, Listener, ListenerOptions};
-use shared::wire::event::{Event, EventBody, EventReply, EventStatus};
-use shared::wire::{Keyring, SigningKey, Verification};
+use common::cloud::{accept_all, Relay};
+use shared::wire::event::EventBody;
+use shared::wire::SigningKey;
 
 const NAMESPACE: &str = "resilience.servicebus.windows.net";
 
@@ -107,23 +105,12 @@ impl Setup {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_survive_sigkill_and_a_cloud_outage() {
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let emulator = Emulator::start(
-        EmulatorConfig::new(
-            NAMESPACE,
-            vec![Rule::parse("root=k").unwrap()],
-            vec!["actions".into(), "events".into()],
-        ),
-        any,
-        None,
-    )
-    .await
-    .unwrap();
+    let relay = Relay::start(NAMESPACE).await;
     let setup = Arc::new(Setup {
         state: tempfile::tempdir().unwrap(),
-        endpoint: format!("ws://{}", emulator.addr()),
-        gateway_key: SigningKey::generate(),
-        cloud_key: SigningKey::generate(),
+        endpoint: relay.config.endpoint.to_string(),
+        gateway_key: relay.gateway_key.clone(),
+        cloud_key: relay.cloud_key.clone(),
         mwl_port: free_port(),
         pacs_port: free_port(),
     });
@@ -199,37 +186,7 @@ async fn events_survive_sigkill_and_a_cloud_outage() {
     assert_eq!(depth, Some(6), "nothing is dropped while the cloud is away");
 
     // The cloud comes back: every event arrives, none twice.
-    let received: Arc<Mutex<Vec<Event>>> = Arc::default();
-    let duplicates = Arc::new(Mutex::new(0usize));
-    let mut relay = RelayConfig::new(NAMESPACE, "root", "k");
-    relay.endpoint = setup.endpoint.parse().unwrap();
-    let cloud = Listener::new(relay, "events", ListenerOptions::default());
-    let trusts = Verification::strict(Keyring::new(vec![setup.gateway_key.public_key()]));
-    let cloud_key = setup.cloud_key.clone();
-    let task = tokio::spawn({
-        let received = received.clone();
-        let duplicates = duplicates.clone();
-        async move {
-            cloud
-                .run(
-                    move |text| {
-                        let event = Event::open(&text, &trusts).expect("signed by the gateway");
-                        let mut received = received.lock().unwrap();
-                        let status = if received.iter().any(|e| e.event_id == event.event_id) {
-                            *duplicates.lock().unwrap() += 1;
-                            EventStatus::Duplicate
-                        } else {
-                            received.push(event.clone());
-                            EventStatus::Accepted
-                        };
-                        let reply = cloud_key.seal(&EventReply::new(event.event_id, status));
-                        async move { reply }
-                    },
-                    std::future::pending(),
-                )
-                .await
-        }
-    });
+    let cloud = relay.cloud(accept_all).await;
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let s = setup.clone();
@@ -242,14 +199,13 @@ async fn events_survive_sigkill_and_a_cloud_outage() {
         assert!(Instant::now() < deadline, "queue never drained: {depth:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let received = received.lock().unwrap().clone();
+    let received = cloud.events();
     assert_eq!(received.len(), 6, "every event once");
-    assert_eq!(*duplicates.lock().unwrap(), 0);
+    assert_eq!(*cloud.duplicates.lock().unwrap(), 0);
     let images = received
         .iter()
         .filter(|e| matches!(e.body, EventBody::ImageReceived(_)))
         .count();
     assert_eq!(images, 4);
-    task.abort();
     drop(restarted);
 }

@@ -2,6 +2,8 @@
 //! pynetdicom). A missing peer fails the test with a message saying how to install it.
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
+pub mod cloud;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;

@@ -1,0 +1,182 @@
+//! The cloud side for gateway tests: a relay emulator, the gateway's cloud link started on a
+//! running gateway, and a cloud stub that receives events as the web app does (verify, record,
+//! de-duplicate by event id, reply).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use appliance::cloud::{CloudLink, CloudSettings, Ports};
+use appliance::server::Running;
+use relay_emulator::{Config as EmulatorConfig, Emulator, Rule};
+use shared::relay::{Config as RelayConfig, Listener, ListenerOptions, Sender, Settings};
+use shared::wire::action::{Action, ActionReply, Command};
+use shared::wire::event::{Event, EventReply, EventStatus};
+use shared::wire::{Keyring, SigningKey, Verification};
+use tokio::sync::watch;
+
+/// A relay namespace with `actions` and `events`, and the keys of both sides.
+pub struct Relay {
+    pub emulator: Emulator,
+    pub config: RelayConfig,
+    pub gateway_key: SigningKey,
+    pub cloud_key: SigningKey,
+}
+
+impl Relay {
+    pub async fn start(namespace: &str) -> Relay {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let emulator = Emulator::start(
+            EmulatorConfig::new(
+                namespace,
+                vec![Rule::parse("root=k").unwrap()],
+                vec!["actions".into(), "events".into()],
+            ),
+            any,
+            None,
+        )
+        .await
+        .unwrap();
+        let mut config = RelayConfig::new(namespace, "root", "k");
+        config.endpoint = format!("ws://{}", emulator.addr()).parse().unwrap();
+        Relay {
+            emulator,
+            config,
+            gateway_key: SigningKey::generate(),
+            cloud_key: SigningKey::generate(),
+        }
+    }
+
+    /// How the cloud verifies what the gateway signs.
+    pub fn cloud_trusts(&self) -> Verification {
+        Verification::strict(Keyring::new(vec![self.gateway_key.public_key()]))
+    }
+
+    /// Starts the gateway's cloud link on `running` and waits until its listener is connected.
+    pub async fn link(
+        &self,
+        running: &Running,
+        state_dir: &std::path::Path,
+    ) -> (CloudLink, watch::Sender<bool>) {
+        let settings = CloudSettings {
+            relay: Settings {
+                relay: self.config.clone(),
+                actions_entity: "actions".into(),
+                events_entity: "events".into(),
+            },
+            signing_key: self.gateway_key.clone(),
+            peers: Keyring::new(vec![self.cloud_key.public_key()]),
+            accept_unsigned: false,
+            name: "gw-test".into(),
+        };
+        let (stop, stopped) = watch::channel(false);
+        let link = CloudLink::start(
+            settings,
+            running.db.clone(),
+            Ports {
+                mwl: running.mwl_addr.port(),
+                pacs: running.pacs_addr.port(),
+                state_dir: state_dir.to_path_buf(),
+            },
+            running.doorbell.clone(),
+            stopped,
+        );
+        let mut status = link.listener.clone();
+        tokio::time::timeout(Duration::from_secs(10), status.wait_for(|s| s.connected))
+            .await
+            .expect("the gateway's actions listener connects")
+            .unwrap();
+        (link, stop)
+    }
+
+    /// Sends a signed action as the cloud does and opens the gateway's signed reply.
+    pub async fn send(&self, command: Command) -> (Action, ActionReply) {
+        let action = Action::new("test-cloud", command);
+        let reply = self.send_text(&self.cloud_key.seal(&action)).await;
+        (action, reply)
+    }
+
+    /// Sends any text on the actions connection and opens the reply.
+    pub async fn send_text(&self, text: &str) -> ActionReply {
+        let reply = Sender::new(self.config.clone(), "actions")
+            .request(text)
+            .await
+            .unwrap();
+        ActionReply::open(&reply, &self.cloud_trusts()).expect("the gateway signs its replies")
+    }
+
+    /// Starts the cloud's events listener; it answers the n-th delivery of an event it has not
+    /// accepted yet with `answer(n)` (so a test can refuse the first ones).
+    pub async fn cloud(&self, answer: fn(usize) -> EventStatus) -> CloudStub {
+        let received: Arc<Mutex<Vec<Event>>> = Arc::default();
+        let duplicates = Arc::new(Mutex::new(0usize));
+        let deliveries = Arc::new(Mutex::new(0usize));
+        let listener = Listener::new(self.config.clone(), "events", ListenerOptions::default());
+        let mut status = listener.status();
+        let trusts = self.cloud_trusts();
+        let key = self.cloud_key.clone();
+        let task = tokio::spawn({
+            let received = received.clone();
+            let duplicates = duplicates.clone();
+            let deliveries = deliveries.clone();
+            async move {
+                listener
+                    .run(
+                        move |text| {
+                            let event = Event::open(&text, &trusts).expect("signed by the gateway");
+                            let mut received = received.lock().unwrap();
+                            let status = if received.iter().any(|e| e.event_id == event.event_id) {
+                                *duplicates.lock().unwrap() += 1;
+                                EventStatus::Duplicate
+                            } else {
+                                let mut deliveries = deliveries.lock().unwrap();
+                                *deliveries += 1;
+                                let status = answer(*deliveries);
+                                if status != EventStatus::Error {
+                                    received.push(event.clone());
+                                }
+                                status
+                            };
+                            let reply = key.seal(&EventReply::new(event.event_id, status));
+                            async move { reply }
+                        },
+                        std::future::pending(),
+                    )
+                    .await
+            }
+        });
+        status.wait_for(|s| s.connected).await.unwrap();
+        CloudStub {
+            received,
+            duplicates,
+            deliveries,
+            task,
+        }
+    }
+}
+
+/// The cloud's events side: what it accepted, and how many duplicates it saw.
+pub struct CloudStub {
+    pub received: Arc<Mutex<Vec<Event>>>,
+    pub duplicates: Arc<Mutex<usize>>,
+    /// Deliveries of not-yet-accepted events, refused ones included.
+    pub deliveries: Arc<Mutex<usize>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CloudStub {
+    pub fn events(&self) -> Vec<Event> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+impl Drop for CloudStub {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Accepts every event.
+pub fn accept_all(_: usize) -> EventStatus {
+    EventStatus::Accepted
+}
