@@ -88,3 +88,15 @@ fn many_associations_at_once() {
         assert!(child.wait().unwrap().success());
     }
 }
+
+#[test]
+fn role_selection_items_do_not_break_association() {
+    // A ZEISS HFA3 proposing SCU/SCP roles on every context timed out on a dicom-rs SCP
+    // (dicom-rs issue 732); pynetdicom proposes the same here.
+    let gw = TestGateway::start();
+    let v = peer(&["roles", "127.0.0.1", &gw.pacs_port(), PACS_AET]);
+    assert_eq!(v["established"], true, "{v}");
+    assert_eq!(v["echo"], 0, "{v}");
+    assert_eq!(v["store"], 0, "{v}");
+    assert_eq!(gw.stored_files().len(), 1);
+}

@@ -233,6 +233,37 @@ def cmd_store_raw(args):
     out({"status": status, "comment": comment})
 
 
+def cmd_roles(args):
+    """Associates proposing SCU/SCP role selection on every context (as some modalities do,
+    dicom-rs issue 732), then echoes and stores one object."""
+    from pynetdicom import build_role
+    from pynetdicom.sop_class import Verification
+
+    ae = AE(ae_title=args.calling)
+    ae.add_requested_context(Verification)
+    ae.add_requested_context(SecondaryCaptureImageStorage)
+    ae.add_requested_context(MG_FOR_PRESENTATION)
+    roles = [build_role(uid, scu_role=True, scp_role=True)
+             for uid in (Verification, SecondaryCaptureImageStorage, MG_FOR_PRESENTATION)]
+    assoc = ae.associate(args.host, args.port, ae_title=args.called, ext_neg=roles)
+    if not assoc.is_established:
+        out({"established": False})
+        return
+    echo = assoc.send_c_echo()
+    ds = Dataset()
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.PatientID = "9434765919"
+    ds.Modality = "OT"
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    store = assoc.send_c_store(ds)
+    assoc.release()
+    out({"established": True, "echo": status_of(echo), "store": status_of(store)})
+
+
 def cmd_make_mg(args):
     """Synthetic Digital Mammography X-Ray For Presentation images, full size by default."""
     os.makedirs(args.out, exist_ok=True)
@@ -342,6 +373,7 @@ def main():
     s = net("store-raw")
     s.add_argument("--uid", default=generate_uid())
     s.add_argument("--omit", nargs="*", default=[])
+    s = net("roles")
     s = sub.add_parser("make-mg")
     s.add_argument("--out", required=True)
     s.add_argument("--count", type=int, default=1)
@@ -361,6 +393,7 @@ def main():
         "cancel-find": cmd_cancel_find,
         "find": cmd_find,
         "store-raw": cmd_store_raw,
+        "roles": cmd_roles,
         "make-mg": cmd_make_mg,
         "compare": cmd_compare,
         "paths": cmd_paths,
