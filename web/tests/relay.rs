@@ -364,9 +364,64 @@ async fn on_postgresql_the_outbox_and_the_events_listener_work_the_same() {
         .await
         .unwrap();
     assert_eq!(detail.status, AppointmentStatus::Complete);
-    assert!(detail
-        .timeline
-        .iter()
-        .any(|t| t.text.contains("Gateway confirmed")));
+    support::eventually("the confirmation is in the history", || async {
+        appointments::detail(&w.running.state.db, w.user.provider_id, appointment_id)
+            .await
+            .unwrap()
+            .timeline
+            .iter()
+            .any(|t| t.text.contains("Gateway confirmed"))
+    })
+    .await;
     w.running.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_relay_key_fails_the_action_with_the_variable_named() {
+    let db = TestDb::sqlite();
+    let emulator = support::emulator().await;
+    let gateway_key = SigningKey::generate();
+    let (mut state, _seeded, _web_key) = support::app_state(
+        db.open().await,
+        &support::seed_relay(&emulator, &gateway_key),
+    )
+    .await;
+    state.env = Arc::new(|_| None);
+    let (email, password) = web::server::seed::DEMO_USERS[0];
+    let user = identity::authenticate(&state.db, email, password)
+        .await
+        .unwrap()
+        .unwrap();
+    let running = support::serve(state, "unused-site".into()).await;
+    let appointment_id = clinics::list(&running.state.db, user.provider_id)
+        .await
+        .unwrap()[0]
+        .id;
+    let appointment_id = clinics::detail(&running.state.db, user.provider_id, appointment_id)
+        .await
+        .unwrap()
+        .appointments[0]
+        .id;
+    let action_id = service::send_to_modality(&running.state, &user, appointment_id)
+        .await
+        .unwrap();
+    support::eventually("the action fails", || async {
+        actions::get(&running.state.db, user.provider_id, &action_id)
+            .await
+            .unwrap()
+            .status
+            == "failed"
+    })
+    .await;
+    let row = actions::get(&running.state.db, user.provider_id, &action_id)
+        .await
+        .unwrap();
+    assert!(
+        row.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains(support::KEY_ENV),
+        "{row:?}"
+    );
+    running.stop().await;
 }

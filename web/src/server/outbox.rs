@@ -172,6 +172,24 @@ pub async fn attempt(
     if !actions::mark_sent(&state.db, &action.id).await? {
         return Ok(Attempt::Skipped);
     }
+    match send_and_record(state, policy, action).await {
+        Ok(outcome) => Ok(outcome),
+        // Database trouble: the row stays `sent` and is sent again after a restart.
+        Err(e @ StoreError::Sql(_)) => Err(e),
+        // Anything else (its gateway gone, a corrupt payload) will not get better by itself.
+        Err(other) => {
+            let error = other.to_string();
+            actions::mark_failed(&state.db, &action.id, &error, None).await?;
+            Ok(Attempt::Failed(error))
+        }
+    }
+}
+
+async fn send_and_record(
+    state: &AppState,
+    policy: RetryPolicy,
+    action: &actions::Queued,
+) -> Result<Attempt, StoreError> {
     let attempts = action.attempts + 1;
     let gateway = gateways::by_id(&state.db, action.gateway_id).await?;
     let prepared = relay_link::relay_config(&gateway, state.env.as_ref()).and_then(|config| {
@@ -197,7 +215,7 @@ pub async fn attempt(
     match sender.request(&text).await {
         Ok(reply_text) => match ActionReply::open(&reply_text, &verification) {
             Ok(reply) if reply.is_success() => {
-                actions::mark_confirmed(&state.db, &action.id, &reply_text).await?;
+                // The health first: once the action reads `confirmed`, its report is on record.
                 if let Outcome::Ok { health } = &reply.outcome {
                     let failing: Vec<&str> = health
                         .checks
@@ -216,6 +234,7 @@ pub async fn attempt(
                         gateway_id: gateway.id,
                     });
                 }
+                actions::mark_confirmed(&state.db, &action.id, &reply_text).await?;
                 Ok(Attempt::Confirmed)
             }
             Ok(reply) => {
