@@ -248,6 +248,19 @@ fn missing_uids_fail_with_a_status_and_store_nothing() {
             .is_none(),
         "no temporary file left"
     );
+    // A data set whose SOP Instance UID is not the one its command announced.
+    let v = peer(&[
+        "store-raw",
+        "127.0.0.1",
+        &port,
+        PACS_AET,
+        "--uid",
+        "1.2.826.0.9.1",
+        "--dataset-uid",
+        "1.2.826.0.9.2",
+    ]);
+    assert_eq!(v["status"], 0xA900, "{v}");
+    assert!(gw.stored_files().is_empty());
     // And the server still stores good objects.
     let v = peer(&["store-raw", "127.0.0.1", &port, PACS_AET]);
     assert_eq!(v["status"], 0);

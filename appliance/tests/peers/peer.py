@@ -203,7 +203,7 @@ def cmd_store_raw(args):
     assoc._reactor_checkpoint.clear()
     ds = Dataset()
     ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = args.uid
+    ds.SOPInstanceUID = args.dataset_uid or args.uid
     ds.StudyInstanceUID = generate_uid()
     ds.SeriesInstanceUID = generate_uid()
     ds.PatientID = "9434765919"
@@ -373,6 +373,7 @@ def main():
     s = net("store-raw")
     s.add_argument("--uid", default=generate_uid())
     s.add_argument("--omit", nargs="*", default=[])
+    s.add_argument("--dataset-uid", help="a SOP Instance UID in the data set unlike the command's")
     s = net("roles")
     s = sub.add_parser("make-mg")
     s.add_argument("--out", required=True)
