@@ -9,6 +9,8 @@ cd "$here"
 set -a; source .env.development; set +a
 mkdir -p .state
 
+# The same installer the tests use: dcmtk for the demo modality, the web client's tools.
+"$here/scripts/deps.sh"
 say "building relay-emulator, gateway and web"
 cargo build --locked -p relay-emulator -p appliance -p web
 bin="$CARGO_TARGET_DIR/debug"
@@ -35,24 +37,19 @@ say "relay emulator on ws://$RELAY_EMULATOR_LISTEN (admin http://$RELAY_EMULATOR
 "$bin/relay-emulator" --listen "$RELAY_EMULATOR_LISTEN" --admin "$RELAY_EMULATOR_ADMIN" \
   --namespace "$AZURE_RELAY_NAMESPACE" \
   --rule "$AZURE_RELAY_KEY_NAME=$AZURE_RELAY_SHARED_ACCESS_KEY" \
-  --entity "$AZURE_RELAY_HYBRID_CONNECTION" --entity "$AZURE_RELAY_EVENTS_HYBRID_CONNECTION" &
+  --entity "$AZURE_RELAY_HYBRID_CONNECTION" --entity "$AZURE_RELAY_EVENTS_HYBRID_CONNECTION" \
+  --entity "$AZURE_RELAY_HYBRID_CONNECTION-2" --entity "$AZURE_RELAY_EVENTS_HYBRID_CONNECTION-2" &
 pids+=($!)
 
-if "$bin/gateway" --help | grep -q '^  serve'; then
-  say "gateway: worklist $MWL_AET on :$MWL_PORT, storage $PACS_AET on :$PACS_PORT"
-  SIGNING_KEY="$GATEWAY_SIGNING_KEY" PEER_PUBLIC_KEYS="$WEB_PUBLIC_KEY" "$bin/gateway" serve &
-  pids+=($!)
-else
-  say "this build's gateway has no 'serve' yet: only the relay emulator runs"
-fi
+say "gateway: worklist $MWL_AET on :$MWL_PORT, storage $PACS_AET on :$PACS_PORT"
+SIGNING_KEY="$GATEWAY_SIGNING_KEY" PEER_PUBLIC_KEYS="$WEB_PUBLIC_KEY" "$bin/gateway" serve &
+pids+=($!)
 
-if "$bin/web" --help | grep -q '^  serve'; then
-  say "web app on http://$LEPTOS_SITE_ADDR"
-  (cd web && SIGNING_KEY="$WEB_SIGNING_KEY" PEER_PUBLIC_KEYS="$GATEWAY_PUBLIC_KEY" "$bin/web" serve) &
-  pids+=($!)
-else
-  say "this build's web app has no 'serve' yet"
-fi
+say "web app on http://$WEB_ADDR (sign in as clinician@north.example / screening-demo-1)"
+SIGNING_KEY="$WEB_SIGNING_KEY" PEER_PUBLIC_KEYS="$GATEWAY_PUBLIC_KEY" \
+  GATEWAY_PUBLIC_KEY="$GATEWAY_PUBLIC_KEY" "$bin/web" serve &
+pids+=($!)
 
-say "running; Ctrl-C to stop"
+say "running; Ctrl-C to stop. Play the modality for a participant sent from the web app with:"
+say "  $bin/gateway emulate-modality --mwl 127.0.0.1:$MWL_PORT --pacs 127.0.0.1:$PACS_PORT --accession ACC…"
 wait -n "${pids[@]}"
