@@ -217,6 +217,11 @@ async fn echo_health_and_refusals() {
         .seal(&Action::new("x", Command::CreateItem(item("ACC9"))));
     let tampered = sealed.replace("SMITH^JANE", "EVIL^EVE");
     assert!(error_message(&rig.send_text(&tampered).await).contains("does not match"));
+    let db = rig.running.as_ref().unwrap().db.clone();
+    assert!(
+        worklist::get(&db, "ACC9").unwrap().is_none(),
+        "a refused action changes nothing"
+    );
 
     // Not even JSON.
     assert!(error_message(&rig.send_text("\u{0}garbage").await).contains("not valid JSON"));

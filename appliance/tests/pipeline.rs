@@ -7,6 +7,8 @@ mod common;
 
 use std::time::Duration;
 
+use base64::Engine as _;
+
 use appliance::config::Config;
 use appliance::outbox;
 use appliance::server::Gateway;
@@ -164,6 +166,16 @@ async fn create_item_mpps_and_images_reach_the_cloud() {
             assert_eq!(i.image.dose.kvp, Some(28.0));
             let thumbnail = i.image.thumbnail.as_ref().expect("a thumbnail");
             assert_eq!((thumbnail.format.as_str(), thumbnail.height), ("jpeg", 188));
+            // A real JPEG of the size it claims.
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(&thumbnail.data)
+                .unwrap();
+            let jpeg =
+                image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg).unwrap();
+            assert_eq!(
+                (jpeg.width(), jpeg.height()),
+                (thumbnail.width, thumbnail.height)
+            );
             format!(
                 "{}{}",
                 i.image.laterality.clone().unwrap(),
