@@ -156,6 +156,13 @@ try {
   await hydrated(actions);
   if (!(await actions.$('#actions [data-status="confirmed"]'))) throw new Error('no confirmed action listed');
   step('actions listed');
+  await Promise.all([
+    actions.waitForURL('**/actions/*'),
+    actions.click('#actions tr[data-status="confirmed"] a[href^="/actions/"]'),
+  ]);
+  await actions.waitForSelector('#action[data-status="confirmed"]');
+  await axe(actions, 'action');
+  await actions.screenshot({ path: join(ARTIFACTS, '4-action.png'), fullPage: true });
 
   const south = await browser.newContext();
   const other = await signIn(south, env('USER2'), env('PASS2'));

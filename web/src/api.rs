@@ -6,7 +6,8 @@
 use leptos::prelude::*;
 
 use crate::model::{
-    ActionRow, AppointmentDetail, ClinicDetail, ClinicSummary, GatewayRow, SignedInUser,
+    ActionDetail, ActionRow, AppointmentDetail, ClinicDetail, ClinicSummary, GatewayRow,
+    SignedInUser,
 };
 
 /// The message a server function returns for a record that is absent or not the user's.
@@ -201,6 +202,15 @@ pub async fn check_gateway(gateway_id: i64, check: String) -> Result<String, Ser
 pub async fn list_actions(status: String) -> Result<Vec<ActionRow>, ServerFnError> {
     let (state, user) = context::user().await?;
     crate::server::store::actions::list(&state.db, user.provider_id, Some(&status), 200)
+        .await
+        .map_err(context::fail)
+}
+
+/// One gateway action with its payload and reply.
+#[server(endpoint = "/get_action")]
+pub async fn get_action(id: String) -> Result<ActionDetail, ServerFnError> {
+    let (state, user) = context::user().await?;
+    crate::server::store::actions::detail(&state.db, user.provider_id, &id)
         .await
         .map_err(context::fail)
 }

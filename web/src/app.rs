@@ -10,7 +10,9 @@ use leptos_router::{path, SsrMode};
 
 use crate::api::*;
 use crate::domain::AppointmentStatus;
-use crate::model::{ActionRow, AppointmentDetail, ClinicDetail, GatewayRow, ImageCard};
+use crate::model::{
+    ActionDetail, ActionRow, AppointmentDetail, ClinicDetail, GatewayRow, ImageCard,
+};
 
 /// The HTML document around the app.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -60,6 +62,7 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/appointments/:id") view=Appointment ssr=SsrMode::Async/>
                         <Route path=path!("/gateways") view=Gateways ssr=SsrMode::Async/>
                         <Route path=path!("/actions") view=Actions ssr=SsrMode::Async/>
+                        <Route path=path!("/actions/:id") view=Action ssr=SsrMode::Async/>
                     </Routes>
                 </main>
             </div>
@@ -631,7 +634,7 @@ fn ActionTable(rows: Vec<ActionRow>, redrive: ServerAction<RedriveAction>) -> im
                     let id = r.id.clone();
                     view! {
                         <tr class="nhsuk-table__row" id=format!("action-{}", r.id) data-status=r.status.clone()>
-                            <td class="nhsuk-table__cell">{r.created_at}</td>
+                            <td class="nhsuk-table__cell"><A href=format!("/actions/{}", r.id)>{r.created_at}</A></td>
                             <td class="nhsuk-table__cell">{r.action_type}
                                 {r.appointment_id.map(|a| view! { " for "<A href=format!("/appointments/{a}")>{format!("appointment {a}")}</A> })}
                             </td>
@@ -652,5 +655,78 @@ fn ActionTable(rows: Vec<ActionRow>, redrive: ServerAction<RedriveAction>) -> im
                 }).collect_view()}
             </tbody>
         </table>
+    }
+}
+
+#[component]
+fn Action() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.read().get("id").unwrap_or_default();
+    let tick = RwSignal::new(0u32);
+    let connected = RwSignal::new(false);
+    let redrive = ServerAction::<RedriveAction>::new();
+    let action = Resource::new(
+        move || (id(), tick.get(), redrive.version().get()),
+        |(id, _, _)| get_action(id),
+    );
+    live_updates(|| "/live/provider".to_string(), tick, connected);
+    view! {
+        {move || match redrive.value().get() {
+            Some(Err(e)) => view! { <ErrorSummary message=e.to_string()/> }.into_any(),
+            _ => ().into_any(),
+        }}
+        <Transition fallback=|| view! { <p>"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match action.await {
+                    Ok(a) => view! { <ActionView action=a redrive=redrive/> }.into_any(),
+                    Err(e) => view! { <Failure error=e/> }.into_any(),
+                }
+            })}
+        </Transition>
+        <LiveIndicator connected=connected/>
+    }
+}
+
+#[component]
+fn ActionView(action: ActionDetail, redrive: ServerAction<RedriveAction>) -> impl IntoView {
+    let r = action.row;
+    let can_redrive = r.status == "failed" || r.status == "pending";
+    let row = |key: &'static str, value: String| {
+        view! {
+            <div class="nhsuk-summary-list__row"><dt class="nhsuk-summary-list__key">{key}</dt><dd class="nhsuk-summary-list__value">{value}</dd></div>
+        }
+    };
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "–".into());
+    let id = r.id.clone();
+    view! {
+        <Title text="Gateway action – Manage breast screening"/>
+        <span class="nhsuk-caption-l"><A href="/actions">"Gateway actions"</A></span>
+        <h1>{r.action_type.clone()}</h1>
+        <dl class="nhsuk-summary-list" id="action" data-status=r.status.clone()>
+            {row("Action id", r.id.clone())}
+            {row("Status", r.status.clone())}
+            {row("Gateway", format!("{} ({})", r.gateway_name, r.destination))}
+            {row("Attempts", r.attempts.to_string())}
+            {row("Created", r.created_at.clone())}
+            {row("Last sent", or_dash(r.sent_at.clone()))}
+            {row("Confirmed", or_dash(r.confirmed_at.clone()))}
+            {row("Failed", or_dash(r.failed_at.clone()))}
+            {row("Next attempt", or_dash(r.next_attempt_at.clone()))}
+            {row("Last error", or_dash(r.last_error.clone()))}
+        </dl>
+        {r.appointment_id.map(|a| view! { <p><A href=format!("/appointments/{a}")>{format!("Appointment {a}")}</A></p> })}
+        {can_redrive.then(|| view! {
+            <ActionForm action=redrive>
+                <input type="hidden" name="action_id" value=id/>
+                <button type="submit" class="nhsuk-button nhsuk-button--secondary">"Re-drive"</button>
+            </ActionForm>
+        })}
+        <h2>"Payload"</h2>
+        <pre class="app-json" tabindex="0">{action.payload}</pre>
+        <h2>"Gateway reply"</h2>
+        {match action.reply {
+            Some(reply) => view! { <pre class="app-json" tabindex="0">{reply}</pre> }.into_any(),
+            None => view! { <p>"No reply yet."</p> }.into_any(),
+        }}
     }
 }

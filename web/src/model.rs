@@ -126,3 +126,13 @@ pub struct ActionRow {
     pub next_attempt_at: Option<String>,
     pub last_error: Option<String>,
 }
+
+/// One action with what was sent and what came back, for support staff.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionDetail {
+    pub row: ActionRow,
+    /// The action envelope as queued (pretty JSON; the signature is added at each send).
+    pub payload: String,
+    /// The gateway's last reply (pretty JSON), if any.
+    pub reply: Option<String>,
+}

@@ -256,6 +256,20 @@ async fn another_providers_records_are_404_on_every_route() {
         .status,
         200
     );
+    for (method, path, form) in [
+        ("GET", format!("/actions/{action_id}"), None),
+        (
+            "POST",
+            "/api/get_action".to_string(),
+            Some(format!("id={action_id}")),
+        ),
+    ] {
+        let theirs = http(addr, method, &path, Some(&south), form.as_deref(), true).await;
+        assert_eq!(theirs.status, 404, "South {method} {path}");
+        let ours = http(addr, method, &path, Some(&north), form.as_deref(), true).await;
+        assert_eq!(ours.status, 200, "North {method} {path}");
+        assert!(ours.body.contains("worklist.create_item"), "{}", ours.body);
+    }
     for (path, form, north_marker) in [
         (
             "/api/list_clinics",

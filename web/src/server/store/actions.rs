@@ -4,7 +4,7 @@
 
 use sqlx::{Any, Transaction};
 
-use crate::model::ActionRow;
+use crate::model::{ActionDetail, ActionRow};
 
 use super::super::db::{col, date_time, now_ms, Db, StoreError};
 
@@ -292,4 +292,24 @@ pub async fn get(db: &Db, provider_id: i64, id: &str) -> Result<ActionRow, Store
         .await?
         .ok_or(StoreError::NotFound)?;
     row(&r)
+}
+
+/// One action of the provider with its payload and the gateway's reply.
+pub async fn detail(db: &Db, provider_id: i64, id: &str) -> Result<ActionDetail, StoreError> {
+    let row = get(db, provider_id, id).await?;
+    let r = sqlx::query("SELECT payload, reply FROM gateway_actions WHERE id = $1")
+        .bind(id)
+        .fetch_one(&db.pool)
+        .await?;
+    let pretty = |text: String| {
+        serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| serde_json::to_string_pretty(&v).ok())
+            .unwrap_or(text)
+    };
+    Ok(ActionDetail {
+        row,
+        payload: pretty(col(&r, "payload")?),
+        reply: col::<Option<String>>(&r, "reply")?.map(pretty),
+    })
 }
