@@ -37,7 +37,7 @@ struct ServeArgs {
     #[arg(long, env = "WEB_ADDR", default_value = "127.0.0.1:8000")]
     addr: SocketAddr,
     /// Directory for the embedded database and the generated signing key.
-    #[arg(long, env = "WEB_STATE_DIR", default_value = "state/web")]
+    #[arg(long, env = "WEB_STATE_DIR", default_value = ".state/web")]
     state_dir: PathBuf,
     /// `postgres://…` or `sqlite://…`; default a SQLite file in the state directory.
     #[arg(long, env = "DATABASE_URL")]
