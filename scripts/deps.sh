@@ -48,6 +48,7 @@ fi
 # has no tool for; pydicom and pydicom-data ship the sample files for every transfer syntax.
 dicom_apt=()
 command -v storescu >/dev/null || dicom_apt+=(dcmtk)
+command -v gdcmconv >/dev/null || dicom_apt+=(libgdcm-tools)  # makes the JPEG 2000 test objects
 python3 -c 'import venv, ensurepip' 2>/dev/null || dicom_apt+=(python3 python3-venv)
 if [ ${#dicom_apt[@]} -gt 0 ]; then
   say "installing Debian packages for the DICOM tests: ${dicom_apt[*]}"

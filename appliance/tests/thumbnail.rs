@@ -4,6 +4,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use appliance::thumbnail::{render, HEIGHT};
 use dicom_core::{DataElement, PrimitiveValue, VR};
@@ -155,6 +156,47 @@ fn jpeg_2000_samples_decode() {
         let path = common::sample(name);
         let image = thumbnail(&path);
         assert!(image.height() > 0 && image.height() <= HEIGHT, "{name}");
+    }
+}
+
+#[test]
+fn jpeg_2000_is_decoded_at_a_reduced_resolution_with_the_same_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("plain.dcm");
+    // With the object's own window the mapping is fixed; min/max would follow the wavelet's
+    // small overshoots at this synthetic image's hard edges.
+    write_synthetic(&source, "MONOCHROME2", Some((2000.0, 4000.0)));
+    let j2k = dir.path().join("j2k.dcm");
+    let output = Command::new("gdcmconv")
+        .args(["--j2k"])
+        .arg(&source)
+        .arg(&j2k)
+        .output()
+        .expect("gdcmconv is installed (scripts/deps.sh: libgdcm-tools)");
+    assert!(
+        output.status.success(),
+        "gdcmconv: {}",
+        common::text(&output)
+    );
+    let object = open_file(&j2k).unwrap();
+    // 832 rows: two levels down (208 rows) is the smallest at least 188 high.
+    let reduced = appliance::thumbnail::reduced_jpeg2000(&object).expect("reducible");
+    let rows = reduced
+        .element(tags::ROWS)
+        .unwrap()
+        .to_int::<u32>()
+        .unwrap();
+    assert_eq!(rows, u32::from(ROWS) / 4);
+    let from_j2k = thumbnail(&j2k);
+    let from_plain = thumbnail(&source);
+    assert_eq!(from_j2k.dimensions(), from_plain.dimensions());
+    let w = from_plain.width();
+    for (x0, x1) in [(0, w / 4), (w / 4, w / 2), (w - 5, w)] {
+        let (a, b) = (mean(&from_j2k, x0, x1), mean(&from_plain, x0, x1));
+        assert!(
+            (a - b).abs() < 12.0,
+            "strip {x0}..{x1}: reduced {a:.0} vs full {b:.0}"
+        );
     }
 }
 
