@@ -11,6 +11,9 @@ use redb::{ReadableDatabase, TableDefinition, WriteTransaction};
 use serde::{de::DeserializeOwned, Serialize};
 use thiserror::Error;
 
+/// redb page cache size.
+const CACHE_BYTES: usize = 16 << 20;
+
 /// Worklist items by accession number.
 pub const WORKLIST: TableDefinition<&str, &[u8]> = TableDefinition::new("worklist");
 /// MPPS steps by MPPS SOP Instance UID.
@@ -63,7 +66,11 @@ impl Database {
     /// Opens (or creates) the database file and makes sure every table exists, so readers never
     /// meet a missing table.
     pub fn open(path: &Path) -> Result<Database, DbError> {
-        let inner = redb::Database::create(path)?;
+        // redb's default page cache is 1 GiB; the gateway's tables are small and a bounded
+        // cache keeps the appliance's footprint predictable.
+        let inner = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)?;
         let txn = inner.begin_write()?;
         for table in [WORKLIST, MPPS, MPPS_DATA_SETS, INSTANCES, SERIES, STUDIES] {
             txn.open_table(table)?;
