@@ -423,5 +423,12 @@ async fn a_missing_relay_key_fails_the_action_with_the_variable_named() {
             .contains(support::KEY_ENV),
         "{row:?}"
     );
+    let gateways = service::gateway_rows(&running.state, &user).await.unwrap();
+    let error = gateways[0].listener_error.clone().unwrap_or_default();
+    assert!(!gateways[0].listener_connected);
+    assert!(
+        error.contains("not started") && error.contains(support::KEY_ENV),
+        "{error}"
+    );
     running.stop().await;
 }

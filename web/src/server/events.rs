@@ -41,6 +41,16 @@ pub async fn spawn_listeners(
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("events listener for {} not started: {e}", gateway.name);
+                // Show why on the gateways page.
+                // A receiver keeps the last value after its sender is gone.
+                let rx = tokio::sync::watch::channel(shared::relay::ListenerStatus {
+                    last_error: Some(format!("not started: {e}")),
+                    ..Default::default()
+                })
+                .1;
+                if let Ok(mut map) = state.listeners.write() {
+                    map.insert(gateway.id, rx);
+                }
                 continue;
             }
         };
