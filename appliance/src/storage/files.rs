@@ -22,6 +22,17 @@ impl FileStore {
     pub fn open(root: &Path) -> io::Result<FileStore> {
         let tmp = root.join("tmp");
         fs::create_dir_all(&tmp)?;
+        let mut created = false;
+        for byte in 0..=255u8 {
+            match fs::create_dir(root.join(format!("{byte:02x}"))) {
+                Ok(()) => created = true,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if created {
+            File::open(root)?.sync_all()?;
+        }
         for entry in fs::read_dir(&tmp)? {
             let entry = entry?;
             tracing::info!(file = %entry.path().display(), "removing an incomplete upload left by a crash");
@@ -68,16 +79,23 @@ impl FileStore {
     pub fn install(&self, file: &ReceivedFile, relative: &str) -> io::Result<()> {
         let target = self.absolute(relative);
         let dir = target.parent().expect("hashed paths have a parent");
-        if !dir.is_dir() {
-            // A new hh/hh directory: its own entry must be durable too, or a crash could lose
-            // the file that the index already names.
-            fs::create_dir_all(dir)?;
-            let first = dir.parent().expect("two levels");
-            File::open(first)?.sync_all()?;
-            File::open(first.parent().expect("store root"))?.sync_all()?;
-        }
+        // The 256 first-level directories exist from `open`; a new second-level one must have
+        // its entry made durable too, or a crash could lose a file the index already names.
+        // Both fsyncs come after the rename, so one journal commit covers mkdir and rename.
+        let new_dir = match fs::create_dir(dir) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(dir)?;
+                true
+            }
+            Err(e) => return Err(e),
+        };
         fs::rename(&file.path, &target)?;
         File::open(dir)?.sync_all()?;
+        if new_dir {
+            File::open(dir.parent().expect("two levels"))?.sync_all()?;
+        }
         Ok(())
     }
 }

@@ -110,7 +110,9 @@ impl Storage {
     where
         H: FnOnce(&WriteTransaction, &InstanceRecord) -> Result<(), DbError>,
     {
+        let started = std::time::Instant::now();
         let mut received = incoming.finish().map_err(StoreError::OutOfResources)?;
+        let synced = started.elapsed();
         let attributes = read_attributes(&received.path)?;
         let sop_instance_uid = attributes
             .sop_instance_uid
@@ -185,10 +187,12 @@ impl Storage {
         if index::contains(&txn, &record.sop_instance_uid)? {
             return Ok(Stored::Duplicate);
         }
+        let before_install = started.elapsed();
         self.files
             .install(&received, &relative)
             .map_err(StoreError::OutOfResources)?;
         received.mark_installed();
+        let installed = started.elapsed();
         let indexed = (|| {
             index::insert(
                 &txn,
@@ -208,6 +212,14 @@ impl Storage {
                 other => StoreError::Db(other),
             });
         }
+        tracing::debug!(
+            sop_instance_uid = %record.sop_instance_uid,
+            fsync_us = synced.as_micros() as u64,
+            install_us = (installed - before_install).as_micros() as u64,
+            commit_us = (started.elapsed() - installed).as_micros() as u64,
+            total_us = started.elapsed().as_micros() as u64,
+            "persisted"
+        );
         Ok(Stored::New(Box::new(record)))
     }
 
