@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -250,7 +250,11 @@ async fn control_channel(
         }))
     };
     loop {
-        let expiry = Instant::now() + Duration::from_secs(expires_at.saturating_sub(now()));
+        // The exact instant `se` passes, not whole seconds from now.
+        let left = (UNIX_EPOCH + Duration::from_secs(expires_at))
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        let expiry = Instant::now() + left;
         let idle_deadline = last_seen + idle.unwrap_or(Duration::from_secs(86_400));
         tokio::select! {
             _ = sleep_until(expiry) => {

@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -21,7 +21,6 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use url::Url;
 
-use super::config::unix_now;
 use super::connect::{self, Purpose, Socket};
 use super::{Backoff, Config, RelayError};
 
@@ -377,8 +376,12 @@ impl Rendezvous {
 /// Renew when three quarters of the token's life has passed: well before the relay's 1008, and
 /// never more often than every few seconds even for very short test tokens.
 fn renewal_instant(expires_at: u64) -> Instant {
-    let left = expires_at.saturating_sub(unix_now());
-    Instant::now() + Duration::from_millis((left * 1000 * 3 / 4).max(1000))
+    // From the exact time left, not whole seconds: a token can have up to a second less left than
+    // `expires_at - unix_now()` says, which matters for short lifetimes.
+    let left = (UNIX_EPOCH + Duration::from_secs(expires_at))
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    Instant::now() + (left * 3 / 4).max(Duration::from_millis(500))
 }
 
 fn far_future() -> Instant {
