@@ -279,7 +279,7 @@ fn utf8_names_with_specific_character_set() {
 #[test]
 fn c_cancel_stops_the_pending_responses() {
     let gw = TestGateway::start();
-    let total = 400;
+    let total = 2000;
     gw.db()
         .write(|txn| {
             for i in 0..total {
