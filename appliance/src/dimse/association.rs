@@ -143,7 +143,15 @@ impl Association {
     async fn next_pdu(&mut self) -> Result<Pdu, DimseError> {
         match self.backlog.pop_front() {
             Some(pdu) => Ok(pdu),
-            None => Ok(self.inner.receive().await?),
+            None => {
+                // ACK at once: a sender with Nagle on (most modality stacks) writes the data
+                // set PDU only after the command PDU is acknowledged, and Linux's delayed ACK
+                // made every N-CREATE/N-SET wait ~40 ms for it. Linux resets quick-ACK mode by
+                // itself, hence before every read.
+                #[cfg(target_os = "linux")]
+                let _ = rustix::net::sockopt::set_tcp_quickack(self.inner.inner_stream(), true);
+                Ok(self.inner.receive().await?)
+            }
         }
     }
 
