@@ -121,8 +121,7 @@ fn thumbnails(dir: &Path) -> serde_json::Value {
     let path = |name: &str| dir.join(name);
     let p = |p: &PathBuf| p.to_str().unwrap().to_string();
     // (name, file, the dcmtk tool that must decompress it before dcmj2pnm can read it)
-    let mut cases: Vec<(&str, PathBuf, Option<&str>)> =
-        vec![("uncompressed", plain.clone(), None)];
+    let mut cases: Vec<(&str, PathBuf, Option<&str>)> = vec![("uncompressed", plain.clone(), None)];
     if have("dcmcjpeg") {
         let out = path("mg_jpegll.dcm");
         if run("dcmcjpeg", &["+e1", &p(&plain), &p(&out)]) {
