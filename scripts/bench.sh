@@ -1,18 +1,12 @@
 #!/usr/bin/env bash
-# `make bench`: every benchmark, each beside its reference in the same run. Installs the
-# references it needs (dcmtk, GDCM's tools) itself, idempotently. Results are printed, and each
+# `make bench`: every benchmark, each beside its reference in the same run. The references it
+# needs (dcmtk, GDCM's tools) are installed by scripts/deps.sh, idempotently. Results are printed, and each
 # bench's JSON goes to $BENCH_DIR (default target/bench under CARGO_TARGET_DIR).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 source "$here/scripts/env.sh"
 cd "$here"
 "$here/scripts/deps.sh"
-if ! command -v gdcmconv >/dev/null; then
-  say "installing GDCM's tools (JPEG 2000 reference)"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libgdcm-tools >/dev/null
-fi
 out="${BENCH_DIR:-$CARGO_TARGET_DIR/bench}"
 mkdir -p "$out"
 

@@ -5,28 +5,23 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 source "$here/scripts/env.sh"
 
-apt_packages=(
-  nodejs npm          # Microsoft's hyco-ws SDK for the relay interop tests
-)
+# Installs Debian packages (apt-get update once per run, only when something is missing).
+apt_updated=""
+apt_install() {
+  local what="$1"; shift
+  [ $# -gt 0 ] || return 0
+  say "installing Debian packages for $what: $*"
+  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  [ -n "$apt_updated" ] || { $sudo apt-get update -qq; apt_updated=1; }
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
 
-missing=()
-for pkg in "${apt_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  # Node may come from elsewhere than Debian (as on the CI image): then the npm package is not needed.
-  if command -v node >/dev/null && command -v npm >/dev/null; then
-    missing=("${missing[@]/nodejs}"); missing=("${missing[@]/npm}")
-  fi
-  read -r -a missing <<<"${missing[*]}"
-fi
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing Debian packages: ${missing[*]}"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+# Node and npm for Microsoft's hyco-ws SDK (relay interop tests); Node may come from elsewhere
+# than Debian (as on the CI image), and then nothing is installed.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  say "node and npm present"
 else
-  say "Debian packages present"
+  apt_install "the relay interop tests" nodejs npm
 fi
 
 # Node packages for the interop tests, from the committed lockfile.
@@ -51,12 +46,9 @@ command -v storescu >/dev/null || dicom_apt+=(dcmtk)
 command -v gdcmconv >/dev/null || dicom_apt+=(libgdcm-tools)  # makes the JPEG 2000 test objects
 python3 -c 'import venv, ensurepip' 2>/dev/null || dicom_apt+=(python3 python3-venv)
 if [ ${#dicom_apt[@]} -gt 0 ]; then
-  say "installing Debian packages for the DICOM tests: ${dicom_apt[*]}"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${dicom_apt[@]}" >/dev/null
+  apt_install "the DICOM tests" "${dicom_apt[@]}"
 else
-  say "dcmtk and python3-venv present"
+  say "dcmtk, GDCM tools and python3-venv present"
 fi
 dicom_venv="$SCREENING_CACHE/venv"
 dicom_pip=(pynetdicom==3.0.4 pydicom==3.0.2 pydicom-data==1.0.0 numpy)
@@ -78,10 +70,7 @@ web_apt=()
 command -v chromium >/dev/null || web_apt+=(chromium)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || web_apt+=(postgresql)
 if [ ${#web_apt[@]} -gt 0 ]; then
-  say "installing Debian packages for the web app tests: ${web_apt[*]}"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${web_apt[@]}" >/dev/null
+  apt_install "the web app tests" "${web_apt[@]}"
 else
   say "chromium and postgresql present"
 fi
