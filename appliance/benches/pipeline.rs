@@ -11,29 +11,30 @@
 //!
 //! `cargo bench -p appliance --bench pipeline`; JSON to `$BENCH_OUT` when set.
 
-use std::net::SocketAddr;
+// The tests' cloud-side harness: relay emulator, keys, and the gateway's cloud link.
+#[path = "../tests/common/cloud.rs"]
+#[allow(dead_code)]
+mod cloud;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use appliance::cloud::{CloudLink, CloudSettings, Ports};
 use appliance::config::Config;
 use appliance::dimse::{field, Command as DimseCommand};
 use appliance::modality::images::{mammogram, Subject, SCREENING_VIEWS};
 use appliance::modality::scu::Scu;
 use appliance::server::Gateway;
 use appliance::thumbnail::render;
+use cloud::Relay;
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::{open_file, FileMetaTableBuilder, InMemDicomObject};
-use relay_emulator::{Config as EmulatorConfig, Emulator, Rule};
 use serde_json::json;
-use shared::relay::{Config as RelayConfig, Sender, Settings};
+use shared::relay::Sender;
 use shared::wire::action::{
     Action, Command as ActionCommand, Participant, Procedure, Scheduled, WorklistItem,
 };
-use shared::wire::{Keyring, SigningKey};
-use tokio::sync::watch;
 
 const RUNS: usize = 5;
 
@@ -239,53 +240,16 @@ fn thumbnails(dir: &Path) -> serde_json::Value {
 async fn send_to_modality(dir: &Path) -> serde_json::Value {
     const NAMESPACE: &str = "bench.servicebus.windows.net";
     const ITEMS: usize = 200;
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let emulator = Emulator::start(
-        EmulatorConfig::new(
-            NAMESPACE,
-            vec![Rule::parse("root=k").unwrap()],
-            vec!["actions".into(), "events".into()],
-        ),
-        any,
-        None,
-    )
-    .await
-    .unwrap();
-    let mut relay = RelayConfig::new(NAMESPACE, "root", "k");
-    relay.endpoint = format!("ws://{}", emulator.addr()).parse().unwrap();
+    let relay = Relay::start(NAMESPACE).await;
     let state = dir.join("gateway");
     let mut config = Config::new(state.clone());
     config.bind = "127.0.0.1".parse().unwrap();
     config.mwl_port = 0;
     config.pacs_port = 0;
     let running = Gateway::open(config).unwrap().start().await.unwrap();
-    let gateway_key = SigningKey::generate();
-    let cloud_key = SigningKey::generate();
-    let (_stop, stopped) = watch::channel(false);
-    let link = CloudLink::start(
-        CloudSettings {
-            relay: Settings {
-                relay: relay.clone(),
-                actions_entity: "actions".into(),
-                events_entity: "events".into(),
-            },
-            signing_key: gateway_key,
-            peers: Keyring::new(vec![cloud_key.public_key()]),
-            accept_unsigned: false,
-            name: "bench".into(),
-        },
-        running.db.clone(),
-        Ports {
-            mwl: running.mwl_addr.port(),
-            pacs: running.pacs_addr.port(),
-            state_dir: state,
-        },
-        running.doorbell.clone(),
-        stopped,
-    );
-    let mut status = link.listener.clone();
-    status.wait_for(|s| s.connected).await.unwrap();
-    let sender = Sender::new(relay, "actions");
+    let (_link, _stop) = relay.link(&running, &state).await;
+    let cloud_key = relay.cloud_key.clone();
+    let sender = Sender::new(relay.config.clone(), "actions");
     let mwl = running.mwl_addr.to_string();
     let mut scu = Scu::connect(
         &mwl,
