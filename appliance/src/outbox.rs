@@ -216,9 +216,7 @@ impl Courier {
             let now = now_ms();
             if queued.next_attempt_ms > now {
                 held.insert(queued.order_key.clone());
-                next_due = Some(
-                    next_due.map_or(queued.next_attempt_ms, |n| n.min(queued.next_attempt_ms)),
-                );
+                next_due = earliest(next_due, queued.next_attempt_ms);
                 continue;
             }
             match self.deliver(&queued.event).await {
@@ -245,9 +243,7 @@ impl Courier {
                         delay.as_secs()
                     );
                     queued.last_error = Some(why);
-                    next_due = Some(
-                        next_due.map_or(queued.next_attempt_ms, |n| n.min(queued.next_attempt_ms)),
-                    );
+                    next_due = earliest(next_due, queued.next_attempt_ms);
                     held.insert(queued.order_key.clone());
                     self.update(sequence, queued).await?;
                 }
@@ -302,6 +298,10 @@ impl Courier {
         .await
         .expect("outbox write does not panic")
     }
+}
+
+fn earliest(due: Option<u64>, candidate: u64) -> Option<u64> {
+    Some(due.map_or(candidate, |due| due.min(candidate)))
 }
 
 fn now_ms() -> u64 {
