@@ -102,6 +102,63 @@ pub struct PartialRecord {
     pub columns: Option<u16>,
 }
 
+/// The four UIDs that place an instance, all required to index it.
+#[derive(Debug, Clone)]
+pub struct Uids {
+    pub sop_instance_uid: String,
+    pub sop_class_uid: String,
+    pub series_instance_uid: String,
+    pub study_instance_uid: String,
+}
+
+/// Facts about the stored file rather than the data set.
+#[derive(Debug, Clone)]
+pub struct FileFacts {
+    pub transfer_syntax: String,
+    pub file_path: String,
+    pub file_size: u64,
+    pub file_sha256: String,
+    pub received_at: String,
+    pub calling_ae: String,
+}
+
+impl InstanceRecord {
+    /// Joins the data set's attributes with its file: the one place the record is assembled,
+    /// for a fresh store and for a start-up re-index alike.
+    pub fn new(uids: Uids, p: PartialRecord, file: FileFacts) -> InstanceRecord {
+        InstanceRecord {
+            sop_instance_uid: uids.sop_instance_uid,
+            sop_class_uid: uids.sop_class_uid,
+            series_instance_uid: uids.series_instance_uid,
+            study_instance_uid: uids.study_instance_uid,
+            patient_id: p.patient_id,
+            patient_name: p.patient_name,
+            accession_number: p.accession_number,
+            modality: p.modality,
+            view_position: p.view_position,
+            view_code: p.view_code,
+            image_laterality: p.image_laterality,
+            kvp: p.kvp,
+            exposure_uas: p.exposure_uas,
+            exposure_time_ms: p.exposure_time_ms,
+            organ_dose_dgy: p.organ_dose_dgy,
+            entrance_dose_mgy: p.entrance_dose_mgy,
+            compression_thickness_mm: p.compression_thickness_mm,
+            compression_force_n: p.compression_force_n,
+            anode_target_material: p.anode_target_material,
+            filter_material: p.filter_material,
+            transfer_syntax: file.transfer_syntax,
+            rows: p.rows,
+            columns: p.columns,
+            file_path: file.file_path,
+            file_size: file.file_size,
+            file_sha256: file.file_sha256,
+            received_at: file.received_at,
+            calling_ae: file.calling_ae,
+        }
+    }
+}
+
 /// Trimmed text of an element, `None` when absent or empty.
 pub fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
     let value = obj.get(tag)?.to_str().ok()?;

@@ -151,37 +151,23 @@ impl Storage {
             });
         }
         let relative = FileStore::relative_path(&sop_instance_uid);
-        let p = attributes.partial;
-        let record = InstanceRecord {
-            sop_instance_uid,
-            sop_class_uid,
-            series_instance_uid,
-            study_instance_uid,
-            patient_id: p.patient_id,
-            patient_name: p.patient_name,
-            accession_number: p.accession_number,
-            modality: p.modality,
-            view_position: p.view_position,
-            view_code: p.view_code,
-            image_laterality: p.image_laterality,
-            kvp: p.kvp,
-            exposure_uas: p.exposure_uas,
-            exposure_time_ms: p.exposure_time_ms,
-            organ_dose_dgy: p.organ_dose_dgy,
-            entrance_dose_mgy: p.entrance_dose_mgy,
-            compression_thickness_mm: p.compression_thickness_mm,
-            compression_force_n: p.compression_force_n,
-            anode_target_material: p.anode_target_material,
-            filter_material: p.filter_material,
-            transfer_syntax: announced.transfer_syntax.clone(),
-            rows: p.rows,
-            columns: p.columns,
-            file_path: relative.clone(),
-            file_size: received.size,
-            file_sha256: received.sha256.clone(),
-            received_at: now_rfc3339(),
-            calling_ae: announced.calling_ae.clone(),
-        };
+        let record = InstanceRecord::new(
+            index::Uids {
+                sop_instance_uid,
+                sop_class_uid,
+                series_instance_uid,
+                study_instance_uid,
+            },
+            attributes.partial,
+            index::FileFacts {
+                transfer_syntax: announced.transfer_syntax.clone(),
+                file_path: relative.clone(),
+                file_size: received.size,
+                file_sha256: received.sha256.clone(),
+                received_at: now_rfc3339(),
+                calling_ae: announced.calling_ae.clone(),
+            },
+        );
 
         let txn = self.db.begin_write()?;
         if index::contains(&txn, &record.sop_instance_uid)? {
@@ -282,41 +268,27 @@ impl Storage {
             return Ok(false);
         }
         let bytes = std::fs::read(path).map_err(StoreError::OutOfResources)?;
-        let p = a.partial;
-        let record = InstanceRecord {
-            sop_instance_uid: sop,
-            sop_class_uid: class,
-            series_instance_uid: series,
-            study_instance_uid: study,
-            patient_id: p.patient_id,
-            patient_name: p.patient_name,
-            accession_number: p.accession_number,
-            modality: p.modality,
-            view_position: p.view_position,
-            view_code: p.view_code,
-            image_laterality: p.image_laterality,
-            kvp: p.kvp,
-            exposure_uas: p.exposure_uas,
-            exposure_time_ms: p.exposure_time_ms,
-            organ_dose_dgy: p.organ_dose_dgy,
-            entrance_dose_mgy: p.entrance_dose_mgy,
-            compression_thickness_mm: p.compression_thickness_mm,
-            compression_force_n: p.compression_force_n,
-            anode_target_material: p.anode_target_material,
-            filter_material: p.filter_material,
-            transfer_syntax: meta.transfer_syntax().trim_end_matches('\0').to_string(),
-            rows: p.rows,
-            columns: p.columns,
-            file_path: relative,
-            file_size: bytes.len() as u64,
-            file_sha256: files::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
-            received_at: now_rfc3339(),
-            calling_ae: meta
-                .source_application_entity_title()
-                .unwrap_or("")
-                .trim()
-                .to_string(),
-        };
+        let record = InstanceRecord::new(
+            index::Uids {
+                sop_instance_uid: sop,
+                sop_class_uid: class,
+                series_instance_uid: series,
+                study_instance_uid: study,
+            },
+            a.partial,
+            index::FileFacts {
+                transfer_syntax: meta.transfer_syntax().trim_end_matches('\0').to_string(),
+                file_path: relative,
+                file_size: bytes.len() as u64,
+                file_sha256: files::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+                received_at: now_rfc3339(),
+                calling_ae: meta
+                    .source_application_entity_title()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string(),
+            },
+        );
         index::insert(&txn, &record, a.series_number, a.study_date)?;
         hook(&txn, &record)?;
         txn.commit().map_err(DbError::from)?;
