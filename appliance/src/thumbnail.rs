@@ -446,14 +446,7 @@ struct Extra {
 
 impl Extra {
     fn read(object: &DefaultDicomObject) -> Extra {
-        let text = |tag| {
-            object
-                .element(tag)
-                .ok()
-                .and_then(|e| e.to_str().ok())
-                .map(|s| s.trim().trim_end_matches('\0').to_string())
-                .filter(|s| !s.is_empty())
-        };
+        let text = |tag| crate::storage::index::text(object, tag);
         let number = |tag| text(tag).and_then(|s| s.parse::<i64>().ok());
         Extra {
             instance_number: number(tags::INSTANCE_NUMBER),
