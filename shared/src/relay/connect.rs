@@ -2,7 +2,7 @@
 //! trust store, the upgrade, and the relay's handshake errors turned into [`RelayError`]s.
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -39,6 +39,19 @@ pub(crate) async fn open(
     entity: &str,
     purpose: Purpose,
 ) -> Result<Socket, RelayError> {
+    let (socket, _date) = open_dated(url, token, proxy, timeout, entity, purpose).await?;
+    Ok(socket)
+}
+
+/// [`open`], also returning the relay's clock (the handshake's `Date` header) when it sent one.
+pub(crate) async fn open_dated(
+    url: &Url,
+    token: Option<&Token>,
+    proxy: Option<&Url>,
+    timeout: Duration,
+    entity: &str,
+    purpose: Purpose,
+) -> Result<(Socket, Option<SystemTime>), RelayError> {
     tokio::time::timeout(timeout, open_inner(url, token, proxy, entity, purpose))
         .await
         .map_err(|_| RelayError::Timeout(timeout))?
@@ -50,7 +63,7 @@ async fn open_inner(
     proxy: Option<&Url>,
     entity: &str,
     purpose: Purpose,
-) -> Result<Socket, RelayError> {
+) -> Result<(Socket, Option<SystemTime>), RelayError> {
     let mut request = url
         .as_str()
         .into_client_request()
@@ -75,7 +88,14 @@ async fn open_inner(
     let connector = Connector::Rustls(tls_config());
     match tokio_tungstenite::client_async_tls_with_config(request, tcp, None, Some(connector)).await
     {
-        Ok((socket, _response)) => Ok(socket),
+        Ok((socket, response)) => {
+            let date = response
+                .headers()
+                .get("date")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| httpdate::parse_http_date(v).ok());
+            Ok((socket, date))
+        }
         Err(WsError::Http(response)) => {
             let status = response.status().as_u16();
             let body = response

@@ -12,6 +12,7 @@ mod config;
 mod connect;
 mod error;
 mod listener;
+pub mod probe;
 pub mod sas;
 mod sender;
 
