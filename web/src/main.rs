@@ -79,12 +79,13 @@ impl ServeArgs {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .init();
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn".into());
+    // The websocket library logs handshakes, relay token included, at debug: never below info.
+    for quiet in ["tungstenite=info", "tokio_tungstenite=info"] {
+        filter = filter.add_directive(quiet.parse()?);
+    }
+    tracing_subscriber::fmt().with_env_filter(filter).init();
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("creating {}", args.state_dir.display()))?;
     let signing = signing_key(&args.state_dir)?;
