@@ -14,6 +14,7 @@ use crate::actions::Actions;
 use crate::db::Database;
 use crate::health::{HealthLimits, HealthProbe};
 use crate::outbox::{Courier, Doorbell};
+use crate::systemd::Liveness;
 
 /// Why the cloud settings are unusable; each says which variable to fix.
 #[derive(Debug, Error)]
@@ -113,6 +114,7 @@ impl CloudLink {
         db: Arc<Database>,
         ports: Ports,
         doorbell: Doorbell,
+        liveness: &Liveness,
         shutdown: watch::Receiver<bool>,
     ) -> CloudLink {
         let relay = settings.relay;
@@ -161,7 +163,9 @@ impl CloudLink {
         let mut tasks = JoinSet::new();
         tasks.spawn({
             let shutdown = until(shutdown.clone());
+            let alive = liveness.register("actions listener");
             async move {
+                let _alive = alive;
                 listener
                     .run(
                         move |text| {
@@ -173,7 +177,12 @@ impl CloudLink {
                     .await
             }
         });
-        tasks.spawn(courier.run(until(shutdown)));
+        let alive = liveness.register("event sender");
+        let delivering = courier.run(until(shutdown));
+        tasks.spawn(async move {
+            let _alive = alive;
+            delivering.await
+        });
         CloudLink {
             tasks,
             listener: status,

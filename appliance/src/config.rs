@@ -8,6 +8,48 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+/// Every variable the gateway reads. `gateway doctor` calls any other name in the env file a
+/// likely typo, and a test checks that the packaged `gateway.env` documents each of these.
+pub const SETTINGS: &[&str] = &[
+    "MWL_AET",
+    "MWL_PORT",
+    "PACS_AET",
+    "PACS_PORT",
+    "GATEWAY_BIND",
+    "ALLOWED_CALLING_AETS",
+    "ALLOWED_SOURCE_ADDRESSES",
+    "DICOM_IDLE_TIMEOUT_SECS",
+    "DICOM_MAX_PDU",
+    "THUMBNAIL_WORKERS",
+    "GATEWAY_STATE_DIR",
+    "GATEWAY_NAME",
+    "SIGNING_KEY",
+    "PEER_PUBLIC_KEYS",
+    "ACCEPT_UNSIGNED_ACTIONS",
+    "AZURE_RELAY_NAMESPACE",
+    "AZURE_RELAY_HYBRID_CONNECTION",
+    "AZURE_RELAY_EVENTS_HYBRID_CONNECTION",
+    "AZURE_RELAY_KEY_NAME",
+    "AZURE_RELAY_SHARED_ACCESS_KEY",
+    "AZURE_RELAY_ENDPOINT",
+    "AZURE_RELAY_TOKEN_TTL_SECONDS",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "SSL_CERT_FILE",
+    "LOG_LEVEL",
+];
+
+/// Other spellings the gateway honours (lower-case proxy variables as curl reads them, and the
+/// libraries' own names), accepted by `gateway doctor` without comment.
+pub const SETTING_ALIASES: &[&str] = &[
+    "HTTP_PROXY",
+    "https_proxy",
+    "http_proxy",
+    "no_proxy",
+    "SSL_CERT_DIR",
+    "RUST_LOG",
+];
+
 /// Everything the DICOM services need to start.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -172,6 +214,30 @@ fn ae_title(name: &'static str, value: &str) -> Result<String, ConfigError> {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn the_packaged_env_file_and_man_page_document_every_setting() {
+        let env_file = include_str!("../../packaging/gateway.env");
+        let assigned: Vec<&str> = env_file
+            .lines()
+            .map(|l| l.trim_start_matches('#'))
+            .filter_map(|l| l.split_once('=').map(|(name, _)| name))
+            .filter(|name| name.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+            .collect();
+        for name in SETTINGS {
+            assert!(assigned.contains(name), "gateway.env lacks {name}");
+        }
+        for name in &assigned {
+            assert!(SETTINGS.contains(name), "gateway.env sets unknown {name}");
+        }
+        let man_page = include_str!("../../packaging/gateway.8");
+        for name in SETTINGS {
+            assert!(
+                man_page.contains(name),
+                "gateway(8) does not mention {name}"
+            );
+        }
+    }
 
     fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let map: HashMap<String, String> = pairs

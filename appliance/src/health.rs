@@ -129,7 +129,7 @@ async fn port_check(port: u16) -> HealthCheck {
     }
 }
 
-fn disk_check(dir: &std::path::Path, limits: &HealthLimits) -> HealthCheck {
+pub(crate) fn disk_check(dir: &std::path::Path, limits: &HealthLimits) -> HealthCheck {
     match rustix::fs::statvfs(dir) {
         Ok(stat) => {
             let free = stat.f_bavail * stat.f_frsize;

@@ -8,12 +8,19 @@ use std::time::Duration;
 use anyhow::Context;
 use appliance::cloud::{CloudLink, CloudSettings, Ports};
 use appliance::config::Config;
+use appliance::envfile;
 use appliance::server::Gateway;
+use appliance::systemd;
 use appliance::worklist::{self, WorklistEntry};
 use clap::{Parser, Subcommand};
 use redb::ReadableTable;
 use shared::wire::action::{Participant, Procedure, Scheduled, WorklistItem};
 use shared::wire::SigningKey;
+
+// musl's malloc serialises tokio's worker threads; the static .deb build uses mimalloc.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Connects mammography modalities to the breast-screening cloud app through Azure Relay.
 #[derive(Parser)]
@@ -35,6 +42,13 @@ enum Command {
     /// Ask the running service how it is: DICOM ports, disk, database, event queue, relay link.
     /// Exits 1 when unhealthy, 3 when the service is not running.
     Status,
+    /// Check the installation: the env file, the ports, the disk, the relay (reachability, key,
+    /// hybrid connections), the clock. Says what to fix; exits 1 when something must be.
+    Doctor {
+        /// The settings file to check (default: GATEWAY_ENV_FILE, else /etc/gateway/gateway.env).
+        #[arg(long)]
+        env_file: Option<std::path::PathBuf>,
+    },
     /// Behave as a mammography unit: C-FIND the worklist, MPPS IN PROGRESS, store four views
     /// (RCC, LCC, RMLO, LMLO), MPPS COMPLETED. Prints each step; exits non-zero on any failure.
     EmulateModality(EmulateModality),
@@ -110,28 +124,17 @@ enum WorklistCommand {
     List,
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LOG_LEVEL")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // stderr: journald records it under systemd.
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
-}
-
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Keygen => print!("{}", SigningKey::generate().env_lines()),
         Command::Serve => {
-            init_logging();
+            appliance::logging::init();
             let config = Config::from_env()?;
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(serve(config))?;
         }
         Command::Status => {
+            envfile::load_into_env(&envfile::path());
             let config = Config::from_env()?;
             let path = appliance::status::socket_path(&config.state_dir);
             let runtime = tokio::runtime::Runtime::new()?;
@@ -176,7 +179,22 @@ fn main() -> anyhow::Result<()> {
                 report.accession_number
             );
         }
+        Command::Doctor { env_file } => {
+            let path = env_file.unwrap_or_else(envfile::path);
+            println!(
+                "gateway {} doctor, settings from {}",
+                env!("CARGO_PKG_VERSION"),
+                path.display()
+            );
+            let runtime = tokio::runtime::Runtime::new()?;
+            let report = runtime.block_on(appliance::doctor::examine(&path));
+            print!("{}", report.render());
+            if report.failed() {
+                std::process::exit(1);
+            }
+        }
         Command::Worklist(cmd) => {
+            envfile::load_into_env(&envfile::path());
             let config = Config::from_env()?;
             std::fs::create_dir_all(&config.state_dir)
                 .with_context(|| format!("creating {}", config.state_dir.display()))?;
@@ -240,6 +258,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         pacs: config.pacs_port,
         state_dir: config.state_dir.clone(),
     };
+    let (mwl_aet, pacs_aet) = (config.mwl_aet.clone(), config.pacs_aet.clone());
     let running = Gateway::open(config)?.start().await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let started = std::time::Instant::now();
@@ -250,6 +269,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             running.db.clone(),
             ports.clone(),
             running.doorbell.clone(),
+            &running.liveness,
             stopped.clone(),
         )),
         None => {
@@ -273,13 +293,29 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         started,
         stopped,
     ));
+    let summary = format!(
+        "worklist/MPPS {} on {}, storage {} on {}, cloud link {}",
+        mwl_aet,
+        running.mwl_addr,
+        pacs_aet,
+        running.pacs_addr,
+        if link.is_some() { "on" } else { "off" }
+    );
+    tracing::info!("gateway {} started: {summary}", env!("CARGO_PKG_VERSION"));
+    systemd::ready(&summary);
+    let watchdog = tokio::spawn(systemd::watchdog(
+        running.liveness.clone(),
+        stop.subscribe(),
+    ));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
     tracing::info!("shutting down");
+    systemd::stopping();
     let _ = stop.send(true);
+    let _ = watchdog.await;
     running.shutdown(Duration::from_secs(10)).await;
     if let Some(link) = link {
         link.join().await;

@@ -22,6 +22,7 @@ use crate::outbox::Doorbell;
 use crate::services::{Role, Services};
 use crate::storage::sop_classes::STORAGE_SOP_CLASSES;
 use crate::storage::{FileStore, Storage, StoreError};
+use crate::systemd::Liveness;
 
 /// Uncompressed transfer syntaxes, for the worklist and MPPS AE.
 #[allow(deprecated)] // explicit VR big endian is retired, but modalities still propose it
@@ -130,15 +131,24 @@ impl Gateway {
             .map_err(|e| ServerError::Bind(mwl_addr_of(&config), e))?;
         tracing::info!(%mwl_addr, ae = %config.mwl_aet, "worklist and MPPS SCP listening");
         tracing::info!(%pacs_addr, ae = %config.pacs_aet, "storage SCP listening");
+        let liveness = Liveness::default();
         let mut tasks = JoinSet::new();
-        for (listener, role) in [(mwl, Role::Worklist), (pacs, Role::Storage)] {
-            tasks.spawn(accept_loop(
+        for (listener, role, name) in [
+            (mwl, Role::Worklist, "worklist listener"),
+            (pacs, Role::Storage, "storage listener"),
+        ] {
+            let alive = liveness.register(name);
+            let accepting = accept_loop(
                 listener,
                 role,
                 config.clone(),
                 self.services.clone(),
                 watcher.clone(),
-            ));
+            );
+            tasks.spawn(async move {
+                let _alive = alive;
+                accepting.await
+            });
         }
         Ok(Running {
             mwl_addr,
@@ -148,6 +158,7 @@ impl Gateway {
             db: self.services.db.clone(),
             doorbell: self.services.doorbell.clone(),
             thumbnails: self.services.thumbnails.clone(),
+            liveness,
         })
     }
 }
@@ -169,6 +180,8 @@ pub struct Running {
     pub db: Arc<Database>,
     /// Rung by the services when they queue events; the cloud link's courier listens.
     pub doorbell: Doorbell,
+    /// The accept loops, for the systemd watchdog; the cloud link registers its tasks here too.
+    pub liveness: Liveness,
     thumbnails: crate::thumbnail::Worker,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -313,6 +326,12 @@ async fn associate(
     }
     let established = match options.establish_async(socket).await {
         Ok(a) => a,
+        // A connection closed before any PDU is a port check (ours, a load balancer's), not a
+        // modality: kept out of the log at the default level.
+        Err(e @ dicom_ul::association::Error::ConnectionClosed { .. }) => {
+            tracing::debug!(%peer, "connection closed before an association request: {e}");
+            return;
+        }
         Err(e) => {
             tracing::info!(%peer, error = %e, "association not established");
             return;

@@ -20,6 +20,7 @@ impl Drop for Server {
 fn gateway(state: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
     cmd.env("GATEWAY_STATE_DIR", state)
+        .env("GATEWAY_ENV_FILE", "/nonexistent/gateway.env")
         .env("MWL_AET", "CLI_MWL")
         .env("PACS_AET", "CLI_PACS")
         .env("MWL_PORT", "0")

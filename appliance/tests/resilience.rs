@@ -47,6 +47,7 @@ impl Setup {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
         cmd.args(args)
             .env("GATEWAY_STATE_DIR", self.state.path())
+            .env("GATEWAY_ENV_FILE", "/nonexistent/gateway.env")
             .env("GATEWAY_BIND", "127.0.0.1")
             .env("MWL_AET", common::MWL_AET)
             .env("PACS_AET", common::PACS_AET)

@@ -79,6 +79,7 @@ impl Relay {
                 state_dir: state_dir.to_path_buf(),
             },
             running.doorbell.clone(),
+            &running.liveness,
             stopped,
         );
         let mut status = link.listener.clone();
