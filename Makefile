@@ -1,7 +1,7 @@
 # The two commands in the README: `make run` and `make test`. Everything else is a helper.
 SHELL := /bin/bash
 
-.PHONY: run test bench fmt lint
+.PHONY: run test bench deb install-test fmt lint
 
 ## Run the whole system locally: relay emulator + gateway + cloud app, embedded defaults.
 run:
@@ -10,6 +10,14 @@ run:
 ## Install what the tests need (idempotent) and run every test.
 test:
 	@scripts/test.sh
+
+## The gateway's Debian package: static musl binary, lintian-clean, into dist/.
+deb:
+	@scripts/package.sh
+
+## Install, upgrade and purge the .deb in a booted Debian container (part of `make test`; root).
+install-test:
+	@scripts/install-test.sh
 
 ## Benchmarks against the reference implementations, in the same run.
 bench:

@@ -4,17 +4,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 source "$here/scripts/env.sh"
-
-# Installs Debian packages (apt-get update once per run, only when something is missing).
-apt_updated=""
-apt_install() {
-  local what="$1"; shift
-  [ $# -gt 0 ] || return 0
-  say "installing Debian packages for $what: $*"
-  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  [ -n "$apt_updated" ] || { $sudo apt-get update -qq; apt_updated=1; }
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
-}
+source "$here/scripts/apt.sh"
 
 # Node and npm for Microsoft's hyco-ws SDK (relay interop tests); Node may come from elsewhere
 # than Debian (as on the CI image), and then nothing is installed.

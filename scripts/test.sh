@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
-# `make test`: installs what the tests need, then runs every test in the workspace.
+# `make test`: installs what the tests need, runs every test in the workspace, then the package
+# install test (build the .deb, install, upgrade and purge it in a booted Debian container).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 source "$here/scripts/env.sh"
 cd "$here"
 "$here/scripts/deps.sh"
 say "building and running the tests (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-cargo test --workspace --locked --no-fail-fast
+status=0
+cargo test --workspace --locked --no-fail-fast || status=$?
+if [ "$(id -u)" -eq 0 ]; then
+  say "package install test (scripts/install-test.sh)"
+  "$here/scripts/install-test.sh" || status=1
+else
+  echo "==> SKIPPED the package install test: it needs root (debootstrap, systemd-nspawn);" \
+    "run sudo scripts/install-test.sh" >&2
+fi
+exit "$status"
