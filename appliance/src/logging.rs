@@ -24,7 +24,13 @@ pub fn init() {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     // The websocket library logs whole handshake requests at debug, relay token included: it
     // stays at info whatever LOG_LEVEL asks for.
-    for quiet in ["tungstenite=info", "tokio_tungstenite=info"] {
+    // dicom-pixeldata warns on every image without a VOI window, which the thumbnailer handles
+    // (min/max); its real failures reach the log through the thumbnailer's own errors.
+    for quiet in [
+        "tungstenite=info",
+        "tokio_tungstenite=info",
+        "dicom_pixeldata=error",
+    ] {
         filter = filter.add_directive(quiet.parse().expect("a valid directive"));
     }
     let builder = tracing_subscriber::fmt()
