@@ -1,19 +1,29 @@
 #!/usr/bin/env bash
-# Store bench (not a test): dcmtk storescu sends 200 small (512×512, ~0.5 MB) and 40 full-size
-# (4096×3328, 27 MB) synthetic images over one association each to the gateway and to dcmtk
-# storescp, in the same run, TCP_NODELAY=1 for dcmtk. Prints img/s, MB/s, the gateway/storescp
-# ratio and the gateway's peak RSS. Usage: scripts/bench-store.sh [small_count] [mg_count]
+# Store bench (not a test): dcmtk storescu (TCP_NODELAY=1) sends synthetic images to four
+# receivers in the same run, each started fresh on an empty store for every pass:
+#   - the gateway (release build: fsync per object, redb index, thumbnails in the background),
+#   - dcmtk storescp (the raw ceiling: writes files, no fsync, no index),
+#   - Orthanc (Debian package; index + storage, HTTP off),
+#   - a pynetdicom storage SCP (appliance/benches/peers/store_scp.py; the seeds' stack).
+# Passes: 200 CT-sized (512×512 16-bit, ~0.5 MB) objects over one association; 40 full-size
+# mammograms (4096×3328, 27 MB) over one association, and over four in parallel (10 each).
+# Every receiver must have stored every object, or the bench fails. Reports medians over rounds,
+# each receiver's idle RSS (1 s after start) and peak RSS (VmHWM), and writes rows for
+# BENCHMARKS.md to $BENCH_OUT when set. Usage: scripts/bench-store.sh [small_count] [mg_count]
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 source "$here/scripts/env.sh"
+source "$here/scripts/apt.sh"
 small_count="${1:-200}"
 mg_count="${2:-40}"
+rounds="${BENCH_ROUNDS:-3}"
 py="${DICOM_TEST_PYTHON:-$SCREENING_CACHE/venv/bin/python}"
 command -v storescu >/dev/null || { echo "dcmtk missing: run scripts/deps.sh" >&2; exit 1; }
 [ -x "$py" ] || { echo "$py missing: run scripts/deps.sh" >&2; exit 1; }
+command -v Orthanc >/dev/null || apt_install "the store bench's Orthanc reference" orthanc
 
-say "building the gateway (release)"
-cargo build --release -p appliance --manifest-path "$here/Cargo.toml" >&2
+say "building the gateway (release, as shipped)"
+cargo build --release --locked -p appliance --manifest-path "$here/Cargo.toml" >&2
 gateway="$CARGO_TARGET_DIR/release/gateway"
 
 data="$SCREENING_CACHE/bench-data"
@@ -31,68 +41,159 @@ if [ "$(ls "$data/mg" 2>/dev/null | wc -l)" -lt "$mg_count" ]; then
 fi
 small_files=("$data"/small/*.dcm); small_files=("${small_files[@]:0:$small_count}")
 mg_files=("$data"/mg/*.dcm); mg_files=("${mg_files[@]:0:$mg_count}")
-mb() { du -cm "$@" | tail -1 | cut -f1; }
-small_mb=$(mb "${small_files[@]}")
-mg_mb=$(mb "${mg_files[@]}")
+small_mb=$(du -cm "${small_files[@]}" | tail -1 | cut -f1)
+mg_mb=$(du -cm "${mg_files[@]}" | tail -1 | cut -f1)
 
 work="$(mktemp -d)"
-# Only this script's own background servers still running are stopped.
-cleanup() { local j; j=$(jobs -p); [ -z "$j" ] || kill $j 2>/dev/null || true; rm -rf "$work"; }
+results="$work/results"; mkdir -p "$results"
+server_pid=""
+cleanup() {
+  [ -z "$server_pid" ] || kill "$server_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 free_port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+wait_port() {
+  for _ in $(seq 300); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.1; done
+  echo "port $1 never opened" >&2; exit 1
+}
+kib() { awk -v k="$1" '$1 == k":" {print $2}' "/proc/$server_pid/status"; }
 
-# Seconds to send files to AE@port over one association.
+# Starts receiver $1 on a fresh store in $work/store; sets server_pid, port, ae, count_dir.
+start() {
+  local store="$work/store"
+  rm -rf "$store"; mkdir -p "$store"
+  port=$(free_port)
+  case "$1" in
+    gateway)
+      ae=BENCH_PACS; count_dir="$store/storage"
+      GATEWAY_STATE_DIR="$store" MWL_PORT="$(free_port)" PACS_PORT="$port" PACS_AET="$ae" \
+        GATEWAY_BIND=127.0.0.1 LOG_LEVEL=warn GATEWAY_ENV_FILE=/nonexistent "$gateway" serve &
+      ;;
+    storescp)
+      ae=STORESCP; count_dir="$store"
+      TCP_NODELAY=1 storescp -od "$store" -aet "$ae" "$port" &
+      ;;
+    orthanc)
+      ae=ORTHANC; count_dir="$store/files"
+      cat >"$work/orthanc.json" <<EOF
+{ "Name": "bench", "StorageDirectory": "$store/files", "IndexDirectory": "$store/index",
+  "DicomAet": "$ae", "DicomPort": $port, "HttpServerEnabled": false, "DicomCheckCalledAet": false,
+  "StorageCompression": false, "DicomAlwaysAllowStore": true, "Plugins": [],
+  "ConcurrentJobs": 2, "DicomThreadsCount": 4 }
+EOF
+      Orthanc --logdir="$work" "$work/orthanc.json" >/dev/null 2>&1 &
+      ;;
+    pynetdicom)
+      ae=STORE_SCP; count_dir="$store"
+      "$py" "$here/appliance/benches/peers/store_scp.py" --port "$port" --aet "$ae" --dir "$store" &
+      ;;
+  esac
+  server_pid=$!
+  wait_port "$port"
+  sleep 1
+}
+
+stop() {
+  kill "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+}
+
+# Seconds to send files to $ae@$port over $1 parallel associations.
 send() {
-  local ae=$1 port=$2; shift 2
-  local start end
+  local lanes=$1; shift
+  local files=("$@") pids=() start end lane
+  [ "$lanes" -le "${#files[@]}" ] || lanes=${#files[@]}
   start=$(date +%s.%N)
-  TCP_NODELAY=1 storescu -xs -aec "$ae" 127.0.0.1 "$port" "$@" >"$work/storescu.log" 2>&1 \
-    || { cat "$work/storescu.log" >&2; exit 1; }
+  for lane in $(seq 0 $((lanes - 1))); do
+    local part=()
+    local i
+    for ((i = lane; i < ${#files[@]}; i += lanes)); do part+=("${files[$i]}"); done
+    TCP_NODELAY=1 storescu -xs -aec "$ae" 127.0.0.1 "$port" "${part[@]}" \
+      >"$work/storescu.$lane.log" 2>&1 &
+    pids+=($!)
+  done
+  for lane in "${!pids[@]}"; do
+    wait "${pids[$lane]}" || { cat "$work/storescu.$lane.log" >&2; echo "storescu failed" >&2; exit 1; }
+  done
   end=$(date +%s.%N)
   echo "$end - $start" | bc -l
 }
 
-# One round: storescp (the raw ceiling: no fsync, no index) then the gateway (fsync per object,
-# redb index), each on a fresh store, the same sender. Rounds alternate so drift on this shared
-# machine hits both; the medians are reported.
-rounds="${BENCH_ROUNDS:-3}"
-peak_rss_kb=0
-stored_ok=1
+# Waits until the receiver has $1 files under count_dir (Orthanc writes asynchronously to the
+# response only in its index, files are there when answered; this is a check, not a timer).
+expect_stored() {
+  local want=$1 got
+  got=$(find "$count_dir" -type f -name '*' ! -name '*.json' 2>/dev/null | wc -l)
+  [ "$got" -ge "$want" ] || { echo "$receiver stored $got of $want objects" >&2; exit 1; }
+}
+
+receivers=(storescp gateway orthanc pynetdicom)
+passes=("small:1" "mg:1" "mg:4")
 for round in $(seq "$rounds"); do
-  scp_port=$(free_port); rm -rf "$work/storescp"; mkdir -p "$work/storescp"
-  TCP_NODELAY=1 storescp -od "$work/storescp" -aet STORESCP "$scp_port" &
-  scp_pid=$!; wait_port "$scp_port"
-  echo "$(send STORESCP "$scp_port" "${small_files[@]}")" >>"$work/scp_small"
-  find "$work/storescp" -type f -delete
-  echo "$(send STORESCP "$scp_port" "${mg_files[@]}")" >>"$work/scp_mg"
-  kill "$scp_pid"; wait "$scp_pid" 2>/dev/null || true
-
-  gw_state="$work/gateway"; rm -rf "$gw_state"; mwl_port=$(free_port); pacs_port=$(free_port)
-  GATEWAY_STATE_DIR="$gw_state" MWL_PORT="$mwl_port" PACS_PORT="$pacs_port" PACS_AET=BENCH_PACS \
-    LOG_LEVEL=warn "$gateway" serve &
-  gw_pid=$!; wait_port "$pacs_port"
-  echo "$(send BENCH_PACS "$pacs_port" "${small_files[@]}")" >>"$work/gw_small"
-  echo "$(send BENCH_PACS "$pacs_port" "${mg_files[@]}")" >>"$work/gw_mg"
-  rss=$(awk '/VmHWM/ {print $2}' "/proc/$gw_pid/status")
-  [ "$rss" -gt "$peak_rss_kb" ] && peak_rss_kb=$rss
-  stored=$(find "$gw_state/storage" -name '*.dcm' | wc -l)
-  [ "$stored" -eq "$((small_count + mg_count))" ] || stored_ok=0
-  kill "$gw_pid"; wait "$gw_pid" 2>/dev/null || true
-  say "round $round done"
+  for pass in "${passes[@]}"; do
+    kind=${pass%%:*}; lanes=${pass#*:}
+    if [ "$kind" = small ]; then files=("${small_files[@]}"); else files=("${mg_files[@]}"); fi
+    for receiver in "${receivers[@]}"; do
+      start "$receiver"
+      echo "$(kib VmRSS)" >>"$results/$receiver.idle_kib"
+      seconds=$(send "$lanes" "${files[@]}")
+      expect_stored "${#files[@]}"
+      echo "$(kib VmHWM)" >>"$results/$receiver.peak_kib"
+      echo "$seconds" >>"$results/$receiver.$kind.$lanes"
+      stop
+    done
+    say "round $round: $kind × ${#files[@]} over $lanes association(s) done"
+  done
 done
-median() { sort -g "$1" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-scp_small=$(median "$work/scp_small"); scp_mg=$(median "$work/scp_mg")
-gw_small=$(median "$work/gw_small"); gw_mg=$(median "$work/gw_mg")
 
-rate() { echo "scale=1; $1 / $2" | bc -l; }
-printf '\n%-28s %14s %14s %8s\n' "workload" "storescp" "gateway" "ratio"
-printf '%-28s %9s img/s %9s img/s %8s\n' "$small_count small, 1 assoc" \
-  "$(rate "$small_count" "$scp_small")" "$(rate "$small_count" "$gw_small")" "$(echo "scale=2; $scp_small / $gw_small" | bc -l)"
-printf '%-28s %10s MB/s %10s MB/s %8s\n' "$mg_count mammograms, 1 assoc" \
-  "$(rate "$mg_mb" "$scp_mg")" "$(rate "$mg_mb" "$gw_mg")" "$(echo "scale=2; $scp_mg / $gw_mg" | bc -l)"
-printf '(medians of %s rounds; %s MB small, %s MB mammograms; ratio > 1: the gateway is faster)\n' \
-  "$rounds" "$small_mb" "$mg_mb"
-printf 'gateway peak RSS: %s MB; every object stored in every round: %s\n' \
-  "$((peak_rss_kb / 1024))" "$([ "$stored_ok" -eq 1 ] && echo yes || echo NO)"
+"$py" - "$results" "$small_count" "$small_mb" "$mg_count" "$mg_mb" "$rounds" <<'EOF'
+import json, os, statistics, sys
+results, small_count, small_mb, mg_count, mg_mb, rounds = sys.argv[1:]
+small_count, mg_count, rounds = int(small_count), int(mg_count), int(rounds)
+small_mb, mg_mb = float(small_mb), float(mg_mb)
+
+def read(name):
+    with open(os.path.join(results, name)) as f:
+        return [float(line) for line in f if line.strip()]
+
+names = {"storescp": "dcmtk storescp", "orthanc": "Orthanc 1.10 (Debian)",
+         "pynetdicom": "pynetdicom storage SCP"}
+passes = [("small", 1, f"{small_count} × 0.5 MB objects, 1 association", "img/s", small_count),
+          ("mg", 1, f"{mg_count} × 27 MB mammograms, 1 association", "MB/s", mg_mb),
+          ("mg", 4, f"{mg_count} × 27 MB mammograms, 4 associations", "MB/s", mg_mb)]
+rows = []
+print(f"\n{'workload':44} {'receiver':24} {'median':>10} {'min–max':>16}")
+for kind, lanes, label, unit, amount in passes:
+    def rate(receiver):
+        rates = [amount / s for s in read(f"{receiver}.{kind}.{lanes}")]
+        return statistics.median(rates), f"{min(rates):.1f}–{max(rates):.1f}"
+    ours, ours_spread = rate("gateway")
+    print(f"{label:44} {'gateway':24} {ours:10.1f} {ours_spread:>16} {unit}")
+    for receiver, name in names.items():
+        ref, ref_spread = rate(receiver)
+        print(f"{'':44} {name:24} {ref:10.1f} {ref_spread:>16} {unit}")
+        rows.append({"benchmark": "C-STORE ingest (storescu sender, fresh store each pass)",
+                     "metric": label, "unit": unit, "better": "higher", "ours": ours,
+                     "ours_spread": ours_spread, "reference": name, "reference_value": ref,
+                     "reference_spread": ref_spread, "n": rounds,
+                     "note": "gateway: fsync + index per object before answering"})
+mem = lambda receiver, what: max(read(f"{receiver}.{what}_kib")) / 1024
+print()
+for what, label in [("idle", "idle RSS 1 s after start"), ("peak", "peak RSS over all passes")]:
+    ours = mem("gateway", what)
+    print(f"{label:44} gateway {ours:.1f} MB; " +
+          ", ".join(f"{n} {mem(r, what):.1f} MB" for r, n in names.items()))
+    for receiver, name in names.items():
+        rows.append({"benchmark": "Receiver memory", "metric": label, "unit": "MB",
+                     "better": "lower", "ours": ours, "reference": name,
+                     "reference_value": mem(receiver, what), "n": rounds * len(passes),
+                     "note": "max over passes" + ("; gateway includes its thumbnail worker"
+                                                  if what == "peak" else "")})
+out = os.environ.get("BENCH_OUT")
+if out:
+    with open(out, "w") as f:
+        json.dump({"rows": rows}, f, indent=2, ensure_ascii=False)
+EOF

@@ -102,9 +102,26 @@ async fn main() {
     );
     println!("{:<32} {}", "1,000 sequential", seq.row());
     println!("{:<32} {}", "100 concurrent (x5 batches)", conc.row());
+    // Rows for BENCHMARKS.md (scripts/bench-report.py describes the format); no reference.
     if let Ok(path) = std::env::var("BENCH_OUT") {
-        let out =
-            json!({"relay_roundtrip": {"sequential": seq.json(), "concurrent_100": conc.json()}});
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let mut rows = Vec::new();
+        for (label, summary) in [("1,000 sequential", &seq), ("100 concurrent × 5", &conc)] {
+            for (at, value) in [("p50", summary.p50), ("p99", summary.p99)] {
+                rows.push(json!({
+                    "benchmark": "System latency",
+                    "metric": format!("relay round trip (signed echo action via the emulator), {label}, {at}"),
+                    "unit": "ms",
+                    "better": "lower",
+                    "ours": ms(value),
+                    "ours_spread": format!("max {:.1}", ms(summary.max)),
+                    "reference": null,
+                    "reference_value": null,
+                    "n": summary.n,
+                }));
+            }
+        }
+        let out = json!({ "rows": rows });
         std::fs::write(&path, serde_json::to_string_pretty(&out).unwrap()).unwrap();
     }
 }
@@ -140,11 +157,6 @@ impl Summary {
             ms(self.max),
             self.n
         )
-    }
-
-    fn json(&self) -> serde_json::Value {
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        json!({"p50_ms": ms(self.p50), "p90_ms": ms(self.p90), "p99_ms": ms(self.p99), "max_ms": ms(self.max), "n": self.n})
     }
 }
 
