@@ -344,6 +344,48 @@ def cmd_compare(args):
     out({"same": same, "ts": str(b.file_meta.TransferSyntaxUID)})
 
 
+def cmd_make_worklist(args):
+    """Writes worklist entries (the gateway's WorklistEntry JSON, a list in --items) as dcmtk
+    wlmscpfs data files: one .wl file each in --out (the called AE title's directory), plus the
+    lockfile wlmscpfs needs."""
+    with open(args.items) as f:
+        entries = json.load(f)
+    os.makedirs(args.out, exist_ok=True)
+    open(os.path.join(args.out, "lockfile"), "w").close()
+    for i, e in enumerate(entries):
+        meta = FileMetaDataset()
+        # dcmtk's own class for worklist files without an IOD (dump2dcm writes the same).
+        meta.MediaStorageSOPClassUID = "1.2.276.0.7230010.3.1.0.1"
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.AccessionNumber = e["accession_number"]
+        ds.ReferringPhysicianName = ""
+        ds.PatientName = e["participant"]["name"]
+        ds.PatientID = e["participant"]["nhs_number"]
+        ds.IssuerOfPatientID = "NHS"
+        ds.PatientBirthDate = e["participant"]["birth_date"]
+        ds.PatientSex = e["participant"]["sex"]
+        ds.StudyInstanceUID = e["study_instance_uid"]
+        ds.RequestedProcedureDescription = e["procedure"]["study_description"]
+        step = Dataset()
+        step.Modality = e["procedure"]["modality"]
+        # Type 1 in a worklist file (wlmscpfs rejects a file without it); the gateway's
+        # "any station" has no DICOM spelling, so the files name one.
+        step.ScheduledStationAETitle = e.get("scheduled_station_ae") or args.station
+        step.ScheduledProcedureStepStartDate = e["scheduled"]["date"]
+        step.ScheduledProcedureStepStartTime = e["scheduled"]["time"]
+        step.ScheduledPerformingPhysicianName = ""
+        step.ScheduledProcedureStepDescription = e["procedure"]["study_description"]
+        step.ScheduledProcedureStepID = e["scheduled_procedure_step_id"]
+        step.ScheduledProcedureStepStatus = e["status"]
+        ds.ScheduledProcedureStepSequence = Sequence([step])
+        ds.RequestedProcedureID = e["requested_procedure_id"]
+        ds.save_as(os.path.join(args.out, f"item{i:06d}.wl"), enforce_file_format=True)
+    out({"files": len(entries), "dir": args.out})
+
+
 def cmd_paths(args):
     import data_store
     out({
@@ -388,6 +430,10 @@ def main():
     s.add_argument("a")
     s.add_argument("b")
     sub.add_parser("paths")
+    s = sub.add_parser("make-worklist")
+    s.add_argument("--items", required=True, help="JSON list of the gateway's worklist entries")
+    s.add_argument("--out", required=True, help="the AE title's directory under wlmscpfs -dfp")
+    s.add_argument("--station", default="MAMMO1", help="station AE for items scheduled on none")
     args = p.parse_args()
     {
         "mpps": cmd_mpps,
@@ -398,6 +444,7 @@ def main():
         "make-mg": cmd_make_mg,
         "compare": cmd_compare,
         "paths": cmd_paths,
+        "make-worklist": cmd_make_worklist,
     }[args.cmd](args)
 
 
