@@ -4,18 +4,9 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use common::*;
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn gateway(state: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));

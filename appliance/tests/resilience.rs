@@ -5,25 +5,17 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use appliance::modality::{self, Options};
 use common::cloud::{accept_all, Relay};
+use common::{free_port, Server};
 use shared::wire::event::EventBody;
 use shared::wire::SigningKey;
 
 const NAMESPACE: &str = "resilience.servicebus.windows.net";
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 struct Setup {
     state: tempfile::TempDir,
@@ -32,14 +24,6 @@ struct Setup {
     cloud_key: SigningKey,
     mwl_port: u16,
     pacs_port: u16,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Setup {

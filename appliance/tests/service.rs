@@ -6,61 +6,21 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cloud::{accept_all, Relay};
-use relay_emulator::{Config as EmulatorConfig, Emulator, Rule};
-use shared::relay::Config as RelayConfig;
-use shared::wire::SigningKey;
+use common::{free_port, Server};
 
 const NAMESPACE: &str = "service.servicebus.windows.net";
 /// Long and unusual, so finding it in a log cannot be a coincidence.
 const RELAY_KEY: &str = "Zq8-relay-key-that-must-never-be-logged-41d7";
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn relay() -> Relay {
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let rule = Rule::parse(&format!("gateway={RELAY_KEY}")).unwrap();
-    let emulator = Emulator::start(
-        EmulatorConfig::new(
-            NAMESPACE,
-            vec![rule],
-            vec!["actions".into(), "events".into()],
-        ),
-        any,
-        None,
-    )
-    .await
-    .unwrap();
-    let mut config = RelayConfig::new(NAMESPACE, "gateway", RELAY_KEY);
-    config.endpoint = format!("ws://{}", emulator.addr()).parse().unwrap();
-    Relay {
-        emulator,
-        config,
-        gateway_key: SigningKey::generate(),
-        cloud_key: SigningKey::generate(),
-    }
+    Relay::start_with_key(NAMESPACE, "gateway", RELAY_KEY).await
 }
 
 /// The settings an installer would write into /etc/gateway/gateway.env.

@@ -25,11 +25,16 @@ pub struct Relay {
 
 impl Relay {
     pub async fn start(namespace: &str) -> Relay {
+        Relay::start_with_key(namespace, "root", "k").await
+    }
+
+    /// A relay whose one shared access rule is `key_name` with `key`.
+    pub async fn start_with_key(namespace: &str, key_name: &str, key: &str) -> Relay {
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let emulator = Emulator::start(
             EmulatorConfig::new(
                 namespace,
-                vec![Rule::parse("root=k").unwrap()],
+                vec![Rule::parse(&format!("{key_name}={key}")).unwrap()],
                 vec!["actions".into(), "events".into()],
             ),
             any,
@@ -37,7 +42,7 @@ impl Relay {
         )
         .await
         .unwrap();
-        let mut config = RelayConfig::new(namespace, "root", "k");
+        let mut config = RelayConfig::new(namespace, key_name, key);
         config.endpoint = format!("ws://{}", emulator.addr()).parse().unwrap();
         Relay {
             emulator,

@@ -5,7 +5,7 @@
 pub mod cloud;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -259,4 +259,23 @@ pub fn echo(port: &str, called: &str, calling: &str) -> bool {
         .expect("echoscu runs")
         .status
         .success()
+}
+
+/// A `gateway` (or other) process, killed and reaped when dropped, even when the test fails.
+pub struct Server(pub Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback port free at the time of asking, for a server started as a process.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

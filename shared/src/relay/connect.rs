@@ -30,21 +30,9 @@ pub(crate) enum Purpose {
     Rendezvous,
 }
 
-/// Opens a websocket to `url` within `timeout`.
+/// Opens a websocket to `url` within `timeout`; also returns the relay's clock (the handshake's
+/// `Date` header) when it sent one.
 pub(crate) async fn open(
-    url: &Url,
-    token: Option<&Token>,
-    proxy: Option<&Url>,
-    timeout: Duration,
-    entity: &str,
-    purpose: Purpose,
-) -> Result<Socket, RelayError> {
-    let (socket, _date) = open_dated(url, token, proxy, timeout, entity, purpose).await?;
-    Ok(socket)
-}
-
-/// [`open`], also returning the relay's clock (the handshake's `Date` header) when it sent one.
-pub(crate) async fn open_dated(
     url: &Url,
     token: Option<&Token>,
     proxy: Option<&Url>,

@@ -169,7 +169,7 @@ impl Listener {
         let url = self
             .config
             .url(&self.entity, "listen", &uuid::Uuid::new_v4().to_string());
-        let socket = tokio::select! {
+        let (socket, _relay_time) = tokio::select! {
             _ = &mut shutdown => return Ok(Ended::Shutdown),
             socket = connect::open(
                 &url,
@@ -341,7 +341,7 @@ impl Rendezvous {
         )
         .await;
         let mut socket = match socket {
-            Ok(socket) => socket,
+            Ok((socket, _relay_time)) => socket,
             Err(e) => {
                 tracing::warn!(entity = %self.entity, id = %accept.id, "cannot open rendezvous: {e}");
                 return;

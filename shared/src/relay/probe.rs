@@ -57,7 +57,7 @@ async fn probe(
     let entity = entity.trim_matches('/');
     let url = config.url(entity, action, &uuid::Uuid::new_v4().to_string());
     let started = Instant::now();
-    let (mut socket, relay_time) = connect::open_dated(
+    let (mut socket, relay_time) = connect::open(
         &url,
         Some(&config.token(entity)),
         config.proxy.as_ref(),

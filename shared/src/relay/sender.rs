@@ -41,7 +41,7 @@ impl Sender {
         let url = self
             .config
             .url(&self.entity, "connect", &uuid::Uuid::new_v4().to_string());
-        let mut socket = connect::open(
+        let (mut socket, _relay_time) = connect::open(
             &url,
             Some(&token),
             self.config.proxy.as_ref(),
