@@ -33,7 +33,6 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -42,10 +41,10 @@ use relay_emulator::Emulator;
 use serde_json::{json, Value};
 use shared::wire::event::{Event, EventStatus, MppsStatus};
 use shared::wire::SigningKey;
-use support::{browser, gateway, TestDb, ACTIONS, EVENTS};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use support::browser::{self, Script};
+use support::{gateway, TestDb, ACTIONS, EVENTS};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -644,140 +643,26 @@ async fn sign_in(addr: SocketAddr, email: &str, password: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // 2. Image stored → thumbnail in the browser DOM
 
-/// The browser side: sign in, open the appointment, stamp each new thumbnail's arrival in the
-/// DOM. Line protocol as web/e2e/live.mjs: `STEP …` out, `GATEWAY …` in.
-const SCRIPT: &str = r#"
-import { chromium } from 'playwright-core';
-import { createInterface } from 'node:readline';
-const env = (name) => {
-  const v = process.env[name];
-  if (v === undefined) throw new Error(`${name} is not set`);
-  return v;
-};
-const BASE = env('BASE_URL');
-const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-const step = (text) => console.log(`STEP ${text}`);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
-let failed = false;
-try {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  page.on('pageerror', (e) => console.error(`page error: ${e.message}`));
-  await page.goto(`${BASE}/sign-in`);
-  await page.waitForSelector('body[data-hydrated="true"]', { timeout: 60000 });
-  await page.fill('#email', env('USER1'));
-  await page.fill('#password', env('PASS1'));
-  await Promise.all([page.waitForURL('**/clinics', { timeout: 60000 }), page.click('#sign-in')]);
-  await page.goto(`${BASE}/appointments/${env('APPOINTMENT_ID')}`);
-  await page.waitForSelector('body[data-hydrated="true"]', { timeout: 60000 });
-  await page.waitForSelector('#live[data-live="connected"]', { timeout: 60000 });
-  await page.evaluate(() => {
-    window.thumbTimes = [];
-    const count = () => document.querySelectorAll('#gallery img.app-thumb').length;
-    new MutationObserver(() => {
-      while (window.thumbTimes.length < count()) window.thumbTimes.push(Date.now());
-    }).observe(document.body, { childList: true, subtree: true });
-  });
-  step('ready');
-  for (;;) {
-    const { value, done } = await lines.next();
-    if (done || value === 'GATEWAY done') break;
-    const [k, sentAt] = value.replace('GATEWAY image ', '').split(' ').map(Number);
-    await page.waitForFunction((n) => window.thumbTimes.length >= n, k, { timeout: 30000 });
-    const at = await page.evaluate((n) => window.thumbTimes[n - 1], k);
-    step(`image ${k} ${at - sentAt}`);
-  }
-  console.log('RESULT 1 passed, 0 failed');
-} catch (e) {
-  failed = true;
-  console.error(`FAILED: ${e.stack || e}`);
-  console.log('RESULT 0 passed, 1 failed');
-} finally {
-  await browser.close();
-}
-process.exit(failed ? 1 : 0);
-"#;
-
-/// The running browser script.
-struct Page {
-    child: Child,
-    stdin: ChildStdin,
-    lines: Lines<BufReader<ChildStdout>>,
-}
-
-impl Page {
-    fn start(crate_dir: &Path, world: &World, appointment_id: i64) -> Page {
-        let (user, pass) = DEMO_USERS[0];
-        // Run from web/ so `playwright-core` resolves from web/node_modules.
-        let mut child = Command::new("node")
-            .args(["--input-type=module", "-e", SCRIPT])
-            .current_dir(crate_dir)
-            .env("BASE_URL", format!("http://{}", world.addr()))
-            .env("USER1", user)
-            .env("PASS1", pass)
-            .env("APPOINTMENT_ID", appointment_id.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("run node (apt-get install nodejs; scripts/deps.sh does)");
-        let stdin = child.stdin.take().unwrap();
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        Page {
-            child,
-            stdin,
-            lines,
-        }
-    }
-
-    /// The rest of the next `STEP <prefix>` line, within [`STEP_LIMIT`].
-    async fn step(&mut self, prefix: &str) -> String {
-        let wanted = format!("STEP {prefix}");
-        let found = tokio::time::timeout(STEP_LIMIT, async {
-            while let Ok(Some(line)) = self.lines.next_line().await {
-                if let Some(rest) = line.strip_prefix(&wanted) {
-                    return Some(rest.trim().to_string());
-                }
-                eprintln!("browser: {line}");
-            }
-            None
-        })
-        .await;
-        match found {
-            Ok(Some(rest)) => rest,
-            Ok(None) => panic!("the browser script ended before {wanted}"),
-            Err(_) => panic!("no {wanted} within {} s", STEP_LIMIT.as_secs()),
-        }
-    }
-
-    async fn tell(&mut self, line: &str) {
-        self.stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .unwrap();
-        self.stdin.flush().await.unwrap();
-    }
-
-    async fn finish(mut self) {
-        self.tell("GATEWAY done").await;
-        drop(self.stdin);
-        let ended = tokio::time::timeout(STEP_LIMIT, self.child.wait()).await;
-        if !matches!(ended, Ok(Ok(status)) if status.success()) {
-            eprintln!("the browser script did not end cleanly: {ended:?}");
-            let _ = self.child.kill().await;
-        }
-    }
+/// The rest of the browser's next `STEP <prefix>` line, within [`STEP_LIMIT`].
+async fn step(page: &mut Script, prefix: &str) -> String {
+    tokio::time::timeout(STEP_LIMIT, page.step(prefix))
+        .await
+        .unwrap_or_else(|_| panic!("no STEP {prefix} within {} s", STEP_LIMIT.as_secs()))
 }
 
 async fn thumbnails(world: &World, target: &Target, crate_dir: &Path) -> Vec<Value> {
-    let mut page = Page::start(crate_dir, world, target.appointment_id);
-    page.step("ready").await;
+    let (user, pass) = DEMO_USERS[0];
+    let mut page = Script::spawn(
+        crate_dir,
+        "e2e/bench-live.mjs",
+        &[
+            ("BASE_URL", format!("http://{}", world.addr())),
+            ("USER1", user.to_string()),
+            ("PASS1", pass.to_string()),
+            ("APPOINTMENT_ID", target.appointment_id.to_string()),
+        ],
+    );
+    step(&mut page, "ready").await;
     println!("Chromium shows appointment {}", target.appointment_id);
     let mut samples = Vec::new();
     for k in 1..=BROWSER_WARMUP + BROWSER_SAMPLES {
@@ -794,8 +679,7 @@ async fn thumbnails(world: &World, target: &Target, crate_dir: &Path) -> Vec<Val
         let sent_at = browser::now_ms();
         assert!(world.send(&text).await, "image event {k} refused");
         page.tell(&format!("GATEWAY image {k} {sent_at}")).await;
-        let ms: f64 = page
-            .step(&format!("image {k} "))
+        let ms: f64 = step(&mut page, &format!("image {k} "))
             .await
             .parse()
             .expect("a latency in ms");

@@ -63,18 +63,31 @@ pub struct ScriptEnv<'a> {
 }
 
 impl Script {
+    /// Runs `e2e/live.mjs`, the browser side of the end-to-end tests.
     pub fn start(crate_dir: &Path, env: ScriptEnv<'_>) -> Script {
+        Script::spawn(
+            crate_dir,
+            "e2e/live.mjs",
+            &[
+                ("BASE_URL", env.base_url),
+                ("USER1", env.users[0].0.to_string()),
+                ("PASS1", env.users[0].1.to_string()),
+                ("USER2", env.users[1].0.to_string()),
+                ("PASS2", env.users[1].1.to_string()),
+                ("CLINIC_ID", env.clinic_id.to_string()),
+                ("ARTIFACTS", env.artifacts.to_string()),
+                ("IMAGES", env.images.to_string()),
+            ],
+        )
+    }
+
+    /// Runs a playwright-core `script` (relative to the crate, so that it resolves
+    /// `web/node_modules`) with `env`, speaking the `STEP` / `GATEWAY` line protocol.
+    pub fn spawn(crate_dir: &Path, script: &str, env: &[(&str, String)]) -> Script {
         let mut child = Command::new("node")
-            .arg("e2e/live.mjs")
+            .arg(script)
             .current_dir(crate_dir)
-            .env("BASE_URL", &env.base_url)
-            .env("USER1", env.users[0].0)
-            .env("PASS1", env.users[0].1)
-            .env("USER2", env.users[1].0)
-            .env("PASS2", env.users[1].1)
-            .env("CLINIC_ID", env.clinic_id.to_string())
-            .env("ARTIFACTS", env.artifacts)
-            .env("IMAGES", env.images.to_string())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
