@@ -303,6 +303,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     );
     tracing::info!("gateway {} started: {summary}", env!("CARGO_PKG_VERSION"));
     systemd::ready(&summary);
+    if let Some(link) = &link {
+        tokio::spawn(systemd::follow_relay(
+            summary.clone(),
+            link.listener.clone(),
+            stop.subscribe(),
+        ));
+    }
     let watchdog = tokio::spawn(systemd::watchdog(
         running.liveness.clone(),
         stop.subscribe(),

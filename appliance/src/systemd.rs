@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use sd_notify::NotifyState;
+use shared::relay::ListenerStatus;
 use tokio::sync::watch;
 
 /// The vital tasks of the running service, each known by name.
@@ -65,6 +66,36 @@ pub fn stopping() {
 fn notify(states: &[NotifyState]) {
     if let Err(e) = sd_notify::notify(states) {
         tracing::warn!("cannot notify systemd: {e}");
+    }
+}
+
+/// Keeps the `systemctl status` line saying whether the relay channel is up, as it changes:
+/// `<summary>; relay connected`, or `…; relay not connected: <why>`.
+pub async fn follow_relay(
+    summary: String,
+    mut listener: watch::Receiver<ListenerStatus>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut shown = String::new();
+    loop {
+        let line = {
+            let now = listener.borrow_and_update();
+            if now.connected {
+                format!("{summary}; relay connected")
+            } else {
+                let why = now.last_error.as_deref().unwrap_or("connecting");
+                format!("{summary}; relay not connected: {why}")
+            }
+        };
+        // The status changes with every message; systemd hears only what the operator sees.
+        if line != shown {
+            status(&line);
+            shown = line;
+        }
+        tokio::select! {
+            changed = listener.changed() => if changed.is_err() { return },
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
     }
 }
 

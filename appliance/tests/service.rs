@@ -120,6 +120,12 @@ async fn runs_as_a_notify_service_with_watchdog_and_journal_priorities() {
         status.contains("worklist/MPPS SCREENING_MWL on 127.0.0.1:"),
         "{status}"
     );
+    // The status line follows the relay channel.
+    let seen = receive(&notify, |seen| {
+        seen.iter()
+            .any(|l| l.starts_with("STATUS=") && l.ends_with("; relay connected"))
+    });
+    assert!(seen.iter().all(|l| !l.contains(RELAY_KEY)), "{seen:?}");
     // Fed every 100 ms while every vital task runs.
     let seen = receive(&notify, |seen| {
         seen.iter().filter(|l| *l == "WATCHDOG=1").count() >= 5
