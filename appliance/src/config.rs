@@ -159,7 +159,11 @@ impl Config {
             config.name = v.trim().to_string();
         }
         if let Some(v) = get("THUMBNAIL_WORKERS") {
-            config.thumbnail_workers = parse("THUMBNAIL_WORKERS", &v)?;
+            let n: usize = parse("THUMBNAIL_WORKERS", &v)?;
+            if n == 0 {
+                return Err(invalid("THUMBNAIL_WORKERS", &v, "must be at least 1"));
+            }
+            config.thumbnail_workers = n;
         }
         if config.mwl_port == config.pacs_port && config.mwl_port != 0 {
             return Err(invalid(
@@ -273,5 +277,7 @@ mod tests {
         let e = from(&[("PACS_AET", "A_TITLE_LONGER_THAN_16")]).unwrap_err();
         assert!(e.to_string().contains("PACS_AET"), "{e}");
         assert!(from(&[("MWL_PORT", "4000"), ("PACS_PORT", "4000")]).is_err());
+        let e = from(&[("THUMBNAIL_WORKERS", "0")]).unwrap_err();
+        assert!(e.to_string().contains("at least 1"), "{e}");
     }
 }
