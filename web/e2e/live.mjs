@@ -135,7 +135,8 @@ try {
   }
   latencies.sort((a, b) => a - b);
   const p50 = latencies[Math.floor((latencies.length - 1) / 2)];
-  step(`latency p50=${p50}ms min=${latencies[0]}ms max=${latencies[latencies.length - 1]}ms n=${latencies.length}`);
+  const p99 = latencies[Math.ceil(0.99 * latencies.length) - 1];
+  step(`latency p50=${p50}ms p99=${p99}ms min=${latencies[0]}ms max=${latencies[latencies.length - 1]}ms n=${latencies.length}`);
 
   await expectLine('GATEWAY completed');
   await statusIs(clinic, appointmentId, 'complete');
