@@ -14,8 +14,10 @@
 //!    the web app's threads and the load side's (relay emulator, senders, SSE clients), which run
 //!    on a separate tokio runtime. Median of 3 runs after 20 warm-up events. There is nothing to
 //!    compare with (the NHS seeds poll; they hold no streams), so these rows have no reference.
-//! 2. **Image stored → thumbnail in the browser DOM, p50/p99.** Debian's Chromium, driven by
-//!    playwright-core from web/node_modules as in web/tests/browser.rs, signs in and shows an
+//! 2. **Image event sent by the gateway → thumbnail in the browser DOM, p50/p99** (the whole
+//!    path from the modality is `web/tests/browser_gateway.rs`, which `make bench` also runs).
+//!    Debian's Chromium, driven by playwright-core from web/node_modules as in
+//!    web/tests/browser.rs, signs in and shows an
 //!    appointment page; the gateway sends one image event (with its thumbnail) at a time, and a
 //!    MutationObserver in the page stamps `Date.now()` when the new `<img>` enters the DOM, against
 //!    `now_ms()` taken here just before sending (same machine, same clock). 30 samples after 3
@@ -641,7 +643,7 @@ async fn sign_in(addr: SocketAddr, email: &str, password: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 2. Image stored → thumbnail in the browser DOM
+// 2. Image event → thumbnail in the browser DOM
 
 /// The rest of the browser's next `STEP <prefix>` line, within [`STEP_LIMIT`].
 async fn step(page: &mut Script, prefix: &str) -> String {
@@ -723,13 +725,13 @@ async fn thumbnails(world: &World, target: &Target, crate_dir: &Path) -> Vec<Val
     };
     vec![
         row(
-            "Image stored → thumbnail in the browser DOM, p50",
+            "image event sent by the gateway → thumbnail in the browser DOM, p50",
             p50,
             format!("{lo:.0}–{hi:.0}"),
             1100.0,
         ),
         row(
-            "Image stored → thumbnail in the browser DOM, p99",
+            "image event sent by the gateway → thumbnail in the browser DOM, p99",
             p99,
             format!("max {hi:.0}"),
             2110.6,
