@@ -22,16 +22,14 @@ pub fn init() {
     let mut filter = EnvFilter::try_from_env("LOG_LEVEL")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    // The websocket library logs whole handshake requests at debug, relay token included: it
-    // stays at info whatever LOG_LEVEL asks for.
-    // dicom-pixeldata warns on every image without a VOI window, which the thumbnailer handles
-    // (min/max); its real failures reach the log through the thumbnailer's own errors.
-    for quiet in [
-        "tungstenite=info",
-        "tokio_tungstenite=info",
-        "dicom_pixeldata=error",
-    ] {
-        filter = filter.add_directive(quiet.parse().expect("a valid directive"));
+    // Relay tokens never reach the log (see the constant), and dicom-pixeldata's warning on
+    // every image without a VOI window is held back: the thumbnailer handles that case
+    // (min/max), and real decode failures reach the log through the thumbnailer's own errors.
+    let quiet = shared::relay::LOG_DIRECTIVES_HIDING_TOKENS
+        .into_iter()
+        .chain(["dicom_pixeldata=error"]);
+    for directive in quiet {
+        filter = filter.add_directive(directive.parse().expect("a valid directive"));
     }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -81,9 +81,8 @@ impl ServeArgs {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,sqlx=warn".into());
-    // The websocket library logs handshakes, relay token included, at debug: never below info.
-    for quiet in ["tungstenite=info", "tokio_tungstenite=info"] {
-        filter = filter.add_directive(quiet.parse()?);
+    for directive in shared::relay::LOG_DIRECTIVES_HIDING_TOKENS {
+        filter = filter.add_directive(directive.parse()?);
     }
     tracing_subscriber::fmt().with_env_filter(filter).init();
     std::fs::create_dir_all(&args.state_dir)

@@ -21,3 +21,8 @@ pub use config::{Config, ConfigError, Settings};
 pub use error::RelayError;
 pub use listener::{Listener, ListenerOptions, ListenerStatus};
 pub use sender::Sender;
+
+/// Log filter directives every binary using this client must add: the websocket library logs
+/// whole handshake requests, relay token included, at debug, so it is held at info whatever the
+/// operator's log level asks for.
+pub const LOG_DIRECTIVES_HIDING_TOKENS: [&str; 2] = ["tungstenite=info", "tokio_tungstenite=info"];
