@@ -32,9 +32,7 @@ use dicom_dictionary_std::{tags, uids};
 use dicom_object::{open_file, FileMetaTableBuilder, InMemDicomObject};
 use serde_json::json;
 use shared::relay::Sender;
-use shared::wire::action::{
-    Action, Command as ActionCommand, Participant, Procedure, Scheduled, WorklistItem,
-};
+use shared::wire::action::{Action, Command as ActionCommand};
 
 const RUNS: usize = 5;
 
@@ -285,23 +283,7 @@ async fn send_to_modality(dir: &Path) -> Vec<serde_json::Value> {
         let accession = format!("ACCB{i:06}");
         let action = Action::new(
             "bench",
-            ActionCommand::CreateItem(WorklistItem {
-                accession_number: accession.clone(),
-                participant: Participant {
-                    nhs_number: "9434765919".into(),
-                    name: "SMITH^JANE".into(),
-                    birth_date: "19700101".into(),
-                    sex: "F".into(),
-                },
-                scheduled: Scheduled {
-                    date: "20261122".into(),
-                    time: "093000".into(),
-                },
-                procedure: Procedure {
-                    modality: "MG".into(),
-                    study_description: "Screening".into(),
-                },
-            }),
+            ActionCommand::CreateItem(cloud::worklist_item(&accession)),
         );
         let text = cloud_key.seal(&action);
         let started = Instant::now();

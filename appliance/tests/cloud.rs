@@ -11,12 +11,9 @@ use appliance::config::Config;
 use appliance::outbox;
 use appliance::server::{Gateway, Running};
 use appliance::worklist;
-use common::cloud::Relay;
+use common::cloud::{worklist_item, Relay};
 use serde_json::json;
-use shared::wire::action::{
-    Action, ActionReply, Command, Outcome, Participant, Procedure, Scheduled, WorklistItem,
-    WorklistStatus,
-};
+use shared::wire::action::{Action, ActionReply, Command, Outcome, WorklistStatus};
 use shared::wire::event::{Event, EventBody, EventStatus, MppsStatus, MppsStatusUpdate};
 use shared::wire::SigningKey;
 use tokio::sync::watch;
@@ -67,26 +64,6 @@ impl Rig {
     }
 }
 
-fn item(accession: &str) -> WorklistItem {
-    WorklistItem {
-        accession_number: accession.into(),
-        participant: Participant {
-            nhs_number: "9434765919".into(),
-            name: "SMITH^JANE".into(),
-            birth_date: "19700101".into(),
-            sex: "F".into(),
-        },
-        scheduled: Scheduled {
-            date: "20261122".into(),
-            time: "093000".into(),
-        },
-        procedure: Procedure {
-            modality: "MG".into(),
-            study_description: "Screening mammography".into(),
-        },
-    }
-}
-
 fn error_message(reply: &ActionReply) -> &str {
     match &reply.outcome {
         Outcome::Error { message } => message,
@@ -97,18 +74,18 @@ fn error_message(reply: &ActionReply) -> &str {
 #[tokio::test]
 async fn worklist_actions_are_applied_idempotently_and_answered() {
     let rig = Rig::start().await;
-    let create = rig.send(Command::CreateItem(item("ACC1"))).await;
+    let create = rig.send(Command::CreateItem(worklist_item("ACC1"))).await;
     assert_eq!(create.outcome, Outcome::Created);
     assert_eq!(create.accession_number.as_deref(), Some("ACC1"));
 
-    let again = rig.send(Command::CreateItem(item("ACC1"))).await;
+    let again = rig.send(Command::CreateItem(worklist_item("ACC1"))).await;
     assert_eq!(
         again.outcome,
         Outcome::Exists,
         "a retried create is a success"
     );
 
-    let mut different = item("ACC1");
+    let mut different = worklist_item("ACC1");
     different.participant.name = "JONES^ANN".into();
     let clash = rig.send(Command::CreateItem(different)).await;
     assert!(error_message(&clash).contains("already used"), "{clash:?}");
@@ -155,7 +132,7 @@ async fn worklist_actions_are_applied_idempotently_and_answered() {
         .await;
     assert!(error_message(&missing).contains("NOPE"), "{missing:?}");
 
-    let mut bad = item("THIS-ACCESSION-IS-FAR-TOO-LONG");
+    let mut bad = worklist_item("THIS-ACCESSION-IS-FAR-TOO-LONG");
     bad.scheduled.date = "22-11-2026".into();
     assert!(!rig.send(Command::CreateItem(bad)).await.is_success());
     rig.stop().await;
@@ -211,10 +188,10 @@ async fn echo_health_and_refusals() {
     assert!(error_message(&rig.send_text(&stranger).await).contains("not among the trusted keys"));
 
     // Tampered in transit.
-    let sealed = rig
-        .relay
-        .cloud_key
-        .seal(&Action::new("x", Command::CreateItem(item("ACC9"))));
+    let sealed = rig.relay.cloud_key.seal(&Action::new(
+        "x",
+        Command::CreateItem(worklist_item("ACC9")),
+    ));
     let tampered = sealed.replace("SMITH^JANE", "EVIL^EVE");
     assert!(error_message(&rig.send_text(&tampered).await).contains("does not match"));
     let db = rig.running.as_ref().unwrap().db.clone();

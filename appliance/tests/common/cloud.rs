@@ -10,7 +10,9 @@ use appliance::cloud::{CloudLink, CloudSettings, Ports};
 use appliance::server::Running;
 use relay_emulator::{Config as EmulatorConfig, Emulator, Rule};
 use shared::relay::{Config as RelayConfig, Listener, ListenerOptions, Sender, Settings};
-use shared::wire::action::{Action, ActionReply, Command};
+use shared::wire::action::{
+    Action, ActionReply, Command, Participant, Procedure, Scheduled, WorklistItem,
+};
 use shared::wire::event::{Event, EventReply, EventStatus};
 use shared::wire::{Keyring, SigningKey, Verification};
 use tokio::sync::watch;
@@ -185,4 +187,25 @@ impl Drop for CloudStub {
 /// Accepts every event.
 pub fn accept_all(_: usize) -> EventStatus {
     EventStatus::Accepted
+}
+
+/// A valid worklist item for one fixed participant, as the cloud would send it.
+pub fn worklist_item(accession: &str) -> WorklistItem {
+    WorklistItem {
+        accession_number: accession.into(),
+        participant: Participant {
+            nhs_number: "9434765919".into(),
+            name: "SMITH^JANE".into(),
+            birth_date: "19700101".into(),
+            sex: "F".into(),
+        },
+        scheduled: Scheduled {
+            date: "20261122".into(),
+            time: "093000".into(),
+        },
+        procedure: Procedure {
+            modality: "MG".into(),
+            study_description: "Screening mammography".into(),
+        },
+    }
 }
