@@ -64,7 +64,7 @@ if [ ${#web_apt[@]} -gt 0 ]; then
 else
   say "chromium and postgresql present"
 fi
-if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+if ! rustup target list --installed | grep -x wasm32-unknown-unknown >/dev/null; then
   say "adding the wasm32-unknown-unknown target"
   rustup target add wasm32-unknown-unknown
 fi

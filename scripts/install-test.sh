@@ -164,13 +164,16 @@ done
   fail "not every image got a thumbnail (uncompressed, JPEG lossless, JPEG 2000 lossless/lossy, RLE)"
 check "C-STORE of ${#samples[@]} images, one per codec; each has its thumbnail (codecs work in the musl build)"
 
-ct journalctl -u gateway --no-pager | grep -q 'gateway 0.1.0 started: worklist/MPPS SCREENING_MWL on 0.0.0.0:104' ||
+# Read into files first: `journalctl | grep -q` fails under pipefail when grep stops early.
+ct journalctl -u gateway --no-pager >"$work/journal.txt"
+grep -q 'gateway 0.1.0 started: worklist/MPPS SCREENING_MWL on 0.0.0.0:104' "$work/journal.txt" ||
   fail "no start-up line in journalctl -u gateway"
 net echoscu -aec NOT_THIS_GATEWAY 127.0.0.1 104 >/dev/null 2>&1 || true
 sleep 0.5
-ct journalctl -u gateway -p warning --no-pager | grep -q 'association rejected' ||
+ct journalctl -u gateway -p warning --no-pager >"$work/warnings.txt"
+grep -q 'association rejected' "$work/warnings.txt" ||
   fail "the rejected association is not in journalctl -p warning"
-if ct journalctl -u gateway -p warning --no-pager | grep -q 'started: worklist'; then
+if grep -q 'started: worklist' "$work/warnings.txt"; then
   fail "an info line shows up at -p warning: priorities are not reaching journald"
 fi
 check "journalctl -u gateway shows the start-up line; -p warning shows the rejection and not info"

@@ -20,7 +20,7 @@ command -v musl-gcc >/dev/null || need+=(musl-tools)
 command -v lintian >/dev/null || need+=(lintian)
 command -v man >/dev/null || need+=(man-db)
 apt_install "packaging" "${need[@]}"
-if ! rustup target list --installed | grep -qx "$target"; then
+if ! rustup target list --installed | grep -x "$target" >/dev/null; then
   say "adding the $target target"
   rustup target add "$target"
 fi
