@@ -22,12 +22,13 @@ pub fn init() {
     let mut filter = EnvFilter::try_from_env("LOG_LEVEL")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    // Relay tokens never reach the log (see the constant), and dicom-pixeldata's warning on
-    // every image without a VOI window is held back: the thumbnailer handles that case
-    // (min/max), and real decode failures reach the log through the thumbnailer's own errors.
+    // Relay tokens never reach the log (see the constant). Held back as noise: dicom-pixeldata's
+    // warning on every image without a VOI window (the thumbnailer handles it with min/max) and
+    // the JPEG 2000 codec's per-image progress lines at info; real decode failures reach the log
+    // through the thumbnailer's own errors.
     let quiet = shared::relay::LOG_DIRECTIVES_HIDING_TOKENS
         .into_iter()
-        .chain(["dicom_pixeldata=error"]);
+        .chain(["dicom_pixeldata=error", "jpeg2k=warn"]);
     for directive in quiet {
         filter = filter.add_directive(directive.parse().expect("a valid directive"));
     }
