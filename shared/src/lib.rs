@@ -1,5 +1,7 @@
-//! Code both deployables link: the wire contract ([`wire`]) and the Azure Relay Hybrid
-//! Connections client ([`relay`]). Nothing here knows about DICOM or databases.
+//! Code both deployables link: the wire contract ([`wire`]), the Azure Relay Hybrid Connections
+//! client ([`relay`]) and the retry schedule of both outboxes ([`backoff`]). Nothing here knows
+//! about DICOM or databases.
 
+pub mod backoff;
 pub mod relay;
 pub mod wire;
