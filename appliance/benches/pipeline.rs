@@ -11,7 +11,7 @@
 //!
 //! `cargo bench -p appliance --bench pipeline`; JSON to `$BENCH_OUT` when set.
 
-// The tests' cloud-side harness: relay emulator, keys, and the gateway's cloud link.
+// The tests' cloud-side harness: relay emulator, keys, and the gateway as `gateway serve` runs it.
 #[path = "../tests/common/cloud.rs"]
 #[allow(dead_code)]
 mod cloud;
@@ -24,7 +24,6 @@ use appliance::config::Config;
 use appliance::dimse::{field, Command as DimseCommand};
 use appliance::modality::images::{mammogram, Subject, SCREENING_VIEWS};
 use appliance::modality::scu::Scu;
-use appliance::server::Gateway;
 use appliance::thumbnail::render;
 use cloud::Relay;
 use dicom_core::{DataElement, PrimitiveValue, VR};
@@ -259,13 +258,12 @@ async fn send_to_modality(dir: &Path) -> Vec<serde_json::Value> {
     const NAMESPACE: &str = "bench.servicebus.windows.net";
     const ITEMS: usize = 200;
     let relay = Relay::start(NAMESPACE).await;
-    let state = dir.join("gateway");
-    let mut config = Config::new(state.clone());
+    let mut config = Config::new(dir.join("gateway"));
     config.bind = "127.0.0.1".parse().unwrap();
     config.mwl_port = 0;
     config.pacs_port = 0;
-    let running = Gateway::open(config).unwrap().start().await.unwrap();
-    let (_link, _stop) = relay.link(&running, &state).await;
+    let service = relay.serve(config).await;
+    let running = &service.dicom;
     let cloud_key = relay.cloud_key.clone();
     let sender = Sender::new(relay.config.clone(), "actions");
     let mwl = running.mwl_addr.to_string();

@@ -1,11 +1,14 @@
-//! The gateway's state database (redb): worklist items, MPPS steps and the image index.
+//! The gateway's state database (redb): worklist items, MPPS steps, the image index, the event
+//! outbox and the thumbnail jobs. Every table is declared here and created by
+//! [`Database::open`], so the whole schema reads in one place and no reader meets a missing
+//! table.
 //!
 //! Every state change runs inside one redb [`WriteTransaction`] that the caller owns, so a
-//! caller can add its own writes (issue 4's event outbox) to the same atomic commit. Values are
-//! JSON: the records are small, and JSON keeps them readable with any redb tool and tolerant of
-//! added fields.
+//! caller can add its own writes (the event the change causes) to the same atomic commit. Values
+//! are JSON: the records are small, and JSON keeps them readable with any redb tool and tolerant
+//! of added fields.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use redb::{ReadableDatabase, TableDefinition, WriteTransaction};
 use serde::{de::DeserializeOwned, Serialize};
@@ -26,6 +29,18 @@ pub const INSTANCES: TableDefinition<&str, &[u8]> = TableDefinition::new("instan
 pub const SERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("series");
 /// Studies by Study Instance UID.
 pub const STUDIES: TableDefinition<&str, &[u8]> = TableDefinition::new("studies");
+/// Queued events by sequence number (ascending = oldest first): [`crate::cloud::outbox`].
+pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+/// Instances waiting for their thumbnail and image event, by SOP Instance UID:
+/// [`crate::thumbnail::jobs`].
+pub const THUMBNAIL_JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("thumbnail_jobs");
+/// A scratch table the `health` check writes to, proving the database takes writes.
+pub const HEALTH: TableDefinition<&str, u64> = TableDefinition::new("health");
+
+/// The database file in a state directory.
+pub fn path_in(state_dir: &Path) -> PathBuf {
+    state_dir.join("gateway.redb")
+}
 
 /// Why the state database failed.
 #[derive(Debug, Error)]
@@ -72,9 +87,19 @@ impl Database {
             .set_cache_size(CACHE_BYTES)
             .create(path)?;
         let txn = inner.begin_write()?;
-        for table in [WORKLIST, MPPS, MPPS_DATA_SETS, INSTANCES, SERIES, STUDIES] {
+        for table in [
+            WORKLIST,
+            MPPS,
+            MPPS_DATA_SETS,
+            INSTANCES,
+            SERIES,
+            STUDIES,
+            THUMBNAIL_JOBS,
+        ] {
             txn.open_table(table)?;
         }
+        txn.open_table(OUTBOX)?;
+        txn.open_table(HEALTH)?;
         txn.commit()?;
         Ok(Database { inner })
     }

@@ -1,28 +1,24 @@
 //! The gateway appliance as a library, so integration tests can run the real services.
 //!
-//! Modules, one per concept: [`config`] (environment), [`dimse`] (the DIMSE protocol layer over
-//! dicom-ul), [`services`] (C-ECHO, worklist C-FIND, MPPS, C-STORE), [`worklist`] and [`mpps`]
-//! (domain state), [`storage`] (files and index), [`db`] (redb), [`server`] (listeners),
-//! [`cloud`] (the relay link), [`systemd`] and [`logging`] (running as a service), [`doctor`]
-//! (installation checks).
+//! The folders are the architecture:
+//! - the DICOM side: [`dimse`] (the DIMSE protocol layer over dicom-ul), [`services`] (C-ECHO,
+//!   worklist C-FIND, MPPS, C-STORE) and [`server`] (listeners, access control);
+//! - the domain: [`worklist`] and [`mpps`] (state), [`storage`] (files and index),
+//!   [`thumbnail`] (render, durable jobs, the worker pool), [`db`] (redb: every table);
+//! - the cloud side: [`cloud`] (the relay link, actions in, the event outbox out);
+//! - running as a service: [`service`] (`gateway serve`'s wiring, systemd, logging, health, the
+//!   control socket, `gateway doctor`) and [`config`] (environment settings);
+//! - [`modality`]: the built-in modality emulator.
 
-pub mod actions;
 pub mod cloud;
 pub mod config;
 pub mod db;
 pub mod dimse;
-pub mod doctor;
-pub mod envfile;
-pub mod events;
-pub mod health;
-pub mod logging;
 pub mod modality;
 pub mod mpps;
-pub mod outbox;
 pub mod server;
+pub mod service;
 pub mod services;
-pub mod status;
 pub mod storage;
-pub mod systemd;
 pub mod thumbnail;
 pub mod worklist;

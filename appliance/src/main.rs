@@ -3,17 +3,14 @@
 //! Subcommands are the operator's whole interface: everything is configured by environment
 //! (`/etc/gateway/gateway.env` when installed from the .deb).
 
-use std::time::Duration;
+use std::path::PathBuf;
 
 use anyhow::Context;
-use appliance::cloud::{CloudLink, CloudSettings, Ports};
 use appliance::config::Config;
-use appliance::envfile;
-use appliance::server::Gateway;
-use appliance::systemd;
+use appliance::db::Database;
+use appliance::service::{control_socket, doctor, envfile, logging};
 use appliance::worklist::{self, WorklistEntry};
 use clap::{Parser, Subcommand};
-use redb::ReadableTable;
 use shared::wire::action::{Participant, Procedure, Scheduled, WorklistItem};
 use shared::wire::SigningKey;
 
@@ -47,7 +44,7 @@ enum Command {
     Doctor {
         /// The settings file to check (default: GATEWAY_ENV_FILE, else /etc/gateway/gateway.env).
         #[arg(long)]
-        env_file: Option<std::path::PathBuf>,
+        env_file: Option<PathBuf>,
     },
     /// Behave as a mammography unit: C-FIND the worklist, MPPS IN PROGRESS, store four views
     /// (RCC, LCC, RMLO, LMLO), MPPS COMPLETED. Prints each step; exits non-zero on any failure.
@@ -126,209 +123,145 @@ enum WorklistCommand {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Keygen => print!("{}", SigningKey::generate().env_lines()),
-        Command::Serve => {
-            appliance::logging::init();
-            let config = Config::from_env()?;
-            let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(serve(config))?;
-        }
-        Command::Status => {
-            envfile::load_into_env(&envfile::path());
-            let config = Config::from_env()?;
-            let path = appliance::status::socket_path(&config.state_dir);
-            let runtime = tokio::runtime::Runtime::new()?;
-            match runtime.block_on(appliance::status::query(&path)) {
-                Ok(report) => {
-                    print!("{}", appliance::status::render(&report));
-                    if !report.healthy {
-                        std::process::exit(1);
-                    }
-                }
-                Err(e) => {
-                    eprintln!(
-                        "the gateway is not running, or not as this user: no answer on {} ({e})",
-                        path.display()
-                    );
-                    std::process::exit(3);
-                }
-            }
-        }
-        Command::EmulateModality(args) => {
-            let options = appliance::modality::Options {
-                mwl: args.mwl,
-                mwl_aet: args.mwl_aet,
-                pacs: args.pacs,
-                pacs_aet: args.pacs_aet,
-                calling_aet: args.calling_aet,
-                accession: args.accession,
-                patient_id: args.patient_id,
-                rows: args.rows,
-                columns: args.cols,
-                discontinue: args.discontinue,
-            };
-            let runtime = tokio::runtime::Runtime::new()?;
-            let report = runtime
-                .block_on(appliance::modality::run(&options, |line| {
-                    println!("{line}")
-                }))
-                .context("emulated procedure failed")?;
-            println!(
-                "done: {} image(s) for {}",
-                report.stored_sop_instance_uids.len(),
-                report.accession_number
-            );
-        }
-        Command::Doctor { env_file } => {
-            let path = env_file.unwrap_or_else(envfile::path);
-            println!(
-                "gateway {} doctor, settings from {}",
-                env!("CARGO_PKG_VERSION"),
-                path.display()
-            );
-            let runtime = tokio::runtime::Runtime::new()?;
-            let report = runtime.block_on(appliance::doctor::examine(&path));
-            print!("{}", report.render());
-            if report.failed() {
+        Command::Keygen => keygen(),
+        Command::Serve => serve(),
+        Command::Status => status(),
+        Command::Doctor { env_file } => doctor(env_file),
+        Command::EmulateModality(args) => emulate_modality(args),
+        Command::Worklist(command) => worklist(command),
+    }
+}
+
+fn keygen() -> anyhow::Result<()> {
+    print!("{}", SigningKey::generate().env_lines());
+    Ok(())
+}
+
+fn serve() -> anyhow::Result<()> {
+    logging::init();
+    let config = Config::from_env()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(appliance::service::serve(config))?;
+    Ok(())
+}
+
+/// Exits 1 when the service says it is unhealthy, 3 when it does not answer.
+fn status() -> anyhow::Result<()> {
+    envfile::load_into_env(&envfile::path());
+    let config = Config::from_env()?;
+    let path = control_socket::socket_path(&config.state_dir);
+    let runtime = tokio::runtime::Runtime::new()?;
+    match runtime.block_on(control_socket::query(&path)) {
+        Ok(report) => {
+            print!("{}", control_socket::render(&report));
+            if !report.healthy {
                 std::process::exit(1);
             }
         }
-        Command::Worklist(cmd) => {
-            envfile::load_into_env(&envfile::path());
-            let config = Config::from_env()?;
-            std::fs::create_dir_all(&config.state_dir)
-                .with_context(|| format!("creating {}", config.state_dir.display()))?;
-            let path = config.state_dir.join("gateway.redb");
-            let db = appliance::db::Database::open(&path).with_context(|| {
-                format!(
-                    "opening {} (is `gateway serve` running? stop it first)",
-                    path.display()
-                )
-            })?;
-            match cmd {
-                WorklistCommand::Add {
-                    accession,
-                    nhs_number,
-                    name,
-                    birth_date,
-                    sex,
-                    date,
-                    time,
-                    modality,
-                    description,
-                    station_ae,
-                } => {
-                    let item = WorklistItem {
-                        accession_number: accession,
-                        participant: Participant {
-                            nhs_number,
-                            name,
-                            birth_date,
-                            sex,
-                        },
-                        scheduled: Scheduled { date, time },
-                        procedure: Procedure {
-                            modality,
-                            study_description: description,
-                        },
-                    };
-                    let entry = WorklistEntry::new(item, None, station_ae)?;
-                    db.write(|txn| worklist::insert(txn, &entry))?;
-                    println!("{}", serde_json::to_string(&entry)?);
-                }
-                WorklistCommand::List => {
-                    let txn = db.begin_read()?;
-                    let table = txn.open_table(appliance::db::WORKLIST)?;
-                    for row in table.iter()? {
-                        let (_, value) = row?;
-                        println!("{}", String::from_utf8_lossy(value.value()));
-                    }
-                }
-            }
+        Err(e) => {
+            eprintln!(
+                "the gateway is not running, or not as this user: no answer on {} ({e})",
+                path.display()
+            );
+            std::process::exit(3);
         }
     }
     Ok(())
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    // Read the cloud settings first: a wrong key should stop start-up, not surface later.
-    let cloud = CloudSettings::from_env()?;
-    let ports = Ports {
-        mwl: config.mwl_port,
-        pacs: config.pacs_port,
-        state_dir: config.state_dir.clone(),
-    };
-    let (mwl_aet, pacs_aet) = (config.mwl_aet.clone(), config.pacs_aet.clone());
-    let running = Gateway::open(config)?.start().await?;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let started = std::time::Instant::now();
-    let state_dir = ports.state_dir.clone();
-    let link = match cloud {
-        Some(settings) => Some(CloudLink::start(
-            settings,
-            running.db.clone(),
-            ports.clone(),
-            running.doorbell.clone(),
-            &running.liveness,
-            stopped.clone(),
-        )),
-        None => {
-            tracing::warn!(
-                "AZURE_RELAY_NAMESPACE is not set: running the DICOM services without the cloud link"
-            );
-            None
-        }
-    };
-    let probe = appliance::health::HealthProbe {
-        mwl_port: running.mwl_addr.port(),
-        pacs_port: running.pacs_addr.port(),
-        state_dir: state_dir.clone(),
-        limits: appliance::health::HealthLimits::default(),
-        listener: link.as_ref().map(|l| l.listener.clone()),
-    };
-    let status = tokio::spawn(appliance::status::serve(
-        appliance::status::socket_path(&state_dir),
-        running.db.clone(),
-        probe,
-        started,
-        stopped,
-    ));
-    let summary = format!(
-        "worklist/MPPS {} on {}, storage {} on {}, cloud link {}",
-        mwl_aet,
-        running.mwl_addr,
-        pacs_aet,
-        running.pacs_addr,
-        if link.is_some() { "on" } else { "off" }
+/// Exits 1 when something must be fixed.
+fn doctor(env_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let path = env_file.unwrap_or_else(envfile::path);
+    println!(
+        "gateway {} doctor, settings from {}",
+        env!("CARGO_PKG_VERSION"),
+        path.display()
     );
-    tracing::info!("gateway {} started: {summary}", env!("CARGO_PKG_VERSION"));
-    systemd::ready(&summary);
-    if let Some(link) = &link {
-        tokio::spawn(systemd::follow_relay(
-            summary.clone(),
-            link.listener.clone(),
-            stop.subscribe(),
-        ));
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(doctor::examine(&path));
+    print!("{}", report.render());
+    if report.failed() {
+        std::process::exit(1);
     }
-    let watchdog = tokio::spawn(systemd::watchdog(
-        running.liveness.clone(),
-        stop.subscribe(),
-    ));
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down");
-    systemd::stopping();
-    let _ = stop.send(true);
-    let _ = watchdog.await;
-    running.shutdown(Duration::from_secs(10)).await;
-    if let Some(link) = link {
-        link.join().await;
-    }
-    if let Ok(Err(e)) = status.await {
-        tracing::warn!("status socket: {e}");
+    Ok(())
+}
+
+fn emulate_modality(args: EmulateModality) -> anyhow::Result<()> {
+    let options = appliance::modality::Options {
+        mwl: args.mwl,
+        mwl_aet: args.mwl_aet,
+        pacs: args.pacs,
+        pacs_aet: args.pacs_aet,
+        calling_aet: args.calling_aet,
+        accession: args.accession,
+        patient_id: args.patient_id,
+        rows: args.rows,
+        columns: args.cols,
+        discontinue: args.discontinue,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime
+        .block_on(appliance::modality::run(&options, |line| {
+            println!("{line}")
+        }))
+        .context("emulated procedure failed")?;
+    println!(
+        "done: {} image(s) for {}",
+        report.stored_sop_instance_uids.len(),
+        report.accession_number
+    );
+    Ok(())
+}
+
+/// Opens the state database itself, so the service must be stopped.
+fn worklist(command: WorklistCommand) -> anyhow::Result<()> {
+    envfile::load_into_env(&envfile::path());
+    let config = Config::from_env()?;
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("creating {}", config.state_dir.display()))?;
+    let path = appliance::db::path_in(&config.state_dir);
+    let db = Database::open(&path).with_context(|| {
+        format!(
+            "opening {} (is `gateway serve` running? stop it first)",
+            path.display()
+        )
+    })?;
+    match command {
+        WorklistCommand::Add {
+            accession,
+            nhs_number,
+            name,
+            birth_date,
+            sex,
+            date,
+            time,
+            modality,
+            description,
+            station_ae,
+        } => {
+            let item = WorklistItem {
+                accession_number: accession,
+                participant: Participant {
+                    nhs_number,
+                    name,
+                    birth_date,
+                    sex,
+                },
+                scheduled: Scheduled { date, time },
+                procedure: Procedure {
+                    modality,
+                    study_description: description,
+                },
+            };
+            let entry = WorklistEntry::new(item, None, station_ae)?;
+            db.write(|txn| worklist::insert(txn, &entry))?;
+            println!("{}", serde_json::to_string(&entry)?);
+        }
+        WorklistCommand::List => {
+            for item in worklist::stored_json(&db)? {
+                println!("{item}");
+            }
+        }
     }
     Ok(())
 }

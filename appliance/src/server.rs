@@ -15,14 +15,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::cloud::outbox::Doorbell;
 use crate::config::Config;
 use crate::db::{Database, DbError};
 use crate::dimse::Association;
-use crate::outbox::Doorbell;
+use crate::service::systemd::Liveness;
 use crate::services::{Role, Services};
 use crate::storage::sop_classes::STORAGE_SOP_CLASSES;
 use crate::storage::{FileStore, Storage, StoreError};
-use crate::systemd::Liveness;
+use crate::thumbnail;
 
 /// Uncompressed transfer syntaxes, for the worklist and MPPS AE.
 #[allow(deprecated)] // explicit VR big endian is retired, but modalities still propose it
@@ -79,20 +80,19 @@ impl Gateway {
         let dir = &config.state_dir;
         std::fs::create_dir_all(dir)
             .map_err(|e| ServerError::StateDir(dir.display().to_string(), e))?;
-        let db = Arc::new(Database::open(&dir.join("gateway.redb"))?);
+        let db = Arc::new(Database::open(&crate::db::path_in(dir))?);
         let files = FileStore::open(&dir.join("storage"))
             .map_err(|e| ServerError::StateDir(dir.join("storage").display().to_string(), e))?;
         let storage = Storage::new(db.clone(), files);
         // A re-indexed file gets its thumbnail and image event like any stored one.
-        let reindexed = storage.reindex_orphans(crate::thumbnail::enqueue_job)?;
+        let reindexed = storage.reindex_orphans(thumbnail::enqueue_job)?;
         if reindexed > 0 {
             tracing::warn!(reindexed, "indexed stored files left unindexed by a crash");
         }
-        crate::outbox::create_table(&db)?;
         let doorbell = Doorbell::default();
-        let thumbnails = crate::thumbnail::Worker::start(
+        let thumbnails = thumbnail::Pool::start(
             db.clone(),
-            crate::thumbnail::Places {
+            thumbnail::Places {
                 storage: dir.join("storage"),
                 thumbnails: dir.join("thumbnails"),
                 source_system: config.name.clone(),
@@ -182,7 +182,7 @@ pub struct Running {
     pub doorbell: Doorbell,
     /// The accept loops, for the systemd watchdog; the cloud link registers its tasks here too.
     pub liveness: Liveness,
-    thumbnails: crate::thumbnail::Worker,
+    thumbnails: thumbnail::Pool,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }

@@ -6,24 +6,20 @@ mod common;
 
 use std::time::Duration;
 
-use appliance::cloud::CloudLink;
+use appliance::cloud::outbox;
 use appliance::config::Config;
-use appliance::outbox;
-use appliance::server::{Gateway, Running};
+use appliance::service::Service;
 use appliance::worklist;
 use common::cloud::{worklist_item, Relay};
 use serde_json::json;
 use shared::wire::action::{Action, ActionReply, Command, Outcome, WorklistStatus};
 use shared::wire::event::{Event, EventBody, EventStatus, MppsStatus, MppsStatusUpdate};
 use shared::wire::SigningKey;
-use tokio::sync::watch;
 
 struct Rig {
     relay: Relay,
     _state: tempfile::TempDir,
-    running: Option<Running>,
-    link: Option<CloudLink>,
-    stop: watch::Sender<bool>,
+    service: Service,
 }
 
 impl Rig {
@@ -34,14 +30,11 @@ impl Rig {
         config.bind = "127.0.0.1".parse().unwrap();
         config.mwl_port = 0;
         config.pacs_port = 0;
-        let running = Gateway::open(config).unwrap().start().await.unwrap();
-        let (link, stop) = relay.link(&running, state.path()).await;
+        let service = relay.serve(config).await;
         Rig {
             relay,
             _state: state,
-            running: Some(running),
-            link: Some(link),
-            stop,
+            service,
         }
     }
 
@@ -53,14 +46,8 @@ impl Rig {
         self.relay.send_text(text).await
     }
 
-    async fn stop(mut self) {
-        let _ = self.stop.send(true);
-        self.link.take().unwrap().join().await;
-        self.running
-            .take()
-            .unwrap()
-            .shutdown(Duration::from_secs(5))
-            .await;
+    async fn stop(self) {
+        self.service.stop(Duration::from_secs(5)).await;
     }
 }
 
@@ -90,7 +77,7 @@ async fn worklist_actions_are_applied_idempotently_and_answered() {
     let clash = rig.send(Command::CreateItem(different)).await;
     assert!(error_message(&clash).contains("already used"), "{clash:?}");
 
-    let db = rig.running.as_ref().unwrap().db.clone();
+    let db = rig.service.dicom.db.clone();
     let entry = worklist::get(&db, "ACC1")
         .unwrap()
         .expect("the item is on the worklist");
@@ -194,7 +181,7 @@ async fn echo_health_and_refusals() {
     ));
     let tampered = sealed.replace("SMITH^JANE", "EVIL^EVE");
     assert!(error_message(&rig.send_text(&tampered).await).contains("does not match"));
-    let db = rig.running.as_ref().unwrap().db.clone();
+    let db = rig.service.dicom.db.clone();
     assert!(
         worklist::get(&db, "ACC9").unwrap().is_none(),
         "a refused action changes nothing"
@@ -208,7 +195,7 @@ async fn echo_health_and_refusals() {
 #[tokio::test]
 async fn events_wait_in_the_outbox_until_the_cloud_accepts_them() {
     let rig = Rig::start().await;
-    let running = rig.running.as_ref().unwrap();
+    let running = &rig.service.dicom;
     let db = running.db.clone();
     let event = Event::new(
         "gw-test",

@@ -3,8 +3,9 @@
 
 mod common;
 
+use appliance::cloud::outbox;
 use appliance::modality::{self, Options};
-use appliance::{outbox, worklist};
+use appliance::worklist;
 use shared::wire::action::WorklistStatus;
 
 fn options(gateway: &common::TestGateway, accession: &str) -> Options {

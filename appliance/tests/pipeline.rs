@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
+use appliance::cloud::outbox;
 use appliance::config::Config;
-use appliance::outbox;
-use appliance::server::Gateway;
 use common::cloud::{accept_all, Relay};
 use shared::wire::action::{Command, Outcome};
 use shared::wire::event::{EventBody, MppsStatus};
@@ -28,8 +27,8 @@ async fn create_item_mpps_and_images_reach_the_cloud() {
     config.pacs_port = 0;
     config.mwl_aet = common::MWL_AET.into();
     config.pacs_aet = common::PACS_AET.into();
-    let running = Gateway::open(config).unwrap().start().await.unwrap();
-    let (link, stop) = relay.link(&running, state.path()).await;
+    let service = relay.serve(config).await;
+    let running = &service.dicom;
     let cloud = relay.cloud(accept_all).await;
 
     // 1. The clinician sends the participant to the modality.
@@ -187,7 +186,5 @@ async fn create_item_mpps_and_images_reach_the_cloud() {
     assert_eq!(views, ["LCC", "LMLO", "RCC", "RMLO"]);
     assert!(state.path().join("thumbnails").is_dir());
 
-    let _ = stop.send(true);
-    link.join().await;
-    running.shutdown(Duration::from_secs(5)).await;
+    service.stop(Duration::from_secs(5)).await;
 }

@@ -154,21 +154,24 @@ fn full_size_mammograms_are_stored_and_indexed() {
     ] {
         assert_stored(&storescu(&gw, &[option], &[file]));
         let record = check_stored_copy(&gw, file, ts);
-        assert_eq!(record.rows, Some(4096));
-        assert_eq!(record.columns, Some(3328));
-        assert_eq!(record.modality.as_deref(), Some("MG"));
+        assert_eq!(record.data_set.rows, Some(4096));
+        assert_eq!(record.data_set.columns, Some(3328));
+        assert_eq!(record.data_set.modality.as_deref(), Some("MG"));
         assert_eq!(record.calling_ae, "MODALITY1");
-        assert_eq!(record.accession_number.as_deref(), Some("ACCMG0000001"));
-        assert_eq!(record.image_laterality.as_deref(), Some("L"));
-        assert_eq!(record.view_position.as_deref(), Some("CC"));
-        assert_eq!(record.view_code.as_deref(), Some("cranio-caudal"));
-        assert_eq!(record.kvp, Some(28.0));
-        assert_eq!(record.exposure_uas, Some(120000.0));
-        assert_eq!(record.organ_dose_dgy, Some(1.25));
-        assert_eq!(record.entrance_dose_mgy, Some(5.1));
-        assert_eq!(record.compression_thickness_mm, Some(52.0));
-        assert_eq!(record.anode_target_material.as_deref(), Some("TUNGSTEN"));
-        assert_eq!(record.filter_material.as_deref(), Some("RHODIUM"));
+        assert_eq!(
+            record.data_set.accession_number.as_deref(),
+            Some("ACCMG0000001")
+        );
+        assert_eq!(record.data_set.image_laterality.as_deref(), Some("L"));
+        assert_eq!(record.data_set.view_position.as_deref(), Some("CC"));
+        assert_eq!(record.data_set.view_code.as_deref(), Some("cranio-caudal"));
+        assert_eq!(record.data_set.kvp, Some(28.0));
+        assert_eq!(record.data_set.exposure_uas, Some(120000.0));
+        assert_eq!(record.data_set.organ_dose_dgy, Some(1.25));
+        assert_eq!(record.data_set.entrance_dose_mgy, Some(5.1));
+        assert_eq!(record.data_set.body_part_thickness_mm, Some(52.0));
+        assert_eq!(record.data_set.anode.as_deref(), Some("TUNGSTEN"));
+        assert_eq!(record.data_set.filter.as_deref(), Some("RHODIUM"));
     }
     assert_eq!(gw.stored_files().len(), 5);
     // The first image of a scheduled accession puts its item in progress.

@@ -30,9 +30,9 @@ pub enum Role {
 pub struct Services {
     pub db: Arc<Database>,
     pub storage: Storage,
-    pub doorbell: crate::outbox::Doorbell,
+    pub doorbell: crate::cloud::outbox::Doorbell,
     /// Makes thumbnails and image events after each store.
-    pub thumbnails: crate::thumbnail::Worker,
+    pub thumbnails: crate::thumbnail::Pool,
     /// This gateway's name in its events.
     pub name: std::sync::Arc<str>,
 }

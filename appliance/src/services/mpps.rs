@@ -5,8 +5,8 @@ use dicom_dictionary_std::uids;
 use dicom_object::InMemDicomObject;
 
 use super::{decode_data_set, memory_data, Services};
+use crate::cloud::events;
 use crate::dimse::{field, status, Association, Command, DimseError, Message};
-use crate::events;
 use crate::mpps::{self, MppsError};
 use crate::storage::IncomingObject;
 use crate::worklist::new_uid;

@@ -94,7 +94,7 @@ pub async fn handle(
                 let started = std::time::Instant::now();
                 let result = tokio::task::spawn_blocking(move || {
                     storage.complete(incoming, &task_announced, |txn, record| {
-                        if let Some(accession) = &record.accession_number {
+                        if let Some(accession) = &record.data_set.accession_number {
                             worklist::note_image_received(txn, accession)?;
                         }
                         // The thumbnail and the image event follow off this path.
@@ -107,7 +107,7 @@ pub async fn handle(
                     Ok(Stored::New(record)) => {
                         tracing::info!(
                             sop_instance_uid = %record.sop_instance_uid,
-                            accession = ?record.accession_number,
+                            accession = ?record.data_set.accession_number,
                             calling_ae = %record.calling_ae,
                             bytes = record.file_size,
                             persist_ms = started.elapsed().as_millis() as u64,

@@ -8,36 +8,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::{self, DbError};
 
-/// One stored object. Dose and geometry attributes are kept because the screening app reports
-/// them per view without reopening the file.
+/// One stored object: the UIDs that place it, what its data set says, and its file. Dose and
+/// geometry attributes are kept because the screening app reports them per view without
+/// reopening the file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstanceRecord {
     pub sop_instance_uid: String,
     pub sop_class_uid: String,
     pub series_instance_uid: String,
     pub study_instance_uid: String,
-    pub patient_id: Option<String>,
-    pub patient_name: Option<String>,
-    pub accession_number: Option<String>,
-    pub modality: Option<String>,
-    pub view_position: Option<String>,
-    /// The first View Code Sequence item's meaning, e.g. "cranio-caudal".
-    pub view_code: Option<String>,
-    pub image_laterality: Option<String>,
-    pub kvp: Option<f64>,
-    /// Exposure in µAs when sent, else mAs × 1000.
-    pub exposure_uas: Option<f64>,
-    pub exposure_time_ms: Option<f64>,
-    pub organ_dose_dgy: Option<f64>,
-    pub entrance_dose_mgy: Option<f64>,
-    /// Body Part Thickness: the compressed breast thickness, mm.
-    pub compression_thickness_mm: Option<f64>,
-    pub compression_force_n: Option<f64>,
-    pub anode_target_material: Option<String>,
-    pub filter_material: Option<String>,
+    /// Stored flat, beside the other fields, as records always were.
+    #[serde(flatten)]
+    pub data_set: DataSetFacts,
     pub transfer_syntax: String,
-    pub rows: Option<u16>,
-    pub columns: Option<u16>,
     /// Store-relative path, `hh/hh/<hash>.dcm`.
     pub file_path: String,
     pub file_size: u64,
@@ -76,28 +59,37 @@ pub struct Attributes {
     pub study_instance_uid: Option<String>,
     pub series_number: Option<String>,
     pub study_date: Option<String>,
-    pub partial: PartialRecord,
+    pub data_set: DataSetFacts,
 }
 
-/// Everything of an [`InstanceRecord`] that comes from the data set.
-#[derive(Debug, Clone, Default)]
-pub struct PartialRecord {
+/// Everything of an [`InstanceRecord`] that comes from the data set. The dose fields have the
+/// wire's names (`shared::wire::event::Dose`); the aliases read records written before.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DataSetFacts {
     pub patient_id: Option<String>,
     pub patient_name: Option<String>,
     pub accession_number: Option<String>,
     pub modality: Option<String>,
     pub view_position: Option<String>,
+    /// The first View Code Sequence item's meaning, e.g. "cranio-caudal".
     pub view_code: Option<String>,
     pub image_laterality: Option<String>,
     pub kvp: Option<f64>,
+    /// Exposure in µAs when sent, else mAs × 1000.
     pub exposure_uas: Option<f64>,
     pub exposure_time_ms: Option<f64>,
     pub organ_dose_dgy: Option<f64>,
     pub entrance_dose_mgy: Option<f64>,
-    pub compression_thickness_mm: Option<f64>,
+    /// Body Part Thickness: the compressed breast thickness, mm.
+    #[serde(alias = "compression_thickness_mm")]
+    pub body_part_thickness_mm: Option<f64>,
     pub compression_force_n: Option<f64>,
-    pub anode_target_material: Option<String>,
-    pub filter_material: Option<String>,
+    /// Anode Target Material.
+    #[serde(alias = "anode_target_material")]
+    pub anode: Option<String>,
+    /// Filter Material.
+    #[serde(alias = "filter_material")]
+    pub filter: Option<String>,
     pub rows: Option<u16>,
     pub columns: Option<u16>,
 }
@@ -125,31 +117,14 @@ pub struct FileFacts {
 impl InstanceRecord {
     /// Joins the data set's attributes with its file: the one place the record is assembled,
     /// for a fresh store and for a start-up re-index alike.
-    pub fn new(uids: Uids, p: PartialRecord, file: FileFacts) -> InstanceRecord {
+    pub fn new(uids: Uids, data_set: DataSetFacts, file: FileFacts) -> InstanceRecord {
         InstanceRecord {
             sop_instance_uid: uids.sop_instance_uid,
             sop_class_uid: uids.sop_class_uid,
             series_instance_uid: uids.series_instance_uid,
             study_instance_uid: uids.study_instance_uid,
-            patient_id: p.patient_id,
-            patient_name: p.patient_name,
-            accession_number: p.accession_number,
-            modality: p.modality,
-            view_position: p.view_position,
-            view_code: p.view_code,
-            image_laterality: p.image_laterality,
-            kvp: p.kvp,
-            exposure_uas: p.exposure_uas,
-            exposure_time_ms: p.exposure_time_ms,
-            organ_dose_dgy: p.organ_dose_dgy,
-            entrance_dose_mgy: p.entrance_dose_mgy,
-            compression_thickness_mm: p.compression_thickness_mm,
-            compression_force_n: p.compression_force_n,
-            anode_target_material: p.anode_target_material,
-            filter_material: p.filter_material,
+            data_set,
             transfer_syntax: file.transfer_syntax,
-            rows: p.rows,
-            columns: p.columns,
             file_path: file.file_path,
             file_size: file.file_size,
             file_sha256: file.file_sha256,
@@ -190,7 +165,7 @@ impl Attributes {
             study_instance_uid: text(obj, tags::STUDY_INSTANCE_UID),
             series_number: text(obj, tags::SERIES_NUMBER),
             study_date: text(obj, tags::STUDY_DATE),
-            partial: PartialRecord {
+            data_set: DataSetFacts {
                 patient_id: text(obj, tags::PATIENT_ID),
                 patient_name: text(obj, tags::PATIENT_NAME),
                 accession_number: text(obj, tags::ACCESSION_NUMBER),
@@ -204,10 +179,10 @@ impl Attributes {
                 exposure_time_ms: number(obj, tags::EXPOSURE_TIME),
                 organ_dose_dgy: number(obj, tags::ORGAN_DOSE),
                 entrance_dose_mgy: number(obj, tags::ENTRANCE_DOSE_INM_GY),
-                compression_thickness_mm: number(obj, tags::BODY_PART_THICKNESS),
+                body_part_thickness_mm: number(obj, tags::BODY_PART_THICKNESS),
                 compression_force_n: number(obj, tags::COMPRESSION_FORCE),
-                anode_target_material: text(obj, tags::ANODE_TARGET_MATERIAL),
-                filter_material: text(obj, tags::FILTER_MATERIAL),
+                anode: text(obj, tags::ANODE_TARGET_MATERIAL),
+                filter: text(obj, tags::FILTER_MATERIAL),
                 rows: unsigned(obj, tags::ROWS),
                 columns: unsigned(obj, tags::COLUMNS),
             },
@@ -248,7 +223,7 @@ pub fn insert(
             SeriesRecord {
                 series_instance_uid: record.series_instance_uid.clone(),
                 study_instance_uid: record.study_instance_uid.clone(),
-                modality: record.modality.clone(),
+                modality: record.data_set.modality.clone(),
                 series_number,
                 instance_count: 0,
             },
@@ -260,13 +235,53 @@ pub fn insert(
     let mut study: StudyRecord = db::get_json(&studies, "studies", &record.study_instance_uid)?
         .unwrap_or(StudyRecord {
             study_instance_uid: record.study_instance_uid.clone(),
-            patient_id: record.patient_id.clone(),
-            patient_name: record.patient_name.clone(),
-            accession_number: record.accession_number.clone(),
+            patient_id: record.data_set.patient_id.clone(),
+            patient_name: record.data_set.patient_name.clone(),
+            accession_number: record.data_set.accession_number.clone(),
             study_date,
             instance_count: 0,
         });
     study.instance_count += 1;
     db::put_json(&mut studies, &record.study_instance_uid, &study)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record as the gateway stored it before the dose fields took the wire's names, with the
+    /// data-set fields among the others.
+    const OLD_RECORD: &str = r#"{"sop_instance_uid":"1.2.3.4","sop_class_uid":"1.2.840.10008.5.1.4.1.1.1.2","series_instance_uid":"1.2.3","study_instance_uid":"1.2","patient_id":"9434765919","patient_name":"SMITH^JANE","accession_number":"ACC1","modality":"MG","view_position":"CC","view_code":"cranio-caudal","image_laterality":"L","kvp":28.0,"exposure_uas":120000.0,"exposure_time_ms":null,"organ_dose_dgy":1.25,"entrance_dose_mgy":5.1,"compression_thickness_mm":52.0,"compression_force_n":null,"anode_target_material":"TUNGSTEN","filter_material":"RHODIUM","transfer_syntax":"1.2.840.10008.1.2.1","rows":4096,"columns":3328,"file_path":"ab/cd/abcd.dcm","file_size":1234,"file_sha256":"00ff","received_at":"2026-11-22T09:30:00Z","calling_ae":"MODALITY1"}"#;
+
+    #[test]
+    fn a_record_stored_by_an_earlier_version_still_decodes() {
+        let record: InstanceRecord = serde_json::from_str(OLD_RECORD).unwrap();
+        assert_eq!(record.sop_instance_uid, "1.2.3.4");
+        assert_eq!(record.file_size, 1234);
+        assert_eq!(record.calling_ae, "MODALITY1");
+        let facts = &record.data_set;
+        assert_eq!(facts.accession_number.as_deref(), Some("ACC1"));
+        assert_eq!(facts.view_code.as_deref(), Some("cranio-caudal"));
+        assert_eq!(facts.kvp, Some(28.0));
+        assert_eq!(facts.exposure_time_ms, None);
+        assert_eq!(facts.body_part_thickness_mm, Some(52.0));
+        assert_eq!(facts.anode.as_deref(), Some("TUNGSTEN"));
+        assert_eq!(facts.filter.as_deref(), Some("RHODIUM"));
+        assert_eq!((facts.rows, facts.columns), (Some(4096), Some(3328)));
+    }
+
+    #[test]
+    fn a_record_is_stored_flat_under_the_wire_names_and_reads_back() {
+        let record: InstanceRecord = serde_json::from_str(OLD_RECORD).unwrap();
+        let stored = serde_json::to_value(&record).unwrap();
+        assert!(stored.get("data_set").is_none(), "{stored}");
+        assert_eq!(stored["accession_number"], "ACC1");
+        assert_eq!(stored["body_part_thickness_mm"], 52.0);
+        assert_eq!(stored["anode"], "TUNGSTEN");
+        assert_eq!(stored["filter"], "RHODIUM");
+        assert!(stored.get("compression_thickness_mm").is_none());
+        let read: InstanceRecord = serde_json::from_value(stored).unwrap();
+        assert_eq!(read, record);
+    }
 }

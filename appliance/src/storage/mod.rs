@@ -158,7 +158,7 @@ impl Storage {
                 series_instance_uid,
                 study_instance_uid,
             },
-            attributes.partial,
+            attributes.data_set,
             index::FileFacts {
                 transfer_syntax: announced.transfer_syntax.clone(),
                 file_path: relative.clone(),
@@ -275,7 +275,7 @@ impl Storage {
                 series_instance_uid: series,
                 study_instance_uid: study,
             },
-            a.partial,
+            a.data_set,
             index::FileFacts {
                 transfer_syntax: meta.transfer_syntax().trim_end_matches('\0').to_string(),
                 file_path: relative,

@@ -192,6 +192,19 @@ pub fn get(db: &Database, accession_number: &str) -> Result<Option<WorklistEntry
     db::get_json(&table, "worklist", accession_number)
 }
 
+/// Every item as it is stored, one JSON text each, in accession-number order (`gateway worklist
+/// list`). The text is not decoded, so a record this version cannot read is still shown.
+pub fn stored_json(db: &Database) -> Result<Vec<String>, DbError> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(db::WORKLIST)?;
+    let mut items = Vec::new();
+    for row in table.iter()? {
+        let (_, value) = row?;
+        items.push(String::from_utf8_lossy(value.value()).into_owned());
+    }
+    Ok(items)
+}
+
 /// Items offered to modalities that match `query`, in scheduled order. An exact accession
 /// number is a point lookup; everything else scans (thousands of items, not millions).
 pub fn find(db: &Database, query: &Query) -> Result<Vec<WorklistEntry>, DbError> {

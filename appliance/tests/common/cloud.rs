@@ -1,13 +1,14 @@
-//! The cloud side for gateway tests: a relay emulator, the gateway's cloud link started on a
-//! running gateway, and a cloud stub that receives events as the web app does (verify, record,
-//! de-duplicate by event id, reply).
+//! The cloud side for gateway tests: a relay emulator, the gateway started as `gateway serve`
+//! starts it (DICOM services, cloud link, control socket) on that relay, and a cloud stub that
+//! receives events as the web app does (verify, record, de-duplicate by event id, reply).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use appliance::cloud::{CloudLink, CloudSettings, Ports};
-use appliance::server::Running;
+use appliance::cloud::CloudSettings;
+use appliance::config::Config;
+use appliance::service::Service;
 use relay_emulator::{Config as EmulatorConfig, Emulator, Rule};
 use shared::relay::{Config as RelayConfig, Listener, ListenerOptions, Sender, Settings};
 use shared::wire::action::{
@@ -15,7 +16,6 @@ use shared::wire::action::{
 };
 use shared::wire::event::{Event, EventReply, EventStatus};
 use shared::wire::{Keyring, SigningKey, Verification};
-use tokio::sync::watch;
 
 /// A relay namespace with `actions` and `events`, and the keys of both sides.
 pub struct Relay {
@@ -59,15 +59,11 @@ impl Relay {
         Verification::strict(Keyring::new(vec![self.gateway_key.public_key()]))
     }
 
-    /// Starts the gateway's cloud link on `running` and waits until its listener is connected.
-    pub async fn link(
-        &self,
-        running: &Running,
-        state_dir: &std::path::Path,
-    ) -> (CloudLink, watch::Sender<bool>) {
-        let settings = CloudSettings {
+    /// The gateway's cloud settings for this relay.
+    pub fn settings(&self) -> CloudSettings {
+        CloudSettings {
             relay: Settings {
-                relay: self.config.clone(),
+                connection: self.config.clone(),
                 actions_entity: "actions".into(),
                 events_entity: "events".into(),
             },
@@ -75,26 +71,26 @@ impl Relay {
             peers: Keyring::new(vec![self.cloud_key.public_key()]),
             accept_unsigned: false,
             name: "gw-test".into(),
-        };
-        let (stop, stopped) = watch::channel(false);
-        let link = CloudLink::start(
-            settings,
-            running.db.clone(),
-            Ports {
-                mwl: running.mwl_addr.port(),
-                pacs: running.pacs_addr.port(),
-                state_dir: state_dir.to_path_buf(),
-            },
-            running.doorbell.clone(),
-            &running.liveness,
-            stopped,
-        );
-        let mut status = link.listener.clone();
+        }
+    }
+
+    /// Starts the gateway on `config` with its cloud link on this relay, as `gateway serve`
+    /// does, and waits until its actions listener is connected.
+    pub async fn serve(&self, config: Config) -> Service {
+        let service = Service::start(config, Some(self.settings()))
+            .await
+            .expect("gateway starts");
+        let mut status = service
+            .cloud
+            .as_ref()
+            .expect("the cloud link runs")
+            .listener
+            .clone();
         tokio::time::timeout(Duration::from_secs(10), status.wait_for(|s| s.connected))
             .await
             .expect("the gateway's actions listener connects")
             .unwrap();
-        (link, stop)
+        service
     }
 
     /// Sends a signed action as the cloud does and opens the gateway's signed reply.

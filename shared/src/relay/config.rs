@@ -112,7 +112,8 @@ fn qualify(namespace: &str) -> String {
 /// Everything either side needs: the namespace and the two hybrid connections.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub relay: Config,
+    /// How to reach and authenticate to the namespace.
+    pub connection: Config,
     /// `AZURE_RELAY_HYBRID_CONNECTION`: cloud→gateway actions (the gateway listens).
     pub actions_entity: String,
     /// `AZURE_RELAY_EVENTS_HYBRID_CONNECTION`: gateway→cloud events (the cloud listens).
@@ -129,23 +130,23 @@ impl Settings {
                 .filter(|v| !v.is_empty())
         };
         let require = |name: &'static str| get(name).ok_or(ConfigError::Missing(name));
-        let mut relay = Config::new(
+        let mut connection = Config::new(
             &require("AZURE_RELAY_NAMESPACE")?,
             &require("AZURE_RELAY_KEY_NAME")?,
             &require("AZURE_RELAY_SHARED_ACCESS_KEY")?,
         );
         if let Some(endpoint) = get("AZURE_RELAY_ENDPOINT") {
-            relay.endpoint = Url::parse(&endpoint).map_err(|e| ConfigError::BadUrl {
+            connection.endpoint = Url::parse(&endpoint).map_err(|e| ConfigError::BadUrl {
                 name: "AZURE_RELAY_ENDPOINT",
                 reason: e.to_string(),
             })?;
         }
         if let Some(ttl) = get("AZURE_RELAY_TOKEN_TTL_SECONDS").and_then(|v| v.parse().ok()) {
-            relay.token_ttl = Duration::from_secs(ttl);
+            connection.token_ttl = Duration::from_secs(ttl);
         }
-        relay.proxy = proxy_for(&relay.endpoint, &get)?;
+        connection.proxy = proxy_for(&connection.endpoint, &get)?;
         Ok(Settings {
-            relay,
+            connection,
             actions_entity: require("AZURE_RELAY_HYBRID_CONNECTION")?,
             events_entity: require("AZURE_RELAY_EVENTS_HYBRID_CONNECTION")?,
         })
@@ -216,13 +217,16 @@ mod tests {
     #[test]
     fn defaults_to_the_real_namespace_over_wss() {
         let s = settings(&[]).unwrap();
-        assert_eq!(s.relay.namespace, "clinic-relay.servicebus.windows.net");
         assert_eq!(
-            s.relay.endpoint.as_str(),
+            s.connection.namespace,
+            "clinic-relay.servicebus.windows.net"
+        );
+        assert_eq!(
+            s.connection.endpoint.as_str(),
             "wss://clinic-relay.servicebus.windows.net/"
         );
         assert_eq!(
-            s.relay.url("hc-gw-1", "listen", "x").as_str(),
+            s.connection.url("hc-gw-1", "listen", "x").as_str(),
             "wss://clinic-relay.servicebus.windows.net/$hc/hc-gw-1?sb-hc-action=listen&sb-hc-id=x"
         );
         assert!(!format!("{s:?}").contains("s3cret"));
@@ -232,10 +236,10 @@ mod tests {
     fn endpoint_override_keeps_the_signed_namespace() {
         let s = settings(&[("AZURE_RELAY_ENDPOINT", "ws://127.0.0.1:9350")]).unwrap();
         assert_eq!(
-            s.relay.url("hc", "connect", "y").as_str(),
+            s.connection.url("hc", "connect", "y").as_str(),
             "ws://127.0.0.1:9350/$hc/hc?sb-hc-action=connect&sb-hc-id=y"
         );
-        let token = s.relay.token("hc");
+        let token = s.connection.token("hc");
         assert!(token
             .as_str()
             .contains("sr=http%3A%2F%2Fclinic-relay.servicebus.windows.net%2Fhc&"));
@@ -257,7 +261,7 @@ mod tests {
     fn proxy_follows_curl_conventions() {
         let s = settings(&[("HTTPS_PROXY", "proxy.trust.nhs.uk:3128")]).unwrap();
         assert_eq!(
-            s.relay.proxy.unwrap().as_str(),
+            s.connection.proxy.unwrap().as_str(),
             "http://proxy.trust.nhs.uk:3128/"
         );
         let s = settings(&[
@@ -265,14 +269,14 @@ mod tests {
             ("NO_PROXY", "localhost,.windows.net"),
         ])
         .unwrap();
-        assert!(s.relay.proxy.is_none());
+        assert!(s.connection.proxy.is_none());
         let s = settings(&[
             ("HTTPS_PROXY", "http://p:1"),
             ("AZURE_RELAY_ENDPOINT", "ws://127.0.0.1:1"),
         ])
         .unwrap();
         assert!(
-            s.relay.proxy.is_none(),
+            s.connection.proxy.is_none(),
             "ws:// uses HTTP_PROXY, not HTTPS_PROXY"
         );
     }

@@ -1,7 +1,6 @@
 //! The gateway's link to the cloud: the actions listener and the events courier, both over Azure
 //! Relay, started beside the DICOM services by `gateway serve`.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use shared::relay::{Listener, ListenerOptions, ListenerStatus, Sender, Settings};
@@ -10,11 +9,11 @@ use thiserror::Error;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::actions::Actions;
+use super::actions::Actions;
+use super::outbox::{Courier, Doorbell};
 use crate::db::Database;
-use crate::health::{HealthLimits, HealthProbe};
-use crate::outbox::{Courier, Doorbell};
-use crate::systemd::Liveness;
+use crate::service::health::HealthProbe;
+use crate::service::systemd::Liveness;
 
 /// Why the cloud settings are unusable; each says which variable to fix.
 #[derive(Debug, Error)]
@@ -99,27 +98,20 @@ pub struct CloudLink {
     pub listener: watch::Receiver<ListenerStatus>,
 }
 
-/// Where the DICOM services listen, for the `health` port checks.
-#[derive(Debug, Clone)]
-pub struct Ports {
-    pub mwl: u16,
-    pub pacs: u16,
-    pub state_dir: PathBuf,
-}
-
 impl CloudLink {
-    /// Starts listening for actions and delivering events until `shutdown` turns true.
+    /// Starts listening for actions and delivering events until `shutdown` turns true. `probe`
+    /// answers the cloud's `health` action; the link adds its own listener's state to it.
     pub fn start(
         settings: CloudSettings,
         db: Arc<Database>,
-        ports: Ports,
+        probe: HealthProbe,
         doorbell: Doorbell,
         liveness: &Liveness,
         shutdown: watch::Receiver<bool>,
     ) -> CloudLink {
         let relay = settings.relay;
         let listener = Listener::new(
-            relay.relay.clone(),
+            relay.connection.clone(),
             &relay.actions_entity,
             ListenerOptions::default(),
         );
@@ -133,8 +125,8 @@ impl CloudLink {
             "cloud link: actions on {}, events to {}, via {} (namespace {}); signing as key {}, trusting {}",
             relay.actions_entity,
             relay.events_entity,
-            relay.relay.endpoint,
-            relay.relay.namespace,
+            relay.connection.endpoint,
+            relay.connection.namespace,
             settings.signing_key.id(),
             settings.peers.keys().iter().map(|k| k.id().to_string()).collect::<Vec<_>>().join(", ")
         );
@@ -146,16 +138,13 @@ impl CloudLink {
             },
             settings.signing_key.clone(),
             HealthProbe {
-                mwl_port: ports.mwl,
-                pacs_port: ports.pacs,
-                state_dir: ports.state_dir,
-                limits: HealthLimits::default(),
                 listener: Some(status.clone()),
+                ..probe
             },
         ));
         let courier = Courier::new(
             db,
-            Sender::new(relay.relay.clone(), &relay.events_entity),
+            Sender::new(relay.connection.clone(), &relay.events_entity),
             settings.signing_key,
             Verification::strict(settings.peers),
             doorbell,

@@ -13,20 +13,21 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use serde::{Deserialize, Serialize};
+use shared::backoff::Exponential;
 use shared::relay::Sender;
 use shared::wire::event::{Event, EventReply};
 use shared::wire::{SigningKey, Verification};
 use tokio::sync::Notify;
 
-use crate::db::{Database, DbError};
-
-/// Queued events by sequence number (ascending = oldest first).
-pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+use crate::db::{Database, DbError, OUTBOX};
 
 /// The longest wait between two attempts at one event.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// The retry schedule: 1 s, doubling, capped at [`MAX_BACKOFF`].
+const BACKOFF: Exponential = Exponential::new(Duration::from_secs(1), MAX_BACKOFF);
 
 /// One queued event and its delivery history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,22 +72,10 @@ pub fn enqueue(txn: &WriteTransaction, event: Event, order_key: &str) -> Result<
     Ok(sequence)
 }
 
-/// Creates the table so that readers never meet a missing one.
-pub fn create_table(db: &Database) -> Result<(), DbError> {
-    db.write(|txn| {
-        txn.open_table(OUTBOX)?;
-        Ok::<_, DbError>(())
-    })
-}
-
 /// Every queued event, oldest first.
 pub fn list(db: &Database) -> Result<Vec<(u64, Queued)>, DbError> {
     let txn = db.begin_read()?;
-    let table = match txn.open_table(OUTBOX) {
-        Ok(table) => table,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
+    let table = txn.open_table(OUTBOX)?;
     let mut out = Vec::new();
     for row in table.iter()? {
         let (key, value) = row?;
@@ -99,11 +88,7 @@ pub fn list(db: &Database) -> Result<Vec<(u64, Queued)>, DbError> {
 /// Queue depth and the age of the oldest event.
 pub fn stats(db: &Database) -> Result<Stats, DbError> {
     let txn = db.begin_read()?;
-    let table = match txn.open_table(OUTBOX) {
-        Ok(table) => table,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Stats::default()),
-        Err(e) => return Err(e.into()),
-    };
+    let table = txn.open_table(OUTBOX)?;
     let depth = table.len()?;
     let oldest = match table.first()? {
         Some((key, value)) => Some(decode(key.value(), value.value())?),
@@ -128,8 +113,7 @@ fn decode(key: u64, bytes: &[u8]) -> Result<Queued, DbError> {
 
 /// The delay before attempt `attempts + 1`: 1 s, 2 s, 4 s… capped at [`MAX_BACKOFF`].
 pub fn backoff(attempts: u32) -> Duration {
-    let seconds = 1u64 << attempts.saturating_sub(1).min(16);
-    Duration::from_secs(seconds).min(MAX_BACKOFF)
+    BACKOFF.delay(attempts)
 }
 
 /// Wakes the courier when new events are committed, so delivery does not wait for a timer.

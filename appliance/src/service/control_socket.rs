@@ -1,6 +1,6 @@
-//! `gateway status` talks to the running service through a Unix socket in the state directory:
-//! redb lets only one process open the database, so the service itself answers, with the same
-//! report the cloud's `health` action gets.
+//! The control socket: `gateway status` (and `gateway doctor`) talk to the running service
+//! through a Unix socket in the state directory. redb lets only one process open the database,
+//! so the service itself answers, with the same report the cloud's `health` action gets.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,8 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
+use super::health::{self, HealthProbe};
 use crate::db::Database;
-use crate::health::{self, HealthProbe};
 
 /// The socket's path in a state directory.
 pub fn socket_path(state_dir: &Path) -> PathBuf {

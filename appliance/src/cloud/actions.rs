@@ -11,7 +11,7 @@ use shared::wire::action::{Action, ActionReply, Command, Outcome, WorklistItem, 
 use shared::wire::{SigningKey, Verification};
 
 use crate::db::Database;
-use crate::health::{self, HealthProbe};
+use crate::service::health::{self, HealthProbe};
 use crate::worklist::{self, WorklistEntry, WorklistError};
 
 /// Handles actions for one gateway.

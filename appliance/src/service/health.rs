@@ -13,8 +13,8 @@ use shared::relay::ListenerStatus;
 use shared::wire::action::{HealthCheck, HealthReport};
 use tokio::sync::watch;
 
-use crate::db::{Database, DbError};
-use crate::outbox;
+use crate::cloud::outbox;
+use crate::db::{Database, DbError, HEALTH};
 use crate::thumbnail;
 
 /// Thresholds for `health`: below them the gateway says it is unhealthy.
@@ -182,9 +182,6 @@ fn database_check(db: &Database) -> HealthCheck {
         Err(e) => check(false, format!("not writable: {e}"), Map::new()),
     }
 }
-
-/// A scratch table `health` writes to, proving the database takes writes.
-pub(crate) const HEALTH: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("health");
 
 fn queue_check(db: &Database, limits: &HealthLimits) -> HealthCheck {
     match outbox::stats(db) {

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use shared::relay::{probe, RelayError};
 
+use super::envfile;
+use super::health::HealthLimits;
 use crate::cloud::CloudSettings;
 use crate::config::{Config, SETTINGS, SETTING_ALIASES};
-use crate::envfile;
-use crate::health::HealthLimits;
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,8 +283,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// Without a relay configured, the service's failing `relay_listener` check is the "cloud link"
 /// warning already given, not a second problem.
 async fn check_service(config: &Config, cloud_configured: bool, report: &mut Report) {
-    let socket = crate::status::socket_path(&config.state_dir);
-    match crate::status::query(&socket).await {
+    let socket = super::control_socket::socket_path(&config.state_dir);
+    match super::control_socket::query(&socket).await {
         Ok(health) => {
             let failing: Vec<String> = health
                 .checks
@@ -366,7 +366,7 @@ fn check_disk(config: &Config, report: &mut Report) {
         );
         return;
     }
-    let disk = crate::health::disk_check(&config.state_dir, &HealthLimits::default());
+    let disk = super::health::disk_check(&config.state_dir, &HealthLimits::default());
     let verdict = if disk.ok { Verdict::Ok } else { Verdict::Fail };
     let fix = (!disk.ok).then(|| {
         "free space, or move /var/lib/gateway to a larger disk; images are kept until the disk fills".to_string()
@@ -377,7 +377,7 @@ fn check_disk(config: &Config, report: &mut Report) {
 /// Reaches the relay as the service would: listen on the actions hybrid connection, connect to
 /// the events one, and compare clocks.
 async fn check_relay(cloud: &CloudSettings, report: &mut Report) {
-    let relay = &cloud.relay.relay;
+    let relay = &cloud.relay.connection;
     let host = relay.endpoint.host_str().unwrap_or("the relay").to_string();
     let timeout = Duration::from_secs(15);
     let actions = &cloud.relay.actions_entity;

@@ -1,0 +1,186 @@
+//! Which state changes the cloud hears about, and how they read as events: an MPPS status
+//! ([`mpps_changed`]) and a received image with its thumbnail ([`image_received`]). Called inside
+//! the transaction of the change itself, so the change and its event commit together.
+
+use dicom_dictionary_std::tags;
+use dicom_object::DefaultDicomObject;
+use redb::WriteTransaction;
+use shared::wire::event::{
+    Dose, Event, EventBody, ImageReceived, ImageSummary, MppsStatus as WireStatus,
+    MppsStatusUpdate, PatientSummary, SeriesSummary, StudySummary, Thumbnail,
+};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::outbox;
+use crate::db::DbError;
+use crate::mpps::{MppsChange, MppsStatus};
+use crate::storage::InstanceRecord;
+use crate::worklist;
+
+/// Queues `mpps.status_update` for an N-CREATE or N-SET that set a status. Steps that name no
+/// accession number cannot be matched to an appointment by the cloud, so they are only logged.
+pub fn mpps_changed(
+    txn: &WriteTransaction,
+    change: &MppsChange,
+    source_system: &str,
+) -> Result<(), DbError> {
+    let record = &change.record;
+    let Some(accession) = record
+        .linked_accession
+        .clone()
+        .or_else(|| record.accession_numbers.first().cloned())
+    else {
+        tracing::info!(mpps = %record.sop_instance_uid, "MPPS names no accession number: not reported");
+        return Ok(());
+    };
+    let status = match record.status {
+        MppsStatus::InProgress => WireStatus::InProgress,
+        MppsStatus::Completed => WireStatus::Completed,
+        MppsStatus::Discontinued => WireStatus::Discontinued,
+    };
+    let event = Event::new(
+        source_system,
+        EventBody::MppsStatusUpdate(MppsStatusUpdate {
+            action_id: change.worklist.as_ref().and_then(|w| w.action_id),
+            accession_number: accession.clone(),
+            status,
+            mpps_instance_uid: record.sop_instance_uid.clone(),
+        }),
+    );
+    outbox::enqueue(txn, event, &accession)?;
+    Ok(())
+}
+
+/// Queues `study.image_received` for a stored instance, with its thumbnail inlined (`None` when
+/// none could be made) and the worklist item's details where the object lacks them. Events of
+/// one accession (or, without one, one study) are delivered in order.
+pub fn image_received(
+    txn: &WriteTransaction,
+    source_system: &str,
+    record: &InstanceRecord,
+    extra: &ImageExtra,
+    thumbnail: Option<Thumbnail>,
+) -> Result<(), DbError> {
+    let item = match &record.data_set.accession_number {
+        Some(accession) => worklist::get_in(txn, accession)?,
+        None => None,
+    };
+    let event = image_event(source_system, record, extra, item.as_ref(), thumbnail);
+    let order_key = record
+        .data_set
+        .accession_number
+        .clone()
+        .unwrap_or_else(|| record.study_instance_uid.clone());
+    outbox::enqueue(txn, event, &order_key)?;
+    Ok(())
+}
+
+/// Attributes the image event carries that the index does not keep, read from the object
+/// when its thumbnail is made.
+#[derive(Debug, Clone, Default)]
+pub struct ImageExtra {
+    instance_number: Option<i64>,
+    series_number: Option<i64>,
+    series_description: Option<String>,
+    study_date: Option<String>,
+    study_time: Option<String>,
+    study_description: Option<String>,
+    birth_date: Option<String>,
+    sex: Option<String>,
+}
+
+impl ImageExtra {
+    pub fn read(object: &DefaultDicomObject) -> ImageExtra {
+        let text = |tag| crate::storage::index::text(object, tag);
+        let number = |tag| text(tag).and_then(|s| s.parse::<i64>().ok());
+        ImageExtra {
+            instance_number: number(tags::INSTANCE_NUMBER),
+            series_number: number(tags::SERIES_NUMBER),
+            series_description: text(tags::SERIES_DESCRIPTION),
+            study_date: text(tags::STUDY_DATE),
+            study_time: text(tags::STUDY_TIME),
+            study_description: text(tags::STUDY_DESCRIPTION),
+            birth_date: text(tags::PATIENT_BIRTH_DATE),
+            sex: text(tags::PATIENT_SEX),
+        }
+    }
+}
+
+fn image_event(
+    source_system: &str,
+    record: &InstanceRecord,
+    extra: &ImageExtra,
+    item: Option<&worklist::WorklistEntry>,
+    thumbnail: Option<Thumbnail>,
+) -> Event {
+    let received_at = OffsetDateTime::parse(&record.received_at, &Rfc3339)
+        .unwrap_or_else(|_| OffsetDateTime::now_utc());
+    let participant = PatientSummary {
+        patient_id: record
+            .data_set
+            .patient_id
+            .clone()
+            .or_else(|| item.map(|i| i.participant.nhs_number.clone()))
+            .unwrap_or_default(),
+        name: record
+            .data_set
+            .patient_name
+            .clone()
+            .or_else(|| item.map(|i| i.participant.name.clone()))
+            .unwrap_or_default(),
+        birth_date: extra
+            .birth_date
+            .clone()
+            .or_else(|| item.map(|i| i.participant.birth_date.clone())),
+        sex: extra
+            .sex
+            .clone()
+            .or_else(|| item.map(|i| i.participant.sex.clone())),
+    };
+    Event::new(
+        source_system,
+        EventBody::ImageReceived(Box::new(ImageReceived {
+            action_id: item.and_then(|i| i.action_id),
+            participant,
+            study: StudySummary {
+                study_instance_uid: record.study_instance_uid.clone(),
+                accession_number: record.data_set.accession_number.clone(),
+                date: extra.study_date.clone(),
+                time: extra.study_time.clone(),
+                description: extra
+                    .study_description
+                    .clone()
+                    .or_else(|| item.map(|i| i.procedure.study_description.clone())),
+            },
+            series: SeriesSummary {
+                series_instance_uid: record.series_instance_uid.clone(),
+                number: extra.series_number,
+                modality: record.data_set.modality.clone(),
+                description: extra.series_description.clone(),
+            },
+            image: ImageSummary {
+                sop_instance_uid: record.sop_instance_uid.clone(),
+                sop_class_uid: record.sop_class_uid.clone(),
+                instance_number: extra.instance_number,
+                rows: record.data_set.rows.map(u32::from),
+                columns: record.data_set.columns.map(u32::from),
+                transfer_syntax_uid: record.transfer_syntax.clone(),
+                view: record.data_set.view_position.clone(),
+                laterality: record.data_set.image_laterality.clone(),
+                dose: Dose {
+                    kvp: record.data_set.kvp,
+                    exposure_uas: record.data_set.exposure_uas,
+                    organ_dose_dgy: record.data_set.organ_dose_dgy,
+                    entrance_dose_mgy: record.data_set.entrance_dose_mgy,
+                    anode: record.data_set.anode.clone(),
+                    filter: record.data_set.filter.clone(),
+                    body_part_thickness_mm: record.data_set.body_part_thickness_mm,
+                    compression_force_n: record.data_set.compression_force_n,
+                },
+                received_at,
+                thumbnail,
+            },
+        })),
+    )
+}

@@ -1,0 +1,15 @@
+//! Running as a service: [`run`] wires the whole `gateway serve` process (the DICOM services,
+//! the cloud link, the control socket) and takes it down in order; [`systemd`] (readiness, the
+//! status line, the watchdog), [`logging`] (journald priorities), [`envfile`] (the settings file
+//! read the way systemd reads it), [`health`] (the self-checks), [`control_socket`] (the Unix
+//! socket `gateway status` asks) and [`doctor`] (`gateway doctor`'s installation checks).
+
+pub mod control_socket;
+pub mod doctor;
+pub mod envfile;
+pub mod health;
+pub mod logging;
+pub mod run;
+pub mod systemd;
+
+pub use run::{serve, Service};
