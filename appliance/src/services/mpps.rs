@@ -4,8 +4,8 @@
 use dicom_dictionary_std::uids;
 use dicom_object::InMemDicomObject;
 
-use super::{decode_data_set, memory_data, Services};
-use crate::dimse::{field, status, Association, Command, DimseError, Message};
+use super::Services;
+use crate::dimse::{data_set, field, status, Association, Command, DimseError, Message};
 use crate::events;
 use crate::mpps::{self, MppsError};
 use crate::storage::IncomingObject;
@@ -38,13 +38,13 @@ fn prepare(
             "N-CREATE/N-SET are offered for MPPS only".into(),
         ));
     }
-    match memory_data(message) {
+    match message.memory_data() {
         None => Err(refuse(
             status::MISSING_ATTRIBUTE,
             "the request carries no data set".into(),
         )),
-        Some(bytes) => decode_data_set(&message.context, bytes)
-            .map_err(|e| refuse(status::INVALID_ATTRIBUTE_VALUE, e)),
+        Some(bytes) => data_set::decode(&message.context, bytes)
+            .map_err(|e| refuse(status::INVALID_ATTRIBUTE_VALUE, e.to_string())),
     }
 }
 
