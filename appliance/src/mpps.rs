@@ -37,6 +37,42 @@ impl MppsStatus {
             _ => None,
         }
     }
+
+    /// The status a step starts in: an N-CREATE must say IN PROGRESS (PS3.4 F.7.2.1.2).
+    /// `value` is the Performed Procedure Step Status sent, `None` when absent or empty.
+    pub fn at_create(value: Option<&str>) -> Result<MppsStatus, MppsError> {
+        let value = value.ok_or(MppsError::MissingAttribute(
+            "Performed Procedure Step Status (0040,0252)",
+        ))?;
+        match MppsStatus::parse(value) {
+            Some(MppsStatus::InProgress) => Ok(MppsStatus::InProgress),
+            _ => Err(MppsError::InvalidValue(format!(
+                "Performed Procedure Step Status must be IN PROGRESS at N-CREATE, not {value:?}"
+            ))),
+        }
+    }
+}
+
+impl MppsRecord {
+    /// The step's status after an N-SET that sends `value` (`None`: the N-SET leaves the status
+    /// out). Only an IN PROGRESS step may be updated: COMPLETED and DISCONTINUED are final
+    /// (PS3.4 F.7.2.2.2), whatever the N-SET says.
+    pub fn status_after_set(&self, value: Option<&str>) -> Result<MppsStatus, MppsError> {
+        if self.status != MppsStatus::InProgress {
+            return Err(MppsError::NotInProgress {
+                uid: self.sop_instance_uid.clone(),
+                status: self.status,
+            });
+        }
+        match value {
+            None => Ok(self.status),
+            Some(value) => MppsStatus::parse(value).ok_or_else(|| {
+                MppsError::InvalidValue(format!(
+                    "Performed Procedure Step Status {value:?} is not IN PROGRESS, COMPLETED or DISCONTINUED"
+                ))
+            }),
+        }
+    }
 }
 
 /// One performed procedure step.
@@ -104,14 +140,8 @@ pub fn create(
     data_set: &InMemDicomObject,
     calling_ae: &str,
 ) -> Result<MppsChange, MppsError> {
-    let status_text = text(data_set, tags::PERFORMED_PROCEDURE_STEP_STATUS).ok_or(
-        MppsError::MissingAttribute("Performed Procedure Step Status (0040,0252)"),
-    )?;
-    if MppsStatus::parse(&status_text) != Some(MppsStatus::InProgress) {
-        return Err(MppsError::InvalidValue(format!(
-            "Performed Procedure Step Status must be IN PROGRESS at N-CREATE, not {status_text:?}"
-        )));
-    }
+    let status =
+        MppsStatus::at_create(text(data_set, tags::PERFORMED_PROCEDURE_STEP_STATUS).as_deref())?;
     let steps = data_set
         .get(tags::SCHEDULED_STEP_ATTRIBUTES_SEQUENCE)
         .ok_or(MppsError::MissingAttribute(
@@ -150,7 +180,7 @@ pub fn create(
     let now = now_rfc3339();
     let record = MppsRecord {
         sop_instance_uid: sop_instance_uid.to_string(),
-        status: MppsStatus::InProgress,
+        status,
         accession_numbers,
         linked_accession,
         calling_ae: calling_ae.to_string(),
@@ -176,24 +206,11 @@ pub fn set(
     let mut table = txn.open_table(db::MPPS)?;
     let mut record: MppsRecord = db::get_json(&table, "mpps", sop_instance_uid)?
         .ok_or_else(|| MppsError::NoSuchInstance(sop_instance_uid.to_string()))?;
-    if record.status != MppsStatus::InProgress {
-        return Err(MppsError::NotInProgress {
-            uid: record.sop_instance_uid,
-            status: record.status,
-        });
-    }
-    let new_status = match modifications.get(tags::PERFORMED_PROCEDURE_STEP_STATUS) {
-        None => None,
-        Some(_) => {
-            let value =
-                text(modifications, tags::PERFORMED_PROCEDURE_STEP_STATUS).unwrap_or_default();
-            Some(MppsStatus::parse(&value).ok_or_else(|| {
-                MppsError::InvalidValue(format!(
-                    "Performed Procedure Step Status {value:?} is not IN PROGRESS, COMPLETED or DISCONTINUED"
-                ))
-            })?)
-        }
-    };
+    // An element present with no value is a bad value, not a missing one.
+    let sent = modifications
+        .get(tags::PERFORMED_PROCEDURE_STEP_STATUS)
+        .map(|_| text(modifications, tags::PERFORMED_PROCEDURE_STEP_STATUS).unwrap_or_default());
+    let new_status = record.status_after_set(sent.as_deref())?;
     let mut data_sets = txn.open_table(db::MPPS_DATA_SETS)?;
     let mut stored = match data_sets.get(sop_instance_uid)? {
         Some(bytes) => InMemDicomObject::read_dataset_with_ts(
@@ -209,20 +226,18 @@ pub fn set(
     data_sets.insert(sop_instance_uid, encode(&stored)?.as_slice())?;
 
     let mut linked_entry = None;
-    if let Some(status) = new_status {
-        record.status = status;
-        let finished = match status {
-            MppsStatus::Completed => Some(WorklistStatus::Completed),
-            MppsStatus::Discontinued => Some(WorklistStatus::Discontinued),
-            MppsStatus::InProgress => None,
-        };
-        if let (Some(item_status), Some(accession)) = (finished, &record.linked_accession) {
-            if let Some(mut entry) = worklist::get_in(txn, accession)? {
-                if entry.mpps_instance_uid.as_deref() == Some(sop_instance_uid) {
-                    entry.status = item_status;
-                    worklist::put(txn, &mut entry)?;
-                    linked_entry = Some(entry);
-                }
+    record.status = new_status;
+    let finished = match new_status {
+        MppsStatus::Completed => Some(WorklistStatus::Completed),
+        MppsStatus::Discontinued => Some(WorklistStatus::Discontinued),
+        MppsStatus::InProgress => None,
+    };
+    if let (Some(item_status), Some(accession)) = (finished, &record.linked_accession) {
+        if let Some(mut entry) = worklist::get_in(txn, accession)? {
+            if entry.mpps_instance_uid.as_deref() == Some(sop_instance_uid) {
+                entry.status = item_status;
+                worklist::put(txn, &mut entry)?;
+                linked_entry = Some(entry);
             }
         }
     }
@@ -246,4 +261,208 @@ pub fn data_set(db: &Database, sop_instance_uid: &str) -> Result<Option<Vec<u8>>
     let txn = db.begin_read()?;
     let table = txn.open_table(db::MPPS_DATA_SETS)?;
     Ok(table.get(sop_instance_uid)?.map(|v| v.value().to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use dicom_core::value::DataSetSequence;
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+
+    use super::*;
+    use MppsStatus::{Completed, Discontinued, InProgress};
+
+    /// What one request gave: the step's status, or the refusal by name.
+    type Outcome = Result<MppsStatus, &'static str>;
+
+    /// An error by its variant, so results compare in a table.
+    fn kind<T>(result: Result<T, MppsError>) -> Result<T, &'static str> {
+        result.map_err(|e| match e {
+            MppsError::Duplicate(_) => "Duplicate",
+            MppsError::NoSuchInstance(_) => "NoSuchInstance",
+            MppsError::MissingAttribute(_) => "MissingAttribute",
+            MppsError::InvalidValue(_) => "InvalidValue",
+            MppsError::NotInProgress { .. } => "NotInProgress",
+            MppsError::Db(_) => "Db",
+        })
+    }
+
+    #[test]
+    fn n_create_must_say_in_progress() {
+        let cases: [(Option<&str>, Outcome); 8] = [
+            (Some("IN PROGRESS"), Ok(InProgress)),
+            (Some(" IN PROGRESS "), Ok(InProgress)),
+            (Some("COMPLETED"), Err("InvalidValue")),
+            (Some("DISCONTINUED"), Err("InvalidValue")),
+            (Some("SCHEDULED"), Err("InvalidValue")),
+            (Some("in progress"), Err("InvalidValue")),
+            (Some("INPROGRESS"), Err("InvalidValue")),
+            (None, Err("MissingAttribute")),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(kind(MppsStatus::at_create(value)), expected, "{value:?}");
+        }
+    }
+
+    fn record(status: MppsStatus) -> MppsRecord {
+        MppsRecord {
+            sop_instance_uid: "1.2.3".into(),
+            status,
+            accession_numbers: Vec::new(),
+            linked_accession: None,
+            calling_ae: "MODALITY1".into(),
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn only_an_in_progress_step_may_change() {
+        #[rustfmt::skip]
+        let cases: [(MppsStatus, Option<&str>, Outcome); 19] = [
+            (InProgress, None, Ok(InProgress)),
+            (InProgress, Some("IN PROGRESS"), Ok(InProgress)),
+            (InProgress, Some("COMPLETED"), Ok(Completed)),
+            (InProgress, Some("DISCONTINUED"), Ok(Discontinued)),
+            (InProgress, Some(" COMPLETED"), Ok(Completed)),
+            (InProgress, Some(""), Err("InvalidValue")),
+            (InProgress, Some("completed"), Err("InvalidValue")),
+            (InProgress, Some("SCHEDULED"), Err("InvalidValue")),
+            (InProgress, Some("DONE"), Err("InvalidValue")),
+            (Completed, None, Err("NotInProgress")),
+            (Completed, Some("IN PROGRESS"), Err("NotInProgress")),
+            (Completed, Some("COMPLETED"), Err("NotInProgress")),
+            (Completed, Some("DISCONTINUED"), Err("NotInProgress")),
+            (Completed, Some("DONE"), Err("NotInProgress")),
+            (Discontinued, None, Err("NotInProgress")),
+            (Discontinued, Some("IN PROGRESS"), Err("NotInProgress")),
+            (Discontinued, Some("COMPLETED"), Err("NotInProgress")),
+            (Discontinued, Some("DISCONTINUED"), Err("NotInProgress")),
+            (Discontinued, Some(""), Err("NotInProgress")),
+        ];
+        for (current, value, expected) in cases {
+            assert_eq!(
+                kind(record(current).status_after_set(value)),
+                expected,
+                "{current:?} + {value:?}"
+            );
+        }
+    }
+
+    /// One request to the redb-backed functions.
+    #[derive(Debug, Clone, Copy)]
+    enum Op {
+        /// N-CREATE with this status (none: left out), naming the accession.
+        Create(Option<&'static str>),
+        /// N-SET with this status (none: only other attributes).
+        Set(Option<&'static str>),
+    }
+
+    const UID: &str = "1.2.826.0.1.7";
+    /// The accession of the item `matching::tests::entry` makes.
+    const ACCESSION: &str = "ACC00001";
+
+    fn data_set(status: Option<&str>, with_steps: bool) -> InMemDicomObject {
+        let text = |tag, vr, value: &str| DataElement::new(tag, vr, PrimitiveValue::from(value));
+        let mut elements = vec![text(
+            tags::PERFORMED_PROCEDURE_STEP_DESCRIPTION,
+            VR::LO,
+            "screening",
+        )];
+        if let Some(status) = status {
+            elements.push(text(tags::PERFORMED_PROCEDURE_STEP_STATUS, VR::CS, status));
+        }
+        if with_steps {
+            let step = InMemDicomObject::from_element_iter([text(
+                tags::ACCESSION_NUMBER,
+                VR::SH,
+                ACCESSION,
+            )]);
+            elements.push(DataElement::new(
+                tags::SCHEDULED_STEP_ATTRIBUTES_SEQUENCE,
+                VR::SQ,
+                DataSetSequence::from(vec![step]),
+            ));
+        }
+        InMemDicomObject::from_element_iter(elements)
+    }
+
+    /// Runs `ops` against a fresh database holding one SCHEDULED item; returns each op's
+    /// resulting step status (or refusal) and the item's status at the end.
+    fn run(ops: &[Op]) -> (Vec<Outcome>, WorklistStatus) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("state.redb")).unwrap();
+        let entry = crate::worklist::matching::tests::entry("20261122", "093000", None);
+        db.write(|txn| worklist::insert(txn, &entry)).unwrap();
+        let results = ops
+            .iter()
+            .map(|op| {
+                kind(db.write(|txn| match *op {
+                    Op::Create(status) => create(txn, UID, &data_set(status, true), "MODALITY1"),
+                    Op::Set(status) => set(txn, UID, &data_set(status, false)),
+                }))
+                .map(|change| change.record.status)
+            })
+            .collect();
+        let item = worklist::get(&db, ACCESSION).unwrap().unwrap();
+        (results, item.status)
+    }
+
+    #[test]
+    fn steps_end_once_and_finish_their_item() {
+        use Op::{Create, Set};
+        use WorklistStatus as W;
+        let ip = Some("IN PROGRESS");
+        let done = Some("COMPLETED");
+        let stop = Some("DISCONTINUED");
+        #[rustfmt::skip]
+        let cases: Vec<(&str, Vec<Op>, Vec<Outcome>, WorklistStatus)> = vec![
+            ("create links the item",
+                vec![Create(ip)], vec![Ok(InProgress)], W::InProgress),
+            ("IN PROGRESS → COMPLETED",
+                vec![Create(ip), Set(done)], vec![Ok(InProgress), Ok(Completed)], W::Completed),
+            ("IN PROGRESS → DISCONTINUED",
+                vec![Create(ip), Set(stop)], vec![Ok(InProgress), Ok(Discontinued)], W::Discontinued),
+            ("updates that keep it IN PROGRESS",
+                vec![Create(ip), Set(None), Set(ip), Set(done)],
+                vec![Ok(InProgress), Ok(InProgress), Ok(InProgress), Ok(Completed)], W::Completed),
+            ("nothing after COMPLETED",
+                vec![Create(ip), Set(done), Set(ip), Set(stop), Set(done), Set(None)],
+                vec![Ok(InProgress), Ok(Completed), Err("NotInProgress"), Err("NotInProgress"),
+                     Err("NotInProgress"), Err("NotInProgress")], W::Completed),
+            ("nothing after DISCONTINUED",
+                vec![Create(ip), Set(stop), Set(done), Set(None)],
+                vec![Ok(InProgress), Ok(Discontinued), Err("NotInProgress"), Err("NotInProgress")],
+                W::Discontinued),
+            ("a bad status text is refused and the step stays open",
+                vec![Create(ip), Set(Some("DONE")), Set(Some("")), Set(done)],
+                vec![Ok(InProgress), Err("InvalidValue"), Err("InvalidValue"), Ok(Completed)],
+                W::Completed),
+            ("N-CREATE COMPLETED creates nothing",
+                vec![Create(done), Set(done)], vec![Err("InvalidValue"), Err("NoSuchInstance")],
+                W::Scheduled),
+            ("N-CREATE without a status creates nothing",
+                vec![Create(None), Set(None)], vec![Err("MissingAttribute"), Err("NoSuchInstance")],
+                W::Scheduled),
+            ("N-CREATE with a bad status creates nothing",
+                vec![Create(Some("STARTED"))], vec![Err("InvalidValue")], W::Scheduled),
+            ("a second N-CREATE of the same instance",
+                vec![Create(ip), Create(ip)], vec![Ok(InProgress), Err("Duplicate")], W::InProgress),
+            ("N-SET of an unknown instance",
+                vec![Set(done)], vec![Err("NoSuchInstance")], W::Scheduled),
+        ];
+        for (name, ops, expected, item_status) in cases {
+            assert_eq!(run(&ops), (expected, item_status), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_step_without_scheduled_step_attributes_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("state.redb")).unwrap();
+        let result = db.write(|txn| create(txn, UID, &data_set(Some("IN PROGRESS"), false), "M"));
+        assert_eq!(
+            kind(result.map(|c| c.record.status)),
+            Err("MissingAttribute")
+        );
+    }
 }

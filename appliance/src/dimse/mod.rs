@@ -1,12 +1,16 @@
-//! The DIMSE layer (PS3.7) on top of dicom-ul's upper layer: command sets, message assembly
-//! from PDVs, status codes. dicom-rs has none of this, so it is ours.
+//! The DIMSE layer (PS3.7) on top of dicom-ul's upper layer: command sets, messages assembled
+//! from and split into PDVs, data sets in a context's transfer syntax, status codes. dicom-rs
+//! has none of this, so it is ours. The SCPs (`association.rs`) and the modality emulator's SCU
+//! (`modality/scu.rs`) share all of it.
 
 pub mod association;
 pub mod command;
+pub mod data_set;
 pub mod lengths;
+pub mod message;
 pub mod status;
 
-pub use association::{
-    message_pdus, Association, Context, DataSink, DimseError, Message, Received,
-};
+pub use association::{Association, DimseError, Received};
 pub use command::{field, Command};
+pub use data_set::DataSetError;
+pub use message::{message_pdus, Assembler, AssemblyError, Context, DataSink, Message};

@@ -224,8 +224,8 @@ pub async fn run(options: &Options, mut say: impl FnMut(&str)) -> Result<Report,
 }
 
 fn check(step: &str, status: u16, command: &Command) -> Result<(), ModalityError> {
-    // Success, and the warnings (0x0001, 0xBxxx) a store may answer with, are fine.
-    if status == status::SUCCESS || status == 0x0001 || (status & 0xF000) == 0xB000 {
+    // Success, and the warnings a store or an MPPS update may answer with, are fine.
+    if status == status::SUCCESS || status::is_warning(status) {
         Ok(())
     } else {
         Err(ModalityError::Failed {

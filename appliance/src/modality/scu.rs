@@ -1,18 +1,19 @@
 //! The requesting side of DIMSE, for the modality emulator: open an association, send a
-//! request, collect its responses. The framing is the server's own (`dimse::message_pdus`) and
-//! the command sets its codec, so both sides speak exactly the same bytes.
+//! request, collect its responses. Messages are framed and assembled by the server's own
+//! `dimse::message` (with its limits) and data sets coded by `dimse::data_set`, so both sides
+//! speak exactly the same bytes and distrust the same ones.
 
 use dicom_dictionary_std::uids;
-use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::InMemDicomObject;
-use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use dicom_ul::association::client::AsyncClientAssociation;
-use dicom_ul::pdu::{PDataValueType, PresentationContextResultReason};
 use dicom_ul::{ClientAssociationOptions, Pdu};
 use thiserror::Error;
 use tokio::net::TcpStream;
 
-use crate::dimse::{message_pdus, status, Command};
+use crate::dimse::{
+    data_set, message_pdus, status, Assembler, AssemblyError, Command, Context, DataSetError,
+    DataSink,
+};
 
 /// What went wrong talking to a peer.
 #[derive(Debug, Error)]
@@ -30,9 +31,11 @@ pub enum ScuError {
     #[error("the peer aborted the association")]
     Aborted,
     #[error("cannot encode or decode a data set: {0}")]
-    DataSet(String),
+    DataSet(#[from] DataSetError),
     #[error("malformed response: {0}")]
-    Response(String),
+    Malformed(#[from] AssemblyError),
+    #[error("malformed response: unexpected PDU {0}")]
+    UnexpectedPdu(String),
 }
 
 /// One response: its command and data set, if any.
@@ -52,6 +55,8 @@ impl Response {
 /// An open association as the requestor.
 pub struct Scu {
     assoc: AsyncClientAssociation<TcpStream>,
+    /// The presentation contexts the peer accepted.
+    contexts: Vec<Context>,
     next_message_id: u16,
 }
 
@@ -87,6 +92,7 @@ impl Scu {
         // dicom-ul leaves Nagle on; small DIMSE messages would each wait ~40 ms for an ACK.
         let _ = assoc.inner_stream().set_nodelay(true);
         Ok(Scu {
+            contexts: Context::accepted(assoc.presentation_contexts()),
             assoc,
             next_message_id: 1,
         })
@@ -101,32 +107,13 @@ impl Scu {
         data_set: Option<&InMemDicomObject>,
     ) -> Result<Vec<Response>, ScuError> {
         let context = self
-            .assoc
-            .presentation_contexts()
+            .contexts
             .iter()
-            .find(|c| {
-                c.abstract_syntax.trim_end_matches('\0') == abstract_syntax
-                    && c.reason == PresentationContextResultReason::Acceptance
-            })
-            .cloned()
+            .find(|c| c.abstract_syntax == abstract_syntax)
             .ok_or_else(|| ScuError::NoContext(abstract_syntax.to_string()))?;
-        let ts = TransferSyntaxRegistry
-            .get(context.transfer_syntax.trim_end_matches('\0'))
-            .ok_or_else(|| {
-                ScuError::DataSet(format!(
-                    "unknown transfer syntax {}",
-                    context.transfer_syntax
-                ))
-            })?;
-        let bytes = match data_set {
-            Some(obj) => {
-                let mut bytes = Vec::new();
-                obj.write_dataset_with_ts(&mut bytes, ts)
-                    .map_err(|e| ScuError::DataSet(e.to_string()))?;
-                Some(bytes)
-            }
-            None => None,
-        };
+        let bytes = data_set
+            .map(|obj| data_set::encode(context, obj))
+            .transpose()?;
         command.message_id = Some(self.next_message_id);
         command.has_data_set = bytes.is_some();
         self.next_message_id = self.next_message_id.wrapping_add(1).max(1);
@@ -139,8 +126,8 @@ impl Scu {
         }
         let mut responses = Vec::new();
         loop {
-            let response = self.receive(ts).await?;
-            let pending = matches!(response.status(), status::PENDING | 0xFF01);
+            let response = self.receive().await?;
+            let pending = status::is_pending(response.status());
             responses.push(response);
             if !pending {
                 return Ok(responses);
@@ -149,52 +136,30 @@ impl Scu {
     }
 
     /// Reads one whole message: its command, then its data set when the command says one follows.
-    async fn receive(&mut self, ts: &dicom_encoding::TransferSyntax) -> Result<Response, ScuError> {
-        let (mut command_bytes, mut data_bytes) = (Vec::new(), Vec::new());
-        let (mut command, mut data_done) = (None::<Command>, false);
+    async fn receive(&mut self) -> Result<Response, ScuError> {
+        let mut assembler = Assembler::new();
+        // Responses are small (C-FIND identifiers at most): kept in memory, within its bound.
+        let mut memory = |_: &Context, _: &Command| DataSink::<std::io::Sink>::Memory(Vec::new());
         loop {
             let pdu = self
                 .assoc
                 .receive()
                 .await
                 .map_err(|e| ScuError::Association(e.to_string()))?;
-            let values = match pdu {
+            let pdvs = match pdu {
                 Pdu::PData { data } => data,
                 Pdu::AbortRQ { .. } => return Err(ScuError::Aborted),
-                other => return Err(ScuError::Response(format!("unexpected PDU {other:?}"))),
+                other => return Err(ScuError::UnexpectedPdu(format!("{other:?}"))),
             };
-            for value in values {
-                match value.value_type {
-                    PDataValueType::Command => {
-                        command_bytes.extend_from_slice(&value.data);
-                        if value.is_last {
-                            command = Some(
-                                Command::decode(&command_bytes)
-                                    .map_err(|e| ScuError::Response(e.to_string()))?,
-                            );
-                        }
-                    }
-                    PDataValueType::Data => {
-                        data_bytes.extend_from_slice(&value.data);
-                        data_done |= value.is_last;
-                    }
-                }
-            }
-            if let Some(command) = &command {
-                if !command.has_data_set || data_done {
-                    let data_set = if command.has_data_set {
-                        Some(
-                            InMemDicomObject::read_dataset_with_ts(data_bytes.as_slice(), ts)
-                                .map_err(|e| ScuError::DataSet(e.to_string()))?,
-                        )
-                    } else {
-                        None
-                    };
-                    return Ok(Response {
-                        command: command.clone(),
-                        data_set,
-                    });
-                }
+            if let Some(message) = assembler.feed(pdvs, &self.contexts, &mut memory)? {
+                let data_set = message
+                    .memory_data()
+                    .map(|bytes| data_set::decode(&message.context, bytes))
+                    .transpose()?;
+                return Ok(Response {
+                    command: message.command,
+                    data_set,
+                });
             }
         }
     }

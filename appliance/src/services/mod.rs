@@ -7,10 +7,6 @@ pub mod worklist;
 
 use std::sync::Arc;
 
-use dicom_dictionary_std::uids;
-use dicom_object::InMemDicomObject;
-use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
-
 use crate::db::Database;
 use crate::dimse::{field, status, Association, Command, Context, DataSink, Message, Received};
 use crate::storage::{IncomingObject, Storage};
@@ -110,42 +106,5 @@ impl Services {
                 assoc.send(message.context.id, &response, None).await
             }
         }
-    }
-}
-
-/// Parses a data set received on `context` (C-FIND identifiers, MPPS attributes).
-pub fn decode_data_set(context: &Context, bytes: &[u8]) -> Result<InMemDicomObject, String> {
-    let ts = TransferSyntaxRegistry
-        .get(&context.transfer_syntax)
-        .ok_or_else(|| format!("unknown transfer syntax {}", context.transfer_syntax))?;
-    let uid = ts.uid();
-    // Deflated data sets are inflated by the parser as it reads, so they are not pre-checked;
-    // the worklist and MPPS AE does not offer deflate.
-    if uid != uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN {
-        let encoding = crate::dimse::lengths::Encoding {
-            explicit_vr: uid != uids::IMPLICIT_VR_LITTLE_ENDIAN,
-            big_endian: ts.endianness() == dicom_encoding::transfer_syntax::Endianness::Big,
-        };
-        crate::dimse::lengths::check(bytes, encoding)?;
-    }
-    InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| e.to_string())
-}
-
-/// Encodes a data set for sending on `context`.
-pub fn encode_data_set(context: &Context, obj: &InMemDicomObject) -> Result<Vec<u8>, String> {
-    let ts = TransferSyntaxRegistry
-        .get(&context.transfer_syntax)
-        .ok_or_else(|| format!("unknown transfer syntax {}", context.transfer_syntax))?;
-    let mut out = Vec::new();
-    obj.write_dataset_with_ts(&mut out, ts)
-        .map_err(|e| e.to_string())?;
-    Ok(out)
-}
-
-/// The data set bytes of a message that had to carry one in memory.
-fn memory_data(message: &Message<IncomingObject>) -> Option<&[u8]> {
-    match &message.data {
-        Some(DataSink::Memory(bytes)) => Some(bytes),
-        _ => None,
     }
 }

@@ -4,10 +4,10 @@
 use dicom_dictionary_std::uids;
 use dicom_object::InMemDicomObject;
 
-use super::{decode_data_set, memory_data, Services};
+use super::Services;
 use crate::cloud::events;
-use crate::dimse::{field, status, Association, Command, DimseError, Message};
-use crate::mpps::{self, MppsError};
+use crate::dimse::{data_set, field, status, Association, Command, DimseError, Message};
+use crate::mpps::{self, MppsChange, MppsError};
 use crate::storage::IncomingObject;
 use crate::worklist::new_uid;
 
@@ -38,14 +38,44 @@ fn prepare(
             "N-CREATE/N-SET are offered for MPPS only".into(),
         ));
     }
-    match memory_data(message) {
+    match message.memory_data() {
         None => Err(refuse(
             status::MISSING_ATTRIBUTE,
             "the request carries no data set".into(),
         )),
-        Some(bytes) => decode_data_set(&message.context, bytes)
-            .map_err(|e| refuse(status::INVALID_ATTRIBUTE_VALUE, e)),
+        Some(bytes) => data_set::decode(&message.context, bytes)
+            .map_err(|e| refuse(status::INVALID_ATTRIBUTE_VALUE, e.to_string())),
     }
+}
+
+/// Applies an MPPS change and records its event in one transaction, off the async threads,
+/// then rings the outbox doorbell if it committed.
+async fn commit<C>(services: &Services, change: C) -> Result<MppsChange, MppsError>
+where
+    C: FnOnce(&redb::WriteTransaction) -> Result<MppsChange, MppsError> + Send + 'static,
+{
+    let db = services.db.clone();
+    let name = services.name.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        db.write(|txn| {
+            let change = change(txn)?;
+            events::mpps_changed(txn, &change, &name)?;
+            Ok::<_, MppsError>(change)
+        })
+    })
+    .await
+    .expect("MPPS task");
+    if result.is_ok() {
+        services.doorbell.ring();
+    }
+    result
+}
+
+/// Turns a success response into the refusal `e` maps to, with one log line.
+fn set_refusal(rsp: &mut Command, e: &MppsError, calling_ae: &str, uid: &str, request: &str) {
+    tracing::warn!(calling_ae = %calling_ae, mpps = %uid, error = %e, "MPPS {request} refused");
+    rsp.status = Some(error_status(e));
+    rsp.error_comment = Some(e.to_string());
 }
 
 pub async fn create(
@@ -64,22 +94,12 @@ pub async fn create(
         .clone()
         .filter(|u| !u.is_empty())
         .unwrap_or_else(new_uid);
-    let db = services.db.clone();
     let calling_ae = assoc.calling_ae.clone();
     let task_uid = uid.clone();
-    let name = services.name.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        db.write(|txn| {
-            let change = mpps::create(txn, &task_uid, &data_set, &calling_ae)?;
-            events::mpps_changed(txn, &change, &name)?;
-            Ok::<_, MppsError>(change)
-        })
+    let result = commit(services, move |txn| {
+        mpps::create(txn, &task_uid, &data_set, &calling_ae)
     })
-    .await
-    .expect("MPPS task");
-    if result.is_ok() {
-        services.doorbell.ring();
-    }
+    .await;
     let mut rsp = Command::response_to(&message.command, field::N_CREATE_RSP, status::SUCCESS);
     rsp.affected_sop_class_uid = Some(uids::MODALITY_PERFORMED_PROCEDURE_STEP.into());
     rsp.affected_sop_instance_uid = Some(uid.clone());
@@ -89,11 +109,7 @@ pub async fn create(
             linked_accession = ?change.record.linked_accession,
             "MPPS N-CREATE: IN PROGRESS"
         ),
-        Err(e) => {
-            tracing::warn!(calling_ae = %assoc.calling_ae, mpps = %uid, error = %e, "MPPS N-CREATE refused");
-            rsp.status = Some(error_status(&e));
-            rsp.error_comment = Some(e.to_string());
-        }
+        Err(e) => set_refusal(&mut rsp, &e, &assoc.calling_ae, &uid, "N-CREATE"),
     }
     assoc.send(message.context.id, &rsp, None).await
 }
@@ -113,32 +129,18 @@ pub async fn set(
         rsp.error_comment = Some("N-SET without Requested SOP Instance UID".into());
         return assoc.send(message.context.id, &rsp, None).await;
     };
-    let db = services.db.clone();
     let task_uid = uid.clone();
-    let name = services.name.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        db.write(|txn| {
-            let change = mpps::set(txn, &task_uid, &modifications)?;
-            events::mpps_changed(txn, &change, &name)?;
-            Ok::<_, MppsError>(change)
-        })
+    let result = commit(services, move |txn| {
+        mpps::set(txn, &task_uid, &modifications)
     })
-    .await
-    .expect("MPPS task");
-    if result.is_ok() {
-        services.doorbell.ring();
-    }
+    .await;
     match result {
         Ok(change) => tracing::info!(
             calling_ae = %assoc.calling_ae, mpps = %uid, status = ?change.record.status,
             worklist = ?change.worklist.as_ref().map(|w| (&w.accession_number, w.status)),
             "MPPS N-SET"
         ),
-        Err(e) => {
-            tracing::warn!(calling_ae = %assoc.calling_ae, mpps = %uid, error = %e, "MPPS N-SET refused");
-            rsp.status = Some(error_status(&e));
-            rsp.error_comment = Some(e.to_string());
-        }
+        Err(e) => set_refusal(&mut rsp, &e, &assoc.calling_ae, &uid, "N-SET"),
     }
     assoc.send(message.context.id, &rsp, None).await
 }

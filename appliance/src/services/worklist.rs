@@ -8,8 +8,8 @@ use dicom_dictionary_std::{tags, uids};
 use dicom_object::mem::InMemElement;
 use dicom_object::InMemDicomObject;
 
-use super::{decode_data_set, encode_data_set, memory_data, Services};
-use crate::dimse::{field, status, Association, Command, DimseError, Message};
+use super::Services;
+use crate::dimse::{data_set, field, status, Association, Command, DimseError, Message};
 use crate::storage::{index::text, IncomingObject};
 use crate::worklist::matching::{status_text, Pattern, Range};
 use crate::worklist::{self, Query, WorklistEntry};
@@ -32,11 +32,11 @@ pub async fn handle(
         );
         return assoc.send(context.id, &rsp, None).await;
     }
-    let identifier = match memory_data(&message).map(|b| decode_data_set(&context, b)) {
+    let identifier = match message.memory_data().map(|b| data_set::decode(&context, b)) {
         Some(Ok(obj)) => obj,
         Some(Err(e)) => {
             tracing::warn!(calling_ae = %assoc.calling_ae, error = %e, "unreadable C-FIND identifier");
-            let rsp = final_status(status::DATA_SET_DOES_NOT_MATCH, Some(e));
+            let rsp = final_status(status::DATA_SET_DOES_NOT_MATCH, Some(e.to_string()));
             return assoc.send(context.id, &rsp, None).await;
         }
         None => {
@@ -67,7 +67,7 @@ pub async fn handle(
             let rsp = final_status(status::CANCEL, None);
             return assoc.send(context.id, &rsp, None).await;
         }
-        let data = encode_data_set(&context, &response_for(&identifier, entry))
+        let data = data_set::encode(&context, &response_for(&identifier, entry))
             .map_err(|e| DimseError::Protocol(format!("encoding a worklist response: {e}")))?;
         let mut pending = final_status(status::PENDING, None);
         pending.has_data_set = true;
