@@ -153,8 +153,23 @@ try {
     await page.close();
   }
   const actions = await north.newPage();
+  // Every live-update stream the app opens, with how many listeners it has, so we can check that
+  // a page closes its stream and removes its listeners when it goes.
+  await actions.addInitScript(() => {
+    const Native = window.EventSource;
+    window.liveSources = [];
+    window.EventSource = class extends Native {
+      constructor(...args) {
+        super(...args);
+        this.listening = 0;
+        window.liveSources.push(this);
+      }
+      addEventListener(...args) { this.listening += 1; return super.addEventListener(...args); }
+      removeEventListener(...args) { this.listening -= 1; return super.removeEventListener(...args); }
+    };
+  });
   await actions.goto(`${BASE}/actions?status=confirmed`);
-  await hydrated(actions);
+  await live(actions);
   if (!(await actions.$('#actions [data-status="confirmed"]'))) throw new Error('no confirmed action listed');
   step('actions listed');
   await Promise.all([
@@ -162,6 +177,18 @@ try {
     actions.click('#actions tr[data-status="confirmed"] a[href^="/actions/"]'),
   ]);
   await actions.waitForSelector('#action[data-status="confirmed"]');
+  await actions.waitForSelector('#live[data-live="connected"]');
+  // The list page left (a client-side navigation): its stream is closed with no listener left;
+  // the action page's own stream is the only one open.
+  const streams = await actions.evaluate(() => window.liveSources.map((s) => ({
+    closed: s.readyState === EventSource.CLOSED, listening: s.listening, onerror: s.onerror !== null,
+  })));
+  const open = streams.filter((s) => !s.closed);
+  const leftovers = streams.filter((s) => s.closed && (s.listening !== 0 || s.onerror));
+  if (streams.length < 2 || open.length !== 1 || open[0].listening === 0 || leftovers.length) {
+    throw new Error(`live streams after leaving the actions page: ${JSON.stringify(streams)}`);
+  }
+  step(`left page closed its stream (${streams.length} opened, 1 open)`);
   await axe(actions, 'action');
   await actions.screenshot({ path: join(ARTIFACTS, '4-action.png'), fullPage: true });
 

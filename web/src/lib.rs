@@ -1,9 +1,9 @@
 //! The breast-screening cloud web app. The same crate builds the server (feature `ssr`, the
 //! default) and the browser client (feature `hydrate`, for wasm32).
 
-pub mod api;
 pub mod app;
 pub mod domain;
+pub mod live_event;
 pub mod model;
 #[cfg(feature = "ssr")]
 pub mod server;

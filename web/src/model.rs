@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::AppointmentStatus;
+use crate::domain::{ActionStatus, AppointmentStatus};
 
 /// The signed-in clinician, for the header.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,16 +59,35 @@ pub struct ImageCard {
     pub dose: DoseRow,
 }
 
-/// Exposure and dose of one image, formatted for the dose table.
+/// Exposure and dose of one image, formatted for the dose table. The fields carry the wire's
+/// names (`shared::wire::event::Dose`), so one concept has one name from the modality to the page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DoseRow {
     pub kvp: String,
     pub exposure_uas: String,
     pub organ_dose_dgy: String,
     pub entrance_dose_mgy: String,
-    pub thickness_mm: String,
-    pub compression_n: String,
-    pub anode_filter: String,
+    pub body_part_thickness_mm: String,
+    pub compression_force_n: String,
+    /// Anode target material (`W`, `Mo`, `Rh`, …), when the modality said.
+    pub anode: Option<String>,
+    /// Filter material, when the modality said.
+    pub filter: Option<String>,
+}
+
+impl DoseRow {
+    /// The table's one "Anode/filter" cell: `W/Rh`, `W/` when only the anode is known, `–` when
+    /// neither is.
+    pub fn anode_over_filter(&self) -> String {
+        match (&self.anode, &self.filter) {
+            (None, None) => "–".into(),
+            (a, f) => format!(
+                "{}/{}",
+                a.as_deref().unwrap_or_default(),
+                f.as_deref().unwrap_or_default()
+            ),
+        }
+    }
 }
 
 /// Everything the appointment page shows.
@@ -117,7 +136,7 @@ pub struct ActionRow {
     pub action_type: String,
     pub destination: String,
     pub appointment_id: Option<i64>,
-    pub status: String,
+    pub status: ActionStatus,
     pub attempts: i64,
     pub created_at: String,
     pub sent_at: Option<String>,
@@ -135,4 +154,36 @@ pub struct ActionDetail {
     pub payload: String,
     /// The gateway's last reply (pretty JSON), if any.
     pub reply: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anode_and_filter_share_one_cell() {
+        let dose = |anode: Option<&str>, filter: Option<&str>| DoseRow {
+            kvp: String::new(),
+            exposure_uas: String::new(),
+            organ_dose_dgy: String::new(),
+            entrance_dose_mgy: String::new(),
+            body_part_thickness_mm: String::new(),
+            compression_force_n: String::new(),
+            anode: anode.map(str::to_string),
+            filter: filter.map(str::to_string),
+        };
+        let table = [
+            (Some("W"), Some("Rh"), "W/Rh"),
+            (Some("W"), None, "W/"),
+            (None, Some("Al"), "/Al"),
+            (None, None, "–"),
+        ];
+        for (anode, filter, cell) in table {
+            assert_eq!(
+                dose(anode, filter).anode_over_filter(),
+                cell,
+                "{anode:?} {filter:?}"
+            );
+        }
+    }
 }

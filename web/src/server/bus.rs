@@ -8,6 +8,8 @@ use futures::stream::{self, BoxStream, StreamExt};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::live_event::LiveEvent;
+
 /// Something changed; pages re-read what they show when a change concerns them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -49,15 +51,20 @@ impl Change {
         }
     }
 
-    /// The SSE event name.
-    pub fn event_name(&self) -> &'static str {
+    /// Which live-update event announces this change to the pages.
+    pub fn live_event(&self) -> LiveEvent {
         match self {
-            Change::Appointment { .. } => "appointment",
-            Change::Image { .. } => "image",
-            Change::Action { .. } => "action",
-            Change::Gateway { .. } => "gateway",
-            Change::Resync => "resync",
+            Change::Appointment { .. } => LiveEvent::Appointment,
+            Change::Image { .. } => LiveEvent::Image,
+            Change::Action { .. } => LiveEvent::Action,
+            Change::Gateway { .. } => LiveEvent::Gateway,
+            Change::Resync => LiveEvent::Resync,
         }
+    }
+
+    /// The SSE event name, one the pages listen for.
+    pub fn event_name(&self) -> &'static str {
+        self.live_event().name()
     }
 }
 
@@ -120,5 +127,47 @@ mod tests {
         }
         assert_eq!(sub.next().await, Some(Change::Resync));
         assert_eq!(sub.next().await, Some(change(4)));
+    }
+
+    #[test]
+    fn every_change_is_sent_under_a_name_the_pages_listen_for() {
+        let changes = [
+            Change::Appointment {
+                provider_id: 1,
+                clinic_id: 2,
+                appointment_id: 3,
+            },
+            Change::Image {
+                provider_id: 1,
+                clinic_id: 2,
+                appointment_id: 3,
+                image_id: 4,
+            },
+            Change::Action {
+                provider_id: 1,
+                action_id: "a".into(),
+                appointment_id: None,
+            },
+            Change::Gateway {
+                provider_id: 1,
+                gateway_id: 5,
+            },
+            Change::Resync,
+        ];
+        let listened: Vec<&str> = LiveEvent::ALL.iter().map(|e| e.name()).collect();
+        let mut sent: Vec<&str> = changes.iter().map(Change::event_name).collect();
+        for name in &sent {
+            assert!(
+                listened.contains(name),
+                "the pages do not listen for {name:?}"
+            );
+        }
+        // Each kind of change has its own name, and only `ready` (the stream's own hello) is
+        // listened for without a change behind it.
+        sent.push(LiveEvent::Ready.name());
+        sent.sort_unstable();
+        let mut all = listened.clone();
+        all.sort_unstable();
+        assert_eq!(sent, all);
     }
 }

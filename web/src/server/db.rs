@@ -9,7 +9,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::AnyPool;
 
-use crate::domain::{appointment::UnknownStatus, IllegalTransition};
+use crate::domain::{appointment::UnknownStatus, IllegalTransition, UnknownActionStatus};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -41,6 +41,12 @@ pub enum StoreError {
 
 impl From<UnknownStatus> for StoreError {
     fn from(e: UnknownStatus) -> StoreError {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+impl From<UnknownActionStatus> for StoreError {
+    fn from(e: UnknownActionStatus) -> StoreError {
         StoreError::Corrupt(e.to_string())
     }
 }

@@ -22,6 +22,7 @@ use super::db::StoreError;
 use super::state::AppState;
 use super::store::identity::User;
 use super::store::{appointments, clinics, images};
+use crate::live_event::LiveEvent;
 
 /// The whole app: pages, server functions, streams, thumbnails and the static site.
 pub fn router(state: AppState, options: LeptosOptions) -> Router {
@@ -79,7 +80,9 @@ fn stream_of(state: &AppState, wanted: impl Fn(&Change) -> bool + Send + 'static
                     .data(serde_json::to_string(&c).unwrap_or_default()),
             )
         });
-    let hello = stream::once(ready(Ok(SseEvent::default().event("ready").data("{}"))));
+    let hello = stream::once(ready(Ok(SseEvent::default()
+        .event(LiveEvent::Ready.name())
+        .data("{}"))));
     Sse::new(hello.chain(changes))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()

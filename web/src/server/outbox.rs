@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use shared::backoff::Exponential;
 use shared::relay::{RelayError, Sender};
 use shared::wire::action::{ActionReply, Outcome};
 use tokio::time::sleep;
@@ -16,11 +17,13 @@ use super::relay_link;
 use super::state::AppState;
 use super::store::{actions, gateways};
 
-/// Backoff between attempts after an outage: `base × 2^(attempts-1)`, at most `cap`.
+/// How the worker sends: the backoff between attempts after an outage and how long one attempt
+/// may take.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
-    pub base: Duration,
-    pub cap: Duration,
+    /// The wait after a failed attempt (the same capped exponential schedule as the gateway's
+    /// event courier).
+    pub backoff: Exponential,
     /// How long the relay may take to find the gateway's listener.
     pub connect_timeout: Duration,
     /// How long the gateway may take to reply.
@@ -30,8 +33,7 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> RetryPolicy {
         RetryPolicy {
-            base: Duration::from_secs(2),
-            cap: Duration::from_secs(300),
+            backoff: Exponential::new(Duration::from_secs(2), Duration::from_secs(300)),
             connect_timeout: Duration::from_secs(15),
             reply_timeout: Duration::from_secs(30),
         }
@@ -39,13 +41,10 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The wait after the `attempts`-th failed attempt.
+    /// The wait after the `attempts`-th failed attempt (the stored attempt counter).
     pub fn delay(&self, attempts: i64) -> Duration {
-        let exponent = attempts.clamp(1, 20) as u32 - 1;
-        self.base
-            .checked_mul(2u32.saturating_pow(exponent))
-            .unwrap_or(self.cap)
-            .min(self.cap)
+        self.backoff
+            .delay(u32::try_from(attempts.max(0)).unwrap_or(u32::MAX))
     }
 }
 
@@ -279,8 +278,7 @@ mod tests {
     #[test]
     fn backoff_doubles_and_is_capped() {
         let p = RetryPolicy {
-            base: Duration::from_secs(2),
-            cap: Duration::from_secs(60),
+            backoff: Exponential::new(Duration::from_secs(2), Duration::from_secs(60)),
             ..RetryPolicy::default()
         };
         assert_eq!(p.delay(1), Duration::from_secs(2));

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use relay_emulator::{Config as EmulatorConfig, Emulator, Rule};
+use shared::backoff::Exponential;
 use shared::relay::Config;
 use shared::wire::{Keyring, SigningKey};
 use web::server::db::{sqlite_url, Db};
@@ -130,8 +131,7 @@ pub async fn app_state(db: Db, relay: &SeedRelay) -> (AppState, Seeded, SigningK
 /// A quick retry policy for tests (the backoff arithmetic itself is unit-tested).
 pub fn fast_retry() -> RetryPolicy {
     RetryPolicy {
-        base: Duration::from_millis(200),
-        cap: Duration::from_secs(1),
+        backoff: Exponential::new(Duration::from_millis(200), Duration::from_secs(1)),
         connect_timeout: Duration::from_secs(5),
         reply_timeout: Duration::from_secs(10),
     }

@@ -4,23 +4,15 @@
 
 use sqlx::{Any, Transaction};
 
+use crate::domain::ActionStatus;
 use crate::model::{ActionDetail, ActionRow};
 
 use super::super::db::{col, date_time, now_ms, Db, StoreError};
 
-/// Outbox states.
-pub mod status {
-    /// Waiting to be sent (first time, or again after an outage).
-    pub const PENDING: &str = "pending";
-    /// On its way: the worker is waiting for the gateway's reply.
-    pub const SENT: &str = "sent";
-    /// The gateway replied with a success.
-    pub const CONFIRMED: &str = "confirmed";
-    /// The gateway refused it, or the settings are wrong: a person must look, then re-drive.
-    pub const FAILED: &str = "failed";
-    /// Every state, in the order the gateways page counts them.
-    pub const ALL: [&str; 4] = [PENDING, SENT, CONFIRMED, FAILED];
-}
+const PENDING: &str = ActionStatus::Pending.as_str();
+const SENT: &str = ActionStatus::Sent.as_str();
+const CONFIRMED: &str = ActionStatus::Confirmed.as_str();
+const FAILED: &str = ActionStatus::Failed.as_str();
 
 /// A new outbox row.
 #[derive(Debug, Clone)]
@@ -51,7 +43,7 @@ pub async fn insert(
     .bind(action.action_type)
     .bind(action.destination)
     .bind(action.payload)
-    .bind(status::PENDING)
+    .bind(PENDING)
     .bind(now)
     .bind(now)
     .execute(&mut **tx)
@@ -79,7 +71,7 @@ pub async fn due(db: &Db, now: i64, limit: i64) -> Result<Vec<Queued>, StoreErro
          WHERE a.status = $1 AND a.next_attempt_at <= $2
          ORDER BY a.next_attempt_at, a.created_at LIMIT $3",
     )
-    .bind(status::PENDING)
+    .bind(PENDING)
     .bind(now)
     .bind(limit)
     .fetch_all(&db.pool)
@@ -103,7 +95,7 @@ pub async fn due(db: &Db, now: i64, limit: i64) -> Result<Vec<Queued>, StoreErro
 pub async fn next_due(db: &Db) -> Result<Option<i64>, StoreError> {
     let row =
         sqlx::query("SELECT MIN(next_attempt_at) AS t FROM gateway_actions WHERE status = $1")
-            .bind(status::PENDING)
+            .bind(PENDING)
             .fetch_one(&db.pool)
             .await?;
     col(&row, "t")
@@ -116,10 +108,10 @@ pub async fn mark_sent(db: &Db, id: &str) -> Result<bool, StoreError> {
         "UPDATE gateway_actions SET status = $1, sent_at = $2, attempts = attempts + 1, next_attempt_at = NULL
          WHERE id = $3 AND status = $4",
     )
-    .bind(status::SENT)
+    .bind(SENT)
     .bind(now_ms())
     .bind(id)
-    .bind(status::PENDING)
+    .bind(PENDING)
     .execute(&db.pool)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -130,7 +122,7 @@ pub async fn mark_confirmed(db: &Db, id: &str, reply: &str) -> Result<(), StoreE
     sqlx::query(
         "UPDATE gateway_actions SET status = $1, confirmed_at = $2, reply = $3, last_error = NULL WHERE id = $4",
     )
-    .bind(status::CONFIRMED)
+    .bind(CONFIRMED)
     .bind(now_ms())
     .bind(reply)
     .bind(id)
@@ -150,7 +142,7 @@ pub async fn mark_failed(
         "UPDATE gateway_actions SET status = $1, failed_at = $2, last_error = $3, reply = COALESCE($4, reply)
          WHERE id = $5",
     )
-    .bind(status::FAILED)
+    .bind(FAILED)
     .bind(now_ms())
     .bind(error)
     .bind(reply)
@@ -170,7 +162,7 @@ pub async fn mark_retry(
     sqlx::query(
         "UPDATE gateway_actions SET status = $1, last_error = $2, next_attempt_at = $3 WHERE id = $4",
     )
-    .bind(status::PENDING)
+    .bind(PENDING)
     .bind(error)
     .bind(next_attempt_at)
     .bind(id)
@@ -191,8 +183,8 @@ pub async fn redrive(db: &Db, provider_id: i64, id: &str) -> Result<Option<i64>,
     .fetch_optional(&db.pool)
     .await?
     .ok_or(StoreError::NotFound)?;
-    let current: String = col(&row, "status")?;
-    if current != status::FAILED && current != status::PENDING {
+    let current = ActionStatus::parse(&col::<String>(&row, "status")?)?;
+    if !current.can_redrive() {
         return Err(StoreError::Refused(format!(
             "only failed or waiting actions can be re-driven; this one is {current}"
         )));
@@ -200,7 +192,7 @@ pub async fn redrive(db: &Db, provider_id: i64, id: &str) -> Result<Option<i64>,
     sqlx::query(
         "UPDATE gateway_actions SET status = $1, next_attempt_at = $2, failed_at = NULL WHERE id = $3",
     )
-    .bind(status::PENDING)
+    .bind(PENDING)
     .bind(now_ms())
     .bind(id)
     .execute(&db.pool)
@@ -214,9 +206,9 @@ pub async fn requeue_interrupted(db: &Db) -> Result<u64, StoreError> {
     let done = sqlx::query(
         "UPDATE gateway_actions SET status = $1, next_attempt_at = $2 WHERE status = $3",
     )
-    .bind(status::PENDING)
+    .bind(PENDING)
     .bind(now_ms())
-    .bind(status::SENT)
+    .bind(SENT)
     .execute(&db.pool)
     .await?;
     Ok(done.rows_affected())
@@ -226,7 +218,7 @@ fn row(r: &sqlx::any::AnyRow) -> Result<ActionRow, StoreError> {
     let t = |name: &str| -> Result<Option<String>, StoreError> {
         Ok(col::<Option<i64>>(r, name)?.map(date_time))
     };
-    let status: String = col(r, "status")?;
+    let status = ActionStatus::parse(&col::<String>(r, "status")?)?;
     Ok(ActionRow {
         id: col(r, "id")?,
         gateway_name: col(r, "gateway_name")?,
@@ -238,7 +230,7 @@ fn row(r: &sqlx::any::AnyRow) -> Result<ActionRow, StoreError> {
         sent_at: t("sent_at")?,
         confirmed_at: t("confirmed_at")?,
         failed_at: t("failed_at")?,
-        next_attempt_at: if status == status::PENDING {
+        next_attempt_at: if status == ActionStatus::Pending {
             t("next_attempt_at")?
         } else {
             None

@@ -2,7 +2,7 @@
 //! the environment variable holding the relay key, never the key itself.
 
 use super::super::db::{col, now_ms, Db, StoreError};
-use super::actions::status;
+use crate::domain::ActionStatus;
 
 /// A gateway's relay and messaging settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,7 +140,7 @@ pub async fn queue_counts(db: &Db, gateway_id: i64) -> Result<[i64; 4], StoreErr
     let mut counts = [0; 4];
     for r in &rows {
         let s: String = col(r, "status")?;
-        if let Some(i) = status::ALL.iter().position(|x| *x == s) {
+        if let Some(i) = ActionStatus::ALL.iter().position(|x| x.as_str() == s) {
             counts[i] = col(r, "n")?;
         }
     }

@@ -139,8 +139,6 @@ pub async fn for_appointment(db: &Db, appointment_id: i64) -> Result<Vec<ImageCa
     rows.iter()
         .map(|r| {
             let id: i64 = col(r, "id")?;
-            let anode: Option<String> = col(r, "anode")?;
-            let filter: Option<String> = col(r, "filter")?;
             Ok(ImageCard {
                 id,
                 laterality: col::<Option<String>>(r, "laterality")?.unwrap_or_default(),
@@ -152,12 +150,10 @@ pub async fn for_appointment(db: &Db, appointment_id: i64) -> Result<Vec<ImageCa
                     exposure_uas: number(col(r, "exposure_uas")?, "µAs"),
                     organ_dose_dgy: number(col(r, "organ_dose_dgy")?, "dGy"),
                     entrance_dose_mgy: number(col(r, "entrance_dose_mgy")?, "mGy"),
-                    thickness_mm: number(col(r, "body_part_thickness_mm")?, "mm"),
-                    compression_n: number(col(r, "compression_force_n")?, "N"),
-                    anode_filter: match (anode, filter) {
-                        (None, None) => "–".into(),
-                        (a, f) => format!("{}/{}", a.unwrap_or_default(), f.unwrap_or_default()),
-                    },
+                    body_part_thickness_mm: number(col(r, "body_part_thickness_mm")?, "mm"),
+                    compression_force_n: number(col(r, "compression_force_n")?, "N"),
+                    anode: col(r, "anode")?,
+                    filter: col(r, "filter")?,
                 },
             })
         })

@@ -1,0 +1,157 @@
+//! `/appointments/:id`: one participant's appointment — details, "Cancel appointment", the image
+//! gallery (right and left, CC and MLO, then any other view), the dose table and the history; live.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::components::A;
+
+use super::id_param;
+use crate::app::error::AppError;
+use crate::app::live::use_live_resource;
+use crate::app::widgets::{action_error, StatusTag, SummaryRow};
+use crate::model::{AppointmentDetail, ImageCard};
+
+#[component]
+pub fn Appointment() -> impl IntoView {
+    let id = id_param("id");
+    let cancel = ServerAction::<CancelAppointment>::new();
+    let appointment = use_live_resource(
+        move || format!("/live/appointments/{}", id()),
+        move || (id(), cancel.version().get()),
+        |(id, _)| get_appointment(id),
+    );
+    view! {
+        {action_error(cancel)}
+        {appointment.view(move |a| view! { <AppointmentView appointment=a cancel/> })}
+    }
+}
+
+const SIDES: [(&str, &str); 2] = [("R", "Right breast"), ("L", "Left breast")];
+const VIEWS: [&str; 2] = ["CC", "MLO"];
+
+#[component]
+fn AppointmentView(
+    appointment: AppointmentDetail,
+    cancel: ServerAction<CancelAppointment>,
+) -> impl IntoView {
+    let a = appointment;
+    let title = format!("{} – Manage breast screening", a.participant_name);
+    let images = a.images.clone();
+    let others: Vec<ImageCard> = images
+        .iter()
+        .filter(|i| {
+            !(SIDES.iter().any(|(s, _)| *s == i.laterality) && VIEWS.contains(&i.view.as_str()))
+        })
+        .cloned()
+        .collect();
+    view! {
+        <Title text=title/>
+        <span class="nhsuk-caption-l"><A href=format!("/clinics/{}", a.clinic_id)>{a.clinic_name.clone()}</A></span>
+        <h1>{a.participant_name.clone()}</h1>
+        <dl class="nhsuk-summary-list">
+            <SummaryRow key="NHS number">{a.nhs_number.clone()}</SummaryRow>
+            <SummaryRow key="Date of birth">{a.birth_date.clone()}</SummaryRow>
+            <SummaryRow key="Appointment">{a.time.clone()}</SummaryRow>
+            <SummaryRow key="Status" id="appointment-status"><StatusTag status=a.status/></SummaryRow>
+            <SummaryRow key="Accession number">{a.accession_number.clone().unwrap_or_else(|| "Not sent yet".into())}</SummaryRow>
+        </dl>
+        {(!a.status.is_final()).then(|| view! {
+            <ActionForm action=cancel>
+                <input type="hidden" name="appointment_id" value=a.id/>
+                <button type="submit" class="nhsuk-button nhsuk-button--warning" id="cancel-appointment">"Cancel appointment"</button>
+            </ActionForm>
+        })}
+        <h2>"Images"</h2>
+        <div class="app-gallery" id="gallery">
+            {SIDES.iter().map(|(side, side_name)| {
+                let side_images = images.clone();
+                view! {
+                    <section class="app-gallery__side" aria-label=*side_name>
+                        <h3>{*side_name}</h3>
+                        {VIEWS.iter().map(|view_name| {
+                            let cards: Vec<ImageCard> = side_images.iter().filter(|i| i.laterality == *side && i.view == *view_name).cloned().collect();
+                            view! {
+                                <div class="app-gallery__view">
+                                    <h4>{format!("{side}{view_name}")}</h4>
+                                    {if cards.is_empty() {
+                                        view! { <p class="nhsuk-body-s app-awaiting">"Awaiting image"</p> }.into_any()
+                                    } else {
+                                        cards.into_iter().map(|c| view! { <Thumbnail card=c/> }).collect_view().into_any()
+                                    }}
+                                </div>
+                            }
+                        }).collect_view()}
+                    </section>
+                }
+            }).collect_view()}
+            {(!others.is_empty()).then(|| view! {
+                <section class="app-gallery__side" aria-label="Other views">
+                    <h3>"Other views"</h3>
+                    {others.into_iter().map(|c| view! { <Thumbnail card=c/> }).collect_view()}
+                </section>
+            })}
+        </div>
+        <h2>"Dose"</h2>
+        <table class="nhsuk-table" id="dose">
+            <caption class="nhsuk-table__caption">"Exposure and dose per image"</caption>
+            <thead class="nhsuk-table__head"><tr>
+                <th scope="col">"View"</th><th scope="col">"kVp"</th><th scope="col">"Exposure"</th>
+                <th scope="col">"Organ dose"</th><th scope="col">"Entrance dose"</th>
+                <th scope="col">"Thickness"</th><th scope="col">"Compression"</th><th scope="col">"Anode/filter"</th>
+            </tr></thead>
+            <tbody class="nhsuk-table__body">
+                {images.into_iter().map(|i| {
+                    let anode_filter = i.dose.anode_over_filter();
+                    view! {
+                        <tr class="nhsuk-table__row">
+                            <td class="nhsuk-table__cell">{format!("{}{}", i.laterality, i.view)}</td>
+                            <td class="nhsuk-table__cell">{i.dose.kvp}</td>
+                            <td class="nhsuk-table__cell">{i.dose.exposure_uas}</td>
+                            <td class="nhsuk-table__cell">{i.dose.organ_dose_dgy}</td>
+                            <td class="nhsuk-table__cell">{i.dose.entrance_dose_mgy}</td>
+                            <td class="nhsuk-table__cell">{i.dose.body_part_thickness_mm}</td>
+                            <td class="nhsuk-table__cell">{i.dose.compression_force_n}</td>
+                            <td class="nhsuk-table__cell">{anode_filter}</td>
+                        </tr>
+                    }
+                }).collect_view()}
+            </tbody>
+        </table>
+        <h2>"History"</h2>
+        <ol class="nhsuk-list app-timeline" id="timeline">
+            {a.timeline.into_iter().map(|t| view! { <li><span class="app-time">{t.at}</span>" "{t.text}</li> }).collect_view()}
+        </ol>
+    }
+}
+
+#[component]
+fn Thumbnail(card: ImageCard) -> impl IntoView {
+    let alt = format!("{}{} image", card.laterality, card.view);
+    match card.thumbnail_url {
+        Some(url) => view! {
+            <img class="app-thumb" src=url alt=alt data-image-id=card.id/>
+        }
+        .into_any(),
+        None => view! { <p class="nhsuk-body-s app-thumb-missing" data-image-id=card.id>"No preview"</p> }.into_any(),
+    }
+}
+
+/// One appointment with its timeline and images.
+#[server(endpoint = "/get_appointment")]
+pub async fn get_appointment(id: i64) -> Result<AppointmentDetail, AppError> {
+    use crate::app::context;
+    let (state, user) = context::user().await?;
+    crate::server::store::appointments::detail(&state.db, user.provider_id, id)
+        .await
+        .map_err(context::fail)
+}
+
+/// Cancels an unfinished appointment (and its worklist item, if it was sent).
+#[server(endpoint = "/cancel_appointment")]
+pub async fn cancel_appointment(appointment_id: i64) -> Result<Option<String>, AppError> {
+    use crate::app::context;
+    let (state, user) = context::user().await?;
+    crate::server::service::cancel_appointment(&state, &user, appointment_id)
+        .await
+        .map_err(context::fail)
+}

@@ -1,0 +1,100 @@
+//! `/gateways`: each gateway's relay link, last health reply and outbox queue, with "Send echo"
+//! and "Check health"; live.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use crate::app::error::AppError;
+use crate::app::live::use_live_resource;
+use crate::app::widgets::{ErrorSummary, SummaryRow};
+use crate::model::GatewayRow;
+
+#[component]
+pub fn Gateways() -> impl IntoView {
+    let check = ServerAction::<CheckGateway>::new();
+    let gateways = use_live_resource(
+        || "/live/provider".to_string(),
+        move || check.version().get(),
+        |_| list_gateways(),
+    );
+    view! {
+        <Title text="Gateways – Manage breast screening"/>
+        <h1>"Gateways"</h1>
+        {move || match check.value().get() {
+            Some(Err(e)) => view! { <ErrorSummary message=e.to_string()/> }.into_any(),
+            Some(Ok(_)) => view! { <p class="nhsuk-body" role="status">"Check queued; see Gateway actions for the reply."</p> }.into_any(),
+            None => ().into_any(),
+        }}
+        {gateways.view(move |rows| {
+            rows.into_iter().map(|g| view! { <GatewayCard gateway=g check/> }).collect_view()
+        })}
+    }
+}
+
+#[component]
+fn GatewayCard(gateway: GatewayRow, check: ServerAction<CheckGateway>) -> impl IntoView {
+    let g = gateway;
+    let link = if g.listener_connected {
+        view! { <strong class="nhsuk-tag nhsuk-tag--green">"Connected"</strong> }.into_any()
+    } else {
+        view! { <strong class="nhsuk-tag nhsuk-tag--red">"Not connected"</strong> }.into_any()
+    };
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "–".into());
+    view! {
+        <section class="nhsuk-card" id=format!("gateway-{}", g.id)>
+            <div class="nhsuk-card__content">
+                <h2 class="nhsuk-card__heading">{g.name.clone()}</h2>
+                <dl class="nhsuk-summary-list">
+                    <SummaryRow key="Events listener">{link}</SummaryRow>
+                    <SummaryRow key="Last traffic">{or_dash(&g.listener_last_traffic)}</SummaryRow>
+                    <SummaryRow key="Listener error">{or_dash(&g.listener_error)}</SummaryRow>
+                    <SummaryRow key="Last health reply">{match (&g.last_health_at, &g.last_health) {
+                        (Some(at), Some(h)) => format!("{h} at {at}"),
+                        _ => "none yet".into(),
+                    }}</SummaryRow>
+                    <SummaryRow key="Relay">{format!("{} (actions {}, events {})", g.namespace, g.actions_hc, g.events_hc)}</SummaryRow>
+                    <SummaryRow key="Messages">{format!("{} to {}", g.message_type, g.destination)}</SummaryRow>
+                    <SummaryRow key="Queue">{format!("{} pending, {} sent, {} confirmed, {} failed", g.pending, g.sent, g.confirmed, g.failed)}</SummaryRow>
+                </dl>
+                <div class="app-button-row">
+                    <ActionForm action=check>
+                        <input type="hidden" name="gateway_id" value=g.id/>
+                        <input type="hidden" name="check" value="echo"/>
+                        <button type="submit" class="nhsuk-button nhsuk-button--secondary">"Send echo"</button>
+                    </ActionForm>
+                    <ActionForm action=check>
+                        <input type="hidden" name="gateway_id" value=g.id/>
+                        <input type="hidden" name="check" value="health"/>
+                        <button type="submit" class="nhsuk-button nhsuk-button--secondary">"Check health"</button>
+                    </ActionForm>
+                </div>
+            </div>
+        </section>
+    }
+}
+
+/// The user's gateways.
+#[server(endpoint = "/list_gateways")]
+pub async fn list_gateways() -> Result<Vec<GatewayRow>, AppError> {
+    use crate::app::context;
+    let (state, user) = context::user().await?;
+    crate::server::service::gateway_rows(&state, &user)
+        .await
+        .map_err(context::fail)
+}
+
+/// Queues an `echo` or a `health` check to a gateway.
+#[server(endpoint = "/check_gateway")]
+pub async fn check_gateway(gateway_id: i64, check: String) -> Result<String, AppError> {
+    use crate::app::context;
+    use crate::server::service::{self, GatewayCheck};
+    let (state, user) = context::user().await?;
+    let check = match check.as_str() {
+        "echo" => GatewayCheck::Echo,
+        "health" => GatewayCheck::Health,
+        other => return Err(AppError::Invalid(format!("unknown check {other}"))),
+    };
+    service::check_gateway(&state, &user, gateway_id, check)
+        .await
+        .map_err(context::fail)
+}
