@@ -204,6 +204,7 @@ async fn events_wait_in_the_outbox_until_the_cloud_accepts_them() {
             accession_number: "ACC7".into(),
             status: MppsStatus::InProgress,
             mpps_instance_uid: "1.2.3.4".into(),
+            images_taken: None,
         }),
     );
     db.write(|txn| outbox::enqueue(txn, event.clone(), "ACC7"))

@@ -46,6 +46,7 @@ pub fn mpps_changed(
             accession_number: accession.clone(),
             status,
             mpps_instance_uid: record.sop_instance_uid.clone(),
+            images_taken: None,
         }),
     );
     outbox::enqueue(txn, event, &accession)?;

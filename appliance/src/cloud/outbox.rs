@@ -308,6 +308,7 @@ mod tests {
                 accession_number: accession.into(),
                 status,
                 mpps_instance_uid: "1.2.3".into(),
+                images_taken: None,
             }),
         )
     }

@@ -19,8 +19,15 @@ use super::{open_object, Rejected, Verification, SCHEMA_VERSION};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Action {
     pub action_id: Uuid,
+    /// When the cloud sealed this attempt (re-stamped on every retry, like `expires_at`).
     pub timestamp: OffsetDateTime,
     pub source_system: String,
+    /// The gateway this action is for (its `GATEWAY_NAME`), inside the signature so that a
+    /// captured action cannot be replayed at another gateway. Absent in NHS-format actions.
+    pub target_gateway: Option<String>,
+    /// After this instant the gateway refuses the action, so a captured one cannot be replayed
+    /// later. Absent in NHS-format actions.
+    pub expires_at: Option<OffsetDateTime>,
     pub source_reference: Option<SourceReference>,
     pub command: Command,
 }
@@ -131,6 +138,14 @@ struct RawAction {
     timestamp: OffsetDateTime,
     source_system: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    target_gateway: Option<String>,
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    expires_at: Option<OffsetDateTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     source_reference: Option<SourceReference>,
     #[serde(default, skip_serializing_if = "Value::is_null")]
     parameters: Value,
@@ -161,9 +176,20 @@ impl Action {
             action_id: Uuid::new_v4(),
             timestamp: OffsetDateTime::now_utc(),
             source_system: source_system.to_string(),
+            target_gateway: None,
+            expires_at: None,
             source_reference: None,
             command,
         }
+    }
+
+    /// Addresses the action to one gateway and limits how long it may be applied: stamped now,
+    /// valid for `validity`.
+    pub fn addressed(mut self, gateway: &str, validity: time::Duration) -> Action {
+        self.timestamp = OffsetDateTime::now_utc();
+        self.target_gateway = Some(gateway.to_string());
+        self.expires_at = Some(self.timestamp + validity);
+        self
     }
 
     /// Verifies and parses a received action. The error carries the action id when it could be
@@ -206,6 +232,8 @@ impl Action {
             action_id: raw.action_id,
             timestamp: raw.timestamp,
             source_system: raw.source_system,
+            target_gateway: raw.target_gateway,
+            expires_at: raw.expires_at,
             source_reference: raw.source_reference,
             command,
         })
@@ -246,6 +274,8 @@ impl Action {
             action_type: self.command.action_type().to_string(),
             timestamp: self.timestamp,
             source_system: self.source_system.clone(),
+            target_gateway: self.target_gateway.clone(),
+            expires_at: self.expires_at,
             source_reference: self.source_reference.clone(),
             parameters,
         })
@@ -437,6 +467,27 @@ mod tests {
             // Timestamps round-trip at full precision through RFC 3339.
             assert_eq!(opened, action);
         }
+    }
+
+    #[test]
+    fn the_address_and_expiry_are_signed_and_round_trip() {
+        let key = SigningKey::generate();
+        let verification = Verification::strict(Keyring::new(vec![key.public_key()]));
+        let action = Action::new("test", Command::Health)
+            .addressed("gateway-north", time::Duration::minutes(10));
+        assert_eq!(action.target_gateway.as_deref(), Some("gateway-north"));
+        assert_eq!(
+            action.expires_at.map(|e| e - action.timestamp),
+            Some(time::Duration::minutes(10))
+        );
+        let text = key.seal(&action);
+        assert_eq!(Action::open(&text, &verification).unwrap(), action);
+        // Re-addressing a sealed action breaks its signature.
+        let tampered = text.replace("gateway-north", "gateway-south");
+        assert!(Action::open(&tampered, &verification).is_err());
+        // NHS-format actions carry neither.
+        let nhs = Action::open(&nhs_payload().to_string(), &lenient()).unwrap();
+        assert_eq!((nhs.target_gateway, nhs.expires_at), (None, None));
     }
 
     #[test]

@@ -60,6 +60,19 @@ pub struct MppsStatusUpdate {
     pub accession_number: String,
     pub status: MppsStatus,
     pub mpps_instance_uid: String,
+    /// The images the modality says it took (PS3.4 F.7: Performed Series Sequence → Referenced
+    /// Image Sequence), when the step reports them — normally with COMPLETED — so the cloud can
+    /// tell "4 taken, 3 received". Absent when the modality reported none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images_taken: Option<Vec<ReferencedImage>>,
+}
+
+/// One image an MPPS step reports as taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReferencedImage {
+    pub sop_instance_uid: String,
+    pub sop_class_uid: String,
+    pub series_instance_uid: String,
 }
 
 /// Performed procedure step status.

@@ -157,6 +157,7 @@ pub fn mpps(action_id: Option<Uuid>, accession: &str, status: MppsStatus) -> Eve
             accession_number: accession.into(),
             status,
             mpps_instance_uid: format!("1.2.826.0.1.3680043.8.498.{}", accession.len()),
+            images_taken: None,
         }),
     )
 }
