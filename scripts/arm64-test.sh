@@ -107,12 +107,14 @@ add_item() {
 }
 mwl="" pacs=""
 start_server() {
+  # Created here, not by the background job's redirection, which may come after the first read.
+  : >"$work/serve.log"
   # Not through run(): $! must be the gateway itself (env execs it), which SIGTERM stops.
-  env -i "${settings[@]}" "${gateway[@]}" serve 2>"$work/serve.log" &
+  env -i "${settings[@]}" "${gateway[@]}" serve 2>>"$work/serve.log" &
   server=$!
   for _ in $(seq 1 120); do
-    mwl="$(sed -n 's/.*mwl_addr=[0-9.]*:\([0-9]*\).*/\1/p' "$work/serve.log" | head -1)"
-    pacs="$(sed -n 's/.*pacs_addr=[0-9.]*:\([0-9]*\).*/\1/p' "$work/serve.log" | head -1)"
+    mwl="$(sed -n -E '/mwl_addr=/ { s/.*mwl_addr=[0-9.]+:([0-9]+).*/\1/p; q }' "$work/serve.log")"
+    pacs="$(sed -n -E '/pacs_addr=/ { s/.*pacs_addr=[0-9.]+:([0-9]+).*/\1/p; q }' "$work/serve.log")"
     [ -n "$mwl" ] && [ -n "$pacs" ] && return 0
     kill -0 "$server" 2>/dev/null || fail "gateway serve exited before listening"
     sleep 0.5
