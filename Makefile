@@ -12,8 +12,10 @@ test:
 	@scripts/test.sh
 
 ## The gateway's Debian package: static musl binary, lintian-clean, into dist/.
+## `make deb ARCH=arm64` cross-builds it for small ARM boards.
+ARCH ?= amd64
 deb:
-	@scripts/package.sh
+	@scripts/package.sh --arch $(ARCH)
 
 ## Install, upgrade and purge the .deb in a booted Debian container (part of `make test`; root).
 install-test:
