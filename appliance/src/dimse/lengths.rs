@@ -49,16 +49,16 @@ impl Encoding {
 /// Why a data set's structure cannot be trusted. Byte offsets count from the data set's start.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum LengthError {
-    #[error("sequences nested more than {MAX_SEQUENCE_DEPTH} deep at byte {at}")]
+    #[error("sequences nested over {MAX_SEQUENCE_DEPTH} deep at byte {at}")]
     TooDeep { at: u64 },
-    #[error("element {tag} at byte {at} declares {declared} bytes but only {room} can follow")]
+    #[error("{tag} declares {declared} bytes, room for {room} (byte {at})")]
     TooLong {
         tag: Tag,
         at: u64,
         declared: u64,
         room: u64,
     },
-    #[error("element {tag} declares {declared} bytes but the data set ends after {arrived}")]
+    #[error("{tag} declares {declared} bytes, only {arrived} arrived")]
     Truncated {
         tag: Tag,
         declared: u64,
@@ -66,11 +66,11 @@ pub enum LengthError {
     },
     #[error("truncated element header at byte {at}")]
     TruncatedHeader { at: u64 },
-    #[error("element {tag} at byte {at} crosses the end of its sequence or item")]
+    #[error("{tag} at byte {at} crosses the end of its sequence or item")]
     CrossesEnd { tag: Tag, at: u64 },
-    #[error("element {tag} at byte {at} has an unknown VR {vr:?}")]
+    #[error("{tag} at byte {at} has an unknown VR {vr:?}")]
     UnknownVr { tag: Tag, at: u64, vr: [u8; 2] },
-    #[error("element {tag} at byte {at} is not allowed there: {why}")]
+    #[error("{tag} at byte {at}: {why}")]
     Misplaced {
         tag: Tag,
         at: u64,
@@ -930,7 +930,10 @@ mod tests {
         let message = check(&undefined_nest(50_000), Encoding::IMPLICIT_LE)
             .unwrap_err()
             .to_string();
-        assert!(message.contains("nested more than 32 deep"), "{message}");
+        assert!(
+            message.starts_with("sequences nested over 32 deep"),
+            "{message}"
+        );
     }
 
     #[test]
