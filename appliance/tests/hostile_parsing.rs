@@ -189,6 +189,7 @@ fn assert_store_refused(gw: &HostileGateway, rsp: &Command, sop_instance_uid: &s
     );
     let comment = rsp.error_comment.clone().unwrap_or_default();
     assert!(comment.contains(why), "{comment:?} does not say {why:?}");
+    eprintln!("C-STORE refused with {status:#06x}: {comment}");
     let stored =
         gw.state
             .path()
