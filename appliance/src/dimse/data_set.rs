@@ -112,6 +112,28 @@ mod tests {
             decode(&implicit, &bomb),
             Err(DataSetError::Lengths(LengthError::TooDeep { .. }))
         ));
+        // At the depth limit the recursive parser still reads it, on a test thread's stack.
+        let nested = |levels: usize| {
+            let mut out = Vec::new();
+            for _ in 0..levels {
+                out.extend([0x40, 0, 0x00, 0x01, 0xFF, 0xFF, 0xFF, 0xFF]);
+                out.extend([0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+            }
+            out.extend([0x08, 0, 0x60, 0, 2, 0, 0, 0, b'M', b'G']);
+            for _ in 0..levels {
+                out.extend([0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+                out.extend([0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+            }
+            out
+        };
+        let deepest = decode(&implicit, &nested(lengths::MAX_SEQUENCE_DEPTH)).unwrap();
+        assert!(deepest
+            .get(tags::SCHEDULED_PROCEDURE_STEP_SEQUENCE)
+            .is_some());
+        assert!(matches!(
+            decode(&implicit, &nested(lengths::MAX_SEQUENCE_DEPTH + 1)),
+            Err(DataSetError::Lengths(LengthError::TooDeep { .. }))
+        ));
         assert!(matches!(
             decode(&context(uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN), &[]),
             Err(DataSetError::Deflated(_))
