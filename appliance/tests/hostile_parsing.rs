@@ -92,43 +92,76 @@ fn defined_length_bomb(levels: usize) -> Vec<u8> {
 
 const MG: &str = uids::DIGITAL_MAMMOGRAPHY_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION;
 
-fn worklist_contexts() -> [Proposed<'static>; 3] {
-    [
-        Proposed {
-            id: 1,
-            abstract_syntax: uids::VERIFICATION,
-            transfer_syntaxes: &[uids::IMPLICIT_VR_LITTLE_ENDIAN],
-        },
-        Proposed {
-            id: 3,
-            abstract_syntax: uids::MODALITY_WORKLIST_INFORMATION_MODEL_FIND,
-            transfer_syntaxes: &[uids::IMPLICIT_VR_LITTLE_ENDIAN],
-        },
-        Proposed {
-            id: 5,
-            abstract_syntax: uids::MODALITY_PERFORMED_PROCEDURE_STEP,
-            transfer_syntaxes: &[uids::IMPLICIT_VR_LITTLE_ENDIAN],
-        },
-    ]
+/// Where an attack goes: one of the two AEs, with a context for C-ECHO (id 1) and one for the
+/// attack (id 3).
+struct Target {
+    aet: &'static str,
+    abstract_syntax: &'static str,
 }
 
-fn storage_contexts() -> [Proposed<'static>; 2] {
-    [
-        Proposed {
-            id: 1,
-            abstract_syntax: uids::VERIFICATION,
-            transfer_syntaxes: &[uids::IMPLICIT_VR_LITTLE_ENDIAN],
-        },
-        Proposed {
-            id: 7,
-            abstract_syntax: MG,
-            transfer_syntaxes: &[uids::IMPLICIT_VR_LITTLE_ENDIAN],
-        },
-    ]
+const WORKLIST: Target = Target {
+    aet: MWL_AET,
+    abstract_syntax: uids::MODALITY_WORKLIST_INFORMATION_MODEL_FIND,
+};
+const MPPS: Target = Target {
+    aet: MWL_AET,
+    abstract_syntax: uids::MODALITY_PERFORMED_PROCEDURE_STEP,
+};
+const STORAGE: Target = Target {
+    aet: PACS_AET,
+    abstract_syntax: MG,
+};
+
+/// What the gateway must answer: the status, words of the error comment, and a word of the
+/// one warning it logs.
+struct Refusal {
+    status: fn(u16) -> bool,
+    comment: &'static str,
+    logged: &'static str,
 }
 
-/// The association still serves: a C-ECHO on it is answered with success.
-fn echo_on(peer: &mut RawPeer) {
+/// Sends `command` with `data_set` on a fresh raw association and checks the refusal: the
+/// response's status and comment, one warning, the same association still answering C-ECHO,
+/// and afterwards the gateway unharmed with its peak RSS bounded.
+fn attack(target: Target, command: Command, data_set: &[u8], refusal: Refusal, name: &str) {
+    let mut gw = HostileGateway::start();
+    let port = if target.aet == MWL_AET {
+        gw.mwl_port
+    } else {
+        gw.pacs_port
+    };
+    let implicit: &[&str] = &[uids::IMPLICIT_VR_LITTLE_ENDIAN];
+    let mut peer = RawPeer::associate(
+        port,
+        target.aet,
+        &[
+            Proposed {
+                id: 1,
+                abstract_syntax: uids::VERIFICATION,
+                transfer_syntaxes: implicit,
+            },
+            Proposed {
+                id: 3,
+                abstract_syntax: target.abstract_syntax,
+                transfer_syntaxes: implicit,
+            },
+        ],
+    );
+    peer.send_message(3, &command, Some(data_set));
+    let rsp = peer.response();
+    assert_eq!(rsp.command_field, command.command_field | 0x8000, "{name}");
+    let status = rsp.status.expect("a status");
+    let comment = rsp.error_comment.clone().unwrap_or_default();
+    assert!(
+        (refusal.status)(status),
+        "{name}: answered {status:#06x} ({comment:?})"
+    );
+    assert!(
+        comment.contains(refusal.comment),
+        "{name}: {comment:?} does not say {:?}",
+        refusal.comment
+    );
+    eprintln!("{name}: refused with {status:#06x}: {comment}");
     let echo = Command {
         command_field: field::C_ECHO_RQ,
         message_id: Some(99),
@@ -141,22 +174,40 @@ fn echo_on(peer: &mut RawPeer) {
         (rsp.command_field, rsp.status),
         (field::C_ECHO_RSP, Some(0))
     );
+    peer.release();
+    let log = gw.log();
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains(refusal.logged))
+        .count();
+    assert_eq!(warnings, 1, "{name}: one warning for the refusal:\n{log}");
+    if let Some(sop) = &command.affected_sop_instance_uid {
+        let stored = gw
+            .state
+            .path()
+            .join("state/storage")
+            .join(appliance::storage::FileStore::relative_path(sop));
+        assert!(!stored.exists(), "{name}: a refused object was stored");
+    }
+    let peak = gw.assert_unharmed(name);
+    assert!(peak < RSS_BOUND_KIB, "{name}: peak RSS {peak} KiB");
 }
 
-/// Sends a C-STORE of `data_set` (announced as MG instance `sop_instance_uid`) and returns the
-/// response.
-fn store(peer: &mut RawPeer, sop_instance_uid: &str, data_set: &[u8]) -> Command {
-    let rq = Command {
-        command_field: field::C_STORE_RQ,
+fn with_data_set(command_field: u16, sop_class: &str, sop_instance: Option<&str>) -> Command {
+    Command {
+        command_field,
         message_id: Some(1),
-        affected_sop_class_uid: Some(MG.into()),
-        affected_sop_instance_uid: Some(sop_instance_uid.into()),
-        priority: Some(0),
+        affected_sop_class_uid: Some(sop_class.into()),
+        affected_sop_instance_uid: sop_instance.map(str::to_string),
+        priority: (command_field != field::N_CREATE_RQ).then_some(0),
         has_data_set: true,
         ..Default::default()
-    };
-    peer.send_message(7, &rq, Some(data_set));
-    peer.response()
+    }
+}
+
+/// A C-STORE refusal: "cannot understand" (0xCxxx) or "does not match SOP class" (0xA900).
+fn cannot_store(status: u16) -> bool {
+    status & 0xF000 == 0xC000 || status == 0xA900
 }
 
 /// The start of an MG data set: SOP class and instance, implicit VR little endian.
@@ -178,154 +229,84 @@ fn mg_end() -> Vec<u8> {
     out
 }
 
-/// A C-STORE refusal: "cannot understand" (0xCxxx) or "does not match SOP class" (0xA900),
-/// nothing stored, one warning naming why.
-fn assert_store_refused(gw: &HostileGateway, rsp: &Command, sop_instance_uid: &str, why: &str) {
-    let status = rsp.status.expect("a status");
-    assert!(
-        status & 0xF000 == 0xC000 || status == 0xA900,
-        "C-STORE answered {status:#06x} ({:?})",
-        rsp.error_comment
-    );
-    let comment = rsp.error_comment.clone().unwrap_or_default();
-    assert!(comment.contains(why), "{comment:?} does not say {why:?}");
-    eprintln!("C-STORE refused with {status:#06x}: {comment}");
-    let stored =
-        gw.state
-            .path()
-            .join("state/storage")
-            .join(appliance::storage::FileStore::relative_path(
-                sop_instance_uid,
-            ));
-    assert!(!stored.exists(), "a refused object was stored");
-    let log = gw.log();
-    let lines: Vec<_> = log
-        .lines()
-        .filter(|l| l.contains("WARN") && l.contains(sop_instance_uid))
-        .collect();
-    assert_eq!(lines.len(), 1, "one warning for the refusal:\n{log}");
-}
-
 #[test]
 fn a_c_find_identifier_nesting_50000_undefined_length_sequences_is_refused() {
-    let mut gw = HostileGateway::start();
-    let mut peer = RawPeer::associate(gw.mwl_port, MWL_AET, &worklist_contexts());
-    let find = Command {
-        command_field: field::C_FIND_RQ,
-        message_id: Some(1),
-        affected_sop_class_uid: Some(uids::MODALITY_WORKLIST_INFORMATION_MODEL_FIND.into()),
-        priority: Some(0),
-        has_data_set: true,
-        ..Default::default()
-    };
     let mut identifier = element(0x0010, 0x0020, b"9434765919");
     identifier.extend(undefined_length_bomb(LEVELS));
-    peer.send_message(3, &find, Some(&identifier));
-    let rsp = peer.response();
-    assert_eq!(rsp.command_field, field::C_FIND_RSP);
-    assert_eq!(rsp.status, Some(0xA900), "{:?}", rsp.error_comment);
-    assert!(
-        rsp.error_comment
-            .as_deref()
-            .unwrap_or("")
-            .contains("nested"),
-        "{:?}",
-        rsp.error_comment
+    attack(
+        WORKLIST,
+        with_data_set(field::C_FIND_RQ, WORKLIST.abstract_syntax, None),
+        &identifier,
+        Refusal {
+            status: |s| s == 0xA900,
+            comment: "nested",
+            logged: "C-FIND identifier",
+        },
+        "C-FIND undefined-length bomb",
     );
-    echo_on(&mut peer);
-    peer.release();
-    let log = gw.log();
-    assert_eq!(
-        log.lines()
-            .filter(|l| l.contains("WARN") && l.contains("C-FIND identifier"))
-            .count(),
-        1,
-        "{log}"
-    );
-    let peak = gw.assert_unharmed("C-FIND undefined-length bomb");
-    assert!(peak < RSS_BOUND_KIB, "peak RSS {peak} KiB");
 }
 
 #[test]
 fn an_mpps_n_create_nesting_50000_undefined_length_sequences_is_refused() {
-    let mut gw = HostileGateway::start();
-    let mut peer = RawPeer::associate(gw.mwl_port, MWL_AET, &worklist_contexts());
     let mpps_uid = "1.2.826.0.1.3680043.10.1080.77";
-    let create = Command {
-        command_field: field::N_CREATE_RQ,
-        message_id: Some(1),
-        affected_sop_class_uid: Some(uids::MODALITY_PERFORMED_PROCEDURE_STEP.into()),
-        affected_sop_instance_uid: Some(mpps_uid.into()),
-        has_data_set: true,
-        ..Default::default()
-    };
     let mut data_set = element(0x0040, 0x0252, b"IN PROGRESS ");
     data_set.extend(undefined_length_bomb(LEVELS));
-    peer.send_message(5, &create, Some(&data_set));
-    let rsp = peer.response();
-    assert_eq!(rsp.command_field, field::N_CREATE_RSP);
-    assert_eq!(rsp.status, Some(0x0106), "{:?}", rsp.error_comment);
-    assert!(
-        rsp.error_comment
-            .as_deref()
-            .unwrap_or("")
-            .contains("nested"),
-        "{:?}",
-        rsp.error_comment
+    attack(
+        MPPS,
+        with_data_set(field::N_CREATE_RQ, MPPS.abstract_syntax, Some(mpps_uid)),
+        &data_set,
+        Refusal {
+            status: |s| s == 0x0106,
+            comment: "nested",
+            logged: mpps_uid,
+        },
+        "MPPS N-CREATE undefined-length bomb",
     );
-    echo_on(&mut peer);
-    peer.release();
-    let log = gw.log();
-    assert_eq!(
-        log.lines()
-            .filter(|l| l.contains("WARN") && l.contains(mpps_uid))
-            .count(),
-        1,
-        "{log}"
-    );
-    let peak = gw.assert_unharmed("MPPS N-CREATE undefined-length bomb");
-    assert!(peak < RSS_BOUND_KIB, "peak RSS {peak} KiB");
 }
 
 #[test]
 fn a_c_store_declaring_a_4_gib_element_before_pixel_data_is_refused_without_allocating_it() {
-    let mut gw = HostileGateway::start();
-    let mut peer = RawPeer::associate(gw.pacs_port, PACS_AET, &storage_contexts());
     let sop = "1.2.826.0.1.3680043.10.1080.3";
     let mut data_set = mg_start(sop);
     // Manufacturer (0008,0070) declaring 0xFFFFFFF0 bytes, then a few bytes and the end.
     data_set.extend(header(0x0008, 0x0070, 0xFFFF_FFF0));
     data_set.extend(b"ACME");
     data_set.extend(mg_end());
-    let rsp = store(&mut peer, sop, &data_set);
-    assert_store_refused(&gw, &rsp, sop, "declares");
-    echo_on(&mut peer);
-    peer.release();
-    let peak = gw.assert_unharmed("C-STORE 4 GiB element");
-    assert!(peak < RSS_BOUND_KIB, "peak RSS {peak} KiB");
+    attack(
+        STORAGE,
+        with_data_set(field::C_STORE_RQ, MG, Some(sop)),
+        &data_set,
+        Refusal {
+            status: cannot_store,
+            comment: "declares",
+            logged: sop,
+        },
+        "C-STORE 4 GiB element",
+    );
 }
 
 #[test]
 fn a_c_store_nesting_50000_defined_length_sequences_is_refused() {
-    let mut gw = HostileGateway::start();
-    let mut peer = RawPeer::associate(gw.pacs_port, PACS_AET, &storage_contexts());
     let sop = "1.2.826.0.1.3680043.10.1080.4";
     let mut data_set = mg_start(sop);
     data_set.extend(defined_length_bomb(LEVELS));
     data_set.extend(mg_end());
-    let rsp = store(&mut peer, sop, &data_set);
-    assert_store_refused(&gw, &rsp, sop, "nested");
-    echo_on(&mut peer);
-    peer.release();
-    let peak = gw.assert_unharmed("C-STORE defined-length bomb");
-    assert!(peak < RSS_BOUND_KIB, "peak RSS {peak} KiB");
+    attack(
+        STORAGE,
+        with_data_set(field::C_STORE_RQ, MG, Some(sop)),
+        &data_set,
+        Refusal {
+            status: cannot_store,
+            comment: "nested",
+            logged: sop,
+        },
+        "C-STORE defined-length bomb",
+    );
 }
 
 #[test]
 fn a_c_store_nesting_50000_sequences_after_pixel_data_is_refused() {
     // Stored, this object would reach the thumbnailer, which parses the whole file.
-    let mut gw = HostileGateway::start();
-    let mut peer = RawPeer::associate(gw.pacs_port, PACS_AET, &storage_contexts());
     let sop = "1.2.826.0.1.3680043.10.1080.5";
     let mut data_set = mg_start(sop);
     data_set.extend(mg_end());
@@ -335,10 +316,15 @@ fn a_c_store_nesting_50000_sequences_after_pixel_data_is_refused() {
     data_set.extend(undefined_length_bomb(LEVELS));
     data_set.extend(header(0xFFFE, 0xE00D, 0));
     data_set.extend(header(0xFFFE, 0xE0DD, 0));
-    let rsp = store(&mut peer, sop, &data_set);
-    assert_store_refused(&gw, &rsp, sop, "nested");
-    echo_on(&mut peer);
-    peer.release();
-    let peak = gw.assert_unharmed("C-STORE bomb after Pixel Data");
-    assert!(peak < RSS_BOUND_KIB, "peak RSS {peak} KiB");
+    attack(
+        STORAGE,
+        with_data_set(field::C_STORE_RQ, MG, Some(sop)),
+        &data_set,
+        Refusal {
+            status: cannot_store,
+            comment: "nested",
+            logged: sop,
+        },
+        "C-STORE bomb after Pixel Data",
+    );
 }

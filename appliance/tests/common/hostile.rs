@@ -368,6 +368,10 @@ impl RawPeer {
         let mut header = [0u8; 6];
         if let Err(e) = self.stream.read_exact(&mut header) {
             assert!(
+                !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+                "no PDU from the gateway within 60 s"
+            );
+            assert!(
                 matches!(
                     e.kind(),
                     ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset
