@@ -22,16 +22,7 @@ fn the_harness_speaks_raw_pdus_to_the_running_gateway() {
         }],
     );
     assert_eq!(peer.accepted.len(), 1);
-    let echo = Command {
-        command_field: field::C_ECHO_RQ,
-        message_id: Some(7),
-        affected_sop_class_uid: Some(uids::VERIFICATION.into()),
-        ..Default::default()
-    };
-    peer.send_message(1, &echo, None);
-    let rsp = peer.response();
-    assert_eq!(rsp.command_field, field::C_ECHO_RSP);
-    assert_eq!(rsp.status, Some(0));
+    peer.echo(1);
     peer.release();
     gw.assert_unharmed("a plain C-ECHO");
 }
@@ -162,18 +153,8 @@ fn attack(target: Target, command: Command, data_set: &[u8], refusal: Refusal, n
         refusal.comment
     );
     eprintln!("{name}: refused with {status:#06x}: {comment}");
-    let echo = Command {
-        command_field: field::C_ECHO_RQ,
-        message_id: Some(99),
-        affected_sop_class_uid: Some(uids::VERIFICATION.into()),
-        ..Default::default()
-    };
-    peer.send_message(1, &echo, None);
-    let rsp = peer.response();
-    assert_eq!(
-        (rsp.command_field, rsp.status),
-        (field::C_ECHO_RSP, Some(0))
-    );
+    // The association goes on.
+    peer.echo(1);
     peer.release();
     let log = gw.log();
     let warnings = log
@@ -205,9 +186,20 @@ fn with_data_set(command_field: u16, sop_class: &str, sop_instance: Option<&str>
     }
 }
 
-/// A C-STORE refusal: "cannot understand" (0xCxxx) or "does not match SOP class" (0xA900).
-fn cannot_store(status: u16) -> bool {
-    status & 0xF000 == 0xC000 || status == 0xA900
+/// A C-STORE of `data_set` as MG instance `sop`, refused with "cannot understand" (0xCxxx)
+/// or "does not match SOP class" (0xA900), the comment saying `comment`.
+fn store_attack(sop: &'static str, data_set: &[u8], comment: &'static str, name: &str) {
+    attack(
+        STORAGE,
+        with_data_set(field::C_STORE_RQ, MG, Some(sop)),
+        data_set,
+        Refusal {
+            status: |s| s & 0xF000 == 0xC000 || s == 0xA900,
+            comment,
+            logged: sop,
+        },
+        name,
+    );
 }
 
 /// The start of an MG data set: SOP class and instance, implicit VR little endian.
@@ -272,17 +264,7 @@ fn a_c_store_declaring_a_4_gib_element_before_pixel_data_is_refused_without_allo
     data_set.extend(header(0x0008, 0x0070, 0xFFFF_FFF0));
     data_set.extend(b"ACME");
     data_set.extend(mg_end());
-    attack(
-        STORAGE,
-        with_data_set(field::C_STORE_RQ, MG, Some(sop)),
-        &data_set,
-        Refusal {
-            status: cannot_store,
-            comment: "declares",
-            logged: sop,
-        },
-        "C-STORE 4 GiB element",
-    );
+    store_attack(sop, &data_set, "declares", "C-STORE 4 GiB element");
 }
 
 #[test]
@@ -291,17 +273,7 @@ fn a_c_store_nesting_50000_defined_length_sequences_is_refused() {
     let mut data_set = mg_start(sop);
     data_set.extend(defined_length_bomb(LEVELS));
     data_set.extend(mg_end());
-    attack(
-        STORAGE,
-        with_data_set(field::C_STORE_RQ, MG, Some(sop)),
-        &data_set,
-        Refusal {
-            status: cannot_store,
-            comment: "nested",
-            logged: sop,
-        },
-        "C-STORE defined-length bomb",
-    );
+    store_attack(sop, &data_set, "nested", "C-STORE defined-length bomb");
 }
 
 #[test]
@@ -316,15 +288,5 @@ fn a_c_store_nesting_50000_sequences_after_pixel_data_is_refused() {
     data_set.extend(undefined_length_bomb(LEVELS));
     data_set.extend(header(0xFFFE, 0xE00D, 0));
     data_set.extend(header(0xFFFE, 0xE0DD, 0));
-    attack(
-        STORAGE,
-        with_data_set(field::C_STORE_RQ, MG, Some(sop)),
-        &data_set,
-        Refusal {
-            status: cannot_store,
-            comment: "nested",
-            logged: sop,
-        },
-        "C-STORE bomb after Pixel Data",
-    );
+    store_attack(sop, &data_set, "nested", "C-STORE bomb after Pixel Data");
 }

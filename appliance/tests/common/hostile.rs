@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
-use appliance::dimse::Command;
+use appliance::dimse::{field, Command};
 use appliance::modality::images::{mammogram, Subject, SCREENING_VIEWS};
 use appliance::worklist::new_uid;
 use dicom_dictionary_std::uids;
@@ -411,6 +411,24 @@ impl RawPeer {
                 at += 4 + len;
             }
         }
+    }
+
+    /// A C-ECHO on context `context_id` (Verification), answered with success.
+    pub fn echo(&mut self, context_id: u8) {
+        let echo = Command {
+            command_field: field::C_ECHO_RQ,
+            message_id: Some(99),
+            affected_sop_class_uid: Some(uids::VERIFICATION.into()),
+            ..Default::default()
+        };
+        self.send_message(context_id, &echo, None);
+        let rsp = self.response();
+        assert_eq!(
+            (rsp.command_field, rsp.status),
+            (field::C_ECHO_RSP, Some(0)),
+            "C-ECHO on the raw association: {:?}",
+            rsp.error_comment
+        );
     }
 
     /// A-RELEASE-RQ, then waits for the A-RELEASE-RP.
