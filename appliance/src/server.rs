@@ -22,7 +22,7 @@ use crate::dimse::Association;
 use crate::service::systemd::Liveness;
 use crate::services::{Role, Services};
 use crate::storage::sop_classes::STORAGE_SOP_CLASSES;
-use crate::storage::{FileStore, Storage, StoreError};
+use crate::storage::{FileStore, Reindexing, Storage};
 use crate::thumbnail;
 
 /// Uncompressed transfer syntaxes, for the worklist and MPPS AE.
@@ -62,8 +62,6 @@ pub enum ServerError {
     StateDir(String, std::io::Error),
     #[error(transparent)]
     Db(#[from] DbError),
-    #[error("re-indexing the store: {0}")]
-    Reindex(#[from] StoreError),
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
 }
@@ -72,10 +70,12 @@ pub enum ServerError {
 pub struct Gateway {
     config: Config,
     services: Services,
+    reindexing: Reindexing,
 }
 
 impl Gateway {
-    /// Opens the state database and the store, and re-indexes files a crash left unindexed.
+    /// Opens the state database and the store, and starts re-indexing files a crash left
+    /// unindexed.
     pub fn open(config: Config) -> Result<Gateway, ServerError> {
         let dir = &config.state_dir;
         std::fs::create_dir_all(dir)
@@ -84,11 +84,6 @@ impl Gateway {
         let files = FileStore::open(&dir.join("storage"))
             .map_err(|e| ServerError::StateDir(dir.join("storage").display().to_string(), e))?;
         let storage = Storage::new(db.clone(), files);
-        // A re-indexed file gets its thumbnail and image event like any stored one.
-        let reindexed = storage.reindex_orphans(thumbnail::enqueue_job)?;
-        if reindexed > 0 {
-            tracing::warn!(reindexed, "indexed stored files left unindexed by a crash");
-        }
         let doorbell = Doorbell::default();
         let thumbnails = thumbnail::Pool::start(
             db.clone(),
@@ -100,9 +95,16 @@ impl Gateway {
             doorbell.clone(),
             config.thumbnail_workers,
         )?;
+        // After a crash, in the background: a re-indexed file gets its thumbnail and image
+        // event like any stored one.
+        let pool = thumbnails.clone();
+        let reindexing = storage.reindex_in_background(thumbnail::enqueue_job, move |record| {
+            pool.submit(thumbnail::Job { record })
+        });
         let name = config.name.as_str().into();
         Ok(Gateway {
             config,
+            reindexing,
             services: Services {
                 db,
                 storage,
@@ -158,6 +160,7 @@ impl Gateway {
             db: self.services.db.clone(),
             doorbell: self.services.doorbell.clone(),
             thumbnails: self.services.thumbnails.clone(),
+            reindexing: Some(self.reindexing),
             liveness,
         })
     }
@@ -183,6 +186,7 @@ pub struct Running {
     /// The accept loops, for the systemd watchdog; the cloud link registers its tasks here too.
     pub liveness: Liveness,
     thumbnails: thumbnail::Pool,
+    reindexing: Option<Reindexing>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -196,6 +200,9 @@ impl Running {
         })
         .await;
         self.tasks.shutdown().await;
+        if let Some(reindexing) = self.reindexing.take() {
+            let _ = tokio::task::spawn_blocking(move || reindexing.stop()).await;
+        }
         // The job in hand finishes; the rest wait in the database for the next start.
         let thumbnails = self.thumbnails.clone();
         let _ = tokio::task::spawn_blocking(move || thumbnails.stop()).await;

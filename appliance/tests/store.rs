@@ -345,7 +345,15 @@ fn restart_indexes_files_a_crash_left_unindexed_and_drops_partial_uploads() {
     let state = gw.stop();
     let config = appliance::config::Config::new(state.path().to_path_buf());
     let gw = TestGateway::start_in(state, config);
-    let after = get_instance(gw.db(), &uid).unwrap().expect("re-indexed");
+    // The re-index runs after start-up, in the background.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let after = loop {
+        if let Some(found) = get_instance(gw.db(), &uid).unwrap() {
+            break found;
+        }
+        assert!(std::time::Instant::now() < deadline, "never re-indexed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     assert_eq!(after.file_sha256, before.file_sha256);
     assert_eq!(after.calling_ae, "MODALITY1");
     assert!(!gw.storage_dir().join("tmp/half.part").exists());

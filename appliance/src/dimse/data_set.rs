@@ -1,15 +1,16 @@
 //! In-memory data sets in and out of messages (C-FIND identifiers and responses, MPPS
 //! attributes), in the transfer syntax of the presentation context they travel on. A received
-//! data set's declared lengths are bounded ([`super::lengths`]) before the parser sees it.
+//! data set's declared lengths and nesting are bounded ([`super::lengths`]) before the parser
+//! sees it.
 
 use dicom_dictionary_std::uids;
 use dicom_encoding::transfer_syntax::Endianness;
-use dicom_encoding::TransferSyntax;
+use dicom_encoding::{Codec, TransferSyntax};
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 use thiserror::Error;
 
-use super::lengths::{self, Encoding};
+use super::lengths::{self, Encoding, LengthError};
 use super::message::Context;
 
 /// Why a data set could not be read or written. The text goes into the error comment of the
@@ -18,9 +19,12 @@ use super::message::Context;
 pub enum DataSetError {
     #[error("unknown transfer syntax {0}")]
     UnknownTransferSyntax(String),
-    /// A declared length does not fit what was received.
-    #[error("{0}")]
-    Lengths(String),
+    /// A declared length does not fit what was received, or sequences nest too deep.
+    #[error(transparent)]
+    Lengths(#[from] LengthError),
+    /// Inflating would bypass the bounds; no AE of the gateway offers deflate for these.
+    #[error("deflated data sets are not accepted for {0}")]
+    Deflated(&'static str),
     #[error("{0}")]
     Read(String),
     #[error("{0}")]
@@ -39,15 +43,14 @@ fn transfer_syntax(context: &Context) -> Result<&'static TransferSyntax, DataSet
 pub fn decode(context: &Context, bytes: &[u8]) -> Result<InMemDicomObject, DataSetError> {
     let ts = transfer_syntax(context)?;
     let uid = ts.uid();
-    // Deflated data sets are inflated by the parser as it reads, so they are not pre-checked;
-    // no AE of the gateway offers deflate for in-memory data sets.
-    if uid != uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN {
-        let encoding = Encoding {
-            explicit_vr: uid != uids::IMPLICIT_VR_LITTLE_ENDIAN,
-            big_endian: ts.endianness() == Endianness::Big,
-        };
-        lengths::check(bytes, encoding).map_err(DataSetError::Lengths)?;
+    if matches!(ts.codec(), Codec::Dataset(_)) {
+        return Err(DataSetError::Deflated("in-memory data sets"));
     }
+    let encoding = Encoding {
+        explicit_vr: uid != uids::IMPLICIT_VR_LITTLE_ENDIAN,
+        big_endian: ts.endianness() == Endianness::Big,
+    };
+    lengths::check(bytes, encoding)?;
     InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| DataSetError::Read(e.to_string()))
 }
 
@@ -97,7 +100,43 @@ mod tests {
         let implicit = context(uids::IMPLICIT_VR_LITTLE_ENDIAN);
         assert!(matches!(
             decode(&implicit, &huge),
-            Err(DataSetError::Lengths(why)) if why.contains("declares")
+            Err(DataSetError::Lengths(LengthError::TooLong { .. }))
+        ));
+        // 50,000 nested undefined-length sequences: refused before the recursive parser.
+        let mut bomb = Vec::new();
+        for _ in 0..50_000 {
+            bomb.extend([0x40, 0, 0x00, 0x01, 0xFF, 0xFF, 0xFF, 0xFF]);
+            bomb.extend([0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        }
+        assert!(matches!(
+            decode(&implicit, &bomb),
+            Err(DataSetError::Lengths(LengthError::TooDeep { .. }))
+        ));
+        // At the depth limit the recursive parser still reads it, on a test thread's stack.
+        let nested = |levels: usize| {
+            let mut out = Vec::new();
+            for _ in 0..levels {
+                out.extend([0x40, 0, 0x00, 0x01, 0xFF, 0xFF, 0xFF, 0xFF]);
+                out.extend([0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+            }
+            out.extend([0x08, 0, 0x60, 0, 2, 0, 0, 0, b'M', b'G']);
+            for _ in 0..levels {
+                out.extend([0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+                out.extend([0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+            }
+            out
+        };
+        let deepest = decode(&implicit, &nested(lengths::MAX_SEQUENCE_DEPTH)).unwrap();
+        assert!(deepest
+            .get(tags::SCHEDULED_PROCEDURE_STEP_SEQUENCE)
+            .is_some());
+        assert!(matches!(
+            decode(&implicit, &nested(lengths::MAX_SEQUENCE_DEPTH + 1)),
+            Err(DataSetError::Lengths(LengthError::TooDeep { .. }))
+        ));
+        assert!(matches!(
+            decode(&context(uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN), &[]),
+            Err(DataSetError::Deflated(_))
         ));
         assert!(matches!(
             decode(&context("1.2.3.4"), &[]),

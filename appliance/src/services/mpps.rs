@@ -21,15 +21,25 @@ fn error_status(e: &MppsError) -> u16 {
     }
 }
 
-/// Checks the context and parses the data set; `Err` is the response to send instead.
+/// Checks the context and parses the data set; `Err` is the response to send instead, logged
+/// once with the calling AE and the step's UID.
 fn prepare(
     message: &Message<IncomingObject>,
     response_field: u16,
+    calling_ae: &str,
 ) -> Result<InMemDicomObject, Box<Command>> {
     let refuse = |code: u16, comment: String| {
+        let command = &message.command;
+        let uid = command
+            .affected_sop_instance_uid
+            .as_deref()
+            .or(command.requested_sop_instance_uid.as_deref())
+            .unwrap_or("");
+        tracing::warn!(calling_ae = %calling_ae, mpps = %uid, status = format_args!("{code:#06x}"),
+            "MPPS {} refused: {comment}", command.name());
         Box::new(Command {
             error_comment: Some(comment),
-            ..Command::response_to(&message.command, response_field, code)
+            ..Command::response_to(command, response_field, code)
         })
     };
     if message.context.abstract_syntax != uids::MODALITY_PERFORMED_PROCEDURE_STEP {
@@ -83,7 +93,7 @@ pub async fn create(
     assoc: &mut Association,
     message: Message<IncomingObject>,
 ) -> Result<(), DimseError> {
-    let data_set = match prepare(&message, field::N_CREATE_RSP) {
+    let data_set = match prepare(&message, field::N_CREATE_RSP, &assoc.calling_ae) {
         Ok(obj) => obj,
         Err(rsp) => return assoc.send(message.context.id, &rsp, None).await,
     };
@@ -119,7 +129,7 @@ pub async fn set(
     assoc: &mut Association,
     message: Message<IncomingObject>,
 ) -> Result<(), DimseError> {
-    let modifications = match prepare(&message, field::N_SET_RSP) {
+    let modifications = match prepare(&message, field::N_SET_RSP, &assoc.calling_ae) {
         Ok(obj) => obj,
         Err(rsp) => return assoc.send(message.context.id, &rsp, None).await,
     };

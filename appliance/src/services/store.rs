@@ -43,9 +43,10 @@ pub fn failure_status(e: &StoreError) -> u16 {
     match e {
         StoreError::OutOfResources(_) | StoreError::Db(_) => status::OUT_OF_RESOURCES,
         StoreError::Mismatch { .. } => status::DATA_SET_DOES_NOT_MATCH,
-        StoreError::MissingAttribute(_) | StoreError::Unreadable(_) | StoreError::Meta(..) => {
-            status::CANNOT_UNDERSTAND
-        }
+        StoreError::MissingAttribute(_)
+        | StoreError::Unreadable(_)
+        | StoreError::Malformed(_)
+        | StoreError::Meta(..) => status::CANNOT_UNDERSTAND,
     }
 }
 

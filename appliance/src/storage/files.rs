@@ -60,10 +60,10 @@ impl FileStore {
 
     /// Starts a new object in a temporary file; `prefix` (preamble and file meta) is written and
     /// hashed first.
-    pub fn begin(&self, prefix: &[u8]) -> io::Result<IncomingObject> {
+    pub fn begin(&self, prefix: &[u8]) -> io::Result<PartFile> {
         let path = self.tmp.join(format!("{}.part", uuid::Uuid::new_v4()));
         let file = File::options().write(true).create_new(true).open(&path)?;
-        let mut object = IncomingObject {
+        let mut object = PartFile {
             file: Some(BufWriter::with_capacity(1 << 20, file)),
             path,
             hasher: Sha256::new(),
@@ -101,11 +101,12 @@ impl FileStore {
 }
 
 /// Bytes written after which the disk is asked to start writing back (see
-/// [`IncomingObject::start_writeback`]).
+/// [`PartFile::start_writeback`]).
 const WRITEBACK_EVERY: u64 = 8 << 20;
 
-/// An object being received, in its temporary file. Dropped unfinished, the file is removed.
-pub struct IncomingObject {
+/// A temporary file being written (an object being received), hashed as it is written.
+/// Dropped unfinished, the file is removed.
+pub struct PartFile {
     file: Option<BufWriter<File>>,
     path: PathBuf,
     hasher: Sha256,
@@ -114,7 +115,7 @@ pub struct IncomingObject {
     early_sync: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Write for IncomingObject {
+impl Write for PartFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let file = self.file.as_mut().expect("open until finished");
         let n = file.write(buf)?;
@@ -132,10 +133,10 @@ impl Write for IncomingObject {
     }
 }
 
-impl IncomingObject {
+impl PartFile {
     /// Starts flushing what has arrived so far to disk on a helper thread while the rest is
     /// still being received, so the final fsync of a 27 MB mammogram only waits for its tail.
-    /// At most one such flush runs at a time; the final [`IncomingObject::finish`] still
+    /// At most one such flush runs at a time; the final [`PartFile::finish`] still
     /// fsyncs everything.
     fn start_writeback(&mut self) -> io::Result<()> {
         self.unsynced = 0;
@@ -168,7 +169,7 @@ impl IncomingObject {
     }
 }
 
-impl Drop for IncomingObject {
+impl Drop for PartFile {
     fn drop(&mut self) {
         if !self.path.as_os_str().is_empty() {
             self.file.take();

@@ -150,6 +150,39 @@ fn unsigned(obj: &InMemDicomObject, tag: Tag) -> Option<u16> {
 }
 
 impl Attributes {
+    /// Every top-level element [`Attributes::read`] looks at, in tag order, and the character
+    /// set their text is in: the store keeps copies of these as an object arrives
+    /// (`storage::incoming`) and reads them, never the whole object.
+    pub const TAGS: &'static [Tag] = &[
+        tags::SPECIFIC_CHARACTER_SET,
+        tags::SOP_CLASS_UID,
+        tags::SOP_INSTANCE_UID,
+        tags::STUDY_DATE,
+        tags::ACCESSION_NUMBER,
+        tags::MODALITY,
+        tags::PATIENT_NAME,
+        tags::PATIENT_ID,
+        tags::KVP,
+        tags::EXPOSURE_TIME,
+        tags::EXPOSURE,
+        tags::EXPOSURE_INU_AS,
+        tags::ANODE_TARGET_MATERIAL,
+        tags::BODY_PART_THICKNESS,
+        tags::COMPRESSION_FORCE,
+        tags::VIEW_POSITION,
+        tags::FILTER_MATERIAL,
+        tags::STUDY_INSTANCE_UID,
+        tags::SERIES_INSTANCE_UID,
+        tags::SERIES_NUMBER,
+        tags::LATERALITY,
+        tags::IMAGE_LATERALITY,
+        tags::ROWS,
+        tags::COLUMNS,
+        tags::ORGAN_DOSE,
+        tags::ENTRANCE_DOSE_INM_GY,
+        tags::VIEW_CODE_SEQUENCE,
+    ];
+
     pub fn read(obj: &InMemDicomObject) -> Attributes {
         let exposure_uas = number(obj, tags::EXPOSURE_INU_AS)
             .or_else(|| number(obj, tags::EXPOSURE).map(|mas| mas * 1000.0));

@@ -1,28 +1,34 @@
 //! Received objects: the hash-addressed file store plus the redb index, kept consistent.
 //!
-//! Order of a store: temporary file → fsync → (in one redb write transaction, which also
-//! serialises concurrent stores of the same instance) duplicate check → rename + directory fsync
-//! → index rows → caller's hook → commit. A crash before the rename leaves a temporary file that
-//! start-up removes; a crash after it leaves a complete file that start-up re-indexes.
+//! Order of a store: temporary file, its data set checked as it arrives (`incoming.rs`) → fsync
+//! → (in one redb write transaction, which also serialises concurrent stores of the same
+//! instance) duplicate check → rename + directory fsync → index rows → caller's hook → commit.
+//! A crash before the rename leaves a temporary file that start-up removes; a crash after it
+//! leaves a complete file that the re-index after start-up indexes.
 
 pub mod files;
+pub mod incoming;
 pub mod index;
 pub mod sop_classes;
 
-use std::io;
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
-use dicom_dictionary_std::tags;
-use dicom_object::meta::FileMetaTableBuilder;
-use dicom_object::OpenFileOptions;
-use redb::WriteTransaction;
+use dicom_object::meta::{FileMetaTable, FileMetaTableBuilder};
+use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
+use sha2::{Digest, Sha256};
 use thiserror::Error;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::db::{Database, DbError};
-pub use files::{FileStore, IncomingObject, ReceivedFile};
+pub use files::{FileStore, PartFile, ReceivedFile};
+pub use incoming::{CheckError, IncomingObject};
 pub use index::InstanceRecord;
 
 /// What the sender told us about the object before its bytes arrived (the C-STORE command and
@@ -51,6 +57,10 @@ pub enum StoreError {
     },
     #[error("the data set cannot be parsed: {0}")]
     Unreadable(String),
+    /// Refused by the checks it passes as it arrives (depth, lengths, delimiters). The text
+    /// is the response's error comment, which holds 64 characters: the fault comes first.
+    #[error("{0}")]
+    Malformed(CheckError),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error("file meta for {0}: {1}")]
@@ -93,9 +103,13 @@ impl Storage {
         prefix.extend_from_slice(b"DICM");
         meta.write(&mut prefix)
             .map_err(|e| StoreError::Meta(announced.sop_instance_uid.clone(), e.to_string()))?;
-        self.files
+        let check = incoming::DataSetCheck::new(&announced.transfer_syntax)
+            .map_err(StoreError::Malformed)?;
+        let file = self
+            .files
             .begin(&prefix)
-            .map_err(StoreError::OutOfResources)
+            .map_err(StoreError::OutOfResources)?;
+        Ok(IncomingObject::new(file, check))
     }
 
     /// Finishes a received object: fsync, validate, install, index, then `hook` in the same
@@ -111,9 +125,9 @@ impl Storage {
         H: FnOnce(&WriteTransaction, &InstanceRecord) -> Result<(), DbError>,
     {
         let started = std::time::Instant::now();
-        let mut received = incoming.finish().map_err(StoreError::OutOfResources)?;
+        let (mut received, captured) = incoming.finish()?;
         let synced = started.elapsed();
-        let attributes = read_attributes(&received.path)?;
+        let attributes = captured.attributes()?;
         let sop_instance_uid = attributes
             .sop_instance_uid
             .clone()
@@ -210,64 +224,134 @@ impl Storage {
     }
 
     /// Indexes files that a crash left installed but unindexed, running `hook` in each index
-    /// transaction as [`Storage::complete`] does. Returns how many it indexed.
-    pub fn reindex_orphans<H>(&self, hook: H) -> Result<usize, StoreError>
+    /// transaction as [`Storage::complete`] does and `indexed` after each commit. A file is
+    /// named by the hash of its SOP Instance UID, so the files the index already has are
+    /// known from the index alone and never opened: the cost is a directory walk plus one
+    /// streamed read of each new file. Stops early when `stop` is set.
+    pub fn reindex_orphans<H, A>(
+        &self,
+        hook: H,
+        mut indexed: A,
+        stop: &AtomicBool,
+    ) -> Result<Reindexed, StoreError>
     where
         H: Fn(&WriteTransaction, &InstanceRecord) -> Result<(), DbError>,
+        A: FnMut(InstanceRecord),
     {
-        let mut count = 0;
+        let known = self.indexed_file_names()?;
+        let mut counts = Reindexed::default();
         let root = self.files.root().to_path_buf();
         for a in read_dir_sorted(&root)? {
             if a.file_name().is_some_and(|n| n == "tmp") || !a.is_dir() {
                 continue;
             }
             for b in read_dir_sorted(&a)? {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(counts);
+                }
                 for file in read_dir_sorted(&b)? {
                     if file.extension().is_none_or(|e| e != "dcm") {
                         continue;
                     }
-                    if self.reindex_one(&file, &hook)? {
-                        count += 1;
+                    counts.files += 1;
+                    let name = file.file_stem().and_then(|s| s.to_str()).and_then(unhex);
+                    if name.is_some_and(|name| known.contains(&name)) {
+                        continue;
+                    }
+                    if let Some(record) = self.reindex_one(&file, &hook)? {
+                        counts.indexed += 1;
+                        indexed(record);
                     }
                 }
             }
         }
-        Ok(count)
+        Ok(counts)
     }
 
-    fn reindex_one<H>(&self, path: &Path, hook: &H) -> Result<bool, StoreError>
+    /// Runs [`Storage::reindex_orphans`] on a thread of its own, so start-up (and systemd's
+    /// READY) never waits for a walk of the whole store; a store arriving meanwhile is safe,
+    /// as each re-index checks the index again in its own write transaction.
+    pub fn reindex_in_background<H, A>(&self, hook: H, indexed: A) -> Reindexing
+    where
+        H: Fn(&WriteTransaction, &InstanceRecord) -> Result<(), DbError> + Send + 'static,
+        A: FnMut(InstanceRecord) + Send + 'static,
+    {
+        let stop = Arc::new(AtomicBool::new(false));
+        let storage = self.clone();
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("reindex".into())
+            .spawn(move || {
+                let started = Instant::now();
+                match storage.reindex_orphans(hook, indexed, &stopping) {
+                    Ok(counts) => {
+                        if counts.indexed > 0 {
+                            tracing::warn!(
+                                reindexed = counts.indexed,
+                                "indexed stored files left unindexed by a crash"
+                            );
+                        }
+                        tracing::info!(
+                            files = counts.files,
+                            reindexed = counts.indexed,
+                            ms = started.elapsed().as_millis() as u64,
+                            "store checked against the index"
+                        );
+                    }
+                    Err(e) => tracing::error!("re-indexing the store stopped: {e}"),
+                }
+            })
+            .expect("a thread can be spawned");
+        Reindexing {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The file names (hashes of SOP Instance UIDs) of every indexed instance.
+    fn indexed_file_names(&self) -> Result<HashSet<[u8; 32]>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn
+            .open_table(crate::db::INSTANCES)
+            .map_err(DbError::from)?;
+        let mut names = HashSet::with_capacity(table.len().map_err(DbError::from)? as usize);
+        for entry in table.iter().map_err(DbError::from)? {
+            let (uid, _) = entry.map_err(DbError::from)?;
+            names.insert(Sha256::digest(uid.value().as_bytes()).into());
+        }
+        Ok(names)
+    }
+
+    /// Indexes one stored file if the index lacks it. The file is read once, streamed: hashed,
+    /// and its data set checked as a received one is, keeping copies of the indexed elements.
+    fn reindex_one<H>(&self, path: &Path, hook: &H) -> Result<Option<InstanceRecord>, StoreError>
     where
         H: Fn(&WriteTransaction, &InstanceRecord) -> Result<(), DbError>,
     {
-        let obj = match OpenFileOptions::new()
-            .read_until(tags::PIXEL_DATA)
-            .open_file(path)
-        {
-            Ok(obj) => obj,
+        let (meta, attributes, size, sha256) = match read_stored(path) {
+            Ok(read) => read,
             Err(e) => {
                 tracing::warn!(file = %path.display(), error = %e, "unreadable file in the store; left alone");
-                return Ok(false);
+                return Ok(None);
             }
         };
-        let meta = obj.meta().clone();
-        let a = index::Attributes::read(&obj);
+        let a = attributes;
         let (Some(sop), Some(class), Some(study), Some(series)) = (
             a.sop_instance_uid.clone(),
             a.sop_class_uid.clone(),
             a.study_instance_uid.clone(),
             a.series_instance_uid.clone(),
         ) else {
-            return Ok(false);
+            return Ok(None);
         };
         let relative = FileStore::relative_path(&sop);
         if self.files.absolute(&relative) != path {
-            return Ok(false);
+            return Ok(None);
         }
         let txn = self.db.begin_write()?;
         if index::contains(&txn, &sop)? {
-            return Ok(false);
+            return Ok(None);
         }
-        let bytes = std::fs::read(path).map_err(StoreError::OutOfResources)?;
         let record = InstanceRecord::new(
             index::Uids {
                 sop_instance_uid: sop,
@@ -277,10 +361,10 @@ impl Storage {
             },
             a.data_set,
             index::FileFacts {
-                transfer_syntax: meta.transfer_syntax().trim_end_matches('\0').to_string(),
+                transfer_syntax: meta.transfer_syntax().to_string(),
                 file_path: relative,
-                file_size: bytes.len() as u64,
-                file_sha256: files::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+                file_size: size,
+                file_sha256: sha256,
                 received_at: now_rfc3339(),
                 calling_ae: meta
                     .source_application_entity_title()
@@ -293,16 +377,93 @@ impl Storage {
         hook(&txn, &record)?;
         txn.commit().map_err(DbError::from)?;
         tracing::info!(sop_instance_uid = %record.sop_instance_uid, "re-indexed a stored file the index did not have");
-        Ok(true)
+        Ok(Some(record))
     }
 }
 
-fn read_attributes(path: &Path) -> Result<index::Attributes, StoreError> {
-    let obj = OpenFileOptions::new()
-        .read_until(tags::PIXEL_DATA)
-        .open_file(path)
+/// What a re-index found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reindexed {
+    /// Stored files seen.
+    pub files: usize,
+    /// Of those, files the index lacked and now has.
+    pub indexed: usize,
+}
+
+/// A re-index running in the background; [`Reindexing::stop`] ends it early.
+pub struct Reindexing {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Reindexing {
+    /// Asks the re-index to stop and waits for it. Blocking: call from `spawn_blocking`.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Reads a stored file in one streamed pass: its file meta, the indexed attributes (after the
+/// same checks as a received data set), its size and SHA-256.
+fn read_stored(path: &Path) -> Result<(FileMetaTable, index::Attributes, u64, String), StoreError> {
+    let unreadable = |e: io::Error| StoreError::Unreadable(e.to_string());
+    let mut reader = Hashing {
+        inner: BufReader::with_capacity(1 << 16, File::open(path).map_err(unreadable)?),
+        hasher: Sha256::new(),
+        size: 0,
+    };
+    let mut preamble = [0u8; 128];
+    reader.read_exact(&mut preamble).map_err(unreadable)?;
+    let meta = FileMetaTable::from_reader(&mut reader)
         .map_err(|e| StoreError::Unreadable(e.to_string()))?;
-    Ok(index::Attributes::read(&obj))
+    let mut check =
+        incoming::DataSetCheck::new(meta.transfer_syntax()).map_err(StoreError::Malformed)?;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = reader.read(&mut buf).map_err(unreadable)?;
+        if n == 0 {
+            break;
+        }
+        check.feed(&buf[..n]).map_err(StoreError::Malformed)?;
+    }
+    let attributes = check
+        .finish()
+        .map_err(StoreError::Malformed)?
+        .attributes()?;
+    let sha256 = files::hex(&reader.hasher.finalize());
+    Ok((meta, attributes, reader.size, sha256))
+}
+
+/// A reader that hashes and counts what passes through it.
+struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+}
+
+/// A file name of the store back to the hash it spells; `None` for anything else.
+fn unhex(name: &str) -> Option<[u8; 32]> {
+    let bytes = name.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(bytes.chunks(2)) {
+        *o = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
 }
 
 fn read_dir_sorted(dir: &Path) -> Result<Vec<std::path::PathBuf>, StoreError> {
