@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
 pub mod cloud;
+pub mod hostile;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
