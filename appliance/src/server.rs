@@ -20,6 +20,7 @@ use crate::cloud::outbox::Doorbell;
 use crate::config::Config;
 use crate::db::{Database, DbError};
 use crate::dimse::Association;
+use crate::mpps::SetPolicy;
 use crate::service::systemd::Liveness;
 use crate::services::{Role, Services};
 use crate::storage::sop_classes::STORAGE_SOP_CLASSES;
@@ -102,6 +103,11 @@ impl Gateway {
             config.thumbnail_workers,
         )?;
         let name = config.name.as_str().into();
+        let mpps_set_policy = if config.mpps_set_from_any_ae {
+            SetPolicy::AnyAe
+        } else {
+            SetPolicy::CreatorOnly
+        };
         Ok(Gateway {
             config,
             services: Services {
@@ -110,6 +116,7 @@ impl Gateway {
                 doorbell,
                 thumbnails,
                 name,
+                mpps_set_policy,
             },
         })
     }
