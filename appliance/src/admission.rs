@@ -276,36 +276,31 @@ pub fn local_limit_rejection() -> Vec<u8> {
     bytes
 }
 
-/// Reads the peer's A-ASSOCIATE-RQ (at most `max_pdu` bytes, within ARTIM), answers it with
-/// [`local_limit_rejection`], and waits, again within ARTIM, for the peer to close (PS3.8 state
-/// Sta13), so that closing first cannot reset the RJ away before the peer reads it. Returns the
-/// calling AE title when the request was readable.
-pub async fn reject_over_limit(
-    socket: &mut TcpStream,
-    max_pdu: u32,
-    artim: Duration,
-) -> Option<String> {
-    let request = tokio::time::timeout(artim, read_request(socket, max_pdu))
-        .await
-        .ok()
-        .flatten()?;
-    let calling_ae = match &request {
-        Pdu::AssociationRQ(rq) => rq.calling_ae_title.trim().to_string(),
-        _ => return None,
-    };
+/// Reads the A-ASSOCIATE-RQ of a peer to be rejected (at most `max_pdu` bytes, within ARTIM)
+/// and returns its calling AE title; `None` when it is not one, too long, or late.
+pub async fn read_request(socket: &mut TcpStream, max_pdu: u32, artim: Duration) -> Option<String> {
+    match tokio::time::timeout(artim, read_pdu(socket, max_pdu)).await {
+        Ok(Some(Pdu::AssociationRQ(rq))) => Some(rq.calling_ae_title.trim().to_string()),
+        _ => None,
+    }
+}
+
+/// Answers a read request with [`local_limit_rejection`] and waits, again within ARTIM, for
+/// the peer to close (PS3.8 state Sta13), so that closing first cannot reset the RJ away before
+/// the peer reads it.
+pub async fn reject(socket: &mut TcpStream, artim: Duration) {
     if socket.write_all(&local_limit_rejection()).await.is_err() {
-        return Some(calling_ae);
+        return;
     }
     let _ = tokio::time::timeout(artim, async {
         let mut sink = [0u8; 1024];
         while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
     })
     .await;
-    Some(calling_ae)
 }
 
 /// One PDU of at most `max_pdu` bytes, or `None` when it is longer, malformed or cut short.
-async fn read_request(socket: &mut TcpStream, max_pdu: u32) -> Option<Pdu> {
+async fn read_pdu(socket: &mut TcpStream, max_pdu: u32) -> Option<Pdu> {
     const HEADER: usize = 6;
     let mut buffer = vec![0u8; HEADER];
     socket.read_exact(&mut buffer).await.ok()?;

@@ -131,27 +131,29 @@ impl Database {
 
     /// Starts a write transaction; commit it with [`WriteTransaction::commit`].
     pub fn begin_write(&self) -> Result<WriteTransaction, DbError> {
-        self.begin(|db| db.begin_write())
+        Ok(self.begin(|db| db.begin_write())?.1)
     }
 
     /// Starts a read transaction (a consistent snapshot).
     pub fn begin_read(&self) -> Result<redb::ReadTransaction, DbError> {
-        self.begin(|db| db.begin_read())
+        Ok(self.begin(|db| db.begin_read())?.1)
     }
 
     /// Begins a transaction on the current handle; on an I/O failure, closes the handle and
-    /// tries once more on a reopened one.
+    /// tries once more on a reopened one. Returns the handle used with the transaction.
     fn begin<T>(
         &self,
         begin: impl Fn(&redb::Database) -> Result<T, TransactionError>,
-    ) -> Result<T, DbError> {
+    ) -> Result<(Arc<redb::Database>, T), DbError> {
         let db = self.handle()?;
         match begin(&db) {
-            Ok(txn) => Ok(txn),
+            Ok(txn) => Ok((db, txn)),
             Err(e) if is_io_failure(&e) => {
-                self.close_after(&db, &e);
+                self.close_after(&db, &e.to_string());
                 drop(db);
-                Ok(begin(&*self.handle()?)?)
+                let db = self.handle()?;
+                let txn = begin(&db)?;
+                Ok((db, txn))
             }
             Err(e) => Err(e.into()),
         }
@@ -188,7 +190,7 @@ impl Database {
     }
 
     /// Closes `failed` (unless another thread already replaced it) so the next use reopens.
-    fn close_after(&self, failed: &Arc<redb::Database>, e: &TransactionError) {
+    fn close_after(&self, failed: &Arc<redb::Database>, e: &str) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if matches!(&*state, State::Open(db) if Arc::ptr_eq(db, failed)) {
             tracing::error!(path = %self.path.display(), "state database I/O failed: {e}; reopening it");
@@ -200,14 +202,23 @@ impl Database {
         }
     }
 
-    /// Runs `f` in a write transaction and commits if it returns `Ok`.
+    /// Runs `f` in a write transaction and commits if it returns `Ok`. A commit that fails on
+    /// I/O closes the handle at once (the next use reopens it).
     pub fn write<T, E>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T, E>) -> Result<T, E>
     where
         E: From<DbError>,
     {
-        let txn = self.begin_write()?;
+        let (db, txn) = self.begin(|db| db.begin_write())?;
         let value = f(&txn)?;
-        txn.commit().map_err(DbError::from)?;
+        if let Err(e) = txn.commit() {
+            if matches!(
+                &e,
+                redb::CommitError::Storage(StorageError::Io(_) | StorageError::PreviousIo)
+            ) {
+                self.close_after(&db, &e.to_string());
+            }
+            return Err(DbError::from(e).into());
+        }
         Ok(value)
     }
 }

@@ -317,10 +317,13 @@ async fn associate(
     let _slot = match pending.associate() {
         Ok(slot) => slot,
         Err((_still_pending, why)) => {
-            let calling_ae =
-                admission::reject_over_limit(&mut socket, config.max_pdu, config.artim_timeout)
-                    .await;
-            return admission.log_refusal(peer, why, calling_ae.as_deref());
+            let request =
+                admission::read_request(&mut socket, config.max_pdu, config.artim_timeout).await;
+            admission.log_refusal(peer, why, request.as_deref());
+            if request.is_some() {
+                admission::reject(&mut socket, config.artim_timeout).await;
+            }
+            return;
         }
     };
     let access = GatewayAccess {
