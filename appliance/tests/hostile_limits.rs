@@ -445,6 +445,86 @@ fn mpps_updates_from_any_ae_when_the_setting_says_so() {
     other.release();
 }
 
+#[test]
+fn pdus_flooded_during_a_worklist_stream_are_not_queued_without_bound() {
+    const ITEMS: usize = 40;
+    const FLOOD_PDUS: usize = 4000; // 4000 × 64 KiB = 250 MiB
+                                    // Items made with the CLI before the service starts (redb admits one process at a time).
+    let state = tempfile::tempdir().expect("temp dir");
+    for i in 0..ITEMS {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["worklist", "add", "--accession", &format!("ACCFLOOD{i:02}")])
+            .args(["--nhs-number", "9434765919", "--name", "SMITH^JANE"])
+            .args([
+                "--birth-date",
+                "19700101",
+                "--date",
+                "20261122",
+                "--time",
+                "093000",
+            ])
+            .env_clear()
+            .env("GATEWAY_STATE_DIR", state.path())
+            .env("GATEWAY_ENV_FILE", "/nonexistent/gateway.env")
+            .output()
+            .expect("gateway worklist add");
+        assert!(out.status.success(), "{}", common::text(&out));
+    }
+    let dir = state.path().to_str().unwrap().to_string();
+    let mut gw = HostileGateway::start_with(&[("GATEWAY_STATE_DIR", &dir)]);
+    let find = Proposed {
+        id: 1,
+        abstract_syntax: uids::MODALITY_WORKLIST_INFORMATION_MODEL_FIND,
+        transfer_syntaxes: &[uids::IMPLICIT_VR_LITTLE_ENDIAN],
+    };
+    let mut peer = associated(
+        &gw,
+        [127, 0, 0, 1],
+        gw.mwl_port,
+        MWL_AET,
+        "MODALITY1",
+        &find,
+    );
+    let identifier = InMemDicomObject::from_element_iter([DataElement::new(
+        tags::PATIENT_NAME,
+        VR::PN,
+        PrimitiveValue::Empty,
+    )]);
+    let command = Command {
+        command_field: field::C_FIND_RQ,
+        message_id: Some(9),
+        affected_sop_class_uid: Some(uids::MODALITY_WORKLIST_INFORMATION_MODEL_FIND.into()),
+        priority: Some(0),
+        has_data_set: true,
+        ..Default::default()
+    };
+    peer.send_message(1, &command, Some(&implicit(&identifier)));
+    // Right behind the request, data PDVs nobody asked for, as fast as the socket takes them.
+    let mut flood = peer.stream.try_clone().unwrap();
+    let flooding = std::thread::spawn(move || {
+        let pdu = common::hostile::p_data(1, false, false, &vec![0x5A; 65536 - 12]);
+        (0..FLOOD_PDUS)
+            .take_while(|_| std::io::Write::write_all(&mut flood, &pdu).is_ok())
+            .count()
+    });
+    let mut pending = 0;
+    let final_status = loop {
+        let response = peer.response();
+        match response.status {
+            Some(0xFF00) | Some(0xFF01) => pending += 1,
+            other => break other,
+        }
+    };
+    assert_eq!((pending, final_status), (ITEMS, Some(0x0000)));
+    // The flood then reaches the message reader, which refuses it and aborts the association.
+    while peer.read_pdu().is_some() {}
+    let sent = flooding.join().unwrap();
+    eprintln!("flood during a C-FIND of {ITEMS} items: {sent} of {FLOOD_PDUS} 64 KiB PDUs written before the gateway stopped reading or aborted");
+    let peak = gw.assert_unharmed("a PDU flood during a worklist stream");
+    // Idle it is ~20 MiB; queuing the flood would be 250 MiB more.
+    assert!(peak < 96 * 1024, "peak RSS {peak} KiB");
+}
+
 /// A tmpfs mounted for one test, unmounted on drop (also when the test fails).
 struct Tmpfs(PathBuf, tempfile::TempDir);
 
