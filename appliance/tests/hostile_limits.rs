@@ -526,7 +526,11 @@ fn pdus_flooded_during_a_worklist_stream_are_not_queued_without_bound() {
 }
 
 /// A tmpfs mounted for one test, unmounted on drop (also when the test fails).
-struct Tmpfs(PathBuf, tempfile::TempDir);
+struct Tmpfs {
+    point: PathBuf,
+    /// Holds the mount point's parent until after the unmount.
+    _parent: tempfile::TempDir,
+}
 
 impl Tmpfs {
     /// `None` (and a loud message) when not root: only root can mount.
@@ -551,24 +555,27 @@ impl Tmpfs {
             .status()
             .expect("mount runs");
         assert!(mounted.success(), "mount -t tmpfs failed as root");
-        Some(Tmpfs(point, dir))
+        Some(Tmpfs {
+            point,
+            _parent: dir,
+        })
     }
 
     fn path(&self) -> &Path {
-        &self.0
+        &self.point
     }
 }
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let ok = std::process::Command::new("umount")
-            .arg(&self.0)
+            .arg(&self.point)
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
             let _ = std::process::Command::new("umount")
                 .arg("-l")
-                .arg(&self.0)
+                .arg(&self.point)
                 .status();
         }
     }

@@ -207,12 +207,20 @@ mod tests {
             .collect()
     }
 
+    /// A route's name, its proxy and endpoint, and the `IPAddressAllow=` values it should get.
+    type Case = (
+        &'static str,
+        Option<Url>,
+        Option<Url>,
+        Result<Vec<&'static str>, NotPossible>,
+    );
+
     #[test]
     fn each_relay_route_gets_the_addresses_it_needs_or_a_reason() {
         let modalities = set(&["10.0.0.6", "10.0.0.5"]);
         let azure = url("wss://clinic.servicebus.windows.net");
         #[rustfmt::skip]
-        let cases: [(&str, Option<Url>, Option<Url>, Result<Vec<&str>, NotPossible>); 5] = [
+        let cases: [Case; 5] = [
             ("no cloud link", None, None,
                 Ok(vec!["localhost", "10.0.0.5 10.0.0.6"])),
             ("through a named proxy", Some(url("http://proxy.trust.nhs.uk:8080")), Some(azure.clone()),
