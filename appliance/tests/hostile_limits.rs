@@ -46,6 +46,18 @@ const MG: Proposed = Proposed {
     transfer_syntaxes: &[uids::EXPLICIT_VR_LITTLE_ENDIAN],
 };
 
+/// The checks after every attack, with the RSS bound.
+fn unharmed(gw: &mut HostileGateway, attack: &str) {
+    let peak = gw.assert_unharmed(attack);
+    assert!(peak < RSS_BOUND_KIB, "{attack}: peak RSS {peak} KiB");
+}
+
+/// The gateway's log has a line containing `needle`.
+fn assert_logged(gw: &HostileGateway, needle: &str) {
+    let log = gw.log();
+    assert!(log.contains(needle), "no log line with {needle:?}:\n{log}");
+}
+
 /// A-ASSOCIATE-RJ, rejected-transient (2), service-provider presentation (3), local limit
 /// exceeded (2): PS3.8 table 9-21, after the reserved byte.
 const LOCAL_LIMIT_EXCEEDED: [u8; 4] = [0, 2, 3, 2];
@@ -255,14 +267,11 @@ fn idle_connections_are_closed_after_artim_while_modalities_associate() {
         longest < Duration::from_secs(30),
         "an idle connection was held {longest:?} (ARTIM {artim:?})"
     );
-    assert!(
-        gw.log()
-            .contains("no association request within DICOM_ARTIM_TIMEOUT_SECS"),
-        "no log line for the ARTIM closes:\n{}",
-        gw.log()
+    assert_logged(
+        &gw,
+        "no association request within DICOM_ARTIM_TIMEOUT_SECS",
     );
-    let peak = gw.assert_unharmed("600 idle connections");
-    assert!(peak < RSS_BOUND_KIB, "peak RSS {peak} KiB");
+    unharmed(&mut gw, "600 idle connections");
 }
 
 #[test]
@@ -290,8 +299,7 @@ fn one_host_flooding_connections_is_cut_off_at_its_share() {
     // 64 wait for their request (appliance::admission::PENDING_PER_SOURCE); the rest are
     // closed on accept.
     assert_eq!(at_once, FLOOD - 64, "held: {held:?}");
-    let peak = gw.assert_unharmed("a connection flood from one host");
-    assert!(peak < RSS_BOUND_KIB, "peak RSS {peak} KiB");
+    unharmed(&mut gw, "a connection flood from one host");
 }
 
 #[test]
@@ -333,13 +341,11 @@ fn associations_beyond_the_caps_get_a_transient_local_limit_rejection() {
         (0x03, LOCAL_LIMIT_EXCEEDED.as_slice())
     );
     drop(fifth);
-    let log = gw.log();
-    for expected in [
+    assert_logged(
+        &gw,
         "DICOM_MAX_ASSOCIATIONS_PER_SOURCE associations are open from this address",
-        "DICOM_MAX_ASSOCIATIONS associations are open",
-    ] {
-        assert!(log.contains(expected), "no log line {expected:?}:\n{log}");
-    }
+    );
+    assert_logged(&gw, "DICOM_MAX_ASSOCIATIONS associations are open");
     // A place freed is a place taken again.
     held.remove(0).release();
     associated(
@@ -354,8 +360,7 @@ fn associations_beyond_the_caps_get_a_transient_local_limit_rejection() {
     for peer in held {
         peer.release();
     }
-    let peak = gw.assert_unharmed("associations beyond the caps");
-    assert!(peak < RSS_BOUND_KIB, "peak RSS {peak} KiB");
+    unharmed(&mut gw, "associations beyond the caps");
 }
 
 #[test]
@@ -389,14 +394,11 @@ fn a_host_not_on_the_allow_list_is_closed_at_accept_without_a_byte_read() {
         stranger.read_pdu().is_none(),
         "a disallowed host got an answer"
     );
-    assert!(
-        gw.log()
-            .contains("connection refused: source address not in ALLOWED_SOURCE_ADDRESSES"),
-        "{}",
-        gw.log()
+    assert_logged(
+        &gw,
+        "connection refused: source address not in ALLOWED_SOURCE_ADDRESSES",
     );
-    let peak = gw.assert_unharmed("a host not on the allow-list");
-    assert!(peak < RSS_BOUND_KIB, "peak RSS {peak} KiB");
+    unharmed(&mut gw, "a host not on the allow-list");
 }
 
 #[test]
@@ -414,16 +416,12 @@ fn only_the_ae_that_created_an_mpps_step_may_update_it() {
         "an N-SET from another AE must be refused with processing failure"
     );
     other.release();
-    assert!(
-        gw.log().contains("MPPS N-SET refused") && gw.log().contains("INTRUDER may not update it"),
-        "{}",
-        gw.log()
-    );
+    assert_logged(&gw, "MPPS N-SET refused");
+    assert_logged(&gw, "INTRUDER may not update it");
     // The step is still open for its own modality.
     assert_eq!(status_of(&mut creator, mpps_complete(&uid)), 0x0000);
     creator.release();
-    let peak = gw.assert_unharmed("an MPPS N-SET from another AE");
-    assert!(peak < RSS_BOUND_KIB, "peak RSS {peak} KiB");
+    unharmed(&mut gw, "an MPPS N-SET from another AE");
 }
 
 #[test]
@@ -652,14 +650,10 @@ fn a_full_state_filesystem_refuses_then_serves_again_when_space_is_freed() {
         refused.unwrap()
     );
     assert_eq!(status_of(&mut mpps, mpps_create(&new_uid())), 0x0000);
-    let log = gw.log();
-    assert!(
-        log.contains("state database I/O failed") && log.contains("state database reopened"),
-        "redb's failure and reopening are not in the log:\n{log}"
-    );
+    assert_logged(&gw, "state database I/O failed");
+    assert_logged(&gw, "state database reopened");
     store.release();
     mpps.release();
-    let peak = gw.assert_unharmed("the state filesystem full");
-    assert!(peak < RSS_BOUND_KIB, "peak RSS {peak} KiB");
+    unharmed(&mut gw, "the state filesystem full");
     drop(gw);
 }

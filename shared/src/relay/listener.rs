@@ -361,6 +361,19 @@ impl Rendezvous {
         }
     }
 
+    /// Opens the rendezvous socket the relay's accept pointed to.
+    async fn dial(&self, url: &Url) -> Result<(Socket, Option<SystemTime>), RelayError> {
+        connect::open(
+            url,
+            None,
+            &self.config,
+            self.options.connect_timeout,
+            &self.entity,
+            Purpose::Rendezvous,
+        )
+        .await
+    }
+
     /// Turns the sender away with 503, which it retries: the rendezvous address with a status
     /// code is the relay protocol's reject. The relay answers the handshake itself with an
     /// error (410), so its outcome says nothing and is ignored.
@@ -371,30 +384,14 @@ impl Rendezvous {
         url.query_pairs_mut()
             .append_pair("sb-hc-statusCode", "503")
             .append_pair("sb-hc-statusDescription", "Listener busy; try again later");
-        let _ = connect::open(
-            &url,
-            None,
-            &self.config,
-            self.options.connect_timeout,
-            &self.entity,
-            Purpose::Rendezvous,
-        )
-        .await;
+        let _ = self.dial(&url).await;
     }
 
     async fn serve(self, accept: AcceptCommand, _permit: OwnedSemaphorePermit) {
         let Some(url) = self.address(&accept) else {
             return;
         };
-        let socket = connect::open(
-            &url,
-            None,
-            &self.config,
-            self.options.connect_timeout,
-            &self.entity,
-            Purpose::Rendezvous,
-        )
-        .await;
+        let socket = self.dial(&url).await;
         let mut socket = match socket {
             Ok((socket, _relay_time)) => socket,
             Err(e) => {
