@@ -20,6 +20,10 @@ pub const SETTINGS: &[&str] = &[
     "ALLOWED_SOURCE_ADDRESSES",
     "DICOM_IDLE_TIMEOUT_SECS",
     "DICOM_MAX_PDU",
+    "DICOM_MAX_ASSOCIATIONS",
+    "DICOM_MAX_ASSOCIATIONS_PER_SOURCE",
+    "DICOM_ARTIM_TIMEOUT_SECS",
+    "MPPS_SET_FROM_ANY_AE",
     "THUMBNAIL_WORKERS",
     "GATEWAY_STATE_DIR",
     "GATEWAY_NAME",
@@ -33,6 +37,8 @@ pub const SETTINGS: &[&str] = &[
     "AZURE_RELAY_SHARED_ACCESS_KEY",
     "AZURE_RELAY_ENDPOINT",
     "AZURE_RELAY_TOKEN_TTL_SECONDS",
+    "RELAY_MAX_MESSAGE_BYTES",
+    "RELAY_MAX_CONCURRENT_MESSAGES",
     "HTTPS_PROXY",
     "NO_PROXY",
     "SSL_CERT_FILE",
@@ -71,6 +77,19 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Largest PDU we accept (`DICOM_MAX_PDU`).
     pub max_pdu: u32,
+    /// Associations open at once on both ports together (`DICOM_MAX_ASSOCIATIONS`). Each may
+    /// hold a 16 MiB message in memory, so the default keeps the worst case well under the
+    /// unit's `MemoryMax=2G`; beyond it a new association gets A-ASSOCIATE-RJ (transient).
+    pub max_associations: usize,
+    /// Associations open at once from one source address
+    /// (`DICOM_MAX_ASSOCIATIONS_PER_SOURCE`), so that one host cannot take every slot.
+    pub max_associations_per_source: usize,
+    /// How long a new connection may take to send its A-ASSOCIATE-RQ, and a rejected peer to
+    /// close (`DICOM_ARTIM_TIMEOUT_SECS`, the ARTIM timer of PS3.8 9.1.5).
+    pub artim_timeout: Duration,
+    /// Accept an MPPS N-SET from any calling AE, not only from the AE that created the step
+    /// (`MPPS_SET_FROM_ANY_AE`).
+    pub mpps_set_from_any_ae: bool,
     /// This gateway's name in its events (`GATEWAY_NAME`).
     pub name: String,
     /// Threads making thumbnails (`THUMBNAIL_WORKERS`); few, so that decoding never starves
@@ -103,6 +122,10 @@ impl Config {
             allowed_source_addresses: None,
             idle_timeout: Duration::from_secs(120),
             max_pdu: 65536,
+            max_associations: 32,
+            max_associations_per_source: 8,
+            artim_timeout: Duration::from_secs(10),
+            mpps_set_from_any_ae: false,
             name: "gateway".into(),
             thumbnail_workers: 1,
         }
@@ -155,15 +178,25 @@ impl Config {
             }
             config.max_pdu = n;
         }
+        if let Some(v) = get("DICOM_MAX_ASSOCIATIONS") {
+            config.max_associations = at_least_one("DICOM_MAX_ASSOCIATIONS", &v)?;
+        }
+        if let Some(v) = get("DICOM_MAX_ASSOCIATIONS_PER_SOURCE") {
+            config.max_associations_per_source =
+                at_least_one("DICOM_MAX_ASSOCIATIONS_PER_SOURCE", &v)?;
+        }
+        if let Some(v) = get("DICOM_ARTIM_TIMEOUT_SECS") {
+            let secs = at_least_one("DICOM_ARTIM_TIMEOUT_SECS", &v)?;
+            config.artim_timeout = Duration::from_secs(secs as u64);
+        }
+        if let Some(v) = get("MPPS_SET_FROM_ANY_AE") {
+            config.mpps_set_from_any_ae = boolean("MPPS_SET_FROM_ANY_AE", &v)?;
+        }
         if let Some(v) = get("GATEWAY_NAME") {
             config.name = v.trim().to_string();
         }
         if let Some(v) = get("THUMBNAIL_WORKERS") {
-            let n: usize = parse("THUMBNAIL_WORKERS", &v)?;
-            if n == 0 {
-                return Err(invalid("THUMBNAIL_WORKERS", &v, "must be at least 1"));
-            }
-            config.thumbnail_workers = n;
+            config.thumbnail_workers = at_least_one("THUMBNAIL_WORKERS", &v)?;
         }
         if config.mwl_port == config.pacs_port && config.mwl_port != 0 {
             return Err(invalid(
@@ -189,6 +222,22 @@ fn list(value: &str) -> impl Iterator<Item = &str> {
         .split([',', ' ', '\\'])
         .map(str::trim)
         .filter(|s| !s.is_empty())
+}
+
+/// A count that must be at least 1: zero would refuse everything, which no one means.
+fn at_least_one(name: &'static str, value: &str) -> Result<usize, ConfigError> {
+    match parse(name, value)? {
+        0 => Err(invalid(name, value, "must be at least 1")),
+        n => Ok(n),
+    }
+}
+
+fn boolean(name: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(invalid(name, value, "must be true or false")),
+    }
 }
 
 fn parse<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T, ConfigError>
@@ -277,7 +326,35 @@ mod tests {
         let e = from(&[("PACS_AET", "A_TITLE_LONGER_THAN_16")]).unwrap_err();
         assert!(e.to_string().contains("PACS_AET"), "{e}");
         assert!(from(&[("MWL_PORT", "4000"), ("PACS_PORT", "4000")]).is_err());
-        let e = from(&[("THUMBNAIL_WORKERS", "0")]).unwrap_err();
-        assert!(e.to_string().contains("at least 1"), "{e}");
+        for name in [
+            "THUMBNAIL_WORKERS",
+            "DICOM_MAX_ASSOCIATIONS",
+            "DICOM_MAX_ASSOCIATIONS_PER_SOURCE",
+            "DICOM_ARTIM_TIMEOUT_SECS",
+        ] {
+            let e = from(&[(name, "0")]).unwrap_err();
+            assert!(e.to_string().starts_with(name), "{e}");
+            assert!(e.to_string().contains("at least 1"), "{e}");
+        }
+        let e = from(&[("MPPS_SET_FROM_ANY_AE", "maybe")]).unwrap_err();
+        assert!(e.to_string().contains("true or false"), "{e}");
+    }
+
+    #[test]
+    fn limits_have_safe_defaults_and_can_be_changed() {
+        let c = from(&[]).unwrap();
+        assert_eq!((c.max_associations, c.max_associations_per_source), (32, 8));
+        assert_eq!(c.artim_timeout, Duration::from_secs(10));
+        assert!(!c.mpps_set_from_any_ae);
+        let c = from(&[
+            ("DICOM_MAX_ASSOCIATIONS", "4"),
+            ("DICOM_MAX_ASSOCIATIONS_PER_SOURCE", "2"),
+            ("DICOM_ARTIM_TIMEOUT_SECS", "3"),
+            ("MPPS_SET_FROM_ANY_AE", "true"),
+        ])
+        .unwrap();
+        assert_eq!((c.max_associations, c.max_associations_per_source), (4, 2));
+        assert_eq!(c.artim_timeout, Duration::from_secs(3));
+        assert!(c.mpps_set_from_any_ae);
     }
 }

@@ -9,13 +9,19 @@
 //! of added fields.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use redb::{ReadableDatabase, TableDefinition, WriteTransaction};
+use redb::{ReadableDatabase, StorageError, TableDefinition, TransactionError, WriteTransaction};
 use serde::{de::DeserializeOwned, Serialize};
 use thiserror::Error;
 
 /// redb page cache size.
 const CACHE_BYTES: usize = 16 << 20;
+/// The first wait before reopening again after a failed reopen; it doubles up to
+/// [`REOPEN_MAX_DELAY`].
+const REOPEN_FIRST_DELAY: Duration = Duration::from_secs(1);
+const REOPEN_MAX_DELAY: Duration = Duration::from_secs(30);
 
 /// Worklist items by accession number.
 pub const WORKLIST: TableDefinition<&str, &[u8]> = TableDefinition::new("worklist");
@@ -47,6 +53,8 @@ pub fn path_in(state_dir: &Path) -> PathBuf {
 pub enum DbError {
     #[error("state database: {0}")]
     Redb(#[from] redb::Error),
+    #[error("state database unavailable after an I/O error ({0}); it is reopened as soon as it can be (is the disk of GATEWAY_STATE_DIR full?)")]
+    Unavailable(String),
     #[error("state database record {table}/{key} is unreadable: {source}")]
     Corrupt {
         table: &'static str,
@@ -73,57 +81,171 @@ from_redb!(
 );
 
 /// The open state database.
+///
+/// After one failed write (the state filesystem full, an I/O error) redb answers `PreviousIo`
+/// to every later transaction until the database is closed and opened again. This type then
+/// **reopens** it, rather than exiting for systemd to restart the process, because reopening:
+/// - heals by itself once space is freed, with no restart loop against the unit's start limit
+///   while the disk stays full (a restart would fail the same way, and after `StartLimitBurst`
+///   systemd gives up until a person intervenes);
+/// - keeps the process, its other associations and C-ECHO/C-FIND answering meanwhile, while
+///   stores and MPPS changes are refused (A700, 0110) and `gateway status` reports the database.
+///
+/// The failure is logged at `err` once; failed reopens are retried at the next use after a
+/// delay doubling from 1 s to 30 s, each logged at `err`. Transactions already begun on the old
+/// handle keep its file locked until they end, so a reopen can need a second attempt.
 pub struct Database {
-    inner: redb::Database,
+    path: PathBuf,
+    state: Mutex<State>,
+}
+
+enum State {
+    Open(Arc<redb::Database>),
+    /// Closed after an I/O error; reopened at the first use after `retry_at`.
+    Failed {
+        why: String,
+        retry_at: Instant,
+        delay: Duration,
+    },
+}
+
+/// An error that latches redb until reopened (`PreviousIo`) or that causes the latch (`Io`).
+fn is_io_failure(e: &TransactionError) -> bool {
+    matches!(
+        e,
+        TransactionError::Storage(
+            StorageError::Io(_) | StorageError::PreviousIo | StorageError::DatabaseClosed
+        )
+    )
 }
 
 impl Database {
     /// Opens (or creates) the database file and makes sure every table exists, so readers never
     /// meet a missing table.
     pub fn open(path: &Path) -> Result<Database, DbError> {
-        // redb's default page cache is 1 GiB; the gateway's tables are small and a bounded
-        // cache keeps the appliance's footprint predictable.
-        let inner = redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)?;
-        let txn = inner.begin_write()?;
-        for table in [
-            WORKLIST,
-            MPPS,
-            MPPS_DATA_SETS,
-            INSTANCES,
-            SERIES,
-            STUDIES,
-            THUMBNAIL_JOBS,
-        ] {
-            txn.open_table(table)?;
-        }
-        txn.open_table(OUTBOX)?;
-        txn.open_table(HEALTH)?;
-        txn.commit()?;
-        Ok(Database { inner })
+        Ok(Database {
+            path: path.to_path_buf(),
+            state: Mutex::new(State::Open(Arc::new(open_file(path)?))),
+        })
     }
 
     /// Starts a write transaction; commit it with [`WriteTransaction::commit`].
     pub fn begin_write(&self) -> Result<WriteTransaction, DbError> {
-        Ok(self.inner.begin_write()?)
+        Ok(self.begin(|db| db.begin_write())?.1)
     }
 
     /// Starts a read transaction (a consistent snapshot).
     pub fn begin_read(&self) -> Result<redb::ReadTransaction, DbError> {
-        Ok(self.inner.begin_read()?)
+        Ok(self.begin(|db| db.begin_read())?.1)
     }
 
-    /// Runs `f` in a write transaction and commits if it returns `Ok`.
+    /// Begins a transaction on the current handle; on an I/O failure, closes the handle and
+    /// tries once more on a reopened one. Returns the handle used with the transaction.
+    fn begin<T>(
+        &self,
+        begin: impl Fn(&redb::Database) -> Result<T, TransactionError>,
+    ) -> Result<(Arc<redb::Database>, T), DbError> {
+        let db = self.handle()?;
+        match begin(&db) {
+            Ok(txn) => Ok((db, txn)),
+            Err(e) if is_io_failure(&e) => {
+                self.close_after(&db, &e.to_string());
+                drop(db);
+                let db = self.handle()?;
+                let txn = begin(&db)?;
+                Ok((db, txn))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The open handle, reopening a failed one when its time has come.
+    fn handle(&self) -> Result<Arc<redb::Database>, DbError> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (why, delay) = match &*state {
+            State::Open(db) => return Ok(db.clone()),
+            State::Failed { why, retry_at, .. } if Instant::now() < *retry_at => {
+                return Err(DbError::Unavailable(why.clone()))
+            }
+            State::Failed { why, delay, .. } => (why.clone(), *delay),
+        };
+        match open_file(&self.path) {
+            Ok(db) => {
+                tracing::warn!(path = %self.path.display(), "state database reopened after an I/O error ({why})");
+                let db = Arc::new(db);
+                *state = State::Open(db.clone());
+                Ok(db)
+            }
+            Err(e) => {
+                tracing::error!(path = %self.path.display(),
+                    "cannot reopen the state database: {e}; next attempt in {} s", delay.as_secs());
+                *state = State::Failed {
+                    why: why.clone(),
+                    retry_at: Instant::now() + delay,
+                    delay: (delay * 2).min(REOPEN_MAX_DELAY),
+                };
+                Err(DbError::Unavailable(why))
+            }
+        }
+    }
+
+    /// Closes `failed` (unless another thread already replaced it) so the next use reopens.
+    fn close_after(&self, failed: &Arc<redb::Database>, e: &str) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if matches!(&*state, State::Open(db) if Arc::ptr_eq(db, failed)) {
+            tracing::error!(path = %self.path.display(), "state database I/O failed: {e}; reopening it");
+            *state = State::Failed {
+                why: e.to_string(),
+                retry_at: Instant::now(),
+                delay: REOPEN_FIRST_DELAY,
+            };
+        }
+    }
+
+    /// Runs `f` in a write transaction and commits if it returns `Ok`. A commit that fails on
+    /// I/O closes the handle at once (the next use reopens it).
     pub fn write<T, E>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T, E>) -> Result<T, E>
     where
         E: From<DbError>,
     {
-        let txn = self.begin_write()?;
+        let (db, txn) = self.begin(|db| db.begin_write())?;
         let value = f(&txn)?;
-        txn.commit().map_err(DbError::from)?;
+        if let Err(e) = txn.commit() {
+            if matches!(
+                &e,
+                redb::CommitError::Storage(StorageError::Io(_) | StorageError::PreviousIo)
+            ) {
+                self.close_after(&db, &e.to_string());
+            }
+            return Err(DbError::from(e).into());
+        }
         Ok(value)
     }
+}
+
+/// Opens the file with a bounded cache and creates any missing table.
+fn open_file(path: &Path) -> Result<redb::Database, DbError> {
+    // redb's default page cache is 1 GiB; the gateway's tables are small and a bounded cache
+    // keeps the appliance's footprint predictable.
+    let inner = redb::Builder::new()
+        .set_cache_size(CACHE_BYTES)
+        .create(path)?;
+    let txn = inner.begin_write()?;
+    for table in [
+        WORKLIST,
+        MPPS,
+        MPPS_DATA_SETS,
+        INSTANCES,
+        SERIES,
+        STUDIES,
+        THUMBNAIL_JOBS,
+    ] {
+        txn.open_table(table)?;
+    }
+    txn.open_table(OUTBOX)?;
+    txn.open_table(HEALTH)?;
+    txn.commit()?;
+    Ok(inner)
 }
 
 /// Reads and decodes one JSON record.

@@ -2,7 +2,8 @@
 //!
 //! The folders are the architecture:
 //! - the DICOM side: [`dimse`] (the DIMSE protocol layer over dicom-ul), [`services`] (C-ECHO,
-//!   worklist C-FIND, MPPS, C-STORE) and [`server`] (listeners, access control);
+//!   worklist C-FIND, MPPS, C-STORE), [`server`] (listeners, access control) and [`admission`]
+//!   (allow-list at accept, ARTIM, association limits);
 //! - the domain: [`worklist`] and [`mpps`] (state), [`storage`] (files and index),
 //!   [`thumbnail`] (render, durable jobs, the worker pool), [`db`] (redb: every table);
 //! - the cloud side: [`cloud`] (the relay link, actions in, the event outbox out);
@@ -10,6 +11,7 @@
 //!   control socket, `gateway doctor`) and [`config`] (environment settings);
 //! - [`modality`]: the built-in modality emulator.
 
+pub mod admission;
 pub mod cloud;
 pub mod config;
 pub mod db;

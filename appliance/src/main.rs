@@ -45,6 +45,11 @@ enum Command {
         /// The settings file to check (default: GATEWAY_ENV_FILE, else /etc/gateway/gateway.env).
         #[arg(long)]
         env_file: Option<PathBuf>,
+        /// Print only the systemd drop-in (IPAddressDeny/IPAddressAllow) made from
+        /// ALLOWED_SOURCE_ADDRESSES and the relay route, for
+        /// /etc/systemd/system/gateway.service.d/ip-allow.conf; exits 1 when none can be made.
+        #[arg(long)]
+        ip_drop_in: bool,
     },
     /// Behave as a mammography unit: C-FIND the worklist, MPPS IN PROGRESS, store four views
     /// (RCC, LCC, RMLO, LMLO), MPPS COMPLETED. Prints each step; exits non-zero on any failure.
@@ -126,7 +131,10 @@ fn main() -> anyhow::Result<()> {
         Command::Keygen => keygen(),
         Command::Serve => serve(),
         Command::Status => status(),
-        Command::Doctor { env_file } => doctor(env_file),
+        Command::Doctor {
+            env_file,
+            ip_drop_in,
+        } => doctor(env_file, ip_drop_in),
         Command::EmulateModality(args) => emulate_modality(args),
         Command::Worklist(command) => worklist(command),
     }
@@ -170,8 +178,18 @@ fn status() -> anyhow::Result<()> {
 }
 
 /// Exits 1 when something must be fixed.
-fn doctor(env_file: Option<PathBuf>) -> anyhow::Result<()> {
+fn doctor(env_file: Option<PathBuf>, ip_drop_in: bool) -> anyhow::Result<()> {
     let path = env_file.unwrap_or_else(envfile::path);
+    if ip_drop_in {
+        match doctor::ip_drop_in(&path) {
+            Ok(text) => print!("{text}"),
+            Err(why) => {
+                eprintln!("no drop-in for the settings in {}: {why}", path.display());
+                std::process::exit(1);
+            }
+        }
+        return Ok(());
+    }
     println!(
         "gateway {} doctor, settings from {}",
         env!("CARGO_PKG_VERSION"),

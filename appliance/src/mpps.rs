@@ -53,7 +53,29 @@ impl MppsStatus {
     }
 }
 
+/// Who may update a step with N-SET (`MPPS_SET_FROM_ANY_AE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetPolicy {
+    /// Only the calling AE that created the step, so that no other host can complete or
+    /// discontinue a procedure it did not perform (the default).
+    CreatorOnly,
+    /// Any calling AE (for modalities that update their steps under another AE title).
+    AnyAe,
+}
+
 impl MppsRecord {
+    /// Whether `calling_ae` may send an N-SET for this step under `policy`.
+    pub fn may_be_set_by(&self, calling_ae: &str, policy: SetPolicy) -> Result<(), MppsError> {
+        if policy == SetPolicy::AnyAe || self.calling_ae == calling_ae.trim() {
+            return Ok(());
+        }
+        Err(MppsError::NotCreator {
+            uid: self.sop_instance_uid.clone(),
+            creator: self.calling_ae.clone(),
+            calling_ae: calling_ae.trim().to_string(),
+        })
+    }
+
     /// The step's status after an N-SET that sends `value` (`None`: the N-SET leaves the status
     /// out). Only an IN PROGRESS step may be updated: COMPLETED and DISCONTINUED are final
     /// (PS3.4 F.7.2.2.2), whatever the N-SET says.
@@ -102,6 +124,12 @@ pub enum MppsError {
     InvalidValue(String),
     #[error("MPPS {uid} is {status:?} and may no longer be updated")]
     NotInProgress { uid: String, status: MppsStatus },
+    #[error("MPPS {uid} was created by AE {creator}; {calling_ae} may not update it (MPPS_SET_FROM_ANY_AE is false)")]
+    NotCreator {
+        uid: String,
+        creator: String,
+        calling_ae: String,
+    },
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -196,16 +224,19 @@ pub fn create(
     })
 }
 
-/// N-SET: merges the modifications into the stored data set; COMPLETED or DISCONTINUED ends
-/// the step and its worklist item.
+/// N-SET from `calling_ae`: merges the modifications into the stored data set; COMPLETED or
+/// DISCONTINUED ends the step and its worklist item.
 pub fn set(
     txn: &WriteTransaction,
     sop_instance_uid: &str,
     modifications: &InMemDicomObject,
+    calling_ae: &str,
+    policy: SetPolicy,
 ) -> Result<MppsChange, MppsError> {
     let mut table = txn.open_table(db::MPPS)?;
     let mut record: MppsRecord = db::get_json(&table, "mpps", sop_instance_uid)?
         .ok_or_else(|| MppsError::NoSuchInstance(sop_instance_uid.to_string()))?;
+    record.may_be_set_by(calling_ae, policy)?;
     // An element present with no value is a bad value, not a missing one.
     let sent = modifications
         .get(tags::PERFORMED_PROCEDURE_STEP_STATUS)
@@ -282,6 +313,7 @@ mod tests {
             MppsError::MissingAttribute(_) => "MissingAttribute",
             MppsError::InvalidValue(_) => "InvalidValue",
             MppsError::NotInProgress { .. } => "NotInProgress",
+            MppsError::NotCreator { .. } => "NotCreator",
             MppsError::Db(_) => "Db",
         })
     }
@@ -348,6 +380,27 @@ mod tests {
         }
     }
 
+    #[test]
+    fn only_the_creating_ae_may_update_unless_allowed() {
+        use SetPolicy::{AnyAe, CreatorOnly};
+        // The step was created by MODALITY1.
+        let cases: [(&str, SetPolicy, Result<(), &str>); 6] = [
+            ("MODALITY1", CreatorOnly, Ok(())),
+            (" MODALITY1 ", CreatorOnly, Ok(())),
+            ("MODALITY2", CreatorOnly, Err("NotCreator")),
+            ("modality1", CreatorOnly, Err("NotCreator")),
+            ("", CreatorOnly, Err("NotCreator")),
+            ("MODALITY2", AnyAe, Ok(())),
+        ];
+        for (caller, policy, expected) in cases {
+            assert_eq!(
+                kind(record(InProgress).may_be_set_by(caller, policy)),
+                expected,
+                "{caller:?} {policy:?}"
+            );
+        }
+    }
+
     /// One request to the redb-backed functions.
     #[derive(Debug, Clone, Copy)]
     enum Op {
@@ -355,6 +408,8 @@ mod tests {
         Create(Option<&'static str>),
         /// N-SET with this status (none: only other attributes).
         Set(Option<&'static str>),
+        /// N-SET COMPLETED from another AE than the creator.
+        SetFromOtherAe,
     }
 
     const UID: &str = "1.2.826.0.1.7";
@@ -398,7 +453,20 @@ mod tests {
             .map(|op| {
                 kind(db.write(|txn| match *op {
                     Op::Create(status) => create(txn, UID, &data_set(status, true), "MODALITY1"),
-                    Op::Set(status) => set(txn, UID, &data_set(status, false)),
+                    Op::Set(status) => set(
+                        txn,
+                        UID,
+                        &data_set(status, false),
+                        "MODALITY1",
+                        SetPolicy::CreatorOnly,
+                    ),
+                    Op::SetFromOtherAe => set(
+                        txn,
+                        UID,
+                        &data_set(Some("COMPLETED"), false),
+                        "INTRUDER",
+                        SetPolicy::CreatorOnly,
+                    ),
                 }))
                 .map(|change| change.record.status)
             })
@@ -409,7 +477,7 @@ mod tests {
 
     #[test]
     fn steps_end_once_and_finish_their_item() {
-        use Op::{Create, Set};
+        use Op::{Create, Set, SetFromOtherAe};
         use WorklistStatus as W;
         let ip = Some("IN PROGRESS");
         let done = Some("COMPLETED");
@@ -449,6 +517,9 @@ mod tests {
                 vec![Create(ip), Create(ip)], vec![Ok(InProgress), Err("Duplicate")], W::InProgress),
             ("N-SET of an unknown instance",
                 vec![Set(done)], vec![Err("NoSuchInstance")], W::Scheduled),
+            ("another AE cannot end the step; its creator still can",
+                vec![Create(ip), SetFromOtherAe, Set(done)],
+                vec![Ok(InProgress), Err("NotCreator"), Ok(Completed)], W::Completed),
         ];
         for (name, ops, expected, item_status) in cases {
             assert_eq!(run(&ops), (expected, item_status), "{name}");

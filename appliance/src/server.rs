@@ -1,8 +1,8 @@
 //! The two listeners (worklist/MPPS and storage), association set-up with access control, and
-//! shutdown.
+//! shutdown. Who may connect and how many at once is [`crate::admission`]'s.
 
 use std::collections::HashSet;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,10 +15,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::admission::{self, Admission, Pending};
 use crate::cloud::outbox::Doorbell;
 use crate::config::Config;
 use crate::db::{Database, DbError};
 use crate::dimse::Association;
+use crate::mpps::SetPolicy;
 use crate::service::systemd::Liveness;
 use crate::services::{Role, Services};
 use crate::storage::sop_classes::STORAGE_SOP_CLASSES;
@@ -102,6 +104,11 @@ impl Gateway {
             pool.submit(thumbnail::Job { record })
         });
         let name = config.name.as_str().into();
+        let mpps_set_policy = if config.mpps_set_from_any_ae {
+            SetPolicy::AnyAe
+        } else {
+            SetPolicy::CreatorOnly
+        };
         Ok(Gateway {
             config,
             reindexing,
@@ -111,6 +118,7 @@ impl Gateway {
                 doorbell,
                 thumbnails,
                 name,
+                mpps_set_policy,
             },
         })
     }
@@ -134,6 +142,7 @@ impl Gateway {
         tracing::info!(%mwl_addr, ae = %config.mwl_aet, "worklist and MPPS SCP listening");
         tracing::info!(%pacs_addr, ae = %config.pacs_aet, "storage SCP listening");
         let liveness = Liveness::default();
+        let admission = Admission::new(&config);
         let mut tasks = JoinSet::new();
         for (listener, role, name) in [
             (mwl, Role::Worklist, "worklist listener"),
@@ -144,6 +153,7 @@ impl Gateway {
                 listener,
                 role,
                 config.clone(),
+                admission.clone(),
                 self.services.clone(),
                 watcher.clone(),
             );
@@ -213,6 +223,7 @@ async fn accept_loop(
     listener: TcpListener,
     role: Role,
     config: Arc<Config>,
+    admission: Arc<Admission>,
     services: Services,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -231,23 +242,34 @@ async fn accept_loop(
                 }
             },
         };
+        // Before a byte is read: a refused connection is closed here, with no task.
+        let pending = match admission.connection(peer.ip()) {
+            Ok(pending) => pending,
+            Err(why) => {
+                admission.log_refusal(peer, why, None);
+                drop(socket);
+                continue;
+            }
+        };
         associations.spawn(associate(
             socket,
             peer,
             role,
             config.clone(),
+            admission.clone(),
+            pending,
             services.clone(),
         ));
     }
     while associations.join_next().await.is_some() {}
 }
 
-/// Decides who may associate: the called AE must be ours, the calling AE and the source address
-/// on their allow-lists when those are set. Every refusal is logged with the names involved.
+/// Decides who may associate: the called AE must be ours, the calling AE on its allow-list when
+/// that is set (the source address was checked at accept). Every refusal is logged with the
+/// names involved.
 struct GatewayAccess {
     peer: SocketAddr,
     allowed_aets: Option<Arc<HashSet<String>>>,
-    source_allowed: bool,
 }
 
 impl AccessControl for GatewayAccess {
@@ -260,10 +282,6 @@ impl AccessControl for GatewayAccess {
     ) -> Result<(), AssociationRJServiceUserReason> {
         let calling = calling_ae_title.trim();
         let called = called_ae_title.trim();
-        if !self.source_allowed {
-            tracing::warn!(peer = %self.peer, calling_ae = calling, "association rejected: source address not in ALLOWED_SOURCE_ADDRESSES");
-            return Err(AssociationRJServiceUserReason::NoReasonGiven);
-        }
         if called != this_ae_title {
             tracing::warn!(peer = %self.peer, calling_ae = calling, called_ae = called, expected = this_ae_title,
                 "association rejected: called AE title is not this gateway's");
@@ -280,31 +298,44 @@ impl AccessControl for GatewayAccess {
     }
 }
 
-fn source_allowed(config: &Config, ip: IpAddr) -> bool {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
-    };
-    config
-        .allowed_source_addresses
-        .as_ref()
-        .is_none_or(|set| set.contains(&ip))
-}
-
+/// One connection, from accept to the end of its association: ARTIM for the request, an
+/// association slot (or A-ASSOCIATE-RJ when none is free), negotiation, then the services.
 async fn associate(
-    socket: TcpStream,
+    mut socket: TcpStream,
     peer: SocketAddr,
     role: Role,
     config: Arc<Config>,
+    admission: Arc<Admission>,
+    pending: Pending,
     services: Services,
 ) {
     if let Err(e) = socket.set_nodelay(true) {
         tracing::warn!(%peer, error = %e, "cannot set TCP_NODELAY");
     }
+    match admission::request_arrives(&socket, config.artim_timeout).await {
+        Ok(()) => {}
+        Err(Some(why)) => return admission.log_refusal(peer, why, None),
+        // A connection closed before any byte is a port check (ours, a load balancer's), not a
+        // modality: kept out of the log at the default level.
+        Err(None) => {
+            return tracing::debug!(%peer, "connection closed before an association request")
+        }
+    }
+    let _slot = match pending.associate() {
+        Ok(slot) => slot,
+        Err((_still_pending, why)) => {
+            let request =
+                admission::read_request(&mut socket, config.max_pdu, config.artim_timeout).await;
+            admission.log_refusal(peer, why, request.as_deref());
+            if request.is_some() {
+                admission::reject(&mut socket, config.artim_timeout).await;
+            }
+            return;
+        }
+    };
     let access = GatewayAccess {
         peer,
         allowed_aets: config.allowed_calling_aets.clone().map(Arc::new),
-        source_allowed: source_allowed(&config, peer.ip()),
     };
     let mut options = ServerAssociationOptions::new()
         .ae_access_control(access)
@@ -331,15 +362,18 @@ async fn associate(
     for ts in transfer_syntaxes {
         options = options.with_transfer_syntax(*ts);
     }
-    let established = match options.establish_async(socket).await {
-        Ok(a) => a,
+    // ARTIM covers the whole request: a peer that starts one and stalls is let go as soon.
+    let establishing = tokio::time::timeout(config.artim_timeout, options.establish_async(socket));
+    let established = match establishing.await {
+        Err(_) => return admission.log_refusal(peer, admission::Refusal::Artim, None),
+        Ok(Ok(a)) => a,
         // A connection closed before any PDU is a port check (ours, a load balancer's), not a
         // modality: kept out of the log at the default level.
-        Err(e @ dicom_ul::association::Error::ConnectionClosed { .. }) => {
+        Ok(Err(e @ dicom_ul::association::Error::ConnectionClosed { .. })) => {
             tracing::debug!(%peer, "connection closed before an association request: {e}");
             return;
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             tracing::info!(%peer, error = %e, "association not established");
             return;
         }

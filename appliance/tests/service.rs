@@ -246,3 +246,70 @@ async fn doctor_says_what_to_fix() {
     );
     assert!(code.is_some(), "{report}");
 }
+
+fn ip_drop_in(env_file: &Path) -> (Option<i32>, String) {
+    let out = gateway(&[
+        "doctor",
+        "--env-file",
+        env_file.to_str().unwrap(),
+        "--ip-drop-in",
+    ])
+    .output()
+    .unwrap();
+    (out.status.code(), common::text(&out))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_names_a_missing_allow_list_and_prints_the_ip_filter() {
+    let relay = relay().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let env_file: PathBuf = dir.path().join("gateway.env");
+    let mut settings = settings(&relay, &state);
+    write_env_file(&env_file, &settings, "", 0o600);
+    let file = env_file.clone();
+    let (_, report) = tokio::task::spawn_blocking(move || doctor(&file))
+        .await
+        .unwrap();
+    assert!(
+        report.contains("WARN allow-list")
+            && report.contains("neither ALLOWED_SOURCE_ADDRESSES nor ALLOWED_CALLING_AETS is set"),
+        "{report}"
+    );
+    let (code, printed) = ip_drop_in(&env_file);
+    assert_eq!(code, Some(1), "{printed}");
+    assert!(
+        printed.contains("ALLOWED_SOURCE_ADDRESSES is not set"),
+        "{printed}"
+    );
+
+    // With the modalities' addresses: the relay emulator is dialled by IP, so a filter can be made.
+    settings.insert("ALLOWED_SOURCE_ADDRESSES", "10.0.0.5, 10.0.0.6".into());
+    write_env_file(&env_file, &settings, "", 0o600);
+    let file = env_file.clone();
+    let (_, report) = tokio::task::spawn_blocking(move || doctor(&file))
+        .await
+        .unwrap();
+    assert!(report.contains("ok   allow-list"), "{report}");
+    assert!(
+        report.contains("gateway doctor --ip-drop-in | sudo tee"),
+        "{report}"
+    );
+    let (code, printed) = ip_drop_in(&env_file);
+    assert_eq!(code, Some(0), "{printed}");
+    for line in [
+        "IPAddressDeny=any\n",
+        "IPAddressAllow=localhost\n",
+        "IPAddressAllow=10.0.0.5 10.0.0.6\n",
+    ] {
+        assert!(printed.contains(line), "missing {line:?} in\n{printed}");
+    }
+
+    // Azure dialled directly by name: its addresses change, so no filter is offered.
+    settings.remove("AZURE_RELAY_ENDPOINT");
+    write_env_file(&env_file, &settings, "", 0o600);
+    let (code, printed) = ip_drop_in(&env_file);
+    assert_eq!(code, Some(1), "{printed}");
+    assert!(printed.contains("addresses are Azure's"), "{printed}");
+}

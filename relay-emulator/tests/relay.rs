@@ -854,3 +854,73 @@ async fn signed_actions_cross_the_relay_and_tampering_is_refused_with_a_reason()
     assert_eq!(reply.action_id, Some(action.action_id));
     listener.stop().await;
 }
+
+#[tokio::test]
+async fn a_message_over_the_size_limit_is_refused_and_the_listener_goes_on() {
+    let emulator = emulator().await;
+    let mut config = client(&emulator, "root", ROOT_KEY);
+    config.limits.max_message_bytes = 64 * 1024;
+    let mut listener = spawn_listener(
+        config,
+        "actions",
+        fast_options(),
+        |text: String| async move { format!("gw:{}", text.len()) },
+    );
+    listener.wait_for("connected", |s| s.connected).await;
+    let sender = Sender::new(client(&emulator, "root", ROOT_KEY), "actions");
+
+    // tungstenite's default would have taken up to 64 MiB.
+    let error = sender.request(&"x".repeat(200 * 1024)).await.unwrap_err();
+    assert!(
+        matches!(&error, RelayError::Closed(why) if why.starts_with("1009")),
+        "{error}"
+    );
+    // Up to the limit is served, on the same control channel.
+    let at_limit = "y".repeat(64 * 1024);
+    assert_eq!(sender.request(&at_limit).await.unwrap(), "gw:65536");
+    assert_eq!(sender.request("hello").await.unwrap(), "gw:5");
+    let status = listener.status.borrow().clone();
+    assert!(status.connected && status.connections == 1, "{status:?}");
+    listener.stop().await;
+}
+
+#[tokio::test]
+async fn senders_beyond_the_concurrency_limit_are_rejected_with_503() {
+    let emulator = emulator().await;
+    let mut config = client(&emulator, "root", ROOT_KEY);
+    config.limits.max_concurrent_messages = 2;
+    // Handlers wait here until the test lets them answer.
+    let (open_gate, gate) = watch::channel(false);
+    let mut listener = spawn_listener(config, "actions", fast_options(), move |text: String| {
+        let mut gate = gate.clone();
+        async move {
+            let _ = gate.wait_for(|open| *open).await;
+            format!("done:{text}")
+        }
+    });
+    listener.wait_for("connected", |s| s.connected).await;
+    let mut sender = Sender::new(client(&emulator, "root", ROOT_KEY), "actions");
+    sender.reply_timeout = Duration::from_secs(10);
+    let held: Vec<_> = (0..2)
+        .map(|i| {
+            let sender = sender.clone();
+            tokio::spawn(async move { sender.request(&i.to_string()).await })
+        })
+        .collect();
+    listener.wait_for("two in hand", |s| s.accepted == 2).await;
+
+    let error = sender.request("third").await.unwrap_err();
+    assert!(
+        matches!(error, RelayError::Status { status: 503, .. }),
+        "{error}"
+    );
+    assert!(error.is_retryable(), "senders retry a busy listener");
+    assert_eq!(listener.status.borrow().rejected, 1);
+
+    open_gate.send(true).unwrap();
+    for (i, sending) in held.into_iter().enumerate() {
+        assert_eq!(sending.await.unwrap().unwrap(), format!("done:{i}"));
+    }
+    assert_eq!(sender.request("after").await.unwrap(), "done:after");
+    listener.stop().await;
+}

@@ -16,6 +16,11 @@ use tokio::net::TcpStream;
 use super::command::{field, Command};
 use super::message::{message_pdus, Assembler, AssemblyError, Context, DataSink, Message};
 
+/// PDUs kept while looking for a C-CANCEL. Without an asynchronous operations window the peer
+/// may send nothing but a C-CANCEL (and perhaps a release) during a C-FIND stream, so a few is
+/// plenty; a peer that sends more waits on TCP flow control instead of filling our memory.
+const BACKLOG_LIMIT: usize = 4;
+
 /// Why an association had to end abnormally.
 #[derive(Debug, Error)]
 pub enum DimseError {
@@ -129,9 +134,10 @@ impl Association {
     }
 
     /// Looks, without waiting, for a C-CANCEL-RQ for `message_id` among what the peer has sent.
-    /// Anything else read meanwhile is kept for the next `receive`.
+    /// Anything else read meanwhile is kept for the next `receive`, up to [`BACKLOG_LIMIT`]
+    /// PDUs; with that many kept it stops reading until they are processed.
     pub async fn cancel_requested(&mut self, message_id: Option<u16>) -> Result<bool, DimseError> {
-        loop {
+        while self.backlog.len() < BACKLOG_LIMIT {
             // One poll, no timer (a zero timeout waits for the timer wheel's next 1 ms tick,
             // which cost 1.4 ms per pending response). read_pdu_from_wire_async keeps partial
             // reads in the association's buffer, so dropping the future loses nothing.
@@ -160,6 +166,7 @@ impl Association {
             }
             self.backlog.push_back(pdu);
         }
+        Ok(false)
     }
 
     /// Ends the association with an A-ABORT (protocol errors, shutdown).

@@ -13,6 +13,7 @@ use shared::relay::{probe, RelayError};
 
 use super::envfile;
 use super::health::HealthLimits;
+use super::ip_allow::{self, NotPossible};
 use crate::cloud::CloudSettings;
 use crate::config::{Config, SETTINGS, SETTING_ALIASES};
 
@@ -150,6 +151,7 @@ pub async fn examine(env_file: &Path) -> Report {
         }
     };
     if let Some(config) = &config {
+        check_allow_lists(config, cloud.as_ref(), env_file, &mut report);
         check_service(config, cloud.is_some(), &mut report).await;
         check_disk(config, &mut report);
     }
@@ -157,6 +159,104 @@ pub async fn examine(env_file: &Path) -> Report {
         check_relay(cloud, &mut report).await;
     }
     report
+}
+
+/// `gateway doctor --ip-drop-in`: the systemd drop-in for the settings in `env_file`, or why
+/// none can be written.
+pub fn ip_drop_in(env_file: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(env_file).unwrap_or_default();
+    let settings: HashMap<String, String> = envfile::parse(&text)
+        .0
+        .into_iter()
+        .map(|s| (s.name, s.value))
+        .collect();
+    let lookup = |name: &str| {
+        settings
+            .get(name)
+            .cloned()
+            .or_else(|| std::env::var(name).ok())
+    };
+    let config = Config::from_lookup(lookup).map_err(|e| e.to_string())?;
+    let cloud = CloudSettings::from_lookup(lookup).map_err(|e| e.to_string())?;
+    drop_in_for(&config, cloud.as_ref()).map_err(|e| e.to_string())
+}
+
+fn drop_in_for(config: &Config, cloud: Option<&CloudSettings>) -> Result<String, NotPossible> {
+    let relay = cloud.map(|c| &c.relay.connection);
+    ip_allow::drop_in(
+        config.allowed_source_addresses.as_ref(),
+        relay.and_then(|r| r.proxy.as_ref()),
+        relay.map(|r| &r.endpoint),
+        &ip_allow::System,
+    )
+}
+
+/// The allow-lists: none set is the insecure default, named; with source addresses, whether
+/// the systemd drop-in that makes the kernel refuse other hosts is installed and current.
+fn check_allow_lists(
+    config: &Config,
+    cloud: Option<&CloudSettings>,
+    env_file: &Path,
+    report: &mut Report,
+) {
+    let ports = format!("{} and {}", config.mwl_port, config.pacs_port);
+    let (aets, sources) = (
+        config.allowed_calling_aets.as_ref().map(|s| s.len()),
+        config.allowed_source_addresses.as_ref().map(|s| s.len()),
+    );
+    match (aets, sources) {
+        (None, None) => report.add(
+            "allow-list",
+            Verdict::Warn,
+            format!("neither ALLOWED_SOURCE_ADDRESSES nor ALLOWED_CALLING_AETS is set: any host that reaches ports {ports} can query the worklist, report procedures and store images"),
+            Some(format!("in {}, set ALLOWED_SOURCE_ADDRESSES to the modalities' IP addresses and ALLOWED_CALLING_AETS to their AE titles", env_file.display())),
+        ),
+        (Some(aets), None) => report.add(
+            "allow-list",
+            Verdict::Warn,
+            format!("{aets} calling AE title(s) allowed, but any host can claim an AE title"),
+            Some(format!("set ALLOWED_SOURCE_ADDRESSES in {} too", env_file.display())),
+        ),
+        (aets, Some(sources)) => report.add(
+            "allow-list",
+            Verdict::Ok,
+            match aets {
+                Some(aets) => format!("{sources} source address(es) and {aets} calling AE title(s) allowed"),
+                None => format!("{sources} source address(es) allowed (any AE title)"),
+            },
+            None,
+        ),
+    }
+    let installed = std::fs::read_to_string(ip_allow::DROP_IN_PATH).ok();
+    let path = ip_allow::DROP_IN_PATH;
+    match (drop_in_for(config, cloud), installed) {
+        (Ok(wanted), Some(found)) if wanted == found => report.add(
+            "ip filter",
+            Verdict::Ok,
+            format!("{path} matches: the kernel refuses other hosts too"),
+            None,
+        ),
+        (Ok(_), Some(_)) => report.add(
+            "ip filter",
+            Verdict::Warn,
+            format!("{path} is out of date with ALLOWED_SOURCE_ADDRESSES or the proxy: modalities or the relay may be blocked"),
+            Some(ip_allow::INSTALL.to_string()),
+        ),
+        (Ok(_), None) => report.add(
+            "ip filter",
+            Verdict::Warn,
+            "no systemd address filter: other hosts reach the gateway, which disconnects them on accept".into(),
+            Some(ip_allow::INSTALL.to_string()),
+        ),
+        (Err(NotPossible::NoAllowList), None) => {}
+        (Err(why), None) => report.add("ip filter", Verdict::Ok, format!("no systemd address filter: {why}"), None),
+        (Err(why), Some(_)) => report.add(
+            "ip filter",
+            Verdict::Warn,
+            format!("{path} is installed, but {why}: it may block modalities or the relay"),
+            Some(format!("sudo rm {path} && sudo systemctl daemon-reload && sudo systemctl restart gateway")),
+        ),
+    }
 }
 
 /// Reads the file, reports on its permissions, syntax and names; returns its assignments.

@@ -31,6 +31,8 @@ pub struct Services {
     pub thumbnails: crate::thumbnail::Pool,
     /// This gateway's name in its events.
     pub name: std::sync::Arc<str>,
+    /// Who may update an MPPS step (`MPPS_SET_FROM_ANY_AE`).
+    pub mpps_set_policy: crate::mpps::SetPolicy,
 }
 
 impl Services {

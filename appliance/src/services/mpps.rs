@@ -17,7 +17,11 @@ fn error_status(e: &MppsError) -> u16 {
         MppsError::NoSuchInstance(_) => status::NO_SUCH_SOP_INSTANCE,
         MppsError::MissingAttribute(_) => status::MISSING_ATTRIBUTE,
         MppsError::InvalidValue(_) => status::INVALID_ATTRIBUTE_VALUE,
-        MppsError::NotInProgress { .. } | MppsError::Db(_) => status::PROCESSING_FAILURE,
+        // PS3.4 F.7.2.2 gives N-SET no "not authorized"; 0110 is what a modality expects for a
+        // step it may not update.
+        MppsError::NotInProgress { .. } | MppsError::NotCreator { .. } | MppsError::Db(_) => {
+            status::PROCESSING_FAILURE
+        }
     }
 }
 
@@ -140,8 +144,10 @@ pub async fn set(
         return assoc.send(message.context.id, &rsp, None).await;
     };
     let task_uid = uid.clone();
+    let calling_ae = assoc.calling_ae.clone();
+    let policy = services.mpps_set_policy;
     let result = commit(services, move |txn| {
-        mpps::set(txn, &task_uid, &modifications)
+        mpps::set(txn, &task_uid, &modifications, &calling_ae, policy)
     })
     .await;
     match result {

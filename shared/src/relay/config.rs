@@ -17,6 +17,40 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("{name} is not a valid URL: {reason}")]
     BadUrl { name: &'static str, reason: String },
+    #[error("{name}={value:?}: {why}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        why: String,
+    },
+}
+
+/// Bounds on what the peers at the other end of the relay can make this client hold. The
+/// defaults suit both deployables; the gateway reads them from its settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest websocket message or frame read (`RELAY_MAX_MESSAGE_BYTES`). tungstenite's own
+    /// default is 64 MiB, which every concurrent rendezvous could be made to buffer.
+    pub max_message_bytes: usize,
+    /// Rendezvous a listener serves at once (`RELAY_MAX_CONCURRENT_MESSAGES`); a sender beyond
+    /// them is rejected with 503, which senders retry.
+    pub max_concurrent_messages: usize,
+}
+
+impl Limits {
+    /// 1 MiB: an image event with its base64 thumbnail is about 50 KB, actions are smaller.
+    pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 20;
+    /// Actions are quick to apply; 16 at once is far above what one clinic's cloud app sends.
+    pub const DEFAULT_MAX_CONCURRENT_MESSAGES: usize = 16;
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_message_bytes: Limits::DEFAULT_MAX_MESSAGE_BYTES,
+            max_concurrent_messages: Limits::DEFAULT_MAX_CONCURRENT_MESSAGES,
+        }
+    }
 }
 
 /// How to reach and authenticate to one relay namespace.
@@ -34,6 +68,8 @@ pub struct Config {
     pub token_ttl: Duration,
     /// An HTTP CONNECT proxy for `wss://` (from `HTTPS_PROXY` unless `NO_PROXY` covers the host).
     pub proxy: Option<Url>,
+    /// Message size and concurrency bounds for every socket opened with this config.
+    pub limits: Limits,
 }
 
 impl fmt::Debug for Config {
@@ -45,6 +81,7 @@ impl fmt::Debug for Config {
             .field("key", &"<redacted>")
             .field("token_ttl", &self.token_ttl)
             .field("proxy", &self.proxy.as_ref().map(Url::as_str))
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -60,6 +97,7 @@ impl Config {
             key: key.to_string(),
             token_ttl: Duration::from_secs(3600),
             proxy: None,
+            limits: Limits::default(),
         }
     }
 
@@ -145,6 +183,14 @@ impl Settings {
             connection.token_ttl = Duration::from_secs(ttl);
         }
         connection.proxy = proxy_for(&connection.endpoint, &get)?;
+        if let Some(v) = get("RELAY_MAX_MESSAGE_BYTES") {
+            // Below 4 KiB not even a signed reply fits.
+            connection.limits.max_message_bytes = count("RELAY_MAX_MESSAGE_BYTES", &v, 4096)?;
+        }
+        if let Some(v) = get("RELAY_MAX_CONCURRENT_MESSAGES") {
+            connection.limits.max_concurrent_messages =
+                count("RELAY_MAX_CONCURRENT_MESSAGES", &v, 1)?;
+        }
         Ok(Settings {
             connection,
             actions_entity: require("AZURE_RELAY_HYBRID_CONNECTION")?,
@@ -155,6 +201,20 @@ impl Settings {
     /// Reads the process environment.
     pub fn from_env() -> Result<Settings, ConfigError> {
         Settings::from_lookup(|name| std::env::var(name).ok())
+    }
+}
+
+/// A whole number of at least `min`, or an error naming the setting.
+fn count(name: &'static str, value: &str, min: usize) -> Result<usize, ConfigError> {
+    let invalid = |why: String| ConfigError::Invalid {
+        name,
+        value: value.to_string(),
+        why,
+    };
+    match value.parse::<usize>() {
+        Ok(n) if n >= min => Ok(n),
+        Ok(_) => Err(invalid(format!("must be at least {min}"))),
+        Err(e) => Err(invalid(e.to_string())),
     }
 }
 
@@ -255,6 +315,31 @@ mod tests {
             settings(&[("AZURE_RELAY_ENDPOINT", "::")]),
             Err(ConfigError::BadUrl { .. })
         ));
+    }
+
+    #[test]
+    fn limits_default_and_are_read_with_their_names() {
+        assert_eq!(settings(&[]).unwrap().connection.limits, Limits::default());
+        let s = settings(&[
+            ("RELAY_MAX_MESSAGE_BYTES", "65536"),
+            ("RELAY_MAX_CONCURRENT_MESSAGES", "2"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.connection.limits,
+            Limits {
+                max_message_bytes: 65536,
+                max_concurrent_messages: 2
+            }
+        );
+        for (name, value) in [
+            ("RELAY_MAX_MESSAGE_BYTES", "1k"),
+            ("RELAY_MAX_MESSAGE_BYTES", "100"),
+            ("RELAY_MAX_CONCURRENT_MESSAGES", "0"),
+        ] {
+            let e = settings(&[(name, value)]).unwrap_err();
+            assert!(e.to_string().starts_with(name), "{e}");
+        }
     }
 
     #[test]

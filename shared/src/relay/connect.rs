@@ -9,12 +9,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use url::Url;
 
 use super::sas::Token;
-use super::RelayError;
+use super::{Config, RelayError};
 
 /// An open relay websocket (control channel, rendezvous or sender connection).
 pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -30,25 +31,34 @@ pub(crate) enum Purpose {
     Rendezvous,
 }
 
-/// Opens a websocket to `url` within `timeout`; also returns the relay's clock (the handshake's
-/// `Date` header) when it sent one.
+/// Opens a websocket to `url` within `timeout`, through `config`'s proxy and with its message
+/// size limit; also returns the relay's clock (the handshake's `Date` header) when it sent one.
 pub(crate) async fn open(
     url: &Url,
     token: Option<&Token>,
-    proxy: Option<&Url>,
+    config: &Config,
     timeout: Duration,
     entity: &str,
     purpose: Purpose,
 ) -> Result<(Socket, Option<SystemTime>), RelayError> {
-    tokio::time::timeout(timeout, open_inner(url, token, proxy, entity, purpose))
+    tokio::time::timeout(timeout, open_inner(url, token, config, entity, purpose))
         .await
         .map_err(|_| RelayError::Timeout(timeout))?
+}
+
+/// A message over the limit ends its connection with a capacity error before it is buffered
+/// (a frame header declaring more is refused as it arrives).
+fn websocket_config(config: &Config) -> WebSocketConfig {
+    let max = config.limits.max_message_bytes;
+    WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
 }
 
 async fn open_inner(
     url: &Url,
     token: Option<&Token>,
-    proxy: Option<&Url>,
+    config: &Config,
     entity: &str,
     purpose: Purpose,
 ) -> Result<(Socket, Option<SystemTime>), RelayError> {
@@ -65,7 +75,7 @@ async fn open_inner(
         .host_str()
         .ok_or_else(|| RelayError::Transport(format!("no host in {url}")))?;
     let port = url.port_or_known_default().unwrap_or(443);
-    let tcp = match proxy {
+    let tcp = match config.proxy.as_ref() {
         Some(proxy) => tunnel(proxy, host, port).await?,
         None => TcpStream::connect((host, port))
             .await
@@ -74,7 +84,9 @@ async fn open_inner(
     tcp.set_nodelay(true)
         .map_err(|e| RelayError::Transport(e.to_string()))?;
     let connector = Connector::Rustls(tls_config());
-    match tokio_tungstenite::client_async_tls_with_config(request, tcp, None, Some(connector)).await
+    let ws_config = Some(websocket_config(config));
+    match tokio_tungstenite::client_async_tls_with_config(request, tcp, ws_config, Some(connector))
+        .await
     {
         Ok((socket, response)) => {
             let date = response

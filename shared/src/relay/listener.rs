@@ -5,6 +5,11 @@
 //! never holds up the next sender), the token is renewed on the open channel (no reconnect, so no
 //! window of 404s for senders), and a channel that stops answering pings is treated as dead and
 //! replaced, instead of lingering as a "zombie listener".
+//!
+//! What peers can make it hold is bounded by the config's [`Limits`](super::Limits): messages
+//! over `max_message_bytes` end their rendezvous with 1009, and beyond `max_concurrent_messages`
+//! rendezvous at once a sender is rejected with 503 (and beyond as many rejections in flight,
+//! ignored: the relay answers it 504 after its rendezvous timeout).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,11 +19,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{sleep, sleep_until, Instant};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use url::Url;
 
 use super::connect::{self, Purpose, Socket};
@@ -63,6 +68,8 @@ pub struct ListenerStatus {
     pub renewals: u64,
     /// Senders accepted so far.
     pub accepted: u64,
+    /// Senders turned away because `max_concurrent_messages` rendezvous were open.
+    pub rejected: u64,
     /// Why the last channel ended or the last attempt failed.
     pub last_error: Option<String>,
 }
@@ -73,6 +80,10 @@ pub struct Listener {
     entity: String,
     options: ListenerOptions,
     status: watch::Sender<ListenerStatus>,
+    /// One permit per rendezvous being served.
+    serving: Arc<Semaphore>,
+    /// One permit per rejection being delivered, so that a flood of accepts costs no more tasks.
+    rejecting: Arc<Semaphore>,
 }
 
 /// Turns one received text message into the reply text. Called concurrently.
@@ -100,11 +111,14 @@ struct RequestCommand {
 impl Listener {
     /// A listener for `entity`; nothing happens until [`Listener::run`].
     pub fn new(config: Config, entity: &str, options: ListenerOptions) -> Listener {
+        let concurrent = config.limits.max_concurrent_messages.max(1);
         Listener {
             config: Arc::new(config),
             entity: entity.trim_matches('/').to_string(),
             options,
             status: watch::channel(ListenerStatus::default()).0,
+            serving: Arc::new(Semaphore::new(concurrent)),
+            rejecting: Arc::new(Semaphore::new(concurrent)),
         }
     }
 
@@ -174,7 +188,7 @@ impl Listener {
             socket = connect::open(
                 &url,
                 Some(&token),
-                self.config.proxy.as_ref(),
+                &self.config,
                 self.options.connect_timeout,
                 &self.entity,
                 Purpose::Listen,
@@ -277,14 +291,28 @@ impl Listener {
     fn control_message(&self, text: &str, handler: &Handler) -> Option<String> {
         match serde_json::from_str::<ControlMessage>(text) {
             Ok(ControlMessage::Accept(accept)) => {
-                self.status.send_modify(|s| s.accepted += 1);
                 let task = Rendezvous {
                     config: self.config.clone(),
                     entity: self.entity.clone(),
                     options: self.options.clone(),
                     handler: handler.clone(),
                 };
-                tokio::spawn(task.serve(accept));
+                if let Ok(permit) = self.serving.clone().try_acquire_owned() {
+                    self.status.send_modify(|s| s.accepted += 1);
+                    tokio::spawn(task.serve(accept, permit));
+                    return None;
+                }
+                self.status.send_modify(|s| s.rejected += 1);
+                let limit = self.config.limits.max_concurrent_messages;
+                match self.rejecting.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        tracing::warn!(entity = %self.entity, id = %accept.id,
+                            "relay sender rejected with 503: {limit} messages already in hand (RELAY_MAX_CONCURRENT_MESSAGES)");
+                        tokio::spawn(task.reject(accept, permit));
+                    }
+                    Err(_) => tracing::warn!(entity = %self.entity, id = %accept.id,
+                        "relay sender ignored: {limit} messages in hand and as many rejections (RELAY_MAX_CONCURRENT_MESSAGES)"),
+                }
                 None
             }
             Ok(ControlMessage::Request(request)) => {
@@ -323,23 +351,47 @@ struct Rendezvous {
 }
 
 impl Rendezvous {
-    async fn serve(self, accept: AcceptCommand) {
-        let url = match Url::parse(&accept.address) {
-            Ok(url) => url,
+    fn address(&self, accept: &AcceptCommand) -> Option<Url> {
+        match Url::parse(&accept.address) {
+            Ok(url) => Some(url),
             Err(e) => {
                 tracing::warn!(entity = %self.entity, "relay sent an unusable rendezvous address ({e})");
-                return;
+                None
             }
-        };
-        let socket = connect::open(
-            &url,
+        }
+    }
+
+    /// Opens the rendezvous socket the relay's accept pointed to.
+    async fn dial(&self, url: &Url) -> Result<(Socket, Option<SystemTime>), RelayError> {
+        connect::open(
+            url,
             None,
-            self.config.proxy.as_ref(),
+            &self.config,
             self.options.connect_timeout,
             &self.entity,
             Purpose::Rendezvous,
         )
-        .await;
+        .await
+    }
+
+    /// Turns the sender away with 503, which it retries: the rendezvous address with a status
+    /// code is the relay protocol's reject. The relay answers the handshake itself with an
+    /// error (410), so its outcome says nothing and is ignored.
+    async fn reject(self, accept: AcceptCommand, _permit: OwnedSemaphorePermit) {
+        let Some(mut url) = self.address(&accept) else {
+            return;
+        };
+        url.query_pairs_mut()
+            .append_pair("sb-hc-statusCode", "503")
+            .append_pair("sb-hc-statusDescription", "Listener busy; try again later");
+        let _ = self.dial(&url).await;
+    }
+
+    async fn serve(self, accept: AcceptCommand, _permit: OwnedSemaphorePermit) {
+        let Some(url) = self.address(&accept) else {
+            return;
+        };
+        let socket = self.dial(&url).await;
         let mut socket = match socket {
             Ok((socket, _relay_time)) => socket,
             Err(e) => {
@@ -351,6 +403,18 @@ impl Rendezvous {
             let frame = match tokio::time::timeout(self.options.idle_timeout, socket.next()).await {
                 Err(_) => break,
                 Ok(None) => return,
+                Ok(Some(Err(WsError::Capacity(e)))) => {
+                    let limit = self.config.limits.max_message_bytes;
+                    tracing::warn!(entity = %self.entity, id = %accept.id,
+                        "relay message refused: {e} (RELAY_MAX_MESSAGE_BYTES is {limit})");
+                    let _ = socket
+                        .close(Some(CloseFrame {
+                            code: CloseCode::Size,
+                            reason: "message too big".into(),
+                        }))
+                        .await;
+                    return;
+                }
                 Ok(Some(Err(e))) => {
                     tracing::debug!(entity = %self.entity, id = %accept.id, "rendezvous ended: {e}");
                     return;

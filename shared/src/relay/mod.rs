@@ -17,7 +17,7 @@ pub mod sas;
 mod sender;
 
 pub use backoff::Backoff;
-pub use config::{Config, ConfigError, Settings};
+pub use config::{Config, ConfigError, Limits, Settings};
 pub use error::RelayError;
 pub use listener::{Listener, ListenerOptions, ListenerStatus};
 pub use sender::Sender;

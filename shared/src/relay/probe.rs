@@ -60,7 +60,7 @@ async fn probe(
     let (mut socket, relay_time) = connect::open(
         &url,
         Some(&config.token(entity)),
-        config.proxy.as_ref(),
+        config,
         timeout,
         entity,
         purpose,

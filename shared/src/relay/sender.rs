@@ -44,7 +44,7 @@ impl Sender {
         let (mut socket, _relay_time) = connect::open(
             &url,
             Some(&token),
-            self.config.proxy.as_ref(),
+            &self.config,
             self.connect_timeout,
             &self.entity,
             Purpose::Connect,
