@@ -563,7 +563,11 @@ mod tests {
             assert_eq!(images_taken(&data_set), expected, "{name}");
         }
         let many: Vec<(&str, &str)> = vec![(mg, "1.5"); MAX_IMAGES_TAKEN + 1];
-        assert_eq!(images_taken(&performed(&[("9.1", &many)])), None, "an implausible count");
+        assert_eq!(
+            images_taken(&performed(&[("9.1", &many)])),
+            None,
+            "an implausible count"
+        );
     }
 
     #[test]
@@ -583,9 +587,14 @@ mod tests {
         assert_eq!(listed.images_taken, None, "reported when the step ends");
         // …and are reported by the N-SET that completes it, which lists none itself.
         let done = change(&|txn| set(txn, UID, &data_set(Some("COMPLETED"), false)));
-        let taken = done.images_taken.expect("the merged data set lists one image");
+        let taken = done
+            .images_taken
+            .expect("the merged data set lists one image");
         assert_eq!(taken[0].sop_instance_uid, "1.1");
-        assert_eq!(done.worklist.map(|w| w.status), Some(WorklistStatus::Completed));
+        assert_eq!(
+            done.worklist.map(|w| w.status),
+            Some(WorklistStatus::Completed)
+        );
     }
 
     #[test]
@@ -602,7 +611,9 @@ mod tests {
             .write(|txn| set(txn, UID, &data_set(Some("COMPLETED"), false)))
             .unwrap();
         assert_eq!(done.record.status, Completed, "the step itself ends");
-        let item = done.worklist.expect("still linked, so the event names its action");
+        let item = done
+            .worklist
+            .expect("still linked, so the event names its action");
         assert_eq!(item.status, WorklistStatus::Discontinued);
     }
 

@@ -292,7 +292,10 @@ async fn a_replayed_action_gets_its_first_answer_and_changes_nothing() {
         minutes(0),
         minutes(10),
     );
-    assert_eq!(rig.send_text(&key.seal(&create)).await.outcome, Outcome::Created);
+    assert_eq!(
+        rig.send_text(&key.seal(&create)).await.outcome,
+        Outcome::Created
+    );
     // The same sealed bytes again: answered as the first time (not `exists`), from the record.
     let again = rig.send_text(&key.seal(&create)).await;
     assert_eq!(again.outcome, Outcome::Created);
@@ -326,7 +329,10 @@ async fn a_replayed_action_gets_its_first_answer_and_changes_nothing() {
     let mut retry = start.clone();
     retry.timestamp += minutes(1);
     retry.expires_at = retry.expires_at.map(|e| e + minutes(1));
-    assert_eq!(rig.send_text(&key.seal(&retry)).await.outcome, Outcome::Updated);
+    assert_eq!(
+        rig.send_text(&key.seal(&retry)).await.outcome,
+        Outcome::Updated
+    );
 
     // The same id with other content is refused, and changes nothing.
     let mut reused = start.clone();
@@ -373,13 +379,18 @@ async fn misrouted_expired_and_unaddressed_actions_are_refused() {
     }
     for accession in ["ACCX1", "ACCX2", "ACCX3", "ACCX4", "ACCX5"] {
         assert!(
-            worklist::get(&rig.service.dicom.db, accession).unwrap().is_none(),
+            worklist::get(&rig.service.dicom.db, accession)
+                .unwrap()
+                .is_none(),
             "{accession}: a refused action changes nothing"
         );
     }
     // Expired, but within the 5 minutes' clock skew tolerance: applied.
     let late = stamped(create("ACCX6"), here, minutes(-13), minutes(10));
-    assert_eq!(rig.send_text(&key.seal(&late)).await.outcome, Outcome::Created);
+    assert_eq!(
+        rig.send_text(&key.seal(&late)).await.outcome,
+        Outcome::Created
+    );
     rig.stop().await;
 }
 
@@ -413,7 +424,10 @@ async fn a_refused_c_store_reaches_the_cloud_as_validation_failed() {
         if let Some(found) = found {
             break found;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no image.validation_failed arrived");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no image.validation_failed arrived"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(refusal.sop_instance_uid.as_deref(), Some(uid));

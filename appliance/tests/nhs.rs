@@ -152,7 +152,13 @@ async fn the_nhs_app_drives_a_procedure_and_hears_each_event_once() {
     // 2. pynetdicom asks for every K.6-1 return key: each Type 1 one comes back with a value.
     let mwl_port = service.dicom.mwl_addr.port().to_string();
     let found = tokio::task::spawn_blocking(move || {
-        common::peer(&["find", "127.0.0.1", &mwl_port, common::MWL_AET, "--all-keys"])
+        common::peer(&[
+            "find",
+            "127.0.0.1",
+            &mwl_port,
+            common::MWL_AET,
+            "--all-keys",
+        ])
     })
     .await
     .unwrap();
@@ -162,7 +168,10 @@ async fn the_nhs_app_drives_a_procedure_and_hears_each_event_once() {
     let keys = &matches[0]["keys"];
     for key in TYPE_1_RETURN_KEYS {
         let value = keys[key].as_str().unwrap_or("");
-        assert!(!value.trim().is_empty(), "Type 1 key {key} is empty: {keys}");
+        assert!(
+            !value.trim().is_empty(),
+            "Type 1 key {key} is empty: {keys}"
+        );
     }
     assert_eq!(
         keys["ScheduledProcedureStepSequence[0].ScheduledStationAETitle"], "PYNETDICOM",
@@ -184,7 +193,9 @@ async fn the_nhs_app_drives_a_procedure_and_hears_each_event_once() {
         columns: 488,
         discontinue: false,
     };
-    let report = modality::run(&options, |_| {}).await.expect("the procedure");
+    let report = modality::run(&options, |_| {})
+        .await
+        .expect("the procedure");
     assert_eq!(
         worklist::get(&db, ACCESSION).unwrap().unwrap().status,
         WorklistStatus::Completed

@@ -241,8 +241,13 @@ mod tests {
 
     #[test]
     fn one_setting_or_its_old_name_turns_nhs_compatible_mode_on() {
+        /// Settings given, and the mode or a part of the error.
+        type Case = (
+            &'static [(&'static str, &'static str)],
+            Result<bool, &'static str>,
+        );
         #[rustfmt::skip]
-        let cases: [(&[(&str, &str)], Result<bool, &str>); 9] = [
+        let cases: [Case; 9] = [
             (&[], Ok(false)),
             (&[("NHS_COMPATIBLE", "true")], Ok(true)),
             (&[("NHS_COMPATIBLE", "0")], Ok(false)),

@@ -243,7 +243,10 @@ pub fn note_image_received(
         }
         Ok(Transition::Unchanged) => Ok(None),
         Err(e) => {
-            tracing::warn!(accession = accession_number, "image received: {e}; status kept");
+            tracing::warn!(
+                accession = accession_number,
+                "image received: {e}; status kept"
+            );
             Ok(None)
         }
     }
@@ -347,7 +350,10 @@ mod tests {
             e.to_string(),
             "worklist item ACC00001 is COMPLETED and cannot become SCHEDULED"
         );
-        assert_eq!(entry.status, Completed, "a refused change leaves the status");
+        assert_eq!(
+            entry.status, Completed,
+            "a refused change leaves the status"
+        );
     }
 
     #[test]
@@ -364,8 +370,10 @@ mod tests {
             validate(&item).map_err(|e| e.to_string())
         };
         assert_eq!(item(|_| {}), Ok(()));
+        /// A change that empties or breaks one field, and the end of the refusal.
+        type Case = (fn(&mut WorklistItem), &'static str);
         #[rustfmt::skip]
-        let cases: [(fn(&mut WorklistItem), &str); 7] = [
+        let cases: [Case; 7] = [
             (|i| i.participant.name = " ".into(), "participant name must not be empty"),
             (|i| i.procedure.modality.clear(), "modality must not be empty"),
             (|i| i.procedure.study_description.clear(), "study description must not be empty"),

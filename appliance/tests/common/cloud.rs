@@ -104,8 +104,8 @@ impl Relay {
     /// Sends a signed action as the cloud does (addressed to the test gateway, valid for ten
     /// minutes) and opens the gateway's signed reply.
     pub async fn send(&self, command: Command) -> (Action, ActionReply) {
-        let action = Action::new("test-cloud", command)
-            .addressed(GATEWAY_NAME, time::Duration::minutes(10));
+        let action =
+            Action::new("test-cloud", command).addressed(GATEWAY_NAME, time::Duration::minutes(10));
         let reply = self.send_text(&self.cloud_key.seal(&action)).await;
         (action, reply)
     }

@@ -387,8 +387,10 @@ mod tests {
         let open = |text: String| {
             EventReply::open_nhs_compatible(&text, &ours).map(|r| (r.event_id, r.status))
         };
+        /// The reply's id and status, or a part of the refusal's reason.
+        type Expected = Result<(Option<Uuid>, EventStatus), &'static str>;
         #[rustfmt::skip]
-        let cases: Vec<(Value, Result<(Option<Uuid>, EventStatus), &str>)> = vec![
+        let cases: Vec<(Value, Expected)> = vec![
             (json!({"status": "updated"}), Ok((None, EventStatus::Accepted))),
             (json!({"status": "created", "message_id": "x"}), Ok((None, EventStatus::Accepted))),
             (json!({"status": "already_exists"}), Ok((None, EventStatus::Duplicate))),
@@ -416,7 +418,10 @@ mod tests {
         assert!(open(forged).is_err());
         // In strict mode an NHS-style reply is not delivered.
         let nhs = json!({"status": "updated"}).to_string();
-        assert!(EventReply::open(&nhs, &ours).unwrap_err().reason.contains("not signed"));
+        assert!(EventReply::open(&nhs, &ours)
+            .unwrap_err()
+            .reason
+            .contains("not signed"));
     }
 
     #[test]
