@@ -437,13 +437,19 @@ mod tests {
         InMemDicomObject::from_element_iter(elements)
     }
 
-    /// Runs `ops` against a fresh database holding one SCHEDULED item; returns each op's
-    /// resulting step status (or refusal) and the item's status at the end.
-    fn run(ops: &[Op]) -> (Vec<Outcome>, WorklistStatus) {
+    /// A fresh database holding one SCHEDULED item, [`ACCESSION`].
+    fn database_with_item() -> (tempfile::TempDir, Database) {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::open(&dir.path().join("state.redb")).unwrap();
         let entry = crate::worklist::matching::tests::entry("20261122", "093000", None);
         db.write(|txn| worklist::insert(txn, &entry)).unwrap();
+        (dir, db)
+    }
+
+    /// Runs `ops` against a fresh database holding one SCHEDULED item; returns each op's
+    /// resulting step status (or refusal) and the item's status at the end.
+    fn run(ops: &[Op]) -> (Vec<Outcome>, WorklistStatus) {
+        let (_dir, db) = database_with_item();
         let results = ops
             .iter()
             .map(|op| {
@@ -572,10 +578,7 @@ mod tests {
 
     #[test]
     fn completed_reports_the_images_of_the_merged_data_set() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Database::open(&dir.path().join("state.redb")).unwrap();
-        let entry = crate::worklist::matching::tests::entry("20261122", "093000", None);
-        db.write(|txn| worklist::insert(txn, &entry)).unwrap();
+        let (_dir, db) = database_with_item();
         let mg = "1.2.840.10008.5.1.4.1.1.1.2";
         let change = |ops: &dyn Fn(&WriteTransaction) -> Result<MppsChange, MppsError>| {
             db.write(|txn| ops(txn)).unwrap()
@@ -599,10 +602,7 @@ mod tests {
 
     #[test]
     fn a_cancelled_item_stays_cancelled_when_its_step_completes() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Database::open(&dir.path().join("state.redb")).unwrap();
-        let entry = crate::worklist::matching::tests::entry("20261122", "093000", None);
-        db.write(|txn| worklist::insert(txn, &entry)).unwrap();
+        let (_dir, db) = database_with_item();
         db.write(|txn| create(txn, UID, &data_set(Some("IN PROGRESS"), true), "M"))
             .unwrap();
         db.write(|txn| worklist::set_status(txn, ACCESSION, WorklistStatus::Discontinued))

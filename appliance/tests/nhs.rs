@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use appliance::cloud::outbox;
-use appliance::config::Config;
 use appliance::modality::{self, Options};
 use appliance::service::Service;
 use appliance::worklist;
@@ -77,12 +76,7 @@ async fn nhs_listener(relay: &Relay) -> (Deliveries, tokio::task::JoinHandle<()>
 
 /// A gateway on this relay, in NHS-compatible mode or not.
 async fn gateway(relay: &Relay, state: &tempfile::TempDir, nhs_compatible: bool) -> Service {
-    let mut config = Config::new(state.path().to_path_buf());
-    config.bind = "127.0.0.1".parse().unwrap();
-    config.mwl_port = 0;
-    config.pacs_port = 0;
-    config.mwl_aet = common::MWL_AET.into();
-    config.pacs_aet = common::PACS_AET.into();
+    let config = common::loopback_config(state.path());
     let mut settings = relay.settings();
     settings.nhs_compatible = nhs_compatible;
     relay.serve_with(config, settings).await
@@ -107,6 +101,15 @@ fn nhs_create_item() -> String {
         }}
     })
     .to_string()
+}
+
+/// Sends [`nhs_create_item`] as the NHS app does and opens the gateway's (signed) reply.
+async fn send_nhs_create_item(relay: &Relay) -> ActionReply {
+    let text = Sender::new(relay.config.clone(), "actions")
+        .request(&nhs_create_item())
+        .await
+        .unwrap();
+    ActionReply::open(&text, &relay.cloud_trusts()).expect("signed by the gateway")
 }
 
 /// The Type 1 return keys of PS3.4 Table K.6-1 (1C where the gateway supports the description
@@ -142,11 +145,7 @@ async fn the_nhs_app_drives_a_procedure_and_hears_each_event_once() {
     let (deliveries, _listener) = nhs_listener(&relay).await;
 
     // 1. The NHS app puts the participant on the worklist, unsigned and unaddressed.
-    let text = Sender::new(relay.config.clone(), "actions")
-        .request(&nhs_create_item())
-        .await
-        .unwrap();
-    let reply = ActionReply::open(&text, &relay.cloud_trusts()).expect("signed by the gateway");
+    let reply = send_nhs_create_item(&relay).await;
     assert_eq!(reply.outcome, Outcome::Created, "{reply:?}");
 
     // 2. pynetdicom asks for every K.6-1 return key: each Type 1 one comes back with a value.
@@ -261,11 +260,7 @@ async fn outside_nhs_compatible_mode_unsigned_replies_and_actions_are_refused() 
     let db = service.dicom.db.clone();
 
     // The NHS app's create is refused: unsigned.
-    let text = Sender::new(relay.config.clone(), "actions")
-        .request(&nhs_create_item())
-        .await
-        .unwrap();
-    let reply = ActionReply::open(&text, &relay.cloud_trusts()).unwrap();
+    let reply = send_nhs_create_item(&relay).await;
     assert!(
         matches!(&reply.outcome, Outcome::Error { message } if message.contains("not signed")),
         "{reply:?}"
