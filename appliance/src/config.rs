@@ -29,6 +29,9 @@ pub const SETTINGS: &[&str] = &[
     "GATEWAY_NAME",
     "SIGNING_KEY",
     "PEER_PUBLIC_KEYS",
+    // NHS-compatible mode for actions and event replies; ACCEPT_UNSIGNED_ACTIONS is its old
+    // name, still read (cloud::link).
+    "NHS_COMPATIBLE",
     "ACCEPT_UNSIGNED_ACTIONS",
     "AZURE_RELAY_NAMESPACE",
     "AZURE_RELAY_HYBRID_CONNECTION",

@@ -1,5 +1,5 @@
 //! The gateway's state database (redb): worklist items, MPPS steps, the image index, the event
-//! outbox and the thumbnail jobs. Every table is declared here and created by
+//! outbox, the thumbnail jobs and the applied cloud actions. Every table is declared here and created by
 //! [`Database::open`], so the whole schema reads in one place and no reader meets a missing
 //! table.
 //!
@@ -40,6 +40,13 @@ pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 /// Instances waiting for their thumbnail and image event, by SOP Instance UID:
 /// [`crate::thumbnail::jobs`].
 pub const THUMBNAIL_JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("thumbnail_jobs");
+/// Worklist actions already applied, by action id: what they asked (a digest) and what was
+/// answered, so a repeat is answered again without being re-applied: [`crate::cloud::applied`].
+pub const APPLIED_ACTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("applied_actions");
+/// The same actions by (Unix milliseconds after which they may be forgotten, action id), so
+/// purging reads only what is due.
+pub const APPLIED_ACTIONS_BY_EXPIRY: TableDefinition<(u64, &str), ()> =
+    TableDefinition::new("applied_actions_by_expiry");
 /// A scratch table the `health` check writes to, proving the database takes writes.
 pub const HEALTH: TableDefinition<&str, u64> = TableDefinition::new("health");
 
@@ -239,9 +246,11 @@ fn open_file(path: &Path) -> Result<redb::Database, DbError> {
         SERIES,
         STUDIES,
         THUMBNAIL_JOBS,
+        APPLIED_ACTIONS,
     ] {
         txn.open_table(table)?;
     }
+    txn.open_table(APPLIED_ACTIONS_BY_EXPIRY)?;
     txn.open_table(OUTBOX)?;
     txn.open_table(HEALTH)?;
     txn.commit()?;

@@ -11,11 +11,12 @@ use dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN;
 use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use shared::wire::action::WorklistStatus;
+use shared::wire::event::ReferencedImage;
 use thiserror::Error;
 
 use crate::db::{self, Database, DbError};
 use crate::storage::{index::text, now_rfc3339};
-use crate::worklist::{self, WorklistEntry};
+use crate::worklist::{self, Transition, WorklistEntry};
 
 /// Performed Procedure Step Status (0040,0252) defined terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,8 +151,48 @@ impl From<redb::StorageError> for MppsError {
 #[derive(Debug, Clone)]
 pub struct MppsChange {
     pub record: MppsRecord,
-    /// The worklist item whose status changed with it, if any.
+    /// The worklist item the step performs, as it stands after the change, if one is linked.
     pub worklist: Option<WorklistEntry>,
+    /// When the step ended: the images the modality lists as taken, if it lists any.
+    pub images_taken: Option<Vec<ReferencedImage>>,
+}
+
+/// More referenced images than any screening procedure takes: such a list is not believed.
+pub const MAX_IMAGES_TAKEN: usize = 1000;
+
+/// The images a step lists (PS3.3 C.4.14: Performed Series Sequence → Referenced Image
+/// Sequence), read from the merged data set. `None` when it lists none, or lists more than
+/// [`MAX_IMAGES_TAKEN`] (logged): a wrong count would mislead more than no count.
+pub fn images_taken(data_set: &InMemDicomObject) -> Option<Vec<ReferencedImage>> {
+    let mut images = Vec::new();
+    let series = data_set
+        .get(tags::PERFORMED_SERIES_SEQUENCE)
+        .and_then(|e| e.items())
+        .unwrap_or_default();
+    for one in series {
+        let series_uid = text(one, tags::SERIES_INSTANCE_UID).unwrap_or_default();
+        let references = one
+            .get(tags::REFERENCED_IMAGE_SEQUENCE)
+            .and_then(|e| e.items())
+            .unwrap_or_default();
+        for reference in references {
+            let Some(sop_instance_uid) = text(reference, tags::REFERENCED_SOP_INSTANCE_UID) else {
+                continue;
+            };
+            if images.len() == MAX_IMAGES_TAKEN {
+                tracing::warn!(
+                    "MPPS lists more than {MAX_IMAGES_TAKEN} images taken; the count is not reported"
+                );
+                return None;
+            }
+            images.push(ReferencedImage {
+                sop_instance_uid,
+                sop_class_uid: text(reference, tags::REFERENCED_SOP_CLASS_UID).unwrap_or_default(),
+                series_instance_uid: series_uid.clone(),
+            });
+        }
+    }
+    (!images.is_empty()).then_some(images)
 }
 
 fn encode(obj: &InMemDicomObject) -> Result<Vec<u8>, MppsError> {
@@ -194,8 +235,7 @@ pub fn create(
         };
         // SCHEDULED, or IN PROGRESS because its images came first: either way it waits for
         // its MPPS. A finished item or one another step already performs is left alone.
-        if entry.is_offered() && entry.mpps_instance_uid.is_none() {
-            entry.status = WorklistStatus::InProgress;
+        if entry.mpps_instance_uid.is_none() && entry.advance(WorklistStatus::InProgress).is_ok() {
             entry.mpps_instance_uid = Some(sop_instance_uid.to_string());
             worklist::put(txn, &mut entry)?;
             linked_accession = Some(accession.clone());
@@ -221,6 +261,7 @@ pub fn create(
     Ok(MppsChange {
         record,
         worklist: linked_entry,
+        images_taken: None,
     })
 }
 
@@ -263,20 +304,30 @@ pub fn set(
         MppsStatus::Discontinued => Some(WorklistStatus::Discontinued),
         MppsStatus::InProgress => None,
     };
-    if let (Some(item_status), Some(accession)) = (finished, &record.linked_accession) {
+    if let Some(accession) = &record.linked_accession {
         if let Some(mut entry) = worklist::get_in(txn, accession)? {
             if entry.mpps_instance_uid.as_deref() == Some(sop_instance_uid) {
-                entry.status = item_status;
-                worklist::put(txn, &mut entry)?;
+                // The step ends whatever the item says (the modality did the work), but the
+                // item follows the status machine: one the cloud cancelled stays cancelled.
+                match finished.map(|status| entry.advance(status)) {
+                    Some(Ok(Transition::Changed)) => worklist::put(txn, &mut entry)?,
+                    Some(Err(e)) => tracing::warn!(mpps = sop_instance_uid, "MPPS N-SET: {e}"),
+                    Some(Ok(Transition::Unchanged)) | None => {}
+                }
                 linked_entry = Some(entry);
             }
         }
     }
+    let images_taken = match new_status {
+        MppsStatus::InProgress => None,
+        MppsStatus::Completed | MppsStatus::Discontinued => images_taken(&stored),
+    };
     record.updated_at = now_rfc3339();
     db::put_json(&mut table, sop_instance_uid, &record)?;
     Ok(MppsChange {
         record,
         worklist: linked_entry,
+        images_taken,
     })
 }
 
@@ -441,13 +492,19 @@ mod tests {
         InMemDicomObject::from_element_iter(elements)
     }
 
-    /// Runs `ops` against a fresh database holding one SCHEDULED item; returns each op's
-    /// resulting step status (or refusal) and the item's status at the end.
-    fn run(ops: &[Op]) -> (Vec<Outcome>, WorklistStatus) {
+    /// A fresh database holding one SCHEDULED item, [`ACCESSION`].
+    fn database_with_item() -> (tempfile::TempDir, Database) {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::open(&dir.path().join("state.redb")).unwrap();
         let entry = crate::worklist::matching::tests::entry("20261122", "093000", None);
         db.write(|txn| worklist::insert(txn, &entry)).unwrap();
+        (dir, db)
+    }
+
+    /// Runs `ops` against a fresh database holding one SCHEDULED item; returns each op's
+    /// resulting step status (or refusal) and the item's status at the end.
+    fn run(ops: &[Op]) -> (Vec<Outcome>, WorklistStatus) {
+        let (_dir, db) = database_with_item();
         let results = ops
             .iter()
             .map(|op| {
@@ -524,6 +581,135 @@ mod tests {
         for (name, ops, expected, item_status) in cases {
             assert_eq!(run(&ops), (expected, item_status), "{name}");
         }
+    }
+
+    /// A Performed Series Sequence: each series with the (class, instance) UIDs it references.
+    fn performed(series: &[(&str, &[(&str, &str)])]) -> InMemDicomObject {
+        let text = |tag, vr, value: &str| DataElement::new(tag, vr, PrimitiveValue::from(value));
+        let items = series
+            .iter()
+            .map(|(uid, images)| {
+                let references = images
+                    .iter()
+                    .map(|(class, sop)| {
+                        let mut elements = Vec::new();
+                        if !class.is_empty() {
+                            elements.push(text(tags::REFERENCED_SOP_CLASS_UID, VR::UI, class));
+                        }
+                        if !sop.is_empty() {
+                            elements.push(text(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, sop));
+                        }
+                        InMemDicomObject::from_element_iter(elements)
+                    })
+                    .collect::<Vec<_>>();
+                InMemDicomObject::from_element_iter([
+                    text(tags::SERIES_INSTANCE_UID, VR::UI, uid),
+                    DataElement::new(
+                        tags::REFERENCED_IMAGE_SEQUENCE,
+                        VR::SQ,
+                        DataSetSequence::from(references),
+                    ),
+                ])
+            })
+            .collect::<Vec<_>>();
+        InMemDicomObject::from_element_iter([DataElement::new(
+            tags::PERFORMED_SERIES_SEQUENCE,
+            VR::SQ,
+            DataSetSequence::from(items),
+        )])
+    }
+
+    #[test]
+    fn the_images_taken_are_read_from_every_performed_series() {
+        let image = |sop: &str, class: &str, series: &str| ReferencedImage {
+            sop_instance_uid: sop.into(),
+            sop_class_uid: class.into(),
+            series_instance_uid: series.into(),
+        };
+        let mg = "1.2.840.10008.5.1.4.1.1.1.2";
+        #[rustfmt::skip]
+        let cases: Vec<(&str, InMemDicomObject, Option<Vec<ReferencedImage>>)> = vec![
+            ("no Performed Series Sequence", InMemDicomObject::new_empty(), None),
+            ("a series that references nothing", performed(&[("9.1", &[])]), None),
+            ("two series", performed(&[("9.1", &[(mg, "1.1"), (mg, "1.2")]), ("9.2", &[(mg, "1.3")])]),
+                Some(vec![image("1.1", mg, "9.1"), image("1.2", mg, "9.1"), image("1.3", mg, "9.2")])),
+            ("a reference without an instance UID is skipped",
+                performed(&[("9.1", &[(mg, ""), ("", "1.4")])]), Some(vec![image("1.4", "", "9.1")])),
+        ];
+        for (name, data_set, expected) in cases {
+            assert_eq!(images_taken(&data_set), expected, "{name}");
+        }
+        let many: Vec<(&str, &str)> = vec![(mg, "1.5"); MAX_IMAGES_TAKEN + 1];
+        assert_eq!(
+            images_taken(&performed(&[("9.1", &many)])),
+            None,
+            "an implausible count"
+        );
+    }
+
+    #[test]
+    fn completed_reports_the_images_of_the_merged_data_set() {
+        let (_dir, db) = database_with_item();
+        let mg = "1.2.840.10008.5.1.4.1.1.1.2";
+        let change = |ops: &dyn Fn(&WriteTransaction) -> Result<MppsChange, MppsError>| {
+            db.write(|txn| ops(txn)).unwrap()
+        };
+        let created = change(&|txn| create(txn, UID, &data_set(Some("IN PROGRESS"), true), "M"));
+        assert_eq!(created.images_taken, None);
+        // The images come in an N-SET that leaves the step IN PROGRESS…
+        let listed = change(&|txn| {
+            set(
+                txn,
+                UID,
+                &performed(&[("9.1", &[(mg, "1.1")])]),
+                "M",
+                SetPolicy::CreatorOnly,
+            )
+        });
+        assert_eq!(listed.images_taken, None, "reported when the step ends");
+        // …and are reported by the N-SET that completes it, which lists none itself.
+        let done = change(&|txn| {
+            set(
+                txn,
+                UID,
+                &data_set(Some("COMPLETED"), false),
+                "M",
+                SetPolicy::CreatorOnly,
+            )
+        });
+        let taken = done
+            .images_taken
+            .expect("the merged data set lists one image");
+        assert_eq!(taken[0].sop_instance_uid, "1.1");
+        assert_eq!(
+            done.worklist.map(|w| w.status),
+            Some(WorklistStatus::Completed)
+        );
+    }
+
+    #[test]
+    fn a_cancelled_item_stays_cancelled_when_its_step_completes() {
+        let (_dir, db) = database_with_item();
+        db.write(|txn| create(txn, UID, &data_set(Some("IN PROGRESS"), true), "M"))
+            .unwrap();
+        db.write(|txn| worklist::set_status(txn, ACCESSION, WorklistStatus::Discontinued))
+            .unwrap();
+        let done = db
+            .write(|txn| {
+                set(
+                    txn,
+                    UID,
+                    &data_set(Some("COMPLETED"), false),
+                    "M",
+                    SetPolicy::CreatorOnly,
+                )
+            })
+            .unwrap();
+        assert_eq!(done.record.status, Completed, "the step itself ends");
+        let item = done
+            .worklist
+            .expect("still linked, so the event names its action");
+        assert_eq!(item.status, WorklistStatus::Discontinued);
     }
 
     #[test]

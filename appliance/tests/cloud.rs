@@ -1,6 +1,6 @@
 //! The gateway's cloud link over real websockets through the relay emulator: signed actions in
-//! (worklist changes, echo, health, refusals), durable events out (retried until the cloud
-//! accepts them).
+//! (worklist changes, echo, health, refusals, replays, misrouted and expired actions), durable
+//! events out (retried until the cloud accepts them; a refused C-STORE among them).
 
 mod common;
 
@@ -263,5 +263,177 @@ async fn events_wait_in_the_outbox_until_the_cloud_accepts_them() {
         2,
         "one refused delivery, one accepted"
     );
+    rig.stop().await;
+}
+
+/// An action to the test gateway, sealed `sealed` from now and valid for `valid`.
+fn stamped(command: Command, to: &str, sealed: time::Duration, valid: time::Duration) -> Action {
+    let mut action = Action::new("test-cloud", command).addressed(to, valid);
+    action.timestamp += sealed;
+    action.expires_at = action.expires_at.map(|e| e + sealed);
+    action
+}
+
+fn status_of(rig: &Rig, accession: &str) -> WorklistStatus {
+    worklist::get(&rig.service.dicom.db, accession)
+        .unwrap()
+        .expect("the item exists")
+        .status
+}
+
+#[tokio::test]
+async fn a_replayed_action_gets_its_first_answer_and_changes_nothing() {
+    let rig = Rig::start().await;
+    let key = &rig.relay.cloud_key;
+    let minutes = time::Duration::minutes;
+    let create = stamped(
+        Command::CreateItem(worklist_item("ACCR1")),
+        common::cloud::GATEWAY_NAME,
+        minutes(0),
+        minutes(10),
+    );
+    assert_eq!(
+        rig.send_text(&key.seal(&create)).await.outcome,
+        Outcome::Created
+    );
+    // The same sealed bytes again: answered as the first time (not `exists`), from the record.
+    let again = rig.send_text(&key.seal(&create)).await;
+    assert_eq!(again.outcome, Outcome::Created);
+    assert_eq!(again.action_id, Some(create.action_id));
+
+    let start = stamped(
+        Command::UpdateStatus {
+            accession_number: "ACCR1".into(),
+            status: WorklistStatus::InProgress,
+        },
+        common::cloud::GATEWAY_NAME,
+        minutes(0),
+        minutes(10),
+    );
+    let sealed_start = key.seal(&start);
+    assert_eq!(rig.send_text(&sealed_start).await.outcome, Outcome::Updated);
+    let cancel = rig
+        .send(Command::CancelItem {
+            accession_number: "ACCR1".into(),
+            reason: None,
+        })
+        .await;
+    assert_eq!(cancel.outcome, Outcome::Cancelled);
+    // A captured `update_status` replayed after the cancel: the same answer, and the item stays
+    // cancelled (the status machine would refuse it anyway; the record never lets it try).
+    let replayed = rig.send_text(&sealed_start).await;
+    assert_eq!(replayed.outcome, Outcome::Updated);
+    assert_eq!(status_of(&rig, "ACCR1"), WorklistStatus::Discontinued);
+
+    // A retry re-stamps the action: the same content, so the same answer.
+    let mut retry = start.clone();
+    retry.timestamp += minutes(1);
+    retry.expires_at = retry.expires_at.map(|e| e + minutes(1));
+    assert_eq!(
+        rig.send_text(&key.seal(&retry)).await.outcome,
+        Outcome::Updated
+    );
+
+    // The same id with other content is refused, and changes nothing.
+    let mut reused = start.clone();
+    reused.command = Command::CancelItem {
+        accession_number: "ACCR1".into(),
+        reason: None,
+    };
+    let refused = rig.send_text(&key.seal(&reused)).await;
+    assert!(
+        error_message(&refused).contains("already applied with different content"),
+        "{refused:?}"
+    );
+    let record = appliance::cloud::applied::get(&rig.service.dicom.db, start.action_id)
+        .unwrap()
+        .expect("the applied action is recorded");
+    assert_eq!(record.digest, start.content_digest());
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn misrouted_expired_and_unaddressed_actions_are_refused() {
+    let rig = Rig::start().await;
+    let key = &rig.relay.cloud_key;
+    let minutes = time::Duration::minutes;
+    let here = common::cloud::GATEWAY_NAME;
+    let create = |accession: &str| Command::CreateItem(worklist_item(accession));
+    #[rustfmt::skip]
+    let refusals = [
+        ("another gateway", stamped(create("ACCX1"), "gw-elsewhere", minutes(0), minutes(10)),
+            "addressed to gateway \"gw-elsewhere\""),
+        ("expired beyond the tolerance", stamped(create("ACCX2"), here, minutes(-20), minutes(10)),
+            "action expired at"),
+        ("sealed in the future", stamped(create("ACCX3"), here, minutes(30), minutes(10)),
+            "later than this gateway's clock"),
+        ("valid for days", stamped(create("ACCX4"), here, minutes(0), time::Duration::days(3)),
+            "longer than the 24 h"),
+        ("unaddressed", Action::new("test-cloud", create("ACCX5")),
+            "no target_gateway and no expires_at"),
+    ];
+    for (name, action, reason) in refusals {
+        let reply = rig.send_text(&key.seal(&action)).await;
+        assert!(error_message(&reply).contains(reason), "{name}: {reply:?}");
+        assert_eq!(reply.action_id, Some(action.action_id), "{name}");
+    }
+    for accession in ["ACCX1", "ACCX2", "ACCX3", "ACCX4", "ACCX5"] {
+        assert!(
+            worklist::get(&rig.service.dicom.db, accession)
+                .unwrap()
+                .is_none(),
+            "{accession}: a refused action changes nothing"
+        );
+    }
+    // Expired, but within the 5 minutes' clock skew tolerance: applied.
+    let late = stamped(create("ACCX6"), here, minutes(-13), minutes(10));
+    assert_eq!(
+        rig.send_text(&key.seal(&late)).await.outcome,
+        Outcome::Created
+    );
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_c_store_reaches_the_cloud_as_validation_failed() {
+    let rig = Rig::start().await;
+    let cloud = rig.relay.cloud(common::cloud::accept_all).await;
+    let port = rig.service.dicom.pacs_addr.port().to_string();
+    let uid = "1.2.826.0.1.3680043.10.99.1";
+    let stored = tokio::task::spawn_blocking(move || {
+        common::peer(&[
+            "store-raw",
+            "127.0.0.1",
+            &port,
+            "SCREENING_PACS",
+            "--uid",
+            uid,
+            "--omit",
+            "StudyInstanceUID",
+        ])
+    })
+    .await
+    .unwrap();
+    assert_ne!(stored["status"], 0, "the store is refused: {stored}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let refusal = loop {
+        let found = cloud.events().into_iter().find_map(|e| match e.body {
+            EventBody::ImageValidationFailed(failed) => Some(failed),
+            _ => None,
+        });
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no image.validation_failed arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(refusal.sop_instance_uid.as_deref(), Some(uid));
+    assert_eq!(refusal.calling_ae_title, "PYNETDICOM");
+    let comment = stored["comment"].as_str().unwrap();
+    assert!(refusal.reason.contains(comment), "{refusal:?} vs {comment}");
+    assert!(refusal.reason.contains("C-STORE status 0x"), "{refusal:?}");
     rig.stop().await;
 }

@@ -10,7 +10,6 @@ use std::time::Duration;
 use base64::Engine as _;
 
 use appliance::cloud::outbox;
-use appliance::config::Config;
 use common::cloud::{accept_all, Relay};
 use shared::wire::action::{Command, Outcome};
 use shared::wire::event::{EventBody, MppsStatus};
@@ -21,12 +20,7 @@ const ACCESSION: &str = "ACCPIPE1";
 async fn create_item_mpps_and_images_reach_the_cloud() {
     let relay = Relay::start("pipeline.servicebus.windows.net").await;
     let state = tempfile::tempdir().unwrap();
-    let mut config = Config::new(state.path().to_path_buf());
-    config.bind = "127.0.0.1".parse().unwrap();
-    config.mwl_port = 0;
-    config.pacs_port = 0;
-    config.mwl_aet = common::MWL_AET.into();
-    config.pacs_aet = common::PACS_AET.into();
+    let config = common::loopback_config(state.path());
     let service = relay.serve(config).await;
     let running = &service.dicom;
     let cloud = relay.cloud(accept_all).await;

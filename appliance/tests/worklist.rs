@@ -67,6 +67,8 @@ fn scheduled_gateway() -> TestGateway {
     gw.add_item(item("ACC00006", "Smith^Gone", "20261122", "090000"), None);
     gw.db()
         .write(|txn| {
+            // A finished item went through IN PROGRESS: the status machine allows no shortcut.
+            worklist::set_status(txn, "ACC00005", WorklistStatus::InProgress)?;
             worklist::set_status(txn, "ACC00005", WorklistStatus::Completed)?;
             worklist::set_status(txn, "ACC00006", WorklistStatus::Discontinued)?;
             worklist::set_status(txn, "ACC00001", WorklistStatus::InProgress)

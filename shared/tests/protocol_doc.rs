@@ -1,5 +1,6 @@
 //! Keeps `docs/protocol.md` honest: every fenced example there must parse with the type it
-//! illustrates, and the signed example must verify with the documented key.
+//! illustrates (the NHS app's unsigned event replies as NHS-compatible mode reads them), and the
+//! signed example must verify with the documented key.
 
 use shared::wire::action::{Action, ActionReply};
 use shared::wire::event::{Event, EventReply};
@@ -32,6 +33,7 @@ fn every_example_parses_as_its_type() {
         keyring: Keyring::default(),
         accept_unsigned: true,
     };
+    let strict = Verification::strict(Keyring::default());
     let mut counted = 0;
     for (info, body) in examples() {
         let result = match info.as_str() {
@@ -39,12 +41,15 @@ fn every_example_parses_as_its_type() {
             "json action-reply" => ActionReply::open(&body, &lenient).map(|_| ()),
             "json event" => Event::open(&body, &lenient).map(|_| ()),
             "json event-reply" => EventReply::open(&body, &lenient).map(|_| ()),
+            // Unsigned NHS-app replies: delivered only in the gateway's NHS-compatible mode.
+            "json nhs-event-reply" => EventReply::open_nhs_compatible(&body, &strict)
+                .map(|r| assert!(r.is_delivered(), "{body}")),
             _ => continue,
         };
         result.unwrap_or_else(|e| panic!("{info} example does not parse: {e}\n{body}"));
         counted += 1;
     }
-    assert!(counted >= 15, "only {counted} examples found");
+    assert!(counted >= 22, "only {counted} examples found");
 }
 
 #[test]
@@ -56,7 +61,11 @@ fn the_signed_example_verifies_with_the_documented_key() {
     let strict = Verification::strict(Keyring::new(vec![
         PublicKey::from_base64(DOC_PUBLIC_KEY).unwrap()
     ]));
-    Action::open(&body, &strict).expect("the documented signature verifies");
+    let action = Action::open(&body, &strict).expect("the documented signature verifies");
+    assert!(
+        action.target_gateway.is_some() && action.expires_at.is_some(),
+        "the signed example is addressed and expires, as every signed action must"
+    );
     let tampered = body.replacen("ACC20261122AB12", "ACC20261122AB13", 1);
     assert!(Action::open(&tampered, &strict).is_err());
 }

@@ -1,16 +1,24 @@
-//! Actions from the cloud: verify, act on the worklist, reply.
+//! Actions from the cloud: verify, admit, apply to the worklist once, reply.
 //!
 //! The relay listener hands every received message to [`Actions::handle`], concurrently; the
-//! reply (signed) goes back on the same rendezvous socket. A message that cannot be verified or
-//! read gets an `error` reply that says why, never silence and never a panic.
+//! reply (signed) goes back on the same rendezvous socket. A message is refused with an `error`
+//! reply that says why — never silence, never a panic — when its signature does not verify, when
+//! it is not addressed to this gateway or outside its validity window ([`super::admission`]), or
+//! when its id was already applied with other content ([`super::applied`]). A worklist action
+//! applied before is answered with its recorded reply and not applied again.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use shared::wire::action::{Action, ActionReply, Command, Outcome, WorklistItem, WorklistStatus};
-use shared::wire::{SigningKey, Verification};
+use shared::wire::{Rejected, SigningKey, Verification};
+use thiserror::Error;
+use time::OffsetDateTime;
+use uuid::Uuid;
 
-use crate::db::Database;
+use super::admission::Admission;
+use super::applied::{self, Prior};
+use crate::db::{Database, DbError};
 use crate::service::health::{self, HealthProbe};
 use crate::worklist::{self, WorklistEntry, WorklistError};
 
@@ -18,21 +26,42 @@ use crate::worklist::{self, WorklistEntry, WorklistError};
 pub struct Actions {
     db: Arc<Database>,
     verification: Verification,
+    admission: Admission,
     key: SigningKey,
     probe: HealthProbe,
     started: Instant,
+}
+
+/// Why a worklist action was not applied.
+#[derive(Debug, Error)]
+enum Refusal {
+    #[error(
+        "action {0} was already applied with different content (an action id is never reused: \
+         a changed action needs a new id)"
+    )]
+    IdReused(Uuid),
+    #[error(transparent)]
+    Worklist(#[from] WorklistError),
+}
+
+impl From<DbError> for Refusal {
+    fn from(e: DbError) -> Self {
+        Refusal::Worklist(e.into())
+    }
 }
 
 impl Actions {
     pub fn new(
         db: Arc<Database>,
         verification: Verification,
+        admission: Admission,
         key: SigningKey,
         probe: HealthProbe,
     ) -> Actions {
         Actions {
             db,
             verification,
+            admission,
             key,
             probe,
             started: Instant::now(),
@@ -41,11 +70,20 @@ impl Actions {
 
     /// One received message in, one signed reply out.
     pub async fn handle(&self, text: String) -> String {
-        let reply = match Action::open(&text, &self.verification) {
-            Ok(action) => {
+        let opened = Action::open(&text, &self.verification).and_then(|action| {
+            match self.admission.check(&action, OffsetDateTime::now_utc()) {
+                Ok(keep_until) => Ok((action, keep_until)),
+                Err(reason) => Err(Rejected {
+                    id: Some(action.action_id),
+                    reason: format!("{}: {reason}", action.command.action_type()),
+                }),
+            }
+        });
+        let reply = match opened {
+            Ok((action, keep_until)) => {
                 let id = action.action_id;
                 let kind = action.command.action_type();
-                let reply = self.execute(action).await;
+                let reply = self.execute(action, keep_until).await;
                 match &reply.outcome {
                     Outcome::Error { message } => {
                         tracing::warn!(action_id = %id, "action {kind} {id} failed: {message}")
@@ -68,36 +106,35 @@ impl Actions {
         self.key.seal(&reply)
     }
 
-    async fn execute(&self, action: Action) -> ActionReply {
+    async fn execute(&self, action: Action, keep_until: OffsetDateTime) -> ActionReply {
         let id = action.action_id;
-        let reply = |outcome| ActionReply::new(id, outcome);
+        let once = Once {
+            id,
+            digest: action.content_digest(),
+            keep_until,
+        };
+        let db = self.db.clone();
+        let apply = |accession: String, change: Change| async move {
+            tokio::task::spawn_blocking(move || once.apply(&db, accession, change))
+                .await
+                .expect("worklist write does not panic")
+        };
         match action.command {
-            Command::Echo(payload) => reply(Outcome::Echo { payload }),
-            Command::Health => reply(Outcome::Ok {
-                health: health::report(&self.db, &self.probe, self.started).await,
-            }),
+            // Read-only: answered afresh every time, never recorded.
+            Command::Echo(payload) => ActionReply::new(id, Outcome::Echo { payload }),
+            Command::Health => ActionReply::new(
+                id,
+                Outcome::Ok {
+                    health: health::report(&self.db, &self.probe, self.started).await,
+                },
+            ),
             Command::CreateItem(item) => {
-                let accession = item.accession_number.clone();
-                let db = self.db.clone();
-                let result = tokio::task::spawn_blocking(move || create(&db, item, id))
-                    .await
-                    .expect("worklist write does not panic");
-                with_accession(
-                    reply(result.unwrap_or_else(|e| Outcome::Error {
-                        message: e.to_string(),
-                    })),
-                    accession,
-                )
+                apply(item.accession_number.clone(), Change::Create(item)).await
             }
             Command::UpdateStatus {
                 accession_number,
                 status,
-            } => {
-                let outcome = self
-                    .set_status(&accession_number, status, Outcome::Updated)
-                    .await;
-                with_accession(reply(outcome), accession_number)
-            }
+            } => apply(accession_number, Change::Status(status, Outcome::Updated)).await,
             Command::CancelItem {
                 accession_number,
                 reason,
@@ -105,38 +142,64 @@ impl Actions {
                 if let Some(reason) = &reason {
                     tracing::info!("cancelling {accession_number}: {reason}");
                 }
-                let outcome = self
-                    .set_status(
-                        &accession_number,
-                        WorklistStatus::Discontinued,
-                        Outcome::Cancelled,
-                    )
-                    .await;
-                with_accession(reply(outcome), accession_number)
+                let cancel = Change::Status(WorklistStatus::Discontinued, Outcome::Cancelled);
+                apply(accession_number, cancel).await
             }
-        }
-    }
-
-    async fn set_status(&self, accession: &str, status: WorklistStatus, done: Outcome) -> Outcome {
-        let db = self.db.clone();
-        let accession = accession.to_string();
-        let result = tokio::task::spawn_blocking(move || {
-            db.write(|txn| worklist::set_status(txn, &accession, status))
-        })
-        .await
-        .expect("worklist write does not panic");
-        match result {
-            Ok(_) => done,
-            Err(e) => Outcome::Error {
-                message: e.to_string(),
-            },
         }
     }
 }
 
-fn with_accession(mut reply: ActionReply, accession: String) -> ActionReply {
-    reply.accession_number = Some(accession);
-    reply
+/// A worklist change an action asks for.
+enum Change {
+    Create(WorklistItem),
+    /// Set this status (through the status machine) and answer with this outcome.
+    Status(WorklistStatus, Outcome),
+}
+
+/// What the applied-actions record needs to apply one action once.
+struct Once {
+    id: Uuid,
+    digest: String,
+    keep_until: OffsetDateTime,
+}
+
+impl Once {
+    /// Applies the change unless the record says the action was applied already, and records it,
+    /// all in one transaction. Only applied actions are recorded: a refused one changed nothing,
+    /// so trying it again (a retry once its item exists, say) is safe.
+    fn apply(self, db: &Database, accession: String, change: Change) -> ActionReply {
+        let id = self.id;
+        let reply = |outcome| ActionReply {
+            accession_number: Some(accession.clone()),
+            ..ActionReply::new(id, outcome)
+        };
+        let result = db.write(|txn| {
+            applied::purge(txn, OffsetDateTime::now_utc())?;
+            match applied::lookup(txn, id, &self.digest)? {
+                Prior::Same(earlier) => {
+                    tracing::info!(action_id = %id, "action {id} was applied before: answering as then");
+                    return Ok(earlier);
+                }
+                Prior::Different => return Err(Refusal::IdReused(id)),
+                Prior::New => {}
+            }
+            let outcome = match change {
+                Change::Create(item) => create(txn, item, id)?,
+                Change::Status(status, done) => {
+                    worklist::set_status(txn, &accession, status)?;
+                    done
+                }
+            };
+            let applied = reply(outcome);
+            applied::record(txn, id, &self.digest, &applied, self.keep_until)?;
+            Ok(applied)
+        });
+        result.unwrap_or_else(|e: Refusal| {
+            reply(Outcome::Error {
+                message: e.to_string(),
+            })
+        })
+    }
 }
 
 fn status_word(outcome: &Outcome) -> &'static str {
@@ -154,25 +217,23 @@ fn status_word(outcome: &Outcome) -> &'static str {
 /// Idempotent create: the same item again is `exists`; a different item under the same
 /// accession number is an error (accession numbers must not be reused).
 fn create(
-    db: &Database,
+    txn: &redb::WriteTransaction,
     item: WorklistItem,
-    action_id: uuid::Uuid,
+    action_id: Uuid,
 ) -> Result<Outcome, WorklistError> {
-    db.write(|txn| {
-        if let Some(existing) = worklist::get_in(txn, &item.accession_number)? {
-            return if same_item(&existing, &item) {
-                Ok(Outcome::Exists)
-            } else {
-                Err(WorklistError::Invalid(format!(
-                    "accession number {} is already used for a different item",
-                    item.accession_number
-                )))
-            };
-        }
-        let entry = WorklistEntry::new(item, Some(action_id), None)?;
-        worklist::insert(txn, &entry)?;
-        Ok(Outcome::Created)
-    })
+    if let Some(existing) = worklist::get_in(txn, &item.accession_number)? {
+        return if same_item(&existing, &item) {
+            Ok(Outcome::Exists)
+        } else {
+            Err(WorklistError::Invalid(format!(
+                "accession number {} is already used for a different item",
+                item.accession_number
+            )))
+        };
+    }
+    let entry = WorklistEntry::new(item, Some(action_id), None)?;
+    worklist::insert(txn, &entry)?;
+    Ok(Outcome::Created)
 }
 
 fn same_item(entry: &WorklistEntry, item: &WorklistItem) -> bool {

@@ -1,13 +1,15 @@
 //! Which state changes the cloud hears about, and how they read as events: an MPPS status
-//! ([`mpps_changed`]) and a received image with its thumbnail ([`image_received`]). Called inside
-//! the transaction of the change itself, so the change and its event commit together.
+//! ([`mpps_changed`]), a received image with its thumbnail ([`image_received`]) and a refused
+//! one ([`image_refused`]). Called inside the transaction of the change itself, so the change
+//! and its event commit together.
 
 use dicom_dictionary_std::tags;
 use dicom_object::DefaultDicomObject;
 use redb::WriteTransaction;
 use shared::wire::event::{
-    Dose, Event, EventBody, ImageReceived, ImageSummary, MppsStatus as WireStatus,
-    MppsStatusUpdate, PatientSummary, SeriesSummary, StudySummary, Thumbnail,
+    Dose, Event, EventBody, ImageReceived, ImageSummary, ImageValidationFailed,
+    MppsStatus as WireStatus, MppsStatusUpdate, PatientSummary, SeriesSummary, StudySummary,
+    Thumbnail,
 };
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -46,7 +48,7 @@ pub fn mpps_changed(
             accession_number: accession.clone(),
             status,
             mpps_instance_uid: record.sop_instance_uid.clone(),
-            images_taken: None,
+            images_taken: change.images_taken.clone(),
         }),
     );
     outbox::enqueue(txn, event, &accession)?;
@@ -73,6 +75,48 @@ pub fn image_received(
         .accession_number
         .clone()
         .unwrap_or_else(|| record.study_instance_uid.clone());
+    outbox::enqueue(txn, event, &order_key)?;
+    Ok(())
+}
+
+/// A C-STORE the gateway refused, as the modality sent it.
+#[derive(Debug, Clone)]
+pub struct RefusedImage {
+    pub calling_ae: String,
+    /// The command's Affected SOP Instance UID (`None` when it named none).
+    pub sop_instance_uid: Option<String>,
+    /// The data set's accession number, when it was read before the refusal.
+    pub accession_number: Option<String>,
+    /// The DIMSE error comment the modality was given.
+    pub reason: String,
+}
+
+/// Queues `image.validation_failed` for a refused C-STORE, so the clinician learns that an
+/// image is missing instead of waiting for it. Ordered behind the accession's other events
+/// when the accession is known, else behind the sending modality's other refusals.
+pub fn image_refused(
+    txn: &WriteTransaction,
+    source_system: &str,
+    refused: &RefusedImage,
+) -> Result<(), DbError> {
+    let item = match &refused.accession_number {
+        Some(accession) => worklist::get_in(txn, accession)?,
+        None => None,
+    };
+    let event = Event::new(
+        source_system,
+        EventBody::ImageValidationFailed(ImageValidationFailed {
+            action_id: item.and_then(|i| i.action_id),
+            accession_number: refused.accession_number.clone(),
+            sop_instance_uid: refused.sop_instance_uid.clone(),
+            calling_ae_title: refused.calling_ae.clone(),
+            reason: refused.reason.clone(),
+        }),
+    );
+    let order_key = refused
+        .accession_number
+        .clone()
+        .unwrap_or_else(|| format!("refused-from:{}", refused.calling_ae));
     outbox::enqueue(txn, event, &order_key)?;
     Ok(())
 }

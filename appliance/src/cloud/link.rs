@@ -10,7 +10,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::actions::Actions;
-use super::outbox::{Courier, Doorbell};
+use super::admission::Admission;
+use super::outbox::{Courier, Doorbell, Replies};
 use crate::db::Database;
 use crate::service::health::HealthProbe;
 use crate::service::systemd::Liveness;
@@ -30,8 +31,13 @@ pub enum CloudConfigError {
     NoPeerKeys,
     #[error("PEER_PUBLIC_KEYS: {0}")]
     PeerKeys(shared::wire::signature::KeyError),
-    #[error("ACCEPT_UNSIGNED_ACTIONS={0:?} is not true or false")]
-    AcceptUnsigned(String),
+    #[error("{0}={1:?} is not true or false")]
+    NotABool(&'static str, String),
+    #[error(
+        "NHS_COMPATIBLE={0} contradicts ACCEPT_UNSIGNED_ACTIONS={1} (its old name): remove \
+         ACCEPT_UNSIGNED_ACTIONS from the env file"
+    )]
+    NhsModeContradiction(bool, bool),
 }
 
 /// Everything the link needs from the environment.
@@ -40,8 +46,10 @@ pub struct CloudSettings {
     pub relay: Settings,
     pub signing_key: SigningKey,
     pub peers: Keyring,
-    /// Accept unsigned NHS-format actions (`ACCEPT_UNSIGNED_ACTIONS`).
-    pub accept_unsigned: bool,
+    /// NHS-compatible mode (`NHS_COMPATIBLE`, formerly `ACCEPT_UNSIGNED_ACTIONS`): unsigned
+    /// NHS-format actions are accepted without an address or expiry, and unsigned event replies
+    /// in the NHS app's vocabulary count as delivered.
+    pub nhs_compatible: bool,
     /// This gateway's name in events (`GATEWAY_NAME`).
     pub name: String,
 }
@@ -70,17 +78,24 @@ impl CloudSettings {
         if peers.keys().is_empty() {
             return Err(CloudConfigError::NoPeerKeys);
         }
-        let accept_unsigned = match get("ACCEPT_UNSIGNED_ACTIONS").as_deref() {
-            None => false,
-            Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => true,
-            Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => false,
-            Some(v) => return Err(CloudConfigError::AcceptUnsigned(v.to_string())),
+        let flag = |name: &'static str| match get(name).as_deref() {
+            None => Ok(None),
+            Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => Ok(Some(true)),
+            Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => Ok(Some(false)),
+            Some(v) => Err(CloudConfigError::NotABool(name, v.to_string())),
+        };
+        // ACCEPT_UNSIGNED_ACTIONS is the old name, still read so installed env files keep working.
+        let nhs_compatible = match (flag("NHS_COMPATIBLE")?, flag("ACCEPT_UNSIGNED_ACTIONS")?) {
+            (Some(new), Some(old)) if new != old => {
+                return Err(CloudConfigError::NhsModeContradiction(new, old))
+            }
+            (new, old) => new.or(old).unwrap_or(false),
         };
         Ok(Some(CloudSettings {
             relay,
             signing_key,
             peers,
-            accept_unsigned,
+            nhs_compatible,
             name: get("GATEWAY_NAME").unwrap_or_else(|| "gateway".into()),
         }))
     }
@@ -116,9 +131,10 @@ impl CloudLink {
             ListenerOptions::default(),
         );
         let status = listener.status();
-        if settings.accept_unsigned {
+        if settings.nhs_compatible {
             tracing::warn!(
-                "ACCEPT_UNSIGNED_ACTIONS is on: actions without a signature are accepted"
+                "NHS_COMPATIBLE is on: unsigned actions without an address or expiry are accepted, \
+                 and unsigned event replies in the NHS app's vocabulary count as delivered"
             );
         }
         tracing::info!(
@@ -134,7 +150,11 @@ impl CloudLink {
             db.clone(),
             Verification {
                 keyring: settings.peers.clone(),
-                accept_unsigned: settings.accept_unsigned,
+                accept_unsigned: settings.nhs_compatible,
+            },
+            Admission {
+                gateway: settings.name.clone(),
+                nhs_compatible: settings.nhs_compatible,
             },
             settings.signing_key.clone(),
             HealthProbe {
@@ -146,7 +166,10 @@ impl CloudLink {
             db,
             Sender::new(relay.connection.clone(), &relay.events_entity),
             settings.signing_key,
-            Verification::strict(settings.peers),
+            Replies {
+                verification: Verification::strict(settings.peers),
+                nhs_compatible: settings.nhs_compatible,
+            },
             doorbell,
         );
         let mut tasks = JoinSet::new();
@@ -186,4 +209,62 @@ impl CloudLink {
 
 async fn until(mut shutdown: watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// The NHS-compatible mode a set of settings gives, or the error's text.
+    fn mode(pairs: &[(&str, &str)]) -> Result<bool, String> {
+        let mut map: HashMap<String, String> = [
+            ("AZURE_RELAY_NAMESPACE", "ns.servicebus.windows.net"),
+            ("AZURE_RELAY_KEY_NAME", "gateway"),
+            ("AZURE_RELAY_SHARED_ACCESS_KEY", "k"),
+            ("AZURE_RELAY_HYBRID_CONNECTION", "actions"),
+            ("AZURE_RELAY_EVENTS_HYBRID_CONNECTION", "events"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        map.insert("SIGNING_KEY".into(), SigningKey::generate().to_base64());
+        let peer = SigningKey::generate().public_key().to_base64();
+        map.insert("PEER_PUBLIC_KEYS".into(), peer);
+        for (k, v) in pairs {
+            map.insert(k.to_string(), v.to_string());
+        }
+        CloudSettings::from_lookup(|k| map.get(k).cloned())
+            .map(|s| s.expect("a relay is configured").nhs_compatible)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn one_setting_or_its_old_name_turns_nhs_compatible_mode_on() {
+        /// Settings given, and the mode or a part of the error.
+        type Case = (
+            &'static [(&'static str, &'static str)],
+            Result<bool, &'static str>,
+        );
+        #[rustfmt::skip]
+        let cases: [Case; 9] = [
+            (&[], Ok(false)),
+            (&[("NHS_COMPATIBLE", "true")], Ok(true)),
+            (&[("NHS_COMPATIBLE", "0")], Ok(false)),
+            (&[("ACCEPT_UNSIGNED_ACTIONS", "true")], Ok(true)),
+            (&[("ACCEPT_UNSIGNED_ACTIONS", "false")], Ok(false)),
+            (&[("NHS_COMPATIBLE", "TRUE"), ("ACCEPT_UNSIGNED_ACTIONS", "1")], Ok(true)),
+            (&[("NHS_COMPATIBLE", "false"), ("ACCEPT_UNSIGNED_ACTIONS", "true")],
+                Err("NHS_COMPATIBLE=false contradicts ACCEPT_UNSIGNED_ACTIONS=true")),
+            (&[("NHS_COMPATIBLE", "yes")], Err("NHS_COMPATIBLE=\"yes\" is not true or false")),
+            (&[("ACCEPT_UNSIGNED_ACTIONS", "on")], Err("ACCEPT_UNSIGNED_ACTIONS=\"on\" is not")),
+        ];
+        for (pairs, expected) in cases {
+            match (mode(pairs), expected) {
+                (Ok(got), Ok(expected)) => assert_eq!(got, expected, "{pairs:?}"),
+                (Err(e), Err(part)) => assert!(e.contains(part), "{pairs:?}: {e}"),
+                (got, expected) => panic!("{pairs:?}: got {got:?}, expected {expected:?}"),
+            }
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! The durable event outbox: every event the cloud must hear about, kept in redb until the cloud
-//! says `accepted` or `duplicate`.
+//! says `accepted` or `duplicate` (or, in NHS-compatible mode, the NHS app answers `updated`,
+//! `created` or `already_exists` unsigned).
 //!
 //! Events are written with [`enqueue`] inside the *same* redb transaction as the state change
 //! that causes them (an MPPS N-CREATE, a stored image), so a crash can never leave a change
@@ -133,14 +134,33 @@ enum Delivery {
     Failed(String),
 }
 
+/// Which of the cloud's replies mean "delivered".
+#[derive(Debug, Clone)]
+pub struct Replies {
+    /// The cloud's public keys: its replies are verified too, so a spoofed listener cannot make
+    /// the gateway drop events.
+    pub verification: Verification,
+    /// NHS-compatible mode: an unsigned reply in the NHS app's vocabulary (`updated`, `created`,
+    /// `already_exists`) also counts ([`EventReply::open_nhs_compatible`]).
+    pub nhs_compatible: bool,
+}
+
+impl Replies {
+    fn open(&self, text: &str) -> Result<EventReply, shared::wire::Rejected> {
+        if self.nhs_compatible {
+            EventReply::open_nhs_compatible(text, &self.verification)
+        } else {
+            EventReply::open(text, &self.verification)
+        }
+    }
+}
+
 /// Delivers the outbox over the events hybrid connection.
 pub struct Courier {
     db: Arc<Database>,
     sender: Sender,
     key: SigningKey,
-    /// The cloud's public keys: its replies are verified too, so a spoofed listener cannot make
-    /// the gateway drop events.
-    verification: Verification,
+    replies: Replies,
     doorbell: Doorbell,
 }
 
@@ -149,14 +169,14 @@ impl Courier {
         db: Arc<Database>,
         sender: Sender,
         key: SigningKey,
-        verification: Verification,
+        replies: Replies,
         doorbell: Doorbell,
     ) -> Courier {
         Courier {
             db,
             sender,
             key,
-            verification,
+            replies,
             doorbell,
         }
     }
@@ -242,7 +262,7 @@ impl Courier {
             Ok(reply) => reply,
             Err(e) => return Delivery::Failed(e.to_string()),
         };
-        match EventReply::open(&reply, &self.verification) {
+        match self.replies.open(&reply) {
             Ok(reply) if reply.event_id.is_some_and(|id| id != event.event_id) => {
                 Delivery::Failed(format!(
                     "the cloud answered for another event ({:?})",

@@ -2,6 +2,7 @@
 //! file as it arrives and kept byte for byte.
 
 use super::Services;
+use crate::cloud::events;
 use crate::dimse::{field, status, Association, Command, Context, DataSink, DimseError, Message};
 use crate::storage::sop_classes::STORAGE_SOP_CLASSES;
 use crate::storage::{Announced, IncomingObject, StoreError, Stored};
@@ -140,5 +141,35 @@ pub async fn handle(
             ),
         }
     }
+    report_refusal(services, &announced, &rsp).await;
     assoc.send(context.id, &rsp, None).await
+}
+
+/// Tells the cloud about a refused C-STORE (`image.validation_failed`), so a missing image is
+/// not silently missing; does nothing for a success or a warning. Failing to queue it is logged;
+/// the modality's answer stays the same.
+async fn report_refusal(services: &Services, announced: &Announced, rsp: &Command) {
+    let code = rsp.status.unwrap_or(status::SUCCESS);
+    if code == status::SUCCESS || status::is_warning(code) {
+        return;
+    }
+    let refused = events::RefusedImage {
+        calling_ae: announced.calling_ae.clone(),
+        sop_instance_uid: Some(announced.sop_instance_uid.clone()).filter(|uid| !uid.is_empty()),
+        accession_number: None,
+        reason: format!(
+            "{} (C-STORE status 0x{code:04X})",
+            rsp.error_comment.as_deref().unwrap_or("refused")
+        ),
+    };
+    let (db, name) = (services.db.clone(), services.name.clone());
+    let queued = tokio::task::spawn_blocking(move || {
+        db.write(|txn| events::image_refused(txn, &name, &refused))
+    })
+    .await
+    .expect("event task");
+    match queued {
+        Ok(()) => services.doorbell.ring(),
+        Err(e) => tracing::error!("the refusal could not be queued for the cloud: {e}"),
+    }
 }

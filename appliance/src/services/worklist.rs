@@ -67,7 +67,8 @@ pub async fn handle(
             let rsp = final_status(status::CANCEL, None);
             return assoc.send(context.id, &rsp, None).await;
         }
-        let data = data_set::encode(&context, &response_for(&identifier, entry))
+        let response = response_for(&identifier, entry, &assoc.calling_ae);
+        let data = data_set::encode(&context, &response)
             .map_err(|e| DimseError::Protocol(format!("encoding a worklist response: {e}")))?;
         let mut pending = final_status(status::PENDING, None);
         pending.has_data_set = true;
@@ -122,11 +123,27 @@ fn item_value(tag: Tag, e: &WorklistEntry) -> Option<String> {
     })
 }
 
+/// The Scheduled Station AE Title to return: Type 1 (PS3.4 Table K.6-1), so never empty. An
+/// item scheduled on no station (every item the cloud sends) is offered to every station, so it
+/// names the station asked for when the query names one exactly, else the querying AE.
+fn station_for(entry: &WorklistEntry, query: &InMemDicomObject, calling_ae: &str) -> String {
+    if let Some(station) = &entry.scheduled_station_ae {
+        return station.clone();
+    }
+    query
+        .get(tags::SCHEDULED_PROCEDURE_STEP_SEQUENCE)
+        .and_then(|e| e.items())
+        .and_then(|items| items.first())
+        .and_then(|step| text(step, tags::SCHEDULED_STATION_AE_TITLE))
+        .filter(|ae| !ae.contains(['*', '?', '\\']))
+        .unwrap_or_else(|| calling_ae.to_string())
+}
+
 /// The value an item has for a Scheduled Procedure Step Sequence key.
-fn step_value(tag: Tag, e: &WorklistEntry) -> Option<String> {
+fn step_value(tag: Tag, e: &WorklistEntry, station: &str) -> Option<String> {
     Some(match tag {
         tags::MODALITY => e.procedure.modality.clone(),
-        tags::SCHEDULED_STATION_AE_TITLE => e.scheduled_station_ae.clone()?,
+        tags::SCHEDULED_STATION_AE_TITLE => station.to_string(),
         tags::SCHEDULED_PROCEDURE_STEP_START_DATE => e.scheduled.date.clone(),
         tags::SCHEDULED_PROCEDURE_STEP_START_TIME => e.scheduled.time.clone(),
         tags::SCHEDULED_PROCEDURE_STEP_ID => e.scheduled_procedure_step_id.clone(),
@@ -164,7 +181,14 @@ fn empty_sequence(tag: Tag) -> InMemElement {
 
 /// A response identifier: every key of the query, filled from the item where the gateway has
 /// the value and empty otherwise, plus Specific Character Set ISO_IR 192 (names are UTF-8).
-pub fn response_for(query: &InMemDicomObject, entry: &WorklistEntry) -> InMemDicomObject {
+/// Every Type 1 return key has a value: the item's validation guarantees those it holds, and
+/// the station comes from [`station_for`]. `calling_ae` is the querying modality's AE title.
+pub fn response_for(
+    query: &InMemDicomObject,
+    entry: &WorklistEntry,
+    calling_ae: &str,
+) -> InMemDicomObject {
+    let station = station_for(entry, query, calling_ae);
     let mut out = InMemDicomObject::new_empty();
     out.put(DataElement::new(
         tags::SPECIFIC_CHARACTER_SET,
@@ -184,13 +208,14 @@ pub fn response_for(query: &InMemDicomObject, entry: &WorklistEntry) -> InMemDic
                         if key.vr() == VR::SQ {
                             item.put(empty_sequence(key.tag()));
                         } else {
-                            item.put(element(key.tag(), key.vr(), step_value(key.tag(), entry)));
+                            let value = step_value(key.tag(), entry, &station);
+                            item.put(element(key.tag(), key.vr(), value));
                         }
                     }
                 }
                 _ => {
                     for (tag, vr) in ALL_STEP_KEYS {
-                        item.put(element(tag, vr, step_value(tag, entry)));
+                        item.put(element(tag, vr, step_value(tag, entry, &station)));
                     }
                 }
             }

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::db::{self, Database, DbError};
 use crate::storage::now_rfc3339;
 
-pub use matching::Query;
+pub use matching::{status_text, Query};
 
 /// A worklist item as the gateway keeps it: the cloud's [`WorklistItem`] plus what the gateway
 /// assigns and tracks.
@@ -48,6 +48,12 @@ pub enum WorklistError {
     NotFound(String),
     #[error("invalid worklist item: {0}")]
     Invalid(String),
+    #[error("worklist item {accession} is {} and cannot become {}", status_text(*.from), status_text(*.to))]
+    Transition {
+        accession: String,
+        from: WorklistStatus,
+        to: WorklistStatus,
+    },
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -90,12 +96,47 @@ impl WorklistEntry {
         })
     }
 
+    /// Moves the item to `to` if the status machine allows it ([`transition`]); the caller
+    /// stores the entry.
+    pub fn advance(&mut self, to: WorklistStatus) -> Result<Transition, WorklistError> {
+        let step = transition(self.status, to).ok_or_else(|| WorklistError::Transition {
+            accession: self.accession_number.clone(),
+            from: self.status,
+            to,
+        })?;
+        self.status = to;
+        Ok(step)
+    }
+
     /// Whether modalities are offered this item (PS3.4 K: only steps still to be done).
     pub fn is_offered(&self) -> bool {
         matches!(
             self.status,
             WorklistStatus::Scheduled | WorklistStatus::InProgress
         )
+    }
+}
+
+/// What an allowed status change does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Changed,
+    /// The item already had that status: an idempotent no-op, so retries are safe.
+    Unchanged,
+}
+
+/// The scheduled-step status machine: SCHEDULED → IN PROGRESS → COMPLETED | DISCONTINUED, and
+/// SCHEDULED → DISCONTINUED (cancelled before it started). COMPLETED and DISCONTINUED are final,
+/// so no late or replayed message can put a finished or cancelled participant back on the
+/// worklist. `None`: not allowed.
+pub fn transition(from: WorklistStatus, to: WorklistStatus) -> Option<Transition> {
+    use WorklistStatus::{Completed, Discontinued, InProgress, Scheduled};
+    match (from, to) {
+        _ if from == to => Some(Transition::Unchanged),
+        (Scheduled, InProgress | Discontinued) | (InProgress, Completed | Discontinued) => {
+            Some(Transition::Changed)
+        }
+        _ => None,
     }
 }
 
@@ -110,16 +151,30 @@ fn validate(item: &WorklistItem) -> Result<(), WorklistError> {
     if item.participant.nhs_number.is_empty() || item.participant.nhs_number.len() > 64 {
         return bad("patient id (NHS number) must be 1–64 characters".into());
     }
-    for (what, v, len) in [
-        ("birth date", &item.participant.birth_date, 8),
-        ("scheduled date", &item.scheduled.date, 8),
+    // Type 1 return keys of a worklist C-FIND (PS3.4 Table K.6-1) come from these: a modality
+    // must never be offered an item with one of them empty.
+    for (what, v) in [
+        ("participant name", &item.participant.name),
+        ("modality", &item.procedure.modality),
+        ("study description", &item.procedure.study_description),
+        ("scheduled date", &item.scheduled.date),
+        ("scheduled time", &item.scheduled.time),
     ] {
-        if !v.is_empty() && (v.len() != len || !v.bytes().all(|b| b.is_ascii_digit())) {
-            return bad(format!("{what} {v:?} must be YYYYMMDD"));
+        if v.trim().is_empty() {
+            return bad(format!("{what} must not be empty"));
         }
     }
+    let is_date = |v: &str| v.len() == 8 && v.bytes().all(|c| c.is_ascii_digit());
+    let birth = &item.participant.birth_date;
+    if !birth.is_empty() && !is_date(birth) {
+        return bad(format!("birth date {birth:?} must be YYYYMMDD"));
+    }
+    let date = &item.scheduled.date;
+    if !is_date(date) {
+        return bad(format!("scheduled date {date:?} must be YYYYMMDD"));
+    }
     let t = &item.scheduled.time;
-    if !t.is_empty() && (t.len() < 4 || !t.bytes().all(|b| b.is_ascii_digit() || b == b'.')) {
+    if t.len() < 4 || !t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         return bad(format!("scheduled time {t:?} must be HHMM[SS]"));
     }
     Ok(())
@@ -155,21 +210,25 @@ pub fn put(txn: &WriteTransaction, entry: &mut WorklistEntry) -> Result<(), DbEr
     db::put_json(&mut table, &entry.accession_number, entry)
 }
 
-/// Sets an item's status (the relay's `worklist.update_status` / `cancel_item`).
+/// Sets an item's status (the relay's `worklist.update_status` / `cancel_item`) through the
+/// status machine: a change it does not allow is refused, the same status again changes nothing.
 pub fn set_status(
     txn: &WriteTransaction,
     accession_number: &str,
     status: WorklistStatus,
-) -> Result<WorklistEntry, WorklistError> {
+) -> Result<(WorklistEntry, Transition), WorklistError> {
     let mut entry = get_in(txn, accession_number)?
         .ok_or_else(|| WorklistError::NotFound(accession_number.to_string()))?;
-    entry.status = status;
-    put(txn, &mut entry)?;
-    Ok(entry)
+    let step = entry.advance(status)?;
+    if step == Transition::Changed {
+        put(txn, &mut entry)?;
+    }
+    Ok((entry, step))
 }
 
 /// An image for this accession arrived: a SCHEDULED item is now IN PROGRESS. Its MPPS link is
 /// left open, so an N-CREATE that comes after the images still links (the NHS gateway loses it).
+/// An image for a finished or cancelled item is still stored; the item keeps its status.
 pub fn note_image_received(
     txn: &WriteTransaction,
     accession_number: &str,
@@ -177,12 +236,20 @@ pub fn note_image_received(
     let Some(mut entry) = get_in(txn, accession_number)? else {
         return Ok(None);
     };
-    if entry.status != WorklistStatus::Scheduled {
-        return Ok(None);
+    match entry.advance(WorklistStatus::InProgress) {
+        Ok(Transition::Changed) => {
+            put(txn, &mut entry)?;
+            Ok(Some(entry))
+        }
+        Ok(Transition::Unchanged) => Ok(None),
+        Err(e) => {
+            tracing::warn!(
+                accession = accession_number,
+                "image received: {e}; status kept"
+            );
+            Ok(None)
+        }
     }
-    entry.status = WorklistStatus::InProgress;
-    put(txn, &mut entry)?;
-    Ok(Some(entry))
 }
 
 /// Reads one item from a snapshot.
@@ -239,4 +306,85 @@ pub fn find(db: &Database, query: &Query) -> Result<Vec<WorklistEntry>, DbError>
         ))
     });
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use WorklistStatus::{Completed, Discontinued, InProgress, Scheduled};
+
+    #[test]
+    fn the_status_machine_only_moves_forward() {
+        use Transition::{Changed, Unchanged};
+        #[rustfmt::skip]
+        let cases: [(WorklistStatus, WorklistStatus, Option<Transition>); 16] = [
+            (Scheduled, Scheduled, Some(Unchanged)),
+            (Scheduled, InProgress, Some(Changed)),
+            (Scheduled, Completed, None),
+            (Scheduled, Discontinued, Some(Changed)),
+            (InProgress, Scheduled, None),
+            (InProgress, InProgress, Some(Unchanged)),
+            (InProgress, Completed, Some(Changed)),
+            (InProgress, Discontinued, Some(Changed)),
+            (Completed, Scheduled, None),
+            (Completed, InProgress, None),
+            (Completed, Completed, Some(Unchanged)),
+            (Completed, Discontinued, None),
+            (Discontinued, Scheduled, None),
+            (Discontinued, InProgress, None),
+            (Discontinued, Completed, None),
+            (Discontinued, Discontinued, Some(Unchanged)),
+        ];
+        for (from, to, expected) in cases {
+            assert_eq!(transition(from, to), expected, "{from:?} → {to:?}");
+        }
+    }
+
+    #[test]
+    fn a_refused_change_names_the_item_and_both_statuses() {
+        let mut entry = matching::tests::entry("20261122", "093000", None);
+        entry.advance(InProgress).unwrap();
+        entry.advance(Completed).unwrap();
+        let e = entry.advance(Scheduled).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "worklist item ACC00001 is COMPLETED and cannot become SCHEDULED"
+        );
+        assert_eq!(
+            entry.status, Completed,
+            "a refused change leaves the status"
+        );
+    }
+
+    #[test]
+    fn items_without_a_type_1_value_are_refused() {
+        let good = matching::tests::entry("20261122", "093000", None);
+        let item = |change: fn(&mut WorklistItem)| {
+            let mut item = WorklistItem {
+                accession_number: good.accession_number.clone(),
+                participant: good.participant.clone(),
+                scheduled: good.scheduled.clone(),
+                procedure: good.procedure.clone(),
+            };
+            change(&mut item);
+            validate(&item).map_err(|e| e.to_string())
+        };
+        assert_eq!(item(|_| {}), Ok(()));
+        /// A change that empties or breaks one field, and the end of the refusal.
+        type Case = (fn(&mut WorklistItem), &'static str);
+        #[rustfmt::skip]
+        let cases: [Case; 7] = [
+            (|i| i.participant.name = " ".into(), "participant name must not be empty"),
+            (|i| i.procedure.modality.clear(), "modality must not be empty"),
+            (|i| i.procedure.study_description.clear(), "study description must not be empty"),
+            (|i| i.scheduled.date.clear(), "scheduled date must not be empty"),
+            (|i| i.scheduled.time.clear(), "scheduled time must not be empty"),
+            (|i| i.scheduled.date = "2026-11-22".into(), "scheduled date \"2026-11-22\" must be YYYYMMDD"),
+            (|i| i.participant.birth_date = "1970".into(), "birth date \"1970\" must be YYYYMMDD"),
+        ];
+        for (change, message) in cases {
+            let e = item(change).unwrap_err();
+            assert!(e.ends_with(message), "{e}");
+        }
+    }
 }

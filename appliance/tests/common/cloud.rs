@@ -17,6 +17,9 @@ use shared::wire::action::{
 use shared::wire::event::{Event, EventReply, EventStatus};
 use shared::wire::{Keyring, SigningKey, Verification};
 
+/// The test gateway's `GATEWAY_NAME`, which the cloud addresses its actions to.
+pub const GATEWAY_NAME: &str = "gw-test";
+
 /// A relay namespace with `actions` and `events`, and the keys of both sides.
 pub struct Relay {
     pub emulator: Emulator,
@@ -69,15 +72,20 @@ impl Relay {
             },
             signing_key: self.gateway_key.clone(),
             peers: Keyring::new(vec![self.cloud_key.public_key()]),
-            accept_unsigned: false,
-            name: "gw-test".into(),
+            nhs_compatible: false,
+            name: GATEWAY_NAME.into(),
         }
     }
 
     /// Starts the gateway on `config` with its cloud link on this relay, as `gateway serve`
     /// does, and waits until its actions listener is connected.
     pub async fn serve(&self, config: Config) -> Service {
-        let service = Service::start(config, Some(self.settings()))
+        self.serve_with(config, self.settings()).await
+    }
+
+    /// As [`Relay::serve`], with other cloud settings (NHS-compatible mode, say).
+    pub async fn serve_with(&self, config: Config, settings: CloudSettings) -> Service {
+        let service = Service::start(config, Some(settings))
             .await
             .expect("gateway starts");
         let mut status = service
@@ -93,9 +101,11 @@ impl Relay {
         service
     }
 
-    /// Sends a signed action as the cloud does and opens the gateway's signed reply.
+    /// Sends a signed action as the cloud does (addressed to the test gateway, valid for ten
+    /// minutes) and opens the gateway's signed reply.
     pub async fn send(&self, command: Command) -> (Action, ActionReply) {
-        let action = Action::new("test-cloud", command);
+        let action =
+            Action::new("test-cloud", command).addressed(GATEWAY_NAME, time::Duration::minutes(10));
         let reply = self.send_text(&self.cloud_key.seal(&action)).await;
         (action, reply)
     }

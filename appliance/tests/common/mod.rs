@@ -19,6 +19,17 @@ use shared::wire::action::{Participant, Procedure, Scheduled, WorklistItem};
 pub const MWL_AET: &str = "TEST_MWL";
 pub const PACS_AET: &str = "TEST_PACS";
 
+/// Settings for a gateway in `state_dir` on free loopback ports with the test AE titles.
+pub fn loopback_config(state_dir: &Path) -> Config {
+    let mut config = Config::new(state_dir.to_path_buf());
+    config.bind = "127.0.0.1".parse().unwrap();
+    config.mwl_port = 0;
+    config.pacs_port = 0;
+    config.mwl_aet = MWL_AET.into();
+    config.pacs_aet = PACS_AET.into();
+    config
+}
+
 /// A gateway running in this test process on its own runtime; stopped on drop, so a failing
 /// test still stops it.
 pub struct TestGateway {

@@ -175,10 +175,66 @@ def cmd_cancel_find(args):
     out({"pending": pending, "final": final})
 
 
+# Every return key of PS3.4 Table K.6-1 (Modality Worklist Information Model) of type 1, 1C or 2
+# that a worklist SCP may be asked for: top level, then inside the Scheduled Procedure Step
+# Sequence. Sequences are asked for empty.
+K6_RETURN_KEYS = [
+    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientWeight",
+    "ConfidentialityConstraintOnPatientDataDescription", "PatientState", "PregnancyStatus",
+    "MedicalAlerts", "Allergies", "SpecialNeeds", "AdmissionID", "CurrentPatientLocation",
+    "AccessionNumber", "ReferringPhysicianName", "RequestingPhysician", "StudyInstanceUID",
+    "RequestedProcedureID", "RequestedProcedureDescription", "RequestedProcedurePriority",
+    "PatientTransportArrangements", "ReferencedStudySequence", "ReferencedPatientSequence",
+    "RequestedProcedureCodeSequence",
+]
+K6_STEP_RETURN_KEYS = [
+    "Modality", "ScheduledStationAETitle", "ScheduledProcedureStepStartDate",
+    "ScheduledProcedureStepStartTime", "ScheduledPerformingPhysicianName",
+    "ScheduledProcedureStepDescription", "ScheduledProtocolCodeSequence",
+    "ScheduledProcedureStepID", "ScheduledStationName", "ScheduledProcedureStepLocation",
+    "PreMedication", "RequestedContrastAgent", "ScheduledProcedureStepStatus",
+]
+
+
+def ask_for(ds, keyword):
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+    if dictionary_VR(tag_for_keyword(keyword)) == "SQ":
+        setattr(ds, keyword, Sequence([]))
+    else:
+        setattr(ds, keyword, "")
+
+
+def all_keys_query():
+    ds = Dataset()
+    for keyword in K6_RETURN_KEYS:
+        ask_for(ds, keyword)
+    step = Dataset()
+    for keyword in K6_STEP_RETURN_KEYS:
+        ask_for(step, keyword)
+    ds.ScheduledProcedureStepSequence = Sequence([step])
+    return ds
+
+
+def returned(ds, prefix=""):
+    """Each element as `path: text`, sequences as their item count (`path: "<n items>"`)."""
+    keys = {}
+    for elem in ds:
+        path = prefix + (elem.keyword or str(elem.tag))
+        if elem.VR == "SQ":
+            keys[path] = f"<{len(elem.value)} items>"
+            for i, item in enumerate(elem.value):
+                keys.update(returned(item, f"{path}[{i}]."))
+        else:
+            keys[path] = "" if elem.value is None else str(elem.value)
+    return keys
+
+
 def cmd_find(args):
-    """A worklist C-FIND with pynetdicom (UTF-8 check); prints each match's names."""
+    """A worklist C-FIND with pynetdicom (UTF-8 check); prints each match's names, and with
+    --all-keys every K.6-1 return key as returned."""
     assoc = associate(args, [ModalityWorklistInformationFind])
-    ds = worklist_query()
+    ds = all_keys_query() if args.all_keys else worklist_query()
     if args.name:
         ds.PatientName = args.name
     if args.charset:
@@ -188,8 +244,11 @@ def cmd_find(args):
     for status, ident in assoc.send_c_find(ds, ModalityWorklistInformationFind):
         code = status_of(status)
         if code in (0xFF00, 0xFF01):
-            matches.append({"name": str(ident.PatientName), "charset": ident.get("SpecificCharacterSet"),
-                            "accession": ident.AccessionNumber})
+            match = {"name": str(ident.PatientName), "charset": ident.get("SpecificCharacterSet"),
+                     "accession": ident.AccessionNumber}
+            if args.all_keys:
+                match["keys"] = returned(ident)
+            matches.append(match)
         else:
             final = code
     assoc.release()
@@ -412,6 +471,7 @@ def main():
     s = net("find")
     s.add_argument("--name")
     s.add_argument("--charset")
+    s.add_argument("--all-keys", action="store_true", help="ask for every K.6-1 return key")
     s = net("store-raw")
     s.add_argument("--uid", default=generate_uid())
     s.add_argument("--omit", nargs="*", default=[])

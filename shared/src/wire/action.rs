@@ -2,8 +2,8 @@
 //!
 //! Field-compatible with the NHS production envelope (`schema_version`, `action_id`,
 //! `action_type`, `timestamp`, `source_system`, `source_reference`, `parameters.worklist_item`), so
-//! the NHS app can drive this gateway with `ACCEPT_UNSIGNED_ACTIONS=true`. Unlike the NHS app, an
-//! `exists` reply is a success: creating an item is idempotent.
+//! the NHS app can drive this gateway in NHS-compatible mode (`NHS_COMPATIBLE=true`). Unlike the
+//! NHS app, an `exists` reply is a success: creating an item is idempotent.
 
 use std::collections::BTreeMap;
 
@@ -190,6 +190,21 @@ impl Action {
         self.target_gateway = Some(gateway.to_string());
         self.expires_at = Some(self.timestamp + validity);
         self
+    }
+
+    /// A digest of what the action asks for — everything but `timestamp` and `expires_at`,
+    /// which the cloud re-stamps on every attempt, and the signature over them — as the hex of
+    /// SHA-256 over its canonical bytes. Two attempts at one action have the same digest; an
+    /// action id reused for other content does not.
+    pub fn content_digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let Value::Object(mut map) = self.to_value() else {
+            unreachable!("an action serialises to an object")
+        };
+        map.remove("timestamp");
+        map.remove("expires_at");
+        let digest = Sha256::digest(super::signature::canonical_bytes(&map));
+        digest.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// Verifies and parses a received action. The error carries the action id when it could be
@@ -488,6 +503,42 @@ mod tests {
         // NHS-format actions carry neither.
         let nhs = Action::open(&nhs_payload().to_string(), &lenient()).unwrap();
         assert_eq!((nhs.target_gateway, nhs.expires_at), (None, None));
+    }
+
+    #[test]
+    fn the_content_digest_ignores_only_the_attempt_stamps() {
+        let item: WorklistItem =
+            serde_json::from_value(nhs_payload()["parameters"]["worklist_item"].clone()).unwrap();
+        let first = Action::new("cloud", Command::CreateItem(item.clone()))
+            .addressed("gw", time::Duration::minutes(5));
+        let mut retry = first.clone();
+        retry.timestamp += time::Duration::minutes(3);
+        retry.expires_at = retry.expires_at.map(|e| e + time::Duration::minutes(3));
+        assert_eq!(first.content_digest(), retry.content_digest());
+        assert_eq!(first.content_digest().len(), 64);
+
+        let mut other_item = item;
+        other_item.participant.name = "JONES^ANN".into();
+        let changes: [fn(&mut Action, &WorklistItem); 4] = [
+            |a, other| a.command = Command::CreateItem(other.clone()),
+            |a, _| a.target_gateway = Some("another-gw".into()),
+            |a, _| a.source_system = "someone-else".into(),
+            |a, _| a.source_reference = None,
+        ];
+        let mut with_reference = first.clone();
+        with_reference.source_reference = Some(SourceReference {
+            appointment_id: "a1".into(),
+            participant_id: "p1".into(),
+        });
+        for (i, change) in changes.iter().enumerate() {
+            let mut changed = with_reference.clone();
+            change(&mut changed, &other_item);
+            assert_ne!(
+                changed.content_digest(),
+                with_reference.content_digest(),
+                "change {i}"
+            );
+        }
     }
 
     #[test]

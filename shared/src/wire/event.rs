@@ -269,7 +269,54 @@ impl EventReply {
             reason: format!("malformed event reply: {e}"),
         })
     }
+
+    /// Parses a reply as a gateway in NHS-compatible mode does. A signed reply is verified and
+    /// read as [`EventReply::open`] does. An unsigned one — the NHS app signs nothing — counts
+    /// only when its `status` is one of [`NHS_DELIVERED_STATUSES`] (`already_exists` reads as
+    /// `duplicate`, the others as `accepted`); any other unsigned reply is refused, so a reply
+    /// that is neither ours nor the NHS app's never makes the gateway drop an event.
+    pub fn open_nhs_compatible(
+        text: &str,
+        verification: &Verification,
+    ) -> Result<EventReply, Rejected> {
+        let value: Value = serde_json::from_str(text).map_err(|e| Rejected {
+            id: None,
+            reason: format!("message is not valid JSON: {e}"),
+        })?;
+        let Some(map) = value.as_object().filter(|m| !m.contains_key("signature")) else {
+            return EventReply::open(text, &Verification::strict(verification.keyring.clone()));
+        };
+        let id = map
+            .get("event_id")
+            .and_then(Value::as_str)
+            .and_then(|s| Uuid::parse_str(s).ok());
+        let word = map.get("status").and_then(Value::as_str).unwrap_or("");
+        let status = match word {
+            "already_exists" => EventStatus::Duplicate,
+            word if NHS_DELIVERED_STATUSES.contains(&word) => EventStatus::Accepted,
+            _ => {
+                return Err(Rejected {
+                    id,
+                    reason: format!(
+                        "unsigned reply with status {word:?}: without a signature only the NHS \
+                         app's {} count as delivered",
+                        NHS_DELIVERED_STATUSES.join(", ")
+                    ),
+                })
+            }
+        };
+        Ok(EventReply {
+            schema_version: SCHEMA_VERSION,
+            event_id: id,
+            status,
+            message: None,
+        })
+    }
 }
+
+/// What the NHS app's event listeners answer when they have recorded an event (proof of concept
+/// seven: `updated` for an MPPS status, `created` or `already_exists` for an image).
+pub const NHS_DELIVERED_STATUSES: [&str; 3] = ["updated", "created", "already_exists"];
 
 #[cfg(test)]
 mod tests {
@@ -330,6 +377,51 @@ mod tests {
         let err = Event::open(&Value::Object(map).to_string(), &verification).unwrap_err();
         assert_eq!(err.reason, "Unsupported event: study.exploded");
         assert_eq!(err.id, Some(event.event_id));
+    }
+
+    #[test]
+    fn nhs_compatible_replies_count_unsigned_only_in_the_nhs_vocabulary() {
+        let key = SigningKey::generate();
+        let ours = Verification::strict(Keyring::new(vec![key.public_key()]));
+        let id = Uuid::new_v4();
+        let open = |text: String| {
+            EventReply::open_nhs_compatible(&text, &ours).map(|r| (r.event_id, r.status))
+        };
+        /// The reply's id and status, or a part of the refusal's reason.
+        type Expected = Result<(Option<Uuid>, EventStatus), &'static str>;
+        #[rustfmt::skip]
+        let cases: Vec<(Value, Expected)> = vec![
+            (json!({"status": "updated"}), Ok((None, EventStatus::Accepted))),
+            (json!({"status": "created", "message_id": "x"}), Ok((None, EventStatus::Accepted))),
+            (json!({"status": "already_exists"}), Ok((None, EventStatus::Duplicate))),
+            (json!({"status": "updated", "event_id": id}), Ok((Some(id), EventStatus::Accepted))),
+            // Our own vocabulary is not believed unsigned, nor are the NHS app's failures.
+            (json!({"status": "accepted", "event_id": id}), Err("status \"accepted\"")),
+            (json!({"status": "duplicate"}), Err("status \"duplicate\"")),
+            (json!({"status": "action_not_found"}), Err("status \"action_not_found\"")),
+            (json!({"status": "error", "message": "boom"}), Err("status \"error\"")),
+            (json!({}), Err("status \"\"")),
+            (json!(["updated"]), Err("not a JSON object")),
+        ];
+        for (reply, expected) in cases {
+            let got = open(reply.to_string()).map_err(|e| e.reason);
+            match (&got, &expected) {
+                (Ok(got), Ok(expected)) => assert_eq!(got, expected, "{reply}"),
+                (Err(reason), Err(part)) => assert!(reason.contains(part), "{reply}: {reason}"),
+                _ => panic!("{reply}: got {got:?}, expected {expected:?}"),
+            }
+        }
+        // A signed reply is verified as in strict mode: ours counts, a forged one does not.
+        let signed = key.seal(&EventReply::new(id, EventStatus::Accepted));
+        assert_eq!(open(signed.clone()), Ok((Some(id), EventStatus::Accepted)));
+        let forged = SigningKey::generate().seal(&EventReply::new(id, EventStatus::Accepted));
+        assert!(open(forged).is_err());
+        // In strict mode an NHS-style reply is not delivered.
+        let nhs = json!({"status": "updated"}).to_string();
+        assert!(EventReply::open(&nhs, &ours)
+            .unwrap_err()
+            .reason
+            .contains("not signed"));
     }
 
     #[test]

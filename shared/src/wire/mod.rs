@@ -22,8 +22,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub struct Verification {
     /// The peer's public keys (`PEER_PUBLIC_KEYS`).
     pub keyring: Keyring,
-    /// Accept messages with no `signature` member at all (`ACCEPT_UNSIGNED_ACTIONS`, for the NHS
-    /// app which does not sign). A present but bad signature is refused either way.
+    /// Accept messages with no `signature` member at all (the gateway's `NHS_COMPATIBLE`, for
+    /// the NHS app which does not sign). A present but bad signature is refused either way.
     pub accept_unsigned: bool,
 }
 
