@@ -25,6 +25,8 @@ pub const SETTINGS: &[&str] = &[
     "DICOM_ARTIM_TIMEOUT_SECS",
     "MPPS_SET_FROM_ANY_AE",
     "THUMBNAIL_WORKERS",
+    "DISK_MIN_FREE_MIB",
+    "DISK_MIN_FREE_PERCENT",
     "GATEWAY_STATE_DIR",
     "GATEWAY_NAME",
     "SIGNING_KEY",
@@ -98,6 +100,10 @@ pub struct Config {
     /// Threads making thumbnails (`THUMBNAIL_WORKERS`); few, so that decoding never starves
     /// the DICOM receive path of CPU.
     pub thumbnail_workers: usize,
+    /// Free space under the state directory below which `health` and `gateway doctor` say the
+    /// gateway is unhealthy: MiB (`DISK_MIN_FREE_MIB`) and per cent (`DISK_MIN_FREE_PERCENT`).
+    pub disk_min_free_mib: u64,
+    pub disk_min_free_percent: f64,
 }
 
 /// Why the environment does not make a configuration.
@@ -131,6 +137,8 @@ impl Config {
             mpps_set_from_any_ae: false,
             name: "gateway".into(),
             thumbnail_workers: 1,
+            disk_min_free_mib: 1024,
+            disk_min_free_percent: 5.0,
         }
     }
 
@@ -200,6 +208,16 @@ impl Config {
         }
         if let Some(v) = get("THUMBNAIL_WORKERS") {
             config.thumbnail_workers = at_least_one("THUMBNAIL_WORKERS", &v)?;
+        }
+        if let Some(v) = get("DISK_MIN_FREE_MIB") {
+            config.disk_min_free_mib = parse("DISK_MIN_FREE_MIB", &v)?;
+        }
+        if let Some(v) = get("DISK_MIN_FREE_PERCENT") {
+            let percent: f64 = parse("DISK_MIN_FREE_PERCENT", &v)?;
+            if !(0.0..=100.0).contains(&percent) {
+                return Err(invalid("DISK_MIN_FREE_PERCENT", &v, "must be 0 to 100"));
+            }
+            config.disk_min_free_percent = percent;
         }
         if config.mwl_port == config.pacs_port && config.mwl_port != 0 {
             return Err(invalid(
@@ -320,6 +338,26 @@ mod tests {
         let aets = c.allowed_calling_aets.unwrap();
         assert!(aets.contains("HOLOGIC1") && aets.contains("GE2") && aets.len() == 2);
         assert_eq!(c.allowed_source_addresses.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn disk_thresholds_are_settings_and_bounded() {
+        let c = from(&[
+            ("DISK_MIN_FREE_MIB", "64"),
+            ("DISK_MIN_FREE_PERCENT", "0.5"),
+        ])
+        .unwrap();
+        assert_eq!((c.disk_min_free_mib, c.disk_min_free_percent), (64, 0.5));
+        let d = from(&[]).unwrap();
+        assert_eq!((d.disk_min_free_mib, d.disk_min_free_percent), (1024, 5.0));
+        for (name, value) in [
+            ("DISK_MIN_FREE_PERCENT", "101"),
+            ("DISK_MIN_FREE_PERCENT", "-1"),
+            ("DISK_MIN_FREE_MIB", "lots"),
+        ] {
+            let e = from(&[(name, value)]).unwrap_err();
+            assert!(e.to_string().starts_with(name), "{e}");
+        }
     }
 
     #[test]

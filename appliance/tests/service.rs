@@ -39,6 +39,9 @@ fn settings(relay: &Relay, state: &Path) -> BTreeMap<&'static str, String> {
         ("AZURE_RELAY_SHARED_ACCESS_KEY", RELAY_KEY.into()),
         ("SIGNING_KEY", relay.gateway_key.to_base64()),
         ("PEER_PUBLIC_KEYS", relay.cloud_key.public_key().to_base64()),
+        // A build machine's disk may be nearly full; doctor_says_what_to_fix checks the threshold.
+        ("DISK_MIN_FREE_MIB", "1".into()),
+        ("DISK_MIN_FREE_PERCENT", "0".into()),
     ])
 }
 
@@ -201,6 +204,8 @@ async fn doctor_says_what_to_fix() {
     let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = squatter.local_addr().unwrap().port();
     settings.insert("MWL_PORT", taken.to_string());
+    // More free space than any disk has.
+    settings.insert("DISK_MIN_FREE_PERCENT", "100".into());
     let env_file: PathBuf = dir.path().join("gateway.env");
     write_env_file(
         &env_file,
@@ -225,6 +230,9 @@ async fn doctor_says_what_to_fix() {
         "shared access policy",
         "WARN cloud app      nobody listens on evnets",
         "AZURE_RELAY_EVENTS_HYBRID_CONNECTION names none",
+        "FAIL disk",
+        "needs 0.0 GiB and 100 %",
+        "DISK_MIN_FREE_MIB and DISK_MIN_FREE_PERCENT set the threshold",
         "problem(s) to fix",
     ] {
         assert!(report.contains(needle), "missing {needle:?} in\n{report}");

@@ -105,6 +105,12 @@ async fn with_the_real_gateway_a_modality_drives_the_clinic_page_live() {
     )
     .await;
     let provider_id = identity_provider(&state).await;
+    // The gateway takes the name the cloud app knows it by: actions are addressed to it.
+    let gateway_name = web::server::store::gateways::for_provider(&state.db, provider_id)
+        .await
+        .unwrap()
+        .remove(0)
+        .name;
     let running = support::serve(state, site).await;
 
     let state_dir = support::tempdir::TempDir::new("web-e2e-gateway");
@@ -114,7 +120,7 @@ async fn with_the_real_gateway_a_modality_drives_the_clinic_page_live() {
         .arg("serve")
         .env("GATEWAY_STATE_DIR", state_dir.path())
         .env("GATEWAY_BIND", "127.0.0.1")
-        .env("GATEWAY_NAME", "gateway-e2e")
+        .env("GATEWAY_NAME", &gateway_name)
         .env("MWL_AET", "SCREENING_MWL")
         .env("MWL_PORT", mwl_port.to_string())
         .env("PACS_AET", "SCREENING_PACS")

@@ -11,7 +11,7 @@ use shared::wire::SigningKey;
 use support::{gateway, TestDb, ACTIONS, EVENTS};
 use web::domain::AppointmentStatus;
 use web::server::service;
-use web::server::store::{actions, appointments, clinics, identity};
+use web::server::store::{actions, appointments, clinics, gateways, identity};
 
 struct World {
     _db: TestDb,
@@ -126,6 +126,22 @@ async fn outbox_sends_a_signed_worklist_item_and_records_the_confirmation() {
     );
     assert_eq!(Some(item.accession_number.clone()), detail.accession_number);
     assert_eq!(item.procedure.modality, "MG");
+    // Addressed to the gateway the clinic uses and sealed for this attempt only.
+    let gateway_name = gateways::for_provider(&w.running.state.db, w.user.provider_id)
+        .await
+        .unwrap()
+        .remove(0)
+        .name;
+    assert_eq!(
+        received.target_gateway.as_deref(),
+        Some(gateway_name.as_str())
+    );
+    let expires_at = received.expires_at.expect("an expiry");
+    assert!(expires_at > received.timestamp, "{received:?}");
+    assert!(
+        expires_at - received.timestamp <= web::server::outbox::ACTION_VALIDITY,
+        "{received:?}"
+    );
 
     let row = w.wait_action(&action_id, "confirmed").await;
     assert_eq!(row.attempts, 1);

@@ -466,10 +466,10 @@ fn check_disk(config: &Config, report: &mut Report) {
         );
         return;
     }
-    let disk = super::health::disk_check(&config.state_dir, &HealthLimits::default());
+    let disk = super::health::disk_check(&config.state_dir, &HealthLimits::for_config(config));
     let verdict = if disk.ok { Verdict::Ok } else { Verdict::Fail };
     let fix = (!disk.ok).then(|| {
-        "free space, or move /var/lib/gateway to a larger disk; images are kept until the disk fills".to_string()
+        "free space, or move /var/lib/gateway to a larger disk; images are kept until the disk fills (DISK_MIN_FREE_MIB and DISK_MIN_FREE_PERCENT set the threshold)".to_string()
     });
     report.add("disk", verdict, disk.detail, fix);
 }

@@ -36,6 +36,17 @@ impl Default for HealthLimits {
     }
 }
 
+impl HealthLimits {
+    /// The configured disk thresholds (`DISK_MIN_FREE_MIB`, `DISK_MIN_FREE_PERCENT`).
+    pub fn for_config(config: &crate::config::Config) -> HealthLimits {
+        HealthLimits {
+            min_free_bytes: config.disk_min_free_mib.saturating_mul(1 << 20),
+            min_free_percent: config.disk_min_free_percent,
+            ..HealthLimits::default()
+        }
+    }
+}
+
 /// What `health` looks at besides the database.
 #[derive(Debug, Clone)]
 pub struct HealthProbe {

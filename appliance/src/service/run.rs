@@ -51,6 +51,7 @@ impl Service {
     ) -> Result<Service, ServerError> {
         let state_dir = config.state_dir.clone();
         let (mwl_aet, pacs_aet) = (config.mwl_aet.clone(), config.pacs_aet.clone());
+        let limits = HealthLimits::for_config(&config);
         let dicom = Gateway::open(config)?.start().await?;
         let started = Instant::now();
         let (stop, stopped) = watch::channel(false);
@@ -58,7 +59,7 @@ impl Service {
             mwl_port: dicom.mwl_addr.port(),
             pacs_port: dicom.pacs_addr.port(),
             state_dir: state_dir.clone(),
-            limits: HealthLimits::default(),
+            limits,
             listener: None,
         };
         let cloud = cloud.map(|settings| {

@@ -211,6 +211,26 @@ impl Action {
     /// read, so the reply can still name the action it refuses.
     pub fn open(text: &str, verification: &Verification) -> Result<Action, Rejected> {
         let (map, id) = open_object(text, "action_id", verification)?;
+        Action::from_map(map, id)
+    }
+
+    /// Parses an action the cloud wrote itself (its stored outbox payload, unsigned), so that
+    /// each attempt can be re-addressed and re-stamped before it is sealed.
+    pub fn from_stored(value: Value) -> Result<Action, Rejected> {
+        let Value::Object(map) = value else {
+            return Err(Rejected {
+                id: None,
+                reason: "a stored action is not a JSON object".into(),
+            });
+        };
+        let id = map
+            .get("action_id")
+            .and_then(Value::as_str)
+            .and_then(|s| Uuid::parse_str(s).ok());
+        Action::from_map(map, id)
+    }
+
+    fn from_map(map: Map<String, Value>, id: Option<Uuid>) -> Result<Action, Rejected> {
         let rejected = |reason: String| Rejected { id, reason };
         let raw: RawAction = serde_json::from_value(Value::Object(map))
             .map_err(|e| rejected(format!("malformed action envelope: {e}")))?;

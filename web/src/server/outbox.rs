@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use shared::backoff::Exponential;
 use shared::relay::{RelayError, Sender};
-use shared::wire::action::{ActionReply, Outcome};
+use shared::wire::action::{Action, ActionReply, Outcome};
 use tokio::time::sleep;
 
 use super::bus::Change;
@@ -16,6 +16,11 @@ use super::db::{now_ms, StoreError};
 use super::relay_link;
 use super::state::AppState;
 use super::store::{actions, gateways};
+
+/// How long one attempt's seal is valid. Each attempt is re-stamped, so this covers one delivery
+/// (connect and reply timeouts, with room for clock skew), not an outage; gateways accept at most
+/// 24 hours.
+pub const ACTION_VALIDITY: time::Duration = time::Duration::minutes(15);
 
 /// How the worker sends: the backoff between attempts after an outage and how long one attempt
 /// may take.
@@ -205,9 +210,15 @@ async fn send_and_record(
             return Ok(Attempt::Failed(error));
         }
     };
-    let payload: Value = serde_json::from_str(&action.payload)
-        .map_err(|e| StoreError::Corrupt(format!("action {} payload: {e}", action.id)))?;
-    let text = state.signing.seal(&payload);
+    let corrupt = |e: String| StoreError::Corrupt(format!("action {} payload: {e}", action.id));
+    let payload: Value =
+        serde_json::from_str(&action.payload).map_err(|e| corrupt(e.to_string()))?;
+    // Addressed to this gateway and stamped for this attempt alone, inside the signature: a
+    // captured message is refused by any other gateway, and by this one after ACTION_VALIDITY.
+    let sealed = Action::from_stored(payload)
+        .map_err(|e| corrupt(e.reason))?
+        .addressed(&gateway.name, ACTION_VALIDITY);
+    let text = state.signing.seal(&sealed.to_value());
     let mut sender = Sender::new(config, &gateway.actions_hc);
     sender.connect_timeout = policy.connect_timeout;
     sender.reply_timeout = policy.reply_timeout;
