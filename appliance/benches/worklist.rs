@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use appliance::config::Config;
 use appliance::dimse::{field, status, Command as DimseCommand};
-use appliance::modality::scu::Scu;
+use appliance::dimse::scu::Scu;
 use appliance::server::Gateway;
 use appliance::worklist::{self, WorklistEntry};
 use dicom_core::value::DataSetSequence;

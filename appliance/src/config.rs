@@ -16,6 +16,7 @@ pub const SETTINGS: &[&str] = &[
     "PACS_AET",
     "PACS_PORT",
     "GATEWAY_BIND",
+    "PACS_FORWARD",
     "ALLOWED_CALLING_AETS",
     "ALLOWED_SOURCE_ADDRESSES",
     "DICOM_IDLE_TIMEOUT_SECS",
@@ -104,6 +105,8 @@ pub struct Config {
     /// gateway is unhealthy: MiB (`DISK_MIN_FREE_MIB`) and per cent (`DISK_MIN_FREE_PERCENT`).
     pub disk_min_free_mib: u64,
     pub disk_min_free_percent: f64,
+    /// The hospital PACS (one or more) every stored object is forwarded to (`PACS_FORWARD`).
+    pub forward_to: Vec<crate::forward::Destination>,
 }
 
 /// Why the environment does not make a configuration.
@@ -139,6 +142,7 @@ impl Config {
             thumbnail_workers: 1,
             disk_min_free_mib: 1024,
             disk_min_free_percent: 5.0,
+            forward_to: Vec::new(),
         }
     }
 
@@ -208,6 +212,15 @@ impl Config {
         }
         if let Some(v) = get("THUMBNAIL_WORKERS") {
             config.thumbnail_workers = at_least_one("THUMBNAIL_WORKERS", &v)?;
+        }
+        if let Some(v) = get("PACS_FORWARD") {
+            for entry in v.split([',', ' ']).map(str::trim).filter(|e| !e.is_empty()) {
+                let destination = crate::forward::Destination::parse(entry)
+                    .map_err(|e| invalid("PACS_FORWARD", &v, &e.to_string()))?;
+                if !config.forward_to.contains(&destination) {
+                    config.forward_to.push(destination);
+                }
+            }
         }
         if let Some(v) = get("DISK_MIN_FREE_MIB") {
             config.disk_min_free_mib = parse("DISK_MIN_FREE_MIB", &v)?;
@@ -338,6 +351,21 @@ mod tests {
         let aets = c.allowed_calling_aets.unwrap();
         assert!(aets.contains("HOLOGIC1") && aets.contains("GE2") && aets.len() == 2);
         assert_eq!(c.allowed_source_addresses.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn forwarding_destinations_are_a_list() {
+        let c = from(&[(
+            "PACS_FORWARD",
+            "PACS@10.0.0.5:104, VNA@vna.local:11112 PACS@10.0.0.5:104",
+        )])
+        .unwrap();
+        let names: Vec<String> = c.forward_to.iter().map(|d| d.to_string()).collect();
+        assert_eq!(names, ["PACS@10.0.0.5:104", "VNA@vna.local:11112"]);
+        assert!(from(&[]).unwrap().forward_to.is_empty());
+        let e = from(&[("PACS_FORWARD", "10.0.0.5:104")]).unwrap_err();
+        assert!(e.to_string().starts_with("PACS_FORWARD"), "{e}");
+        assert!(e.to_string().contains("AE@host:port"), "{e}");
     }
 
     #[test]

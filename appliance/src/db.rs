@@ -1,5 +1,5 @@
 //! The gateway's state database (redb): worklist items, MPPS steps, the image index, the event
-//! outbox, the thumbnail jobs and the applied cloud actions. Every table is declared here and created by
+//! outbox, the thumbnail jobs, the applied cloud actions and the forwarding queue. Every table is declared here and created by
 //! [`Database::open`], so the whole schema reads in one place and no reader meets a missing
 //! table.
 //!
@@ -47,6 +47,12 @@ pub const APPLIED_ACTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("
 /// purging reads only what is due.
 pub const APPLIED_ACTIONS_BY_EXPIRY: TableDefinition<(u64, &str), ()> =
     TableDefinition::new("applied_actions_by_expiry");
+/// Objects waiting to be forwarded, by (destination `AE@host:port`, sequence): [`crate::forward::queue`].
+pub const FORWARD_QUEUE: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("forward_queue");
+/// What became of each forwarded object, by (destination, SOP Instance UID).
+pub const FORWARD_RESULTS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("forward_results");
 /// A scratch table the `health` check writes to, proving the database takes writes.
 pub const HEALTH: TableDefinition<&str, u64> = TableDefinition::new("health");
 
@@ -252,6 +258,8 @@ fn open_file(path: &Path) -> Result<redb::Database, DbError> {
     }
     txn.open_table(APPLIED_ACTIONS_BY_EXPIRY)?;
     txn.open_table(OUTBOX)?;
+    txn.open_table(FORWARD_QUEUE)?;
+    txn.open_table(FORWARD_RESULTS)?;
     txn.open_table(HEALTH)?;
     txn.commit()?;
     Ok(inner)

@@ -16,6 +16,7 @@ pub mod cloud;
 pub mod config;
 pub mod db;
 pub mod dimse;
+pub mod forward;
 pub mod modality;
 pub mod mpps;
 pub mod server;

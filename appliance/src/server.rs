@@ -20,6 +20,7 @@ use crate::cloud::outbox::Doorbell;
 use crate::config::Config;
 use crate::db::{Database, DbError};
 use crate::dimse::Association;
+use crate::forward::{self, Forwarder};
 use crate::mpps::SetPolicy;
 use crate::service::systemd::Liveness;
 use crate::services::{Role, Services};
@@ -100,9 +101,19 @@ impl Gateway {
         // After a crash, in the background: a re-indexed file gets its thumbnail and image
         // event like any stored one.
         let pool = thumbnails.clone();
-        let reindexing = storage.reindex_in_background(thumbnail::enqueue_job, move |record| {
-            pool.submit(thumbnail::Job { record })
-        });
+        let forwarder = Forwarder::new(config.forward_to.clone());
+        let queue_forwarding = forwarder.clone();
+        let ring = forwarder.clone();
+        let reindexing = storage.reindex_in_background(
+            move |txn, record| {
+                forward::queue::enqueue(txn, record, queue_forwarding.destinations())?;
+                thumbnail::enqueue_job(txn, record)
+            },
+            move |record| {
+                ring.ring();
+                pool.submit(thumbnail::Job { record })
+            },
+        );
         let name = config.name.as_str().into();
         let mpps_set_policy = if config.mpps_set_from_any_ae {
             SetPolicy::AnyAe
@@ -119,6 +130,7 @@ impl Gateway {
                 thumbnails,
                 name,
                 mpps_set_policy,
+                forwarder,
             },
         })
     }
@@ -141,6 +153,12 @@ impl Gateway {
             .map_err(|e| ServerError::Bind(mwl_addr_of(&config), e))?;
         tracing::info!(%mwl_addr, ae = %config.mwl_aet, "worklist and MPPS SCP listening");
         tracing::info!(%pacs_addr, ae = %config.pacs_aet, "storage SCP listening");
+        self.services.forwarder.start(
+            self.services.db.clone(),
+            config.state_dir.join("storage"),
+            config.pacs_aet.clone(),
+            watcher.clone(),
+        );
         let liveness = Liveness::default();
         let admission = Admission::new(&config);
         let mut tasks = JoinSet::new();

@@ -4,7 +4,6 @@
 //! end-to-end tests; it stops at the first failure status and says which step failed.
 
 pub mod images;
-pub mod scu;
 
 use dicom_core::value::DataSetSequence;
 use dicom_core::{DataElement, PrimitiveValue, VR};
@@ -13,10 +12,10 @@ use dicom_object::InMemDicomObject;
 use thiserror::Error;
 use time::OffsetDateTime;
 
+use crate::dimse::scu::{Scu, ScuError};
 use crate::dimse::{field, status, Command};
 use crate::worklist::new_uid;
 use images::{Subject, SCREENING_VIEWS};
-use scu::{Scu, ScuError};
 
 /// What to emulate.
 #[derive(Debug, Clone)]

@@ -187,6 +187,7 @@ fn drop_in_for(config: &Config, cloud: Option<&CloudSettings>) -> Result<String,
         config.allowed_source_addresses.as_ref(),
         relay.and_then(|r| r.proxy.as_ref()),
         relay.map(|r| &r.endpoint),
+        &config.forward_to,
         &ip_allow::System,
     )
 }

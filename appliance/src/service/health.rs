@@ -54,6 +54,8 @@ pub struct HealthProbe {
     pub pacs_port: u16,
     pub state_dir: PathBuf,
     pub limits: HealthLimits,
+    /// The PACS destinations stored objects are forwarded to (`PACS_FORWARD`).
+    pub forward_to: Vec<crate::forward::Destination>,
     /// The actions listener's state (connected, last traffic…).
     pub listener: Option<watch::Receiver<ListenerStatus>>,
 }
@@ -76,6 +78,15 @@ pub async fn report(db: &Arc<Database>, probe: &HealthProbe, started: Instant) -
     })
     .await
     .expect("health checks do not panic");
+    for destination in &probe.forward_to {
+        let task_db = db.clone();
+        let (target, limits) = (destination.clone(), probe.limits.clone());
+        let forwarding =
+            tokio::task::spawn_blocking(move || forward_check(&task_db, &target, &limits))
+                .await
+                .expect("health checks do not panic");
+        checks.insert(format!("forward {destination}"), forwarding);
+    }
     checks.insert("database".into(), database);
     checks.insert("event_queue".into(), queue);
     checks.insert("thumbnail_jobs".into(), thumbnails);
@@ -99,6 +110,44 @@ pub async fn report(db: &Arc<Database>, probe: &HealthProbe, started: Instant) -
         version: env!("CARGO_PKG_VERSION").to_string(),
         listener_uptime_seconds: started.elapsed().as_secs(),
         checks,
+    }
+}
+
+/// Unhealthy while the oldest object waiting for this PACS is older than `max_event_age` (the
+/// PACS has been unreachable that long); objects it refused for good are counted, not failed on,
+/// since they need a person, not a restart.
+fn forward_check(
+    db: &Database,
+    destination: &crate::forward::Destination,
+    limits: &HealthLimits,
+) -> HealthCheck {
+    match crate::forward::queue::stats(db, destination) {
+        Ok(stats) => {
+            let stuck = stats
+                .oldest_seconds
+                .is_some_and(|age| age > limits.max_event_age.as_secs());
+            let mut metrics = Map::new();
+            metrics.insert("queued".into(), json!(stats.queued));
+            metrics.insert("forwarded".into(), json!(stats.forwarded));
+            metrics.insert("failed".into(), json!(stats.failed));
+            metrics.insert("oldest_seconds".into(), json!(stats.oldest_seconds));
+            let mut detail = format!(
+                "{} waiting, {} forwarded, {} refused for good",
+                stats.queued, stats.forwarded, stats.failed
+            );
+            if let Some(age) = stats.oldest_seconds {
+                detail.push_str(&format!("; oldest waiting {age} s"));
+            }
+            if let Some(error) = stats.oldest_error {
+                detail.push_str(&format!(" ({error})"));
+            }
+            check(!stuck, detail, metrics)
+        }
+        Err(e) => check(
+            false,
+            format!("cannot read the forwarding queue: {e}"),
+            Map::new(),
+        ),
     }
 }
 

@@ -80,6 +80,7 @@ pub fn drop_in(
     allowed_sources: Option<&HashSet<IpAddr>>,
     proxy: Option<&Url>,
     endpoint: Option<&Url>,
+    pacs: &[crate::forward::Destination],
     lookup: &dyn Lookup,
 ) -> Result<String, NotPossible> {
     let sources = allowed_sources
@@ -115,6 +116,33 @@ pub fn drop_in(
             }
         },
         (None, None) => {}
+    }
+    // The hospital PACS the images are forwarded to (PACS_FORWARD), by address or by name.
+    let mut pacs_by_name = false;
+    for destination in pacs {
+        let addresses = match destination.host.parse::<IpAddr>() {
+            Ok(ip) => BTreeSet::from([ip]),
+            Err(_) => {
+                pacs_by_name = true;
+                let found = lookup
+                    .resolve(&destination.host, destination.port)
+                    .map_err(|why| NotPossible::Unresolvable {
+                        host: destination.host.clone(),
+                        why,
+                    })?;
+                sorted(found)
+            }
+        };
+        sections.push((
+            format!("PACS_FORWARD {destination}: the hospital PACS"),
+            addresses,
+        ));
+    }
+    if pacs_by_name && !sections.iter().any(|(c, _)| c.starts_with("DNS servers")) {
+        sections.push((
+            "DNS servers (/etc/resolv.conf), to find the PACS".to_string(),
+            sorted(lookup.nameservers()),
+        ));
     }
     let mut text = format!(
         "# {DROP_IN_PATH}, printed by `gateway doctor --ip-drop-in`.\n\
@@ -183,6 +211,7 @@ mod tests {
         fn resolve(&self, host: &str, _port: u16) -> Result<Vec<IpAddr>, String> {
             match host {
                 "proxy.trust.nhs.uk" => Ok(vec!["10.9.9.9".parse().unwrap()]),
+                "pacs.trust.nhs.uk" => Ok(vec!["10.4.4.4".parse().unwrap()]),
                 _ => Err("Name or service not known".into()),
             }
         }
@@ -233,7 +262,13 @@ mod tests {
                 Err(NotPossible::RelayByName("clinic.servicebus.windows.net".into()))),
         ];
         for (name, proxy, endpoint, expected) in cases {
-            let got = drop_in(Some(&modalities), proxy.as_ref(), endpoint.as_ref(), &Fake);
+            let got = drop_in(
+                Some(&modalities),
+                proxy.as_ref(),
+                endpoint.as_ref(),
+                &[],
+                &Fake,
+            );
             assert_eq!(
                 got.as_deref().map(allowed),
                 expected.as_ref().cloned(),
@@ -245,17 +280,18 @@ mod tests {
     #[test]
     fn no_allow_list_or_an_unknown_proxy_is_said_so() {
         assert_eq!(
-            drop_in(None, None, None, &Fake),
+            drop_in(None, None, None, &[], &Fake),
             Err(NotPossible::NoAllowList)
         );
         assert_eq!(
-            drop_in(Some(&set(&[])), None, None, &Fake),
+            drop_in(Some(&set(&[])), None, None, &[], &Fake),
             Err(NotPossible::NoAllowList)
         );
         let e = drop_in(
             Some(&set(&["10.0.0.5"])),
             Some(&url("http://nowhere.invalid:1")),
             None,
+            &[],
             &Fake,
         )
         .unwrap_err();
@@ -263,8 +299,25 @@ mod tests {
     }
 
     #[test]
+    fn the_forwarding_pacs_is_allowed_by_address_or_name() {
+        let pacs = [
+            crate::forward::Destination::parse("PACS@10.3.3.3:104").unwrap(),
+            crate::forward::Destination::parse("VNA@pacs.trust.nhs.uk:11112").unwrap(),
+        ];
+        let text = drop_in(Some(&set(&["10.0.0.5"])), None, None, &pacs, &Fake).unwrap();
+        assert_eq!(
+            allowed(&text),
+            vec!["localhost", "10.0.0.5", "10.3.3.3", "10.4.4.4", "10.1.1.1"],
+            "{text}"
+        );
+        let unknown = [crate::forward::Destination::parse("PACS@nowhere.invalid:104").unwrap()];
+        let e = drop_in(Some(&set(&["10.0.0.5"])), None, None, &unknown, &Fake).unwrap_err();
+        assert!(matches!(e, NotPossible::Unresolvable { .. }), "{e}");
+    }
+
+    #[test]
     fn the_drop_in_denies_everything_else() {
-        let text = drop_in(Some(&set(&["10.0.0.5"])), None, None, &Fake).unwrap();
+        let text = drop_in(Some(&set(&["10.0.0.5"])), None, None, &[], &Fake).unwrap();
         assert!(text.contains("[Service]\nIPAddressDeny=any\n"), "{text}");
     }
 

@@ -52,6 +52,7 @@ impl Service {
         let state_dir = config.state_dir.clone();
         let (mwl_aet, pacs_aet) = (config.mwl_aet.clone(), config.pacs_aet.clone());
         let limits = HealthLimits::for_config(&config);
+        let forward_to = config.forward_to.clone();
         let dicom = Gateway::open(config)?.start().await?;
         let started = Instant::now();
         let (stop, stopped) = watch::channel(false);
@@ -60,6 +61,7 @@ impl Service {
             pacs_port: dicom.pacs_addr.port(),
             state_dir: state_dir.clone(),
             limits,
+            forward_to,
             listener: None,
         };
         let cloud = cloud.map(|settings| {

@@ -33,6 +33,8 @@ pub struct Services {
     pub name: std::sync::Arc<str>,
     /// Who may update an MPPS step (`MPPS_SET_FROM_ANY_AE`).
     pub mpps_set_policy: crate::mpps::SetPolicy,
+    /// Where stored objects are forwarded (`PACS_FORWARD`; none by default).
+    pub forwarder: crate::forward::Forwarder,
 }
 
 impl Services {

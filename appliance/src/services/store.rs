@@ -6,7 +6,7 @@ use crate::cloud::events;
 use crate::dimse::{field, status, Association, Command, Context, DataSink, DimseError, Message};
 use crate::storage::sop_classes::STORAGE_SOP_CLASSES;
 use crate::storage::{Announced, IncomingObject, StoreError, Stored};
-use crate::{thumbnail, worklist};
+use crate::{forward, thumbnail, worklist};
 
 /// Where a C-STORE's data set goes: a temporary file in the store, or, when that cannot be
 /// opened (disk full), nowhere, with the error kept for the reply.
@@ -93,13 +93,15 @@ pub async fn handle(
             Some(DataSink::Stream(incoming)) => {
                 let storage = services.storage.clone();
                 let task_announced = announced.clone();
+                let forwarder = services.forwarder.clone();
                 let started = std::time::Instant::now();
                 let result = tokio::task::spawn_blocking(move || {
                     storage.complete(incoming, &task_announced, |txn, record| {
                         if let Some(accession) = &record.data_set.accession_number {
                             worklist::note_image_received(txn, accession)?;
                         }
-                        // The thumbnail and the image event follow off this path.
+                        // Forwarding, the thumbnail and the image event follow off this path.
+                        forward::queue::enqueue(txn, record, forwarder.destinations())?;
                         thumbnail::enqueue_job(txn, record)
                     })
                 })
@@ -115,6 +117,7 @@ pub async fn handle(
                             persist_ms = started.elapsed().as_millis() as u64,
                             "stored"
                         );
+                        services.forwarder.ring();
                         services
                             .thumbnails
                             .submit(thumbnail::Job { record: *record });

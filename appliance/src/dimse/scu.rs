@@ -1,18 +1,21 @@
-//! The requesting side of DIMSE, for the modality emulator: open an association, send a
-//! request, collect its responses. Messages are framed and assembled by the server's own
+//! The requesting side of DIMSE, for the modality emulator and the forwarder to the hospital
+//! PACS: open an association, send a request, collect its responses. Messages are framed and assembled by the server's own
 //! `dimse::message` (with its limits) and data sets coded by `dimse::data_set`, so both sides
 //! speak exactly the same bytes and distrust the same ones.
 
 use dicom_dictionary_std::uids;
 use dicom_object::InMemDicomObject;
 use dicom_ul::association::client::AsyncClientAssociation;
+use dicom_ul::pdu::{PDataValue, PDataValueType};
 use dicom_ul::{ClientAssociationOptions, Pdu};
+use std::time::Duration;
 use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 
 use crate::dimse::{
-    data_set, message_pdus, status, Assembler, AssemblyError, Command, Context, DataSetError,
-    DataSink,
+    data_set, field, message_pdus, status, Assembler, AssemblyError, Command, Context,
+    DataSetError, DataSink,
 };
 
 /// What went wrong talking to a peer.
@@ -36,6 +39,25 @@ pub enum ScuError {
     Malformed(#[from] AssemblyError),
     #[error("malformed response: unexpected PDU {0}")]
     UnexpectedPdu(String),
+    #[error("cannot read the object to send: {0}")]
+    Read(#[from] std::io::Error),
+}
+
+/// How long the peer may take to accept the connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the peer may take to answer or take a PDU; a stalled peer is given up on.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Fills `buf` unless the reader ends first; returns how many bytes were read.
+async fn read_full<R: AsyncRead + Unpin>(data: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match data.read(&mut buf[filled..]).await? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
 }
 
 /// One response: its command and data set, if any.
@@ -69,17 +91,34 @@ impl Scu {
         called: &str,
         abstract_syntaxes: &[&str],
     ) -> Result<Scu, ScuError> {
+        let little_endian = vec![
+            uids::EXPLICIT_VR_LITTLE_ENDIAN.to_string(),
+            uids::IMPLICIT_VR_LITTLE_ENDIAN.to_string(),
+        ];
+        let proposals: Vec<(String, Vec<String>)> = abstract_syntaxes
+            .iter()
+            .map(|syntax| (syntax.to_string(), little_endian.clone()))
+            .collect();
+        Scu::connect_with(address, calling, called, &proposals).await
+    }
+
+    /// Associates proposing one presentation context per (abstract syntax, transfer syntaxes)
+    /// pair, e.g. each stored object's SOP class with its own transfer syntax when forwarding.
+    pub async fn connect_with(
+        address: &str,
+        calling: &str,
+        called: &str,
+        proposals: &[(String, Vec<String>)],
+    ) -> Result<Scu, ScuError> {
         let mut options = ClientAssociationOptions::new()
             .calling_ae_title(calling.to_string())
-            .called_ae_title(called.to_string());
-        for syntax in abstract_syntaxes {
-            options = options.with_presentation_context(
-                syntax.to_string(),
-                vec![
-                    uids::EXPLICIT_VR_LITTLE_ENDIAN.to_string(),
-                    uids::IMPLICIT_VR_LITTLE_ENDIAN.to_string(),
-                ],
-            );
+            .called_ae_title(called.to_string())
+            .connection_timeout(CONNECT_TIMEOUT)
+            .read_timeout(RESPONSE_TIMEOUT)
+            .write_timeout(RESPONSE_TIMEOUT);
+        for (abstract_syntax, transfer_syntaxes) in proposals {
+            options = options
+                .with_presentation_context(abstract_syntax.clone(), transfer_syntaxes.clone());
         }
         let mut assoc = options
             .establish_async(address.to_string())
@@ -133,6 +172,85 @@ impl Scu {
                 return Ok(responses);
             }
         }
+    }
+
+    /// Whether the peer accepted `abstract_syntax` in `transfer_syntax`.
+    pub fn accepts(&self, abstract_syntax: &str, transfer_syntax: &str) -> bool {
+        self.context_for(abstract_syntax, transfer_syntax).is_some()
+    }
+
+    fn context_for(&self, abstract_syntax: &str, transfer_syntax: &str) -> Option<&Context> {
+        self.contexts
+            .iter()
+            .find(|c| c.abstract_syntax == abstract_syntax && c.transfer_syntax == transfer_syntax)
+    }
+
+    /// C-STOREs an object whose data set (already in `transfer_syntax`, as stored) is read from
+    /// `data` in fragments, so an object of any size is sent with one fragment in memory.
+    /// Returns the C-STORE-RSP.
+    pub async fn store<R: AsyncRead + Unpin>(
+        &mut self,
+        sop_class_uid: &str,
+        sop_instance_uid: &str,
+        transfer_syntax: &str,
+        mut data: R,
+    ) -> Result<Response, ScuError> {
+        let context_id = self
+            .context_for(sop_class_uid, transfer_syntax)
+            .map(|c| c.id)
+            .ok_or_else(|| ScuError::NoContext(format!("{sop_class_uid} in {transfer_syntax}")))?;
+        let command = Command {
+            command_field: field::C_STORE_RQ,
+            message_id: Some(self.next_message_id),
+            affected_sop_class_uid: Some(sop_class_uid.to_string()),
+            affected_sop_instance_uid: Some(sop_instance_uid.to_string()),
+            priority: Some(0),
+            has_data_set: true,
+            ..Command::default()
+        };
+        self.next_message_id = self.next_message_id.wrapping_add(1).max(1);
+        let peer_max = self.assoc.acceptor_max_pdu_length();
+        for pdu in message_pdus(context_id, &command, None, peer_max) {
+            self.send(&pdu).await?;
+        }
+        // One PDV per PDU, 6 bytes of PDV header inside the peer's maximum.
+        let fragment = match peer_max {
+            0 => 1 << 20,
+            n => (n as usize).saturating_sub(6).clamp(64, 1 << 20),
+        };
+        let mut chunk = vec![0u8; fragment];
+        let mut filled = read_full(&mut data, &mut chunk).await?;
+        loop {
+            let mut next = vec![0u8; fragment];
+            let next_filled = if filled == fragment {
+                read_full(&mut data, &mut next).await?
+            } else {
+                0
+            };
+            let is_last = next_filled == 0;
+            chunk.truncate(filled);
+            self.send(&Pdu::PData {
+                data: vec![PDataValue {
+                    presentation_context_id: context_id,
+                    value_type: PDataValueType::Data,
+                    is_last,
+                    data: chunk,
+                }],
+            })
+            .await?;
+            if is_last {
+                break;
+            }
+            (chunk, filled) = (next, next_filled);
+        }
+        self.receive().await
+    }
+
+    async fn send(&mut self, pdu: &Pdu) -> Result<(), ScuError> {
+        self.assoc
+            .send(pdu)
+            .await
+            .map_err(|e| ScuError::Association(e.to_string()))
     }
 
     /// Reads one whole message: its command, then its data set when the command says one follows.

@@ -1,0 +1,113 @@
+//! Forwarding stored images to the hospital's PACS (`PACS_FORWARD`).
+//!
+//! Every stored object is queued for each destination in the same transaction that indexes it
+//! ([`queue::enqueue`]), so an acknowledged C-STORE is never lost to a crash before it is sent.
+//! One sender per destination ([`sender`]) sends the queue in order, in each object's original
+//! transfer syntax, keeping an association open while there is work, and backs off through PACS
+//! outages. An object the PACS refuses for good (its SOP class or transfer syntax not accepted,
+//! a failure status) is recorded as failed with the reason and the queue moves on: a clear
+//! per-object error, never a silent drop and never a blocked queue.
+
+pub mod queue;
+pub mod sender;
+
+use std::fmt;
+
+use thiserror::Error;
+
+pub use sender::Forwarder;
+
+/// One PACS to forward to: `AE@host:port`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Destination {
+    pub ae_title: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// Why a `PACS_FORWARD` entry is not a destination.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("{0:?} is not AE@host:port (for example PACS@10.1.2.3:104)")]
+pub struct BadDestination(pub String);
+
+impl Destination {
+    /// Parses `AE@host:port`; the host may be a name, an IPv4 address or `[IPv6]`.
+    pub fn parse(text: &str) -> Result<Destination, BadDestination> {
+        let bad = || BadDestination(text.to_string());
+        let (ae_title, address) = text.trim().split_once('@').ok_or_else(bad)?;
+        let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let ae_ok = !ae_title.is_empty()
+            && ae_title.len() <= 16
+            && ae_title
+                .bytes()
+                .all(|b| (0x20..0x7f).contains(&b) && b != b'\\');
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        if !ae_ok || host.is_empty() || port == 0 {
+            return Err(bad());
+        }
+        Ok(Destination {
+            ae_title: ae_title.to_string(),
+            host: host.to_string(),
+            port,
+        })
+    }
+
+    /// The address to connect to (`host:port`, IPv6 hosts bracketed).
+    pub fn address(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// The key its queue and results are stored under.
+    pub fn key(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.ae_title, self.address())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_parse_or_say_the_form() {
+        let ok = |ae: &str, host: &str, port| {
+            Ok(Destination {
+                ae_title: ae.into(),
+                host: host.into(),
+                port,
+            })
+        };
+        for (text, expected) in [
+            ("PACS@10.1.2.3:104", ok("PACS", "10.1.2.3", 104)),
+            (
+                " ARCHIVE@pacs.trust.nhs.uk:11112 ",
+                ok("ARCHIVE", "pacs.trust.nhs.uk", 11112),
+            ),
+            ("PACS@[fd00::1]:104", ok("PACS", "fd00::1", 104)),
+            ("PACS@10.1.2.3", Err(BadDestination("PACS@10.1.2.3".into()))),
+            ("10.1.2.3:104", Err(BadDestination("10.1.2.3:104".into()))),
+            ("@h:104", Err(BadDestination("@h:104".into()))),
+            ("PACS@h:0", Err(BadDestination("PACS@h:0".into()))),
+            ("PACS@h:http", Err(BadDestination("PACS@h:http".into()))),
+            (
+                "A_TITLE_LONGER_THAN_16@h:104",
+                Err(BadDestination("A_TITLE_LONGER_THAN_16@h:104".into())),
+            ),
+        ] {
+            assert_eq!(Destination::parse(text), expected, "{text}");
+        }
+        let v6 = Destination::parse("PACS@[fd00::1]:104").unwrap();
+        assert_eq!(v6.address(), "[fd00::1]:104");
+        assert_eq!(v6.to_string(), "PACS@[fd00::1]:104");
+    }
+}

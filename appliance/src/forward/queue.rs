@@ -1,0 +1,208 @@
+//! The durable forwarding queue: per destination, the objects still to send, oldest first, and
+//! what became of each sent one (forwarded, or failed with the reason).
+
+use redb::{ReadableTable, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use super::Destination;
+use crate::db::{Database, DbError, FORWARD_QUEUE, FORWARD_RESULTS};
+use crate::storage::index::InstanceRecord;
+
+/// One object waiting to be sent to one destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Queued {
+    pub sop_instance_uid: String,
+    pub sop_class_uid: String,
+    pub study_instance_uid: String,
+    pub transfer_syntax: String,
+    /// Relative to the store's root, as in the index.
+    pub file_path: String,
+    pub queued_at_ms: u64,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// What became of one object at one destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The PACS answered success (or a warning, which still stores the object).
+    Forwarded { at_ms: u64, status: u16 },
+    /// The PACS will not take it as it is; sending it again would not help.
+    Failed { at_ms: u64, reason: String },
+}
+
+/// A destination's queue and results in figures, for `gateway status` and the health report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub queued: u64,
+    pub oldest_seconds: Option<u64>,
+    pub oldest_error: Option<String>,
+    pub forwarded: u64,
+    pub failed: u64,
+}
+
+/// Queues `record` for every destination, inside the caller's transaction (the one that indexes
+/// the object), so it is queued exactly when it is stored.
+pub fn enqueue(
+    txn: &WriteTransaction,
+    record: &InstanceRecord,
+    destinations: &[Destination],
+) -> Result<(), DbError> {
+    let mut table = txn.open_table(FORWARD_QUEUE)?;
+    for destination in destinations {
+        let key = destination.key();
+        let last = table
+            .range((key.as_str(), 0)..=(key.as_str(), u64::MAX))?
+            .next_back()
+            .transpose()?
+            .map(|(k, _)| k.value().1);
+        let queued = Queued {
+            sop_instance_uid: record.sop_instance_uid.clone(),
+            sop_class_uid: record.sop_class_uid.clone(),
+            study_instance_uid: record.study_instance_uid.clone(),
+            transfer_syntax: record.transfer_syntax.clone(),
+            file_path: record.file_path.clone(),
+            queued_at_ms: now_ms(),
+            attempts: 0,
+            last_error: None,
+        };
+        let bytes = serde_json::to_vec(&queued).expect("queue entries serialise");
+        table.insert((key.as_str(), last.map_or(1, |n| n + 1)), bytes.as_slice())?;
+    }
+    Ok(())
+}
+
+/// The oldest `limit` entries for `destination`, with their sequence numbers.
+pub fn head(
+    db: &Database,
+    destination: &Destination,
+    limit: usize,
+) -> Result<Vec<(u64, Queued)>, DbError> {
+    let key = destination.key();
+    let txn = db.begin_read()?;
+    let table = txn.open_table(FORWARD_QUEUE)?;
+    let mut out = Vec::new();
+    for row in table.range((key.as_str(), 0)..=(key.as_str(), u64::MAX))? {
+        let (k, v) = row?;
+        out.push((k.value().1, decode(&key, k.value().1, v.value())?));
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Takes an entry off the queue and records its outcome, in one transaction.
+pub fn finish(
+    db: &Database,
+    destination: &Destination,
+    sequence: u64,
+    sop_instance_uid: &str,
+    outcome: &Outcome,
+) -> Result<(), DbError> {
+    let key = destination.key();
+    db.write(|txn| {
+        txn.open_table(FORWARD_QUEUE)?
+            .remove((key.as_str(), sequence))?;
+        let bytes = serde_json::to_vec(outcome).expect("outcomes serialise");
+        txn.open_table(FORWARD_RESULTS)?
+            .insert((key.as_str(), sop_instance_uid), bytes.as_slice())?;
+        Ok::<(), DbError>(())
+    })
+}
+
+/// Records a failed attempt on the head entry (the PACS unreachable, the association lost), so
+/// `gateway status` can say why the queue is not moving.
+pub fn note_attempt(
+    db: &Database,
+    destination: &Destination,
+    sequence: u64,
+    error: &str,
+) -> Result<(), DbError> {
+    let key = destination.key();
+    db.write(|txn| {
+        let mut table = txn.open_table(FORWARD_QUEUE)?;
+        let current = match table.get((key.as_str(), sequence))? {
+            Some(v) => decode(&key, sequence, v.value())?,
+            None => return Ok(()),
+        };
+        let updated = Queued {
+            attempts: current.attempts.saturating_add(1),
+            last_error: Some(error.to_string()),
+            ..current
+        };
+        let bytes = serde_json::to_vec(&updated).expect("queue entries serialise");
+        table.insert((key.as_str(), sequence), bytes.as_slice())?;
+        Ok::<(), DbError>(())
+    })
+}
+
+/// What became of one object at `destination`, if it was sent.
+pub fn outcome(
+    db: &Database,
+    destination: &Destination,
+    sop_instance_uid: &str,
+) -> Result<Option<Outcome>, DbError> {
+    let key = destination.key();
+    let txn = db.begin_read()?;
+    let table = txn.open_table(FORWARD_RESULTS)?;
+    let value = table.get((key.as_str(), sop_instance_uid))?;
+    value
+        .map(|v| {
+            serde_json::from_slice(v.value()).map_err(|source| DbError::Corrupt {
+                table: "forward_results",
+                key: format!("{key}/{sop_instance_uid}"),
+                source,
+            })
+        })
+        .transpose()
+}
+
+/// Queue depth, the oldest entry's age and error, and the outcomes so far.
+pub fn stats(db: &Database, destination: &Destination) -> Result<Stats, DbError> {
+    let key = destination.key();
+    let txn = db.begin_read()?;
+    let queue = txn.open_table(FORWARD_QUEUE)?;
+    let mut stats = Stats::default();
+    for (i, row) in queue
+        .range((key.as_str(), 0)..=(key.as_str(), u64::MAX))?
+        .enumerate()
+    {
+        let (k, v) = row?;
+        if i == 0 {
+            let oldest = decode(&key, k.value().1, v.value())?;
+            stats.oldest_seconds = Some(now_ms().saturating_sub(oldest.queued_at_ms) / 1000);
+            stats.oldest_error = oldest.last_error;
+        }
+        stats.queued += 1;
+    }
+    let results = txn.open_table(FORWARD_RESULTS)?;
+    for row in results.range((key.as_str(), "")..)? {
+        let (k, v) = row?;
+        if k.value().0 != key {
+            break;
+        }
+        match serde_json::from_slice::<Outcome>(v.value()) {
+            Ok(Outcome::Forwarded { .. }) => stats.forwarded += 1,
+            Ok(Outcome::Failed { .. }) => stats.failed += 1,
+            Err(_) => stats.failed += 1,
+        }
+    }
+    Ok(stats)
+}
+
+fn decode(key: &str, sequence: u64, bytes: &[u8]) -> Result<Queued, DbError> {
+    serde_json::from_slice(bytes).map_err(|source| DbError::Corrupt {
+        table: "forward_queue",
+        key: format!("{key}/{sequence}"),
+        source,
+    })
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

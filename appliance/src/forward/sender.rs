@@ -1,0 +1,323 @@
+//! The senders: one task per destination, sending its queue oldest first over one association
+//! kept open while there is work.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dicom_object::meta::FileMetaTable;
+use shared::backoff::Exponential;
+use tokio::sync::{watch, Notify};
+
+use super::queue::{self, Outcome, Queued};
+use super::Destination;
+use crate::db::{Database, DbError};
+use crate::dimse::scu::{Scu, ScuError};
+use crate::dimse::status;
+
+/// Entries taken from the queue per round; also the most presentation contexts proposed at once
+/// (one per distinct SOP class and transfer syntax among them; DICOM allows 128).
+const BATCH: usize = 32;
+/// How long an idle association is kept open for the next image.
+const IDLE_RELEASE: Duration = Duration::from_secs(10);
+/// How often an empty queue is looked at without a wake-up (a safety net, not the path).
+const IDLE_POLL: Duration = Duration::from_secs(5);
+
+/// The configured destinations and the bell rung after each store; `gateway serve` starts the
+/// senders once the runtime runs ([`Forwarder::start`]).
+#[derive(Clone, Default)]
+pub struct Forwarder {
+    wake: Arc<Notify>,
+    destinations: Arc<[Destination]>,
+}
+
+impl Forwarder {
+    pub fn new(destinations: Vec<Destination>) -> Forwarder {
+        Forwarder {
+            wake: Arc::new(Notify::new()),
+            destinations: destinations.into(),
+        }
+    }
+
+    /// Starts one sender per destination; they stop when `shutdown` turns true.
+    pub fn start(
+        &self,
+        db: Arc<Database>,
+        storage_root: PathBuf,
+        calling_ae: String,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        for destination in self.destinations.iter() {
+            let sender = Sender {
+                db: db.clone(),
+                storage_root: storage_root.clone(),
+                calling_ae: calling_ae.clone(),
+                destination: destination.clone(),
+                wake: self.wake.clone(),
+                backoff: Exponential::new(Duration::from_secs(1), Duration::from_secs(60)),
+            };
+            tokio::spawn(sender.run(shutdown.clone()));
+        }
+    }
+
+    /// The configured destinations (for queueing in the store transaction).
+    pub fn destinations(&self) -> &[Destination] {
+        &self.destinations
+    }
+
+    /// Call after committing a store that queued objects.
+    pub fn ring(&self) {
+        self.wake.notify_waiters();
+    }
+}
+
+struct Sender {
+    db: Arc<Database>,
+    storage_root: PathBuf,
+    calling_ae: String,
+    destination: Destination,
+    wake: Arc<Notify>,
+    backoff: Exponential,
+}
+
+/// An open association and the (SOP class, transfer syntax) pairs it proposed.
+struct Open {
+    scu: Scu,
+    proposed: BTreeSet<(String, String)>,
+    last_used: Instant,
+}
+
+/// How sending one entry ended.
+enum Sent {
+    Done(Outcome),
+    /// The PACS or the link is in trouble: keep the entry, back off, try again.
+    Retry(String),
+}
+
+impl Sender {
+    async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut open: Option<Open> = None;
+        let mut failures: u32 = 0;
+        tracing::info!(destination = %self.destination, "forwarding stored images to the PACS");
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let wake = self.wake.notified();
+            tokio::pin!(wake);
+            wake.as_mut().enable();
+            let batch = match queue::head(&self.db, &self.destination, BATCH) {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::error!(destination = %self.destination, "forwarding queue: {e}");
+                    self.pause(&mut shutdown, Duration::from_secs(5)).await;
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                if let Some(o) = open.take_if(|o| o.last_used.elapsed() >= IDLE_RELEASE) {
+                    let _ = o.scu.release().await;
+                }
+                let wait = if open.is_some() {
+                    IDLE_RELEASE
+                } else {
+                    IDLE_POLL
+                };
+                tokio::select! {
+                    _ = &mut wake => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            match self.send_batch(&mut open, &batch).await {
+                Ok(()) => failures = 0,
+                Err(RoundError::Db(e)) => {
+                    tracing::error!(destination = %self.destination, "forwarding queue: {e}");
+                    self.pause(&mut shutdown, Duration::from_secs(5)).await;
+                }
+                Err(RoundError::Retry(error)) => {
+                    if let Some(o) = open.take() {
+                        drop(o);
+                    }
+                    failures = failures.saturating_add(1);
+                    let delay = self.backoff.delay(failures);
+                    if let Some((sequence, _)) = batch.first() {
+                        if let Err(e) =
+                            queue::note_attempt(&self.db, &self.destination, *sequence, &error)
+                        {
+                            tracing::error!(destination = %self.destination, "forwarding queue: {e}");
+                        }
+                    }
+                    // One line per failure, at most one a minute once the backoff is long.
+                    tracing::warn!(
+                        destination = %self.destination,
+                        queued_ahead = batch.len(),
+                        retry_in_s = delay.as_secs(),
+                        "cannot forward to the PACS: {error}"
+                    );
+                    self.pause(&mut shutdown, delay).await;
+                }
+            }
+        }
+        if let Some(o) = open {
+            let _ = o.scu.release().await;
+        }
+    }
+
+    async fn pause(&self, shutdown: &mut watch::Receiver<bool>, delay: Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+
+    /// Sends `batch` in order on one association, opening (or re-opening, when new pairs are
+    /// needed) it first. Stops at the first entry that must be retried.
+    async fn send_batch(
+        &self,
+        open: &mut Option<Open>,
+        batch: &[(u64, Queued)],
+    ) -> Result<(), RoundError> {
+        let needed: BTreeSet<(String, String)> = batch
+            .iter()
+            .map(|(_, q)| (q.sop_class_uid.clone(), q.transfer_syntax.clone()))
+            .collect();
+        if open.as_ref().is_none_or(|o| !needed.is_subset(&o.proposed)) {
+            if let Some(o) = open.take() {
+                let _ = o.scu.release().await;
+            }
+            let proposals: Vec<(String, Vec<String>)> = needed
+                .iter()
+                .map(|(class, syntax)| (class.clone(), vec![syntax.clone()]))
+                .collect();
+            let scu = Scu::connect_with(
+                &self.destination.address(),
+                &self.calling_ae,
+                &self.destination.ae_title,
+                &proposals,
+            )
+            .await
+            .map_err(|e| RoundError::Retry(e.to_string()))?;
+            *open = Some(Open {
+                scu,
+                proposed: needed,
+                last_used: Instant::now(),
+            });
+        }
+        let Some(o) = open.as_mut() else {
+            return Err(RoundError::Retry("no association".into()));
+        };
+        for (sequence, entry) in batch {
+            let started = Instant::now();
+            let outcome = match self.send_one(&mut o.scu, entry).await {
+                Sent::Done(outcome) => outcome,
+                Sent::Retry(error) => return Err(RoundError::Retry(error)),
+            };
+            o.last_used = Instant::now();
+            match &outcome {
+                Outcome::Forwarded { status, .. } => tracing::info!(
+                    destination = %self.destination,
+                    sop_instance_uid = %entry.sop_instance_uid,
+                    status = format_args!("{status:#06x}"),
+                    ms = started.elapsed().as_millis() as u64,
+                    "forwarded"
+                ),
+                Outcome::Failed { reason, .. } => tracing::warn!(
+                    destination = %self.destination,
+                    sop_instance_uid = %entry.sop_instance_uid,
+                    "not forwarded, given up: {reason}"
+                ),
+            }
+            queue::finish(
+                &self.db,
+                &self.destination,
+                *sequence,
+                &entry.sop_instance_uid,
+                &outcome,
+            )?;
+        }
+        Ok(())
+    }
+
+    async fn send_one(&self, scu: &mut Scu, entry: &Queued) -> Sent {
+        let at_ms = now_ms();
+        let failed = |reason: String| Sent::Done(Outcome::Failed { at_ms, reason });
+        if !scu.accepts(&entry.sop_class_uid, &entry.transfer_syntax) {
+            return failed(format!(
+                "the PACS did not accept SOP class {} in transfer syntax {} (the object is sent as stored, never transcoded)",
+                entry.sop_class_uid, entry.transfer_syntax
+            ));
+        }
+        let path = self.storage_root.join(&entry.file_path);
+        let file = match tokio::task::spawn_blocking(move || open_data_set(&path)).await {
+            Ok(Ok(file)) => file,
+            Ok(Err(e)) => return failed(format!("cannot read the stored object: {e}")),
+            Err(e) => return Sent::Retry(format!("reading the stored object: {e}")),
+        };
+        let response = scu
+            .store(
+                &entry.sop_class_uid,
+                &entry.sop_instance_uid,
+                &entry.transfer_syntax,
+                tokio::fs::File::from_std(file),
+            )
+            .await;
+        match response {
+            Ok(rsp) => {
+                let code = rsp.status();
+                let comment = rsp.command.error_comment.clone().unwrap_or_default();
+                if code == status::SUCCESS || status::is_warning(code) {
+                    Sent::Done(Outcome::Forwarded {
+                        at_ms,
+                        status: code,
+                    })
+                } else if code & 0xFF00 == status::OUT_OF_RESOURCES {
+                    // A7xx: the PACS is full or busy now; it may not be later.
+                    Sent::Retry(format!(
+                        "the PACS answered {code:#06x} (out of resources) {comment}"
+                    ))
+                } else {
+                    failed(format!(
+                        "the PACS refused it with status {code:#06x} {comment}"
+                    ))
+                }
+            }
+            Err(ScuError::Read(e)) => failed(format!("cannot read the stored object: {e}")),
+            Err(e) => Sent::Retry(e.to_string()),
+        }
+    }
+}
+
+enum RoundError {
+    Db(DbError),
+    Retry(String),
+}
+
+impl From<DbError> for RoundError {
+    fn from(e: DbError) -> RoundError {
+        RoundError::Db(e)
+    }
+}
+
+/// Opens a stored Part 10 file positioned at its data set: after the 128-byte preamble, `DICM`
+/// and the file meta group, whose length the group's first element gives (PS3.10 7.1).
+fn open_data_set(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(128))?;
+    let meta = FileMetaTable::from_reader((&mut file).take(1 << 20))
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+    // The group length element itself: tag (4), VR (2), length (2), value (4).
+    let data_set_at = 128 + 4 + 12 + u64::from(meta.information_group_length);
+    file.seek(SeekFrom::Start(data_set_at))?;
+    Ok(file)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
