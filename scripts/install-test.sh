@@ -138,6 +138,7 @@ check "installed: user gateway, /etc/gateway/gateway.env root 0600, gateway.serv
 # may be nearly full, so the free-space threshold is lowered (the doctor's test checks it).
 sed -i -e 's/^#MWL_PORT=.*/MWL_PORT=104/' -e 's/^#GATEWAY_NAME=.*/GATEWAY_NAME=install-test/' \
   -e 's/^#DISK_MIN_FREE_MIB=.*/DISK_MIN_FREE_MIB=16/' -e 's/^#DISK_MIN_FREE_PERCENT=.*/DISK_MIN_FREE_PERCENT=0/' \
+  -e 's/^#STORAGE_MIN_FREE_MIB=.*/STORAGE_MIN_FREE_MIB=16/' \
   "$root/etc/gateway/gateway.env"
 # (Written from inside: the container's /run is its own tmpfs.)
 ct mkdir -p /run/systemd/system/gateway.service.d

@@ -21,9 +21,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use appliance::config::Config;
+use appliance::dimse::scu::Scu;
 use appliance::dimse::{field, Command as DimseCommand};
 use appliance::modality::images::{mammogram, Subject, SCREENING_VIEWS};
-use appliance::dimse::scu::Scu;
 use appliance::thumbnail::render;
 use cloud::Relay;
 use dicom_core::{DataElement, PrimitiveValue, VR};

@@ -22,8 +22,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use appliance::config::Config;
-use appliance::dimse::{field, status, Command as DimseCommand};
 use appliance::dimse::scu::Scu;
+use appliance::dimse::{field, status, Command as DimseCommand};
 use appliance::server::Gateway;
 use appliance::worklist::{self, WorklistEntry};
 use dicom_core::value::DataSetSequence;

@@ -28,6 +28,7 @@ pub const SETTINGS: &[&str] = &[
     "THUMBNAIL_WORKERS",
     "DISK_MIN_FREE_MIB",
     "DISK_MIN_FREE_PERCENT",
+    "STORAGE_MIN_FREE_MIB",
     "GATEWAY_STATE_DIR",
     "GATEWAY_NAME",
     "SIGNING_KEY",
@@ -105,6 +106,8 @@ pub struct Config {
     /// gateway is unhealthy: MiB (`DISK_MIN_FREE_MIB`) and per cent (`DISK_MIN_FREE_PERCENT`).
     pub disk_min_free_mib: u64,
     pub disk_min_free_percent: f64,
+    /// Free space below which C-STORE is refused with A700 (`STORAGE_MIN_FREE_MIB`; 0: never).
+    pub storage_min_free_mib: u64,
     /// The hospital PACS (one or more) every stored object is forwarded to (`PACS_FORWARD`).
     pub forward_to: Vec<crate::forward::Destination>,
 }
@@ -142,6 +145,7 @@ impl Config {
             thumbnail_workers: 1,
             disk_min_free_mib: 1024,
             disk_min_free_percent: 5.0,
+            storage_min_free_mib: 256,
             forward_to: Vec::new(),
         }
     }
@@ -224,6 +228,9 @@ impl Config {
         }
         if let Some(v) = get("DISK_MIN_FREE_MIB") {
             config.disk_min_free_mib = parse("DISK_MIN_FREE_MIB", &v)?;
+        }
+        if let Some(v) = get("STORAGE_MIN_FREE_MIB") {
+            config.storage_min_free_mib = parse("STORAGE_MIN_FREE_MIB", &v)?;
         }
         if let Some(v) = get("DISK_MIN_FREE_PERCENT") {
             let percent: f64 = parse("DISK_MIN_FREE_PERCENT", &v)?;

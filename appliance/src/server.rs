@@ -86,7 +86,8 @@ impl Gateway {
         let db = Arc::new(Database::open(&crate::db::path_in(dir))?);
         let files = FileStore::open(&dir.join("storage"))
             .map_err(|e| ServerError::StateDir(dir.join("storage").display().to_string(), e))?;
-        let storage = Storage::new(db.clone(), files);
+        let mut storage = Storage::new(db.clone(), files);
+        storage.min_free_bytes = config.storage_min_free_mib.saturating_mul(1 << 20);
         let doorbell = Doorbell::default();
         let thumbnails = thumbnail::Pool::start(
             db.clone(),

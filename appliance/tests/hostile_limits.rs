@@ -599,7 +599,9 @@ fn a_full_state_filesystem_refuses_then_serves_again_when_space_is_freed() {
         return;
     };
     let state = tmpfs.path().to_str().unwrap().to_string();
-    let mut gw = HostileGateway::start_with(&[("GATEWAY_STATE_DIR", &state)]);
+    // The disk itself filling is tested here, not the floor that refuses before it does.
+    let mut gw =
+        HostileGateway::start_with(&[("GATEWAY_STATE_DIR", &state), ("STORAGE_MIN_FREE_MIB", "0")]);
     let filler = tmpfs.path().join("filler");
     fill(&filler);
 

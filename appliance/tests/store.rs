@@ -303,7 +303,9 @@ fn disk_full_answers_a700_and_leaves_nothing_half_written() {
         "this test mounts an 8 MB tmpfs to fill the disk and must run as root"
     );
     let _mount = Mount(storage.clone());
-    let config = appliance::config::Config::new(state.path().to_path_buf());
+    let mut config = appliance::config::Config::new(state.path().to_path_buf());
+    // The disk itself filling is tested here, not the floor that refuses before it does.
+    config.storage_min_free_mib = 0;
     let gw = TestGateway::start_in(state, config);
 
     let out = storescu(&gw, &["-xe"], &[&mammogram]);
@@ -324,6 +326,27 @@ fn disk_full_answers_a700_and_leaves_nothing_half_written() {
     assert_stored(&storescu(&gw, &["-xe"], &[&sample("CT_small.dcm")]));
     assert_eq!(gw.stored_files().len(), 1);
     drop(gw);
+}
+
+/// Below STORAGE_MIN_FREE_MIB a C-STORE is refused with A700 before a byte is written, the
+/// reason names the setting, and the other services go on.
+#[test]
+fn under_the_free_space_floor_stores_are_refused_with_a700_and_nothing_is_written() {
+    // More free space than any disk has: every store is under the floor.
+    let gw = TestGateway::start_with(|c| c.storage_min_free_mib = u64::MAX >> 20);
+    // -d prints the response's Error Comment.
+    let out = storescu(&gw, &["-xe", "-d"], &[&sample("CT_small.dcm")]);
+    let t = text(&out);
+    assert!(
+        t.contains("OutOfResources") || t.contains("0xa700"),
+        "expected A700: {t}"
+    );
+    assert!(
+        t.contains("STORAGE_MIN_FREE_MIB"),
+        "the reason names the setting: {t}"
+    );
+    assert!(gw.stored_files().is_empty());
+    assert!(echo(&gw.pacs_port(), PACS_AET, "MODALITY1"));
 }
 
 #[test]

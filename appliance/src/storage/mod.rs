@@ -80,17 +80,43 @@ pub enum Stored {
 pub struct Storage {
     pub db: Arc<Database>,
     pub files: FileStore,
+    /// Below this much free space a new object is refused with A700 (`STORAGE_MIN_FREE_MIB`),
+    /// so the disk never fills: the database, the worklist and MPPS keep working and the
+    /// modality keeps the image and sends it again later.
+    pub min_free_bytes: u64,
 }
 
 impl Storage {
     pub fn new(db: Arc<Database>, files: FileStore) -> Storage {
-        Storage { db, files }
+        Storage {
+            db,
+            files,
+            min_free_bytes: 0,
+        }
+    }
+
+    /// Refuses to start an object while the store's filesystem is below its floor.
+    fn check_floor(&self) -> Result<(), StoreError> {
+        if self.min_free_bytes == 0 {
+            return Ok(());
+        }
+        let stat = rustix::fs::statvfs(self.files.root())
+            .map_err(|e| StoreError::OutOfResources(io::Error::from(e)))?;
+        let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+        if free < self.min_free_bytes {
+            return Err(StoreError::OutOfResources(io::Error::other(format!(
+                "{} MiB free < STORAGE_MIN_FREE_MIB",
+                free >> 20
+            ))));
+        }
+        Ok(())
     }
 
     /// Opens a temporary file for an announced object and writes its preamble and file meta
     /// group; the sender's data set bytes follow unchanged, so the stored file is the original
     /// object byte for byte.
     pub fn begin(&self, announced: &Announced) -> Result<IncomingObject, StoreError> {
+        self.check_floor()?;
         let meta = FileMetaTableBuilder::new()
             .media_storage_sop_class_uid(announced.sop_class_uid.as_str())
             .media_storage_sop_instance_uid(announced.sop_instance_uid.as_str())
