@@ -17,6 +17,11 @@ pub const SETTINGS: &[&str] = &[
     "PACS_PORT",
     "GATEWAY_BIND",
     "PACS_FORWARD",
+    "MWL_TLS_PORT",
+    "PACS_TLS_PORT",
+    "DICOM_TLS_CERT_FILE",
+    "DICOM_TLS_KEY_FILE",
+    "DICOM_TLS_CLIENT_CA_FILE",
     "ALLOWED_CALLING_AETS",
     "ALLOWED_SOURCE_ADDRESSES",
     "DICOM_IDLE_TIMEOUT_SECS",
@@ -108,8 +113,26 @@ pub struct Config {
     pub disk_min_free_percent: f64,
     /// Free space below which C-STORE is refused with A700 (`STORAGE_MIN_FREE_MIB`; 0: never).
     pub storage_min_free_mib: u64,
+    /// DICOM over TLS (PS3.15 Annex B) beside the plain ports, when either TLS port is set.
+    pub tls: Option<TlsSettings>,
     /// The hospital PACS (one or more) every stored object is forwarded to (`PACS_FORWARD`).
     pub forward_to: Vec<crate::forward::Destination>,
+}
+
+/// DICOM TLS listeners and their credentials (`MWL_TLS_PORT`, `PACS_TLS_PORT`,
+/// `DICOM_TLS_CERT_FILE`, `DICOM_TLS_KEY_FILE`, `DICOM_TLS_CLIENT_CA_FILE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// The worklist/MPPS AE over TLS (0 picks a free port, as for the plain ones).
+    pub mwl_port: Option<u16>,
+    /// The storage AE over TLS.
+    pub pacs_port: Option<u16>,
+    /// PEM: the server's certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM: its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// PEM: when set, a client must present a certificate issued by one of these CAs.
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// Why the environment does not make a configuration.
@@ -147,6 +170,7 @@ impl Config {
             disk_min_free_percent: 5.0,
             storage_min_free_mib: 256,
             forward_to: Vec::new(),
+            tls: None,
         }
     }
 
@@ -225,6 +249,30 @@ impl Config {
                     config.forward_to.push(destination);
                 }
             }
+        }
+        let mwl_tls: Option<u16> = get("MWL_TLS_PORT")
+            .map(|v| parse("MWL_TLS_PORT", &v))
+            .transpose()?;
+        let pacs_tls: Option<u16> = get("PACS_TLS_PORT")
+            .map(|v| parse("PACS_TLS_PORT", &v))
+            .transpose()?;
+        if mwl_tls.is_some() || pacs_tls.is_some() {
+            let required = |name: &'static str| {
+                get(name).map(PathBuf::from).ok_or_else(|| {
+                    invalid(
+                        name,
+                        "",
+                        "must name a PEM file when MWL_TLS_PORT or PACS_TLS_PORT is set",
+                    )
+                })
+            };
+            config.tls = Some(TlsSettings {
+                mwl_port: mwl_tls,
+                pacs_port: pacs_tls,
+                cert_file: required("DICOM_TLS_CERT_FILE")?,
+                key_file: required("DICOM_TLS_KEY_FILE")?,
+                client_ca_file: get("DICOM_TLS_CLIENT_CA_FILE").map(PathBuf::from),
+            });
         }
         if let Some(v) = get("DISK_MIN_FREE_MIB") {
             config.disk_min_free_mib = parse("DISK_MIN_FREE_MIB", &v)?;
@@ -358,6 +406,25 @@ mod tests {
         let aets = c.allowed_calling_aets.unwrap();
         assert!(aets.contains("HOLOGIC1") && aets.contains("GE2") && aets.len() == 2);
         assert_eq!(c.allowed_source_addresses.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn tls_ports_need_a_certificate_and_key() {
+        assert_eq!(from(&[]).unwrap().tls, None);
+        let e = from(&[("PACS_TLS_PORT", "2762")]).unwrap_err();
+        assert!(e.to_string().starts_with("DICOM_TLS_CERT_FILE"), "{e}");
+        let e = from(&[("PACS_TLS_PORT", "2762"), ("DICOM_TLS_CERT_FILE", "/c.pem")]).unwrap_err();
+        assert!(e.to_string().starts_with("DICOM_TLS_KEY_FILE"), "{e}");
+        let c = from(&[
+            ("MWL_TLS_PORT", "2761"),
+            ("DICOM_TLS_CERT_FILE", "/c.pem"),
+            ("DICOM_TLS_KEY_FILE", "/k.pem"),
+        ])
+        .unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!((tls.mwl_port, tls.pacs_port), (Some(2761), None));
+        assert_eq!(tls.client_ca_file, None);
+        assert!(from(&[("MWL_TLS_PORT", "tls")]).is_err());
     }
 
     #[test]

@@ -24,4 +24,5 @@ pub mod service;
 pub mod services;
 pub mod storage;
 pub mod thumbnail;
+pub mod tls;
 pub mod worklist;

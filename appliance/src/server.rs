@@ -19,6 +19,7 @@ use crate::admission::{self, Admission, Pending};
 use crate::cloud::outbox::Doorbell;
 use crate::config::Config;
 use crate::db::{Database, DbError};
+use crate::dimse::association::Link;
 use crate::dimse::Association;
 use crate::forward::{self, Forwarder};
 use crate::mpps::SetPolicy;
@@ -67,6 +68,8 @@ pub enum ServerError {
     Db(#[from] DbError),
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// The gateway's DICOM side, opened but not yet listening.
@@ -160,17 +163,48 @@ impl Gateway {
             config.pacs_aet.clone(),
             watcher.clone(),
         );
+        let mut listeners = vec![
+            (mwl, Role::Worklist, "worklist listener", None),
+            (pacs, Role::Storage, "storage listener", None),
+        ];
+        let (mut mwl_tls_addr, mut pacs_tls_addr) = (None, None);
+        if let Some(settings) = &config.tls {
+            let server_config = crate::tls::server_config(settings)?;
+            for (port, role, name, ae, addr) in [
+                (
+                    settings.mwl_port,
+                    Role::Worklist,
+                    "worklist TLS listener",
+                    &config.mwl_aet,
+                    &mut mwl_tls_addr,
+                ),
+                (
+                    settings.pacs_port,
+                    Role::Storage,
+                    "storage TLS listener",
+                    &config.pacs_aet,
+                    &mut pacs_tls_addr,
+                ),
+            ] {
+                let Some(port) = port else { continue };
+                let wanted = SocketAddr::new(config.bind, port);
+                let listener = bind(wanted).await?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|e| ServerError::Bind(wanted, e))?;
+                tracing::info!(addr = %bound, %ae, client_certificates = settings.client_ca_file.is_some(), "{name} (DICOM TLS)");
+                *addr = Some(bound);
+                listeners.push((listener, role, name, Some(server_config.clone())));
+            }
+        }
         let liveness = Liveness::default();
         let admission = Admission::new(&config);
         let mut tasks = JoinSet::new();
-        for (listener, role, name) in [
-            (mwl, Role::Worklist, "worklist listener"),
-            (pacs, Role::Storage, "storage listener"),
-        ] {
+        for (listener, role, name, tls) in listeners {
             let alive = liveness.register(name);
             let accepting = accept_loop(
                 listener,
-                role,
+                Transport { role, tls },
                 config.clone(),
                 admission.clone(),
                 self.services.clone(),
@@ -184,6 +218,8 @@ impl Gateway {
         Ok(Running {
             mwl_addr,
             pacs_addr,
+            mwl_tls_addr,
+            pacs_tls_addr,
             shutdown,
             tasks,
             db: self.services.db.clone(),
@@ -209,6 +245,9 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
 pub struct Running {
     pub mwl_addr: SocketAddr,
     pub pacs_addr: SocketAddr,
+    /// The DICOM TLS listeners, when configured.
+    pub mwl_tls_addr: Option<SocketAddr>,
+    pub pacs_tls_addr: Option<SocketAddr>,
     pub db: Arc<Database>,
     /// Rung by the services when they queue events; the cloud link's courier listens.
     pub doorbell: Doorbell,
@@ -238,9 +277,16 @@ impl Running {
     }
 }
 
+/// What a listener serves, and whether over TLS.
+#[derive(Clone)]
+struct Transport {
+    role: Role,
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
 async fn accept_loop(
     listener: TcpListener,
-    role: Role,
+    transport: Transport,
     config: Arc<Config>,
     admission: Arc<Admission>,
     services: Services,
@@ -273,7 +319,7 @@ async fn accept_loop(
         associations.spawn(associate(
             socket,
             peer,
-            role,
+            transport.clone(),
             config.clone(),
             admission.clone(),
             pending,
@@ -322,7 +368,7 @@ impl AccessControl for GatewayAccess {
 async fn associate(
     mut socket: TcpStream,
     peer: SocketAddr,
-    role: Role,
+    Transport { role, tls }: Transport,
     config: Arc<Config>,
     admission: Arc<Admission>,
     pending: Pending,
@@ -346,7 +392,9 @@ async fn associate(
             let request =
                 admission::read_request(&mut socket, config.max_pdu, config.artim_timeout).await;
             admission.log_refusal(peer, why, request.as_deref());
-            if request.is_some() {
+            // Over TLS the request is not readable before the handshake: the connection is
+            // closed instead of rejected.
+            if request.is_some() && tls.is_none() {
                 admission::reject(&mut socket, config.artim_timeout).await;
             }
             return;
@@ -382,7 +430,18 @@ async fn associate(
         options = options.with_transfer_syntax(*ts);
     }
     // ARTIM covers the whole request: a peer that starts one and stalls is let go as soon.
-    let establishing = tokio::time::timeout(config.artim_timeout, options.establish_async(socket));
+    let over_tls = tls.is_some();
+    let establish = async {
+        match tls {
+            None => options.establish_async(socket).await.map(Link::Plain),
+            Some(tls) => options
+                .tls_config(tls)
+                .establish_tls_async(socket)
+                .await
+                .map(Link::Tls),
+        }
+    };
+    let establishing = tokio::time::timeout(config.artim_timeout, establish);
     let established = match establishing.await {
         Err(_) => return admission.log_refusal(peer, admission::Refusal::Artim, None),
         Ok(Ok(a)) => a,
@@ -399,6 +458,6 @@ async fn associate(
     };
     let assoc = Association::new(established, peer);
     tracing::info!(%peer, calling_ae = %assoc.calling_ae, called_ae = %assoc.called_ae,
-        contexts = assoc.contexts().len(), "association established");
+        contexts = assoc.contexts().len(), tls = over_tls, "association established");
     services.serve(role, assoc).await;
 }

@@ -2,13 +2,14 @@
 //!
 //! dicom-ul reads and writes whole PDUs; the [`Assembler`] turns the presentation data values
 //! (PDVs) inside them into messages and [`message_pdus`] the other way round. This module adds
-//! the socket: reading PDUs, answering A-RELEASE, and peeking for C-CANCEL.
+//! the socket: reading PDUs, answering A-RELEASE, and peeking for C-CANCEL, over plain TCP or
+//! DICOM TLS (PS3.15 Annex B) alike.
 
 use std::collections::VecDeque;
 use std::io::Write;
 use std::net::SocketAddr;
 
-use dicom_ul::association::server::AsyncServerAssociation;
+use dicom_ul::association::server::{AsyncServerAssociation, AsyncTlsStream};
 use dicom_ul::pdu::{PDataValueType, Pdu};
 use thiserror::Error;
 use tokio::net::TcpStream;
@@ -41,9 +42,54 @@ pub enum Received<F> {
     Aborted,
 }
 
+/// The upper-layer association over its transport.
+// One per association, held for its whole life: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Link {
+    Plain(AsyncServerAssociation<TcpStream>),
+    Tls(AsyncServerAssociation<AsyncTlsStream>),
+}
+
+/// Calls the same method on either kind of link (dicom-ul's association is generic over the
+/// stream; ours is one type so the services need not be).
+macro_rules! on_link {
+    ($link:expr, $a:ident => $body:expr) => {
+        match $link {
+            Link::Plain($a) => $body,
+            Link::Tls($a) => $body,
+        }
+    };
+}
+
+impl Link {
+    async fn receive(&mut self) -> Result<Pdu, dicom_ul::association::Error> {
+        on_link!(self, a => a.receive().await)
+    }
+
+    async fn send(&mut self, pdu: &Pdu) -> Result<(), dicom_ul::association::Error> {
+        on_link!(self, a => a.send(pdu).await)
+    }
+
+    fn requestor_max_pdu_length(&self) -> u32 {
+        on_link!(self, a => a.requestor_max_pdu_length())
+    }
+
+    /// The TCP socket under the link (for socket options).
+    fn tcp(&mut self) -> &TcpStream {
+        match self {
+            Link::Plain(a) => a.inner_stream(),
+            Link::Tls(a) => a.inner_stream().get_ref().0,
+        }
+    }
+
+    async fn abort(self) {
+        let _ = on_link!(self, a => a.abort().await);
+    }
+}
+
 /// An established association with message-level reading and writing.
 pub struct Association {
-    inner: AsyncServerAssociation<TcpStream>,
+    inner: Link,
     contexts: Vec<Context>,
     /// PDUs read while looking for a C-CANCEL, to be processed next.
     backlog: VecDeque<Pdu>,
@@ -53,13 +99,13 @@ pub struct Association {
 }
 
 impl Association {
-    pub fn new(mut inner: AsyncServerAssociation<TcpStream>, peer: SocketAddr) -> Association {
-        let contexts = Context::accepted(inner.presentation_contexts());
+    pub fn new(mut inner: Link, peer: SocketAddr) -> Association {
+        let contexts = on_link!(&inner, a => Context::accepted(a.presentation_contexts()));
         #[allow(deprecated)]
-        let calling_ae = inner.client_ae_title().trim().to_string();
-        let called_ae = inner.called_ae_title().trim().to_string();
+        let calling_ae = on_link!(&inner, a => a.client_ae_title().trim().to_string());
+        let called_ae = on_link!(&inner, a => a.called_ae_title().trim().to_string());
         // Belt and braces: the listener already set it on the socket.
-        let _ = inner.inner_stream().set_nodelay(true);
+        let _ = inner.tcp().set_nodelay(true);
         Association {
             inner,
             contexts,
@@ -83,7 +129,7 @@ impl Association {
                 // made every N-CREATE/N-SET wait ~40 ms for it. Linux resets quick-ACK mode by
                 // itself, hence before every read.
                 #[cfg(target_os = "linux")]
-                let _ = rustix::net::sockopt::set_tcp_quickack(self.inner.inner_stream(), true);
+                let _ = rustix::net::sockopt::set_tcp_quickack(self.inner.tcp(), true);
                 Ok(self.inner.receive().await?)
             }
         }
@@ -171,6 +217,6 @@ impl Association {
 
     /// Ends the association with an A-ABORT (protocol errors, shutdown).
     pub async fn abort(self) {
-        let _ = self.inner.abort().await;
+        self.inner.abort().await;
     }
 }
