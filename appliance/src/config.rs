@@ -17,6 +17,8 @@ pub const SETTINGS: &[&str] = &[
     "PACS_PORT",
     "GATEWAY_BIND",
     "PACS_FORWARD",
+    "RETENTION_DAYS",
+    "RETENTION_DELETE_FORWARDED",
     "MWL_TLS_PORT",
     "PACS_TLS_PORT",
     "DICOM_TLS_CERT_FILE",
@@ -113,6 +115,9 @@ pub struct Config {
     pub disk_min_free_percent: f64,
     /// Free space below which C-STORE is refused with A700 (`STORAGE_MIN_FREE_MIB`; 0: never).
     pub storage_min_free_mib: u64,
+    /// Days a stored object is kept once it is safe at every PACS (`RETENTION_DAYS`); `None`
+    /// keeps everything. Acts only with `RETENTION_DELETE_FORWARDED` ([`crate::storage::retention`]).
+    pub retention_days: Option<u32>,
     /// DICOM over TLS (PS3.15 Annex B) beside the plain ports, when either TLS port is set.
     pub tls: Option<TlsSettings>,
     /// The hospital PACS (one or more) every stored object is forwarded to (`PACS_FORWARD`).
@@ -171,6 +176,7 @@ impl Config {
             storage_min_free_mib: 256,
             forward_to: Vec::new(),
             tls: None,
+            retention_days: None,
         }
     }
 
@@ -249,6 +255,29 @@ impl Config {
                     config.forward_to.push(destination);
                 }
             }
+        }
+        if let Some(v) = get("RETENTION_DAYS") {
+            let days = at_least_one("RETENTION_DAYS", &v)?;
+            let allowed = get("RETENTION_DELETE_FORWARDED")
+                .map(|b| boolean("RETENTION_DELETE_FORWARDED", &b))
+                .transpose()?
+                .unwrap_or(false);
+            if !allowed {
+                return Err(invalid(
+                    "RETENTION_DAYS",
+                    &v,
+                    "deletes objects the PACS answered success for, without Storage Commitment; \
+                     set RETENTION_DELETE_FORWARDED=true to allow that",
+                ));
+            }
+            if config.forward_to.is_empty() {
+                return Err(invalid(
+                    "RETENTION_DAYS",
+                    &v,
+                    "needs PACS_FORWARD: without a PACS the objects exist nowhere else",
+                ));
+            }
+            config.retention_days = Some(u32::try_from(days).unwrap_or(u32::MAX));
         }
         let mwl_tls: Option<u16> = get("MWL_TLS_PORT")
             .map(|v| parse("MWL_TLS_PORT", &v))
@@ -406,6 +435,33 @@ mod tests {
         let aets = c.allowed_calling_aets.unwrap();
         assert!(aets.contains("HOLOGIC1") && aets.contains("GE2") && aets.len() == 2);
         assert_eq!(c.allowed_source_addresses.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn retention_needs_a_pacs_and_an_explicit_yes() {
+        let pacs = ("PACS_FORWARD", "PACS@10.0.0.5:104");
+        let yes = ("RETENTION_DELETE_FORWARDED", "true");
+        assert_eq!(from(&[]).unwrap().retention_days, None);
+        assert_eq!(
+            from(&[pacs, yes, ("RETENTION_DAYS", "30")])
+                .unwrap()
+                .retention_days,
+            Some(30)
+        );
+        for (pairs, needle) in [
+            (
+                vec![pacs, ("RETENTION_DAYS", "30")],
+                "RETENTION_DELETE_FORWARDED=true",
+            ),
+            (vec![yes, ("RETENTION_DAYS", "30")], "needs PACS_FORWARD"),
+            (vec![pacs, yes, ("RETENTION_DAYS", "0")], "at least 1"),
+        ] {
+            let e = from(&pairs).unwrap_err();
+            assert!(
+                e.to_string().starts_with("RETENTION_DAYS") && e.to_string().contains(needle),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::mpps::SetPolicy;
 use crate::service::systemd::Liveness;
 use crate::services::{Role, Services};
 use crate::storage::sop_classes::STORAGE_SOP_CLASSES;
-use crate::storage::{FileStore, Reindexing, Storage};
+use crate::storage::{retention, FileStore, Reindexing, Storage};
 use crate::thumbnail;
 
 /// Uncompressed transfer syntaxes, for the worklist and MPPS AE.
@@ -163,6 +163,18 @@ impl Gateway {
             config.pacs_aet.clone(),
             watcher.clone(),
         );
+        if let Some(days) = config.retention_days {
+            let policy = retention::Policy {
+                keep: time::Duration::days(i64::from(days)),
+                destinations: config.forward_to.clone(),
+            };
+            tokio::spawn(sweep_periodically(
+                self.services.db.clone(),
+                config.state_dir.clone(),
+                policy,
+                watcher.clone(),
+            ));
+        }
         let mut listeners = vec![
             (mwl, Role::Worklist, "worklist listener", None),
             (pacs, Role::Storage, "storage listener", None),
@@ -228,6 +240,44 @@ impl Gateway {
             reindexing: Some(self.reindexing),
             liveness,
         })
+    }
+}
+
+/// Runs the retention sweep a minute after start-up, then hourly, off the async threads.
+async fn sweep_periodically(
+    db: Arc<Database>,
+    state_dir: std::path::PathBuf,
+    policy: retention::Policy,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut wait = Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+        wait = Duration::from_secs(3600);
+        let (db, dir, policy) = (db.clone(), state_dir.clone(), policy.clone());
+        let result = tokio::task::spawn_blocking(move || {
+            retention::sweep(
+                &db,
+                &dir.join("storage"),
+                &dir.join("thumbnails"),
+                &policy,
+                time::OffsetDateTime::now_utc(),
+            )
+        })
+        .await;
+        match result {
+            Ok(Ok(swept)) => tracing::info!(
+                deleted = swept.deleted,
+                freed_mib = swept.bytes_freed >> 20,
+                kept_not_archived = swept.kept_not_archived,
+                "retention: objects past RETENTION_DAYS and forwarded to every PACS deleted"
+            ),
+            Ok(Err(e)) => tracing::error!("retention: {e}"),
+            Err(e) => tracing::error!("retention: {e}"),
+        }
     }
 }
 

@@ -209,3 +209,80 @@ fn an_object_the_pacs_does_not_accept_is_failed_with_the_reason_and_the_rest_go_
     let stats = queue::stats(gw.db(), &destination(port)).unwrap();
     assert_eq!((stats.forwarded, stats.failed), (1, 1));
 }
+
+/// Retention with the time given, not waited for: only objects past RETENTION_DAYS and
+/// forwarded to the PACS go, with their thumbnails and index rows; one the PACS refused stays.
+#[test]
+fn retention_deletes_only_old_objects_the_pacs_took() {
+    use appliance::storage::retention::{self, Policy};
+    let pacs_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let log = pacs_dir.path().join("storescp.log");
+    let received = pacs_dir.path().join("received");
+    std::fs::create_dir_all(&received).unwrap();
+    // Uncompressed only: the JPEG-LS object is refused and must be kept.
+    let _pacs = hospital_pacs(port, &received, &log, false);
+    let gw = TestGateway::start_with(|c| c.forward_to = vec![destination(port)]);
+    let ct = sample("CT_small.dcm");
+    let jpeg = sample("JPEG-LL.dcm");
+    storescu(&gw, "-xe", &ct);
+    storescu(&gw, "-xs", &jpeg);
+    wait_for("forwarding and thumbnails done", || {
+        queue::stats(gw.db(), &destination(port)).unwrap().queued == 0
+            && appliance::thumbnail::pending_jobs(gw.db())
+                .unwrap()
+                .is_empty()
+    });
+    let policy = Policy {
+        keep: time::Duration::days(30),
+        destinations: vec![destination(port)],
+    };
+    let storage = gw.storage_dir();
+    let thumbnails = gw.state.path().join("thumbnails");
+    let sweep = |now| retention::sweep(gw.db(), &storage, &thumbnails, &policy, now).unwrap();
+
+    // Not old enough yet: nothing goes.
+    let today = sweep(time::OffsetDateTime::now_utc());
+    assert_eq!((today.deleted, today.kept_not_archived), (0, 0));
+    assert_eq!(gw.stored_files().len(), 2);
+
+    let later = sweep(time::OffsetDateTime::now_utc() + time::Duration::days(31));
+    assert_eq!(
+        (later.deleted, later.kept_not_archived),
+        (1, 1),
+        "{later:?}"
+    );
+    assert!(later.bytes_freed > 0);
+    let index = |file: &Path| {
+        appliance::storage::index::get_instance(gw.db(), &sop_instance_uid(file)).unwrap()
+    };
+    assert!(index(&ct).is_none(), "the forwarded object left the index");
+    assert!(index(&jpeg).is_some(), "the refused object is kept");
+    let left = gw.stored_files();
+    assert_eq!(left.len(), 1);
+    assert_eq!(sop_instance_uid(&left[0]), sop_instance_uid(&jpeg));
+    let thumbs: Vec<_> = std::fs::read_dir(&thumbnails)
+        .map(|_| {
+            let mut all = Vec::new();
+            let mut dirs = vec![thumbnails.clone()];
+            while let Some(d) = dirs.pop() {
+                for e in std::fs::read_dir(d).unwrap().flatten() {
+                    if e.path().is_dir() {
+                        dirs.push(e.path());
+                    } else {
+                        all.push(e.path());
+                    }
+                }
+            }
+            all
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        thumbs.len(),
+        1,
+        "the deleted object's thumbnail went with it: {thumbs:?}"
+    );
+    // A second sweep finds nothing more to do.
+    let again = sweep(time::OffsetDateTime::now_utc() + time::Duration::days(31));
+    assert_eq!((again.deleted, again.kept_not_archived), (0, 1));
+}

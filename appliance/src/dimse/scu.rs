@@ -29,6 +29,10 @@ pub enum ScuError {
     },
     #[error("{0} was not accepted by the peer")]
     NoContext(String),
+    #[error(
+        "{called} at {address} accepted none of the proposed SOP classes and transfer syntaxes"
+    )]
+    NothingAccepted { called: String, address: String },
     #[error("association failed: {0}")]
     Association(String),
     #[error("the peer aborted the association")]
@@ -120,14 +124,23 @@ impl Scu {
             options = options
                 .with_presentation_context(abstract_syntax.clone(), transfer_syntaxes.clone());
         }
-        let mut assoc = options
-            .establish_async(address.to_string())
-            .await
-            .map_err(|e| ScuError::Associate {
-                called: called.into(),
-                address: address.into(),
-                reason: e.to_string(),
-            })?;
+        let mut assoc =
+            options
+                .establish_async(address.to_string())
+                .await
+                .map_err(|e| match e {
+                    dicom_ul::association::Error::NoAcceptedPresentationContexts { .. } => {
+                        ScuError::NothingAccepted {
+                            called: called.into(),
+                            address: address.into(),
+                        }
+                    }
+                    e => ScuError::Associate {
+                        called: called.into(),
+                        address: address.into(),
+                        reason: e.to_string(),
+                    },
+                })?;
         // dicom-ul leaves Nagle on; small DIMSE messages would each wait ~40 ms for an ACK.
         let _ = assoc.inner_stream().set_nodelay(true);
         Ok(Scu {

@@ -193,14 +193,38 @@ impl Sender {
                 .iter()
                 .map(|(class, syntax)| (class.clone(), vec![syntax.clone()]))
                 .collect();
-            let scu = Scu::connect_with(
+            let connected = Scu::connect_with(
                 &self.destination.address(),
                 &self.calling_ae,
                 &self.destination.ae_title,
                 &proposals,
             )
-            .await
-            .map_err(|e| RoundError::Retry(e.to_string()))?;
+            .await;
+            let scu = match connected {
+                Ok(scu) => scu,
+                // Nothing in this batch is acceptable to the PACS as it is: each is failed
+                // with the reason, so the queue moves on.
+                Err(ScuError::NothingAccepted { .. }) => {
+                    for (sequence, entry) in batch {
+                        let reason = not_accepted(entry);
+                        tracing::warn!(destination = %self.destination,
+                            sop_instance_uid = %entry.sop_instance_uid, "not forwarded, given up: {reason}");
+                        let outcome = Outcome::Failed {
+                            at_ms: now_ms(),
+                            reason,
+                        };
+                        queue::finish(
+                            &self.db,
+                            &self.destination,
+                            *sequence,
+                            &entry.sop_instance_uid,
+                            &outcome,
+                        )?;
+                    }
+                    return Ok(());
+                }
+                Err(e) => return Err(RoundError::Retry(e.to_string())),
+            };
             *open = Some(Open {
                 scu,
                 proposed: needed,
@@ -246,10 +270,7 @@ impl Sender {
         let at_ms = now_ms();
         let failed = |reason: String| Sent::Done(Outcome::Failed { at_ms, reason });
         if !scu.accepts(&entry.sop_class_uid, &entry.transfer_syntax) {
-            return failed(format!(
-                "the PACS did not accept SOP class {} in transfer syntax {} (the object is sent as stored, never transcoded)",
-                entry.sop_class_uid, entry.transfer_syntax
-            ));
+            return failed(not_accepted(entry));
         }
         let path = self.storage_root.join(&entry.file_path);
         let file = match tokio::task::spawn_blocking(move || open_data_set(&path)).await {
@@ -289,6 +310,13 @@ impl Sender {
             Err(e) => Sent::Retry(e.to_string()),
         }
     }
+}
+
+fn not_accepted(entry: &Queued) -> String {
+    format!(
+        "the PACS did not accept SOP class {} in transfer syntax {} (objects are sent as stored, never transcoded)",
+        entry.sop_class_uid, entry.transfer_syntax
+    )
 }
 
 enum RoundError {
