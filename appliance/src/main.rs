@@ -94,36 +94,40 @@ struct EmulateModality {
 #[allow(clippy::large_enum_variant)]
 enum WorklistCommand {
     /// Add a SCHEDULED item.
-    Add {
-        #[arg(long)]
-        accession: String,
-        /// The NHS number, used as Patient ID.
-        #[arg(long)]
-        nhs_number: String,
-        /// DICOM person name, FAMILY^GIVEN.
-        #[arg(long)]
-        name: String,
-        /// YYYYMMDD.
-        #[arg(long)]
-        birth_date: String,
-        #[arg(long, default_value = "F")]
-        sex: String,
-        /// Scheduled date, YYYYMMDD.
-        #[arg(long)]
-        date: String,
-        /// Scheduled time, HHMMSS.
-        #[arg(long)]
-        time: String,
-        #[arg(long, default_value = "MG")]
-        modality: String,
-        #[arg(long, default_value = "Breast screening")]
-        description: String,
-        /// Only offer the item to this modality AE title.
-        #[arg(long)]
-        station_ae: Option<String>,
-    },
+    Add(AddItem),
     /// Print every item as one JSON object per line.
     List,
+}
+
+/// A worklist item as `gateway worklist add` takes it.
+#[derive(clap::Args)]
+struct AddItem {
+    #[arg(long)]
+    accession: String,
+    /// The NHS number, used as Patient ID.
+    #[arg(long)]
+    nhs_number: String,
+    /// DICOM person name, FAMILY^GIVEN.
+    #[arg(long)]
+    name: String,
+    /// YYYYMMDD.
+    #[arg(long)]
+    birth_date: String,
+    #[arg(long, default_value = "F")]
+    sex: String,
+    /// Scheduled date, YYYYMMDD.
+    #[arg(long)]
+    date: String,
+    /// Scheduled time, HHMMSS.
+    #[arg(long)]
+    time: String,
+    #[arg(long, default_value = "MG")]
+    modality: String,
+    #[arg(long, default_value = "Breast screening")]
+    description: String,
+    /// Only offer the item to this modality AE title.
+    #[arg(long)]
+    station_ae: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -231,10 +235,19 @@ fn emulate_modality(args: EmulateModality) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the state database itself, so the service must be stopped.
+/// `add` goes through the running service's control socket when there is one (a clinic working
+/// offline adds participants at the gateway without stopping it); otherwise, and for `list`,
+/// it opens the state database itself, so the service must be stopped.
 fn worklist(command: WorklistCommand) -> anyhow::Result<()> {
     envfile::load_into_env(&envfile::path());
     let config = Config::from_env()?;
+    let command = match command {
+        WorklistCommand::Add(add) => match add_through_the_service(&config, add)? {
+            None => return Ok(()),
+            Some(add) => WorklistCommand::Add(add),
+        },
+        other => other,
+    };
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("creating {}", config.state_dir.display()))?;
     let path = appliance::db::path_in(&config.state_dir);
@@ -245,32 +258,8 @@ fn worklist(command: WorklistCommand) -> anyhow::Result<()> {
         )
     })?;
     match command {
-        WorklistCommand::Add {
-            accession,
-            nhs_number,
-            name,
-            birth_date,
-            sex,
-            date,
-            time,
-            modality,
-            description,
-            station_ae,
-        } => {
-            let item = WorklistItem {
-                accession_number: accession,
-                participant: Participant {
-                    nhs_number,
-                    name,
-                    birth_date,
-                    sex,
-                },
-                scheduled: Scheduled { date, time },
-                procedure: Procedure {
-                    modality,
-                    study_description: description,
-                },
-            };
+        WorklistCommand::Add(add) => {
+            let (item, station_ae) = item_of(add);
             let entry = WorklistEntry::new(item, None, station_ae)?;
             db.write(|txn| worklist::insert(txn, &entry))?;
             println!("{}", serde_json::to_string(&entry)?);
@@ -282,4 +271,57 @@ fn worklist(command: WorklistCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Hands an `add` to the running service; gives the command back when no service answers.
+fn add_through_the_service(config: &Config, add: AddItem) -> anyhow::Result<Option<AddItem>> {
+    let path = control_socket::socket_path(&config.state_dir);
+    if std::os::unix::net::UnixStream::connect(&path).is_err() {
+        return Ok(Some(add));
+    }
+    let (item, station_ae) = item_of(add);
+    let runtime = tokio::runtime::Runtime::new()?;
+    let added = runtime
+        .block_on(control_socket::add_worklist_item(&path, item, station_ae))
+        .with_context(|| format!("asking the running gateway on {}", path.display()))?;
+    match added {
+        control_socket::Added::Added(entry) => {
+            println!("{}", serde_json::to_string(&entry)?);
+            Ok(None)
+        }
+        control_socket::Added::Refused(why) => {
+            anyhow::bail!("the running gateway refused the item: {why}")
+        }
+    }
+}
+
+/// The item an `add` describes, and its station.
+fn item_of(add: AddItem) -> (WorklistItem, Option<String>) {
+    let AddItem {
+        accession,
+        nhs_number,
+        name,
+        birth_date,
+        sex,
+        date,
+        time,
+        modality,
+        description,
+        station_ae,
+    } = add;
+    let item = WorklistItem {
+        accession_number: accession,
+        participant: Participant {
+            nhs_number,
+            name,
+            birth_date,
+            sex,
+        },
+        scheduled: Scheduled { date, time },
+        procedure: Procedure {
+            modality,
+            study_description: description,
+        },
+    };
+    (item, station_ae)
 }

@@ -129,6 +129,44 @@ fn worklist_add_then_serve_then_sigterm() {
         assert!(report.contains(line), "missing {line:?} in\n{report}");
     }
 
+    // While it runs, `worklist add` goes through the service (a clinic working offline adds a
+    // participant without stopping it), with the same checks: the C-FIND offers it at once.
+    let add = |accession: &str| {
+        gateway(state.path())
+            .args(["worklist", "add", "--accession", accession])
+            .args(["--nhs-number", "9434765870", "--name", "Jones^Ann"])
+            .args([
+                "--birth-date",
+                "19650303",
+                "--date",
+                "20261122",
+                "--time",
+                "101500",
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = add("ACCCLI02");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"accession_number\":\"ACCCLI02\""));
+    let out = add("ACCCLI02");
+    assert!(!out.status.success(), "a duplicate was added");
+    assert!(text(&out).contains("refused"), "{}", text(&out));
+    let out = dcmtk("findscu")
+        .args(["-W", "-aec", "CLI_MWL", "-k", "AccessionNumber=ACCCLI02"])
+        .args(["127.0.0.1", &mwl])
+        .output()
+        .unwrap();
+    assert!(text(&out).contains("ACCCLI02"), "{}", text(&out));
+    let socket = state.path().join("gateway.sock");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket).unwrap().permissions());
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the control socket is the service user's alone"
+    );
+
     // While it runs, redb is locked: the CLI says so instead of corrupting anything.
     let out = gateway(state.path())
         .args(["worklist", "list"])
@@ -153,6 +191,7 @@ fn worklist_add_then_serve_then_sigterm() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("ACCCLI01"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ACCCLI02"));
     let out = gateway(state.path()).arg("status").output().unwrap();
     assert_eq!(out.status.code(), Some(3), "not running: {}", text(&out));
     assert!(text(&out).contains("not running"), "{}", text(&out));

@@ -1,18 +1,52 @@
 //! The control socket: `gateway status` (and `gateway doctor`) talk to the running service
 //! through a Unix socket in the state directory. redb lets only one process open the database,
-//! so the service itself answers, with the same report the cloud's `health` action gets.
+//! so the service itself answers, with the same report the cloud's `health` action gets, and
+//! adds the worklist items a local operator enters while the cloud is unreachable
+//! (`gateway worklist add`). The socket is the service user's alone (mode 0600): root and the
+//! service may use it, nobody else.
+//!
+//! One request per connection: a JSON line, then the client closes its writing half; the reply
+//! is one JSON document. A connection that sends nothing gets the status report.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use shared::wire::action::HealthReport;
+use serde::{Deserialize, Serialize};
+use shared::wire::action::{HealthReport, WorklistItem};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
 use super::health::{self, HealthProbe};
 use crate::db::Database;
+use crate::worklist::{self, WorklistEntry};
+
+/// The largest request read, and how long a client may take to send it.
+const MAX_REQUEST: u64 = 64 * 1024;
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What a client asks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+// One per connection: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Request {
+    Status,
+    /// A SCHEDULED item entered at the gateway, not by the cloud (no action id).
+    WorklistAdd {
+        item: WorklistItem,
+        station_ae: Option<String>,
+    },
+}
+
+/// The answer to `WorklistAdd`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Added {
+    Added(Box<WorklistEntry>),
+    Refused(String),
+}
 
 /// The socket's path in a state directory.
 pub fn socket_path(state_dir: &Path) -> PathBuf {
@@ -30,7 +64,11 @@ pub async fn serve(
     // A socket left by a killed process would make bind fail.
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
-    tracing::info!("status socket at {}", path.display());
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    tracing::info!("control socket at {}", path.display());
     loop {
         let (mut stream, _) = tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => break,
@@ -42,8 +80,20 @@ pub async fn serve(
                 }
             },
         };
-        let report = health::report(&db, &probe, started).await;
-        let text = serde_json::to_string(&report).expect("reports serialise");
+        let text = match read_request(&mut stream).await {
+            Ok(Request::Status) => {
+                let report = health::report(&db, &probe, started).await;
+                serde_json::to_string(&report).expect("reports serialise")
+            }
+            Ok(Request::WorklistAdd { item, station_ae }) => {
+                let added = add_item(&db, item, station_ae).await;
+                serde_json::to_string(&added).expect("replies serialise")
+            }
+            Err(why) => {
+                tracing::warn!("control socket: refused a request: {why}");
+                serde_json::to_string(&Added::Refused(why)).expect("replies serialise")
+            }
+        };
         let _ = stream.write_all(text.as_bytes()).await;
         let _ = stream.shutdown().await;
     }
@@ -51,12 +101,75 @@ pub async fn serve(
     Ok(())
 }
 
-/// Asks the running service for its report.
-pub async fn query(path: &Path) -> std::io::Result<HealthReport> {
+async fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
+    let mut bytes = Vec::new();
+    let read = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        (&mut *stream).take(MAX_REQUEST + 1).read_to_end(&mut bytes),
+    )
+    .await;
+    match read {
+        Err(_) => return Err(format!("no request within {} s", REQUEST_TIMEOUT.as_secs())),
+        Ok(Err(e)) => return Err(format!("reading the request: {e}")),
+        Ok(Ok(_)) if bytes.len() as u64 > MAX_REQUEST => {
+            return Err(format!("a request over {MAX_REQUEST} bytes"))
+        }
+        Ok(Ok(_)) => {}
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Request::Status);
+    }
+    serde_json::from_slice(&bytes).map_err(|e| format!("not a request: {e}"))
+}
+
+/// The same checks and insert as `gateway worklist add` on a stopped service.
+async fn add_item(db: &Arc<Database>, item: WorklistItem, station_ae: Option<String>) -> Added {
+    let entry = match WorklistEntry::new(item, None, station_ae) {
+        Ok(entry) => entry,
+        Err(e) => return Added::Refused(e.to_string()),
+    };
+    let db = db.clone();
+    let written = entry.clone();
+    let result =
+        tokio::task::spawn_blocking(move || db.write(|txn| worklist::insert(txn, &written))).await;
+    match result {
+        Ok(Ok(())) => {
+            tracing::info!(accession = %entry.accession_number, "worklist item added at the gateway (control socket)");
+            Added::Added(Box::new(entry))
+        }
+        Ok(Err(e)) => Added::Refused(e.to_string()),
+        Err(e) => Added::Refused(e.to_string()),
+    }
+}
+
+/// Sends one request and reads the reply.
+async fn ask(path: &Path, request: &Request) -> std::io::Result<String> {
     let mut stream = UnixStream::connect(path).await?;
+    let line = serde_json::to_string(request).expect("requests serialise");
+    stream.write_all(line.as_bytes()).await?;
+    stream.shutdown().await?;
     let mut text = String::new();
     stream.read_to_string(&mut text).await?;
-    serde_json::from_str(&text).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    Ok(text)
+}
+
+fn invalid(e: serde_json::Error) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+}
+
+/// Asks the running service for its report.
+pub async fn query(path: &Path) -> std::io::Result<HealthReport> {
+    serde_json::from_str(&ask(path, &Request::Status).await?).map_err(invalid)
+}
+
+/// Asks the running service to add a worklist item.
+pub async fn add_worklist_item(
+    path: &Path,
+    item: WorklistItem,
+    station_ae: Option<String>,
+) -> std::io::Result<Added> {
+    let request = Request::WorklistAdd { item, station_ae };
+    serde_json::from_str(&ask(path, &request).await?).map_err(invalid)
 }
 
 /// The report as lines for a terminal: the verdict, then one line per check.
@@ -80,4 +193,36 @@ pub fn render(report: &HealthReport) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn requests_are_bounded_and_parsed_or_refused() {
+        let big = vec![b' '; MAX_REQUEST as usize + 10];
+        let cases: [(&[u8], Result<Request, &str>); 4] = [
+            (b"", Ok(Request::Status)),
+            (br#"{"command":"status"}"#, Ok(Request::Status)),
+            (b"GET / HTTP/1.1", Err("not a request")),
+            (&big, Err("over 65536 bytes")),
+        ];
+        for (bytes, expected) in cases {
+            let (mut client, mut server) = UnixStream::pair().unwrap();
+            let bytes = bytes.to_vec();
+            let writer = tokio::spawn(async move {
+                let _ = client.write_all(&bytes).await;
+                let _ = client.shutdown().await;
+                client
+            });
+            let got = read_request(&mut server).await;
+            drop(writer.await);
+            match (got, expected) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want),
+                (Err(why), Err(needle)) => assert!(why.contains(needle), "{why}"),
+                (got, want) => panic!("got {got:?}, expected {want:?}"),
+            }
+        }
+    }
 }
