@@ -94,6 +94,13 @@ impl Gateway {
                 thumbnails: dir.join("thumbnails"),
                 source_system: config.name.clone(),
             },
+            thumbnail::Renderer {
+                program: config.thumbnail_renderer.clone(),
+                limits: thumbnail::Limits {
+                    memory_mib: config.thumbnail_memory_mib,
+                    timeout: config.thumbnail_timeout,
+                },
+            },
             doorbell.clone(),
             config.thumbnail_workers,
         )?;
@@ -101,7 +108,7 @@ impl Gateway {
         // event like any stored one.
         let pool = thumbnails.clone();
         let reindexing = storage.reindex_in_background(thumbnail::enqueue_job, move |record| {
-            pool.submit(thumbnail::Job { record })
+            pool.submit(thumbnail::Job::new(record))
         });
         let name = config.name.as_str().into();
         let mpps_set_policy = if config.mpps_set_from_any_ae {
@@ -121,6 +128,11 @@ impl Gateway {
                 mpps_set_policy,
             },
         })
+    }
+
+    /// The thumbnail workers' state, for the health check.
+    pub fn thumbnail_monitor(&self) -> thumbnail::Monitor {
+        self.services.thumbnails.monitor()
     }
 
     pub fn database(&self) -> Arc<Database> {
@@ -202,6 +214,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// The thumbnail workers' state, for the health check.
+    pub fn thumbnail_monitor(&self) -> thumbnail::Monitor {
+        self.thumbnails.monitor()
+    }
+
     /// Stops accepting, gives open associations `grace` to finish, then aborts them.
     pub async fn shutdown(mut self, grace: Duration) {
         let _ = self.shutdown.send(true);

@@ -61,6 +61,7 @@ impl Service {
             state_dir: state_dir.clone(),
             limits,
             listener: None,
+            thumbnails: dicom.thumbnail_monitor(),
         };
         let cloud = cloud.map(|settings| {
             CloudLink::start(

@@ -115,9 +115,7 @@ pub async fn handle(
                             persist_ms = started.elapsed().as_millis() as u64,
                             "stored"
                         );
-                        services
-                            .thumbnails
-                            .submit(thumbnail::Job { record: *record });
+                        services.thumbnails.submit(thumbnail::Job::new(*record));
                     }
                     Ok(Stored::Duplicate) => tracing::info!(
                         sop_instance_uid = %announced.sop_instance_uid,
