@@ -8,8 +8,9 @@
 //! its own limits — address space (`RLIMIT_AS`), CPU seconds (`RLIMIT_CPU`), no core dumps —
 //! then opens and renders the object and writes one JSON [`Reply`] on stdout: the JPEG and the
 //! attributes the image event carries, or the renderer's typed refusal. Its stderr is the
-//! gateway's (the journal), so a crash message lands beside the parent's log line. The parent
-//! kills a child that outlives [`Limits::timeout`].
+//! gateway's (the journal), so a crash message lands beside the parent's log line; its
+//! environment is empty (no keys while it decodes a peer's bytes). The parent kills a child
+//! that outlives [`Limits::timeout`], and the child dies with the parent (`PR_SET_PDEATHSIG`).
 
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -83,7 +84,14 @@ impl Renderer {
     /// Renders `object` in a child and waits for it (at most [`Limits::timeout`]).
     pub fn render(&self, object: &Path) -> Outcome {
         let limits = &self.limits;
-        let spawned = Command::new(&self.program)
+        let mut command = Command::new(&self.program);
+        // The child needs none of the gateway's settings, and should not hold its keys while
+        // it decodes a peer's bytes.
+        command.env_clear();
+        if let Some(fault) = std::env::var_os(TEST_FAULT_VAR) {
+            command.env(TEST_FAULT_VAR, fault);
+        }
+        let spawned = command
             .arg(SUBCOMMAND)
             .arg("--memory-mib")
             .arg(limits.memory_mib.to_string())
@@ -211,6 +219,9 @@ pub fn run_child(memory_mib: u64, cpu_secs: u64, object: &Path) -> i32 {
         eprintln!("gateway render-thumbnail: {e}");
         return EXIT_NO_LIMITS;
     }
+    // A gateway killed meanwhile takes its render child with it, rather than leaving it to
+    // spin until its CPU limit. Best effort: the limits above are what bound the child.
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
     let reply = match dicom_object::open_file(object) {
         Err(e) => Reply::NoThumbnail {
             reason: ThumbnailError::Open(e.to_string()).to_string(),
