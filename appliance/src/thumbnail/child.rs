@@ -4,15 +4,17 @@
 //! from the exit status.
 //!
 //! The parent runs `PROGRAM render-thumbnail --memory-mib M --cpu-secs S FILE` (PROGRAM is the
-//! gateway binary itself, [`crate::config::Config::thumbnail_renderer`]). The child first lowers
-//! its own limits — address space (`RLIMIT_AS`), CPU seconds (`RLIMIT_CPU`), no core dumps —
-//! then opens and renders the object and writes one JSON [`Reply`] on stdout: the JPEG and the
-//! attributes the image event carries, or the renderer's typed refusal. Its stderr is the
+//! gateway binary itself, [`crate::config::Config::thumbnail_renderer`]). Its limits — address
+//! space (`RLIMIT_AS`), CPU seconds (`RLIMIT_CPU`), no core dumps — are set between fork and
+//! exec, and again by the child itself; it then opens and renders the object and writes one
+//! JSON [`Reply`] on stdout: the JPEG and the attributes the image event carries, or the
+//! renderer's typed refusal. Its stderr is the
 //! gateway's (the journal), so a crash message lands beside the parent's log line; its
 //! environment is empty (no keys while it decodes a peer's bytes). The parent kills a child
 //! that outlives [`Limits::timeout`], and the child dies with the parent (`PR_SET_PDEATHSIG`).
 
 use std::io::{Read as _, Write as _};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -90,6 +92,19 @@ impl Renderer {
         command.env_clear();
         if let Some(fault) = std::env::var_os(TEST_FAULT_VAR) {
             command.env(TEST_FAULT_VAR, fault);
+        }
+        let (memory_mib, cpu_secs) = (limits.memory_mib, limits.timeout.as_secs().max(1));
+        // The limits are set between fork and exec too, not only by the child itself: the
+        // static build's allocator (mimalloc) reserves a 1 GiB arena at its first allocation,
+        // before `main`, and a limit set after that would not bind it. With the limit already
+        // in place the reservation fails and mimalloc maps what it needs piece by piece.
+        // SAFETY: the closure only makes raw prlimit64 system calls (no allocation, no locks),
+        // which is what may run in a forked child.
+        unsafe {
+            command.pre_exec(move || {
+                lower_limits_raw(memory_mib, cpu_secs)
+                    .map_err(|e| std::io::Error::from_raw_os_error(e.raw_os_error()))
+            });
         }
         let spawned = command
             .arg(SUBCOMMAND)
@@ -256,27 +271,50 @@ pub fn run_child(memory_mib: u64, cpu_secs: u64, object: &Path) -> i32 {
     0
 }
 
-/// Address space, CPU time, and no core file (a core of a decoder fed patient data would
-/// leave pixel data in the crash directory).
+/// The limits, in words when one cannot be set.
 fn lower_limits(memory_mib: u64, cpu_secs: u64) -> Result<(), String> {
-    use rustix::process::{setrlimit, Resource, Rlimit};
-    let memory = memory_mib.saturating_mul(1 << 20);
-    for (resource, name, current, maximum) in [
-        (Resource::Core, "RLIMIT_CORE", 0, 0),
-        (Resource::As, "RLIMIT_AS", memory, memory),
-        // SIGXCPU at the soft limit, SIGKILL a second later.
-        (Resource::Cpu, "RLIMIT_CPU", cpu_secs, cpu_secs + 1),
-    ] {
-        setrlimit(
-            resource,
-            Rlimit {
-                current: Some(current),
-                maximum: Some(maximum),
-            },
-        )
-        .map_err(|e| format!("cannot set {name} to {current}: {e}"))?;
+    for (resource, name, current, maximum) in limit_table(memory_mib, cpu_secs) {
+        set_limit(resource, current, maximum)
+            .map_err(|e| format!("cannot set {name} to {current}: {e}"))?;
     }
     Ok(())
+}
+
+/// The limits without formatting, for between fork and exec.
+fn lower_limits_raw(memory_mib: u64, cpu_secs: u64) -> Result<(), rustix::io::Errno> {
+    for (resource, _, current, maximum) in limit_table(memory_mib, cpu_secs) {
+        set_limit(resource, current, maximum)?;
+    }
+    Ok(())
+}
+
+/// Address space, CPU time (SIGXCPU at the soft limit, SIGKILL a second later), and no core
+/// file (a core of a decoder fed patient data would leave pixel data in the crash directory).
+fn limit_table(
+    memory_mib: u64,
+    cpu_secs: u64,
+) -> [(rustix::process::Resource, &'static str, u64, u64); 3] {
+    use rustix::process::Resource;
+    let memory = memory_mib.saturating_mul(1 << 20);
+    [
+        (Resource::Core, "RLIMIT_CORE", 0, 0),
+        (Resource::As, "RLIMIT_AS", memory, memory),
+        (Resource::Cpu, "RLIMIT_CPU", cpu_secs, cpu_secs + 1),
+    ]
+}
+
+fn set_limit(
+    resource: rustix::process::Resource,
+    current: u64,
+    maximum: u64,
+) -> Result<(), rustix::io::Errno> {
+    rustix::process::setrlimit(
+        resource,
+        rustix::process::Rlimit {
+            current: Some(current),
+            maximum: Some(maximum),
+        },
+    )
 }
 
 /// See [`TEST_FAULT_VAR`].
