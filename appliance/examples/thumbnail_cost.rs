@@ -18,6 +18,12 @@ use appliance::thumbnail::{Limits, Renderer};
 use dicom_dictionary_std::uids;
 use dicom_object::meta::FileMetaTableBuilder;
 
+// The same allocator as the shipped static binary (src/main.rs), so the in-process column is
+// what the worker did before and not musl's slower malloc.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn median(mut times: Vec<Duration>) -> f64 {
     times.sort();
     times[times.len() / 2].as_secs_f64() * 1000.0

@@ -101,6 +101,7 @@ fn a_renderer_that_aborts_costs_one_job_which_is_quarantined_and_not_retried_aft
         .lines()
         .find(|l| l.contains("thumbnail_jobs"))
         .unwrap_or_else(|| panic!("no thumbnail line:\n{status}"));
+    eprintln!("gateway status: {line}");
     assert!(
         line.trim_start().starts_with("ok"),
         "one poison object is within bounds: {line}"
