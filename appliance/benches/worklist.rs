@@ -388,6 +388,8 @@ fn main() {
     config.bind = "127.0.0.1".parse().unwrap();
     config.mwl_port = 0;
     config.pacs_port = 0;
+    // In a test binary, /proc/self/exe is the test: render with the gateway binary.
+    config.thumbnail_renderer = env!("CARGO_BIN_EXE_gateway").into();
     let our_aet = config.mwl_aet.clone();
     let running = server
         .block_on(async { Gateway::open(config)?.start().await })

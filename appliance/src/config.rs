@@ -33,6 +33,8 @@ pub const SETTINGS: &[&str] = &[
     "DICOM_ARTIM_TIMEOUT_SECS",
     "MPPS_SET_FROM_ANY_AE",
     "THUMBNAIL_WORKERS",
+    "THUMBNAIL_MEMORY_MIB",
+    "THUMBNAIL_TIMEOUT_SECS",
     "DISK_MIN_FREE_MIB",
     "DISK_MIN_FREE_PERCENT",
     "STORAGE_MIN_FREE_MIB",
@@ -109,6 +111,16 @@ pub struct Config {
     /// Threads making thumbnails (`THUMBNAIL_WORKERS`); few, so that decoding never starves
     /// the DICOM receive path of CPU.
     pub thumbnail_workers: usize,
+    /// Address space one thumbnail render child may map (`THUMBNAIL_MEMORY_MIB`): a decoder fed
+    /// hostile data fails there, alone, instead of taking the unit to its `MemoryMax`.
+    pub thumbnail_memory_mib: u64,
+    /// Wall-clock (and CPU-second) limit of one render child (`THUMBNAIL_TIMEOUT_SECS`); the
+    /// parent kills it after this.
+    pub thumbnail_timeout: Duration,
+    /// The program run as `PROGRAM render-thumbnail` for each thumbnail: the gateway binary
+    /// itself (`/proc/self/exe`, the running version even after an upgrade replaced the file).
+    /// Tests that run the service inside a test binary point it at the built `gateway`.
+    pub thumbnail_renderer: PathBuf,
     /// Free space under the state directory below which `health` and `gateway doctor` say the
     /// gateway is unhealthy: MiB (`DISK_MIN_FREE_MIB`) and per cent (`DISK_MIN_FREE_PERCENT`).
     pub disk_min_free_mib: u64,
@@ -171,6 +183,9 @@ impl Config {
             mpps_set_from_any_ae: false,
             name: "gateway".into(),
             thumbnail_workers: 1,
+            thumbnail_memory_mib: 1024,
+            thumbnail_timeout: Duration::from_secs(60),
+            thumbnail_renderer: PathBuf::from("/proc/self/exe"),
             disk_min_free_mib: 1024,
             disk_min_free_percent: 5.0,
             storage_min_free_mib: 256,
@@ -302,6 +317,17 @@ impl Config {
                 key_file: required("DICOM_TLS_KEY_FILE")?,
                 client_ca_file: get("DICOM_TLS_CLIENT_CA_FILE").map(PathBuf::from),
             });
+        }
+        if let Some(v) = get("THUMBNAIL_MEMORY_MIB") {
+            let mib: u64 = parse("THUMBNAIL_MEMORY_MIB", &v)?;
+            if mib < 64 {
+                return Err(invalid("THUMBNAIL_MEMORY_MIB", &v, "must be at least 64"));
+            }
+            config.thumbnail_memory_mib = mib;
+        }
+        if let Some(v) = get("THUMBNAIL_TIMEOUT_SECS") {
+            let secs = at_least_one("THUMBNAIL_TIMEOUT_SECS", &v)?;
+            config.thumbnail_timeout = Duration::from_secs(secs as u64);
         }
         if let Some(v) = get("DISK_MIN_FREE_MIB") {
             config.disk_min_free_mib = parse("DISK_MIN_FREE_MIB", &v)?;
@@ -527,6 +553,7 @@ mod tests {
         assert!(from(&[("MWL_PORT", "4000"), ("PACS_PORT", "4000")]).is_err());
         for name in [
             "THUMBNAIL_WORKERS",
+            "THUMBNAIL_TIMEOUT_SECS",
             "DICOM_MAX_ASSOCIATIONS",
             "DICOM_MAX_ASSOCIATIONS_PER_SOURCE",
             "DICOM_ARTIM_TIMEOUT_SECS",

@@ -58,6 +58,20 @@ enum Command {
     /// process at a time). The cloud app creates items through the relay instead.
     #[command(subcommand)]
     Worklist(WorklistCommand),
+    /// Internal: render one stored object's thumbnail under resource limits and write it as
+    /// JSON on stdout. `gateway serve` runs it as a child process per thumbnail, so a decoder
+    /// crash costs that thumbnail, never the service.
+    #[command(hide = true)]
+    RenderThumbnail {
+        /// Address space limit (RLIMIT_AS), MiB.
+        #[arg(long)]
+        memory_mib: u64,
+        /// CPU time limit (RLIMIT_CPU), seconds.
+        #[arg(long)]
+        cpu_secs: u64,
+        /// The stored object.
+        file: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -141,6 +155,13 @@ fn main() -> anyhow::Result<()> {
         } => doctor(env_file, ip_drop_in),
         Command::EmulateModality(args) => emulate_modality(args),
         Command::Worklist(command) => worklist(command),
+        Command::RenderThumbnail {
+            memory_mib,
+            cpu_secs,
+            file,
+        } => std::process::exit(appliance::thumbnail::child::run_child(
+            memory_mib, cpu_secs, &file,
+        )),
     }
 }
 

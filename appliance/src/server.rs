@@ -99,6 +99,13 @@ impl Gateway {
                 thumbnails: dir.join("thumbnails"),
                 source_system: config.name.clone(),
             },
+            thumbnail::Renderer {
+                program: config.thumbnail_renderer.clone(),
+                limits: thumbnail::Limits {
+                    memory_mib: config.thumbnail_memory_mib,
+                    timeout: config.thumbnail_timeout,
+                },
+            },
             doorbell.clone(),
             config.thumbnail_workers,
         )?;
@@ -115,7 +122,7 @@ impl Gateway {
             },
             move |record| {
                 ring.ring();
-                pool.submit(thumbnail::Job { record })
+                pool.submit(thumbnail::Job::new(record))
             },
         );
         let name = config.name.as_str().into();
@@ -137,6 +144,11 @@ impl Gateway {
                 forwarder,
             },
         })
+    }
+
+    /// The thumbnail workers' state, for the health check.
+    pub fn thumbnail_monitor(&self) -> thumbnail::Monitor {
+        self.services.thumbnails.monitor()
     }
 
     pub fn database(&self) -> Arc<Database> {
@@ -310,6 +322,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// The thumbnail workers' state, for the health check.
+    pub fn thumbnail_monitor(&self) -> thumbnail::Monitor {
+        self.thumbnails.monitor()
+    }
+
     /// Stops accepting, gives open associations `grace` to finish, then aborts them.
     pub async fn shutdown(mut self, grace: Duration) {
         let _ = self.shutdown.send(true);

@@ -114,6 +114,8 @@ fn start_up_with_100000_indexed_objects() {
     config.bind = "127.0.0.1".parse().unwrap();
     config.mwl_port = 0;
     config.pacs_port = 0;
+    // In a test binary, /proc/self/exe is the test: render with the gateway binary.
+    config.thumbnail_renderer = env!("CARGO_BIN_EXE_gateway").into();
     let started = Instant::now();
     let running = runtime
         .block_on(async { Gateway::open(config)?.start().await })

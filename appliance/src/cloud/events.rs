@@ -6,6 +6,7 @@
 use dicom_dictionary_std::tags;
 use dicom_object::DefaultDicomObject;
 use redb::WriteTransaction;
+use serde::{Deserialize, Serialize};
 use shared::wire::event::{
     Dose, Event, EventBody, ImageReceived, ImageSummary, ImageValidationFailed,
     MppsStatus as WireStatus, MppsStatusUpdate, PatientSummary, SeriesSummary, StudySummary,
@@ -55,15 +56,16 @@ pub fn mpps_changed(
     Ok(())
 }
 
-/// Queues `study.image_received` for a stored instance, with its thumbnail inlined (`None` when
-/// none could be made) and the worklist item's details where the object lacks them. Events of
-/// one accession (or, without one, one study) are delivered in order.
+/// Queues `study.image_received` for a stored instance, with its thumbnail inlined (or, when
+/// none could be made, `thumbnail: null` and why in `thumbnail_error`) and the worklist item's
+/// details where the object lacks them. Events of one accession (or, without one, one study)
+/// are delivered in order.
 pub fn image_received(
     txn: &WriteTransaction,
     source_system: &str,
     record: &InstanceRecord,
     extra: &ImageExtra,
-    thumbnail: Option<Thumbnail>,
+    thumbnail: Result<Thumbnail, String>,
 ) -> Result<(), DbError> {
     let item = match &record.data_set.accession_number {
         Some(accession) => worklist::get_in(txn, accession)?,
@@ -122,8 +124,8 @@ pub fn image_refused(
 }
 
 /// Attributes the image event carries that the index does not keep, read from the object
-/// when its thumbnail is made.
-#[derive(Debug, Clone, Default)]
+/// when its thumbnail is made (in the render child, which sends them back with the JPEG).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ImageExtra {
     instance_number: Option<i64>,
     series_number: Option<i64>,
@@ -157,8 +159,12 @@ fn image_event(
     record: &InstanceRecord,
     extra: &ImageExtra,
     item: Option<&worklist::WorklistEntry>,
-    thumbnail: Option<Thumbnail>,
+    thumbnail: Result<Thumbnail, String>,
 ) -> Event {
+    let (thumbnail, thumbnail_error) = match thumbnail {
+        Ok(thumbnail) => (Some(thumbnail), None),
+        Err(why) => (None, Some(why)),
+    };
     let received_at = OffsetDateTime::parse(&record.received_at, &Rfc3339)
         .unwrap_or_else(|_| OffsetDateTime::now_utc());
     let participant = PatientSummary {
@@ -225,6 +231,7 @@ fn image_event(
                 },
                 received_at,
                 thumbnail,
+                thumbnail_error,
             },
         })),
     )

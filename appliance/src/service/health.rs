@@ -11,6 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{json, Map, Value};
 use shared::relay::ListenerStatus;
 use shared::wire::action::{HealthCheck, HealthReport};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use crate::cloud::outbox;
@@ -24,6 +26,11 @@ pub struct HealthLimits {
     pub min_free_percent: f64,
     /// An undelivered event older than this means the cloud is not hearing from us.
     pub max_event_age: Duration,
+    /// An image waiting longer than this for its thumbnail means the workers are stuck.
+    pub max_thumbnail_wait: Duration,
+    /// More quarantined thumbnail jobs than this is a pattern (a codec failing for every
+    /// image of a modality), not one poison object.
+    pub max_quarantined: usize,
 }
 
 impl Default for HealthLimits {
@@ -32,6 +39,8 @@ impl Default for HealthLimits {
             min_free_bytes: 1 << 30,
             min_free_percent: 5.0,
             max_event_age: Duration::from_secs(600),
+            max_thumbnail_wait: Duration::from_secs(600),
+            max_quarantined: 5,
         }
     }
 }
@@ -58,6 +67,8 @@ pub struct HealthProbe {
     pub forward_to: Vec<crate::forward::Destination>,
     /// The actions listener's state (connected, last traffic…).
     pub listener: Option<watch::Receiver<ListenerStatus>>,
+    /// The thumbnail workers.
+    pub thumbnails: thumbnail::Monitor,
 }
 
 /// Runs every check. `started` is when the service started (reported as its uptime).
@@ -69,11 +80,19 @@ pub async fn report(db: &Arc<Database>, probe: &HealthProbe, started: Instant) -
     checks.insert("disk".into(), disk_check(&probe.state_dir, &probe.limits));
     let task_db = db.clone();
     let limits = probe.limits.clone();
+    let workers = probe.thumbnails.status();
     let (database, queue, thumbnails) = tokio::task::spawn_blocking(move || {
         (
             database_check(&task_db),
             queue_check(&task_db, &limits),
-            thumbnail_check(&task_db),
+            match thumbnail::all_jobs(&task_db) {
+                Ok(jobs) => thumbnail_check(&workers, &jobs, OffsetDateTime::now_utc(), &limits),
+                Err(e) => check(
+                    false,
+                    format!("cannot read the thumbnail jobs: {e}"),
+                    Map::new(),
+                ),
+            },
         )
     })
     .await
@@ -151,23 +170,110 @@ fn forward_check(
     }
 }
 
-fn thumbnail_check(db: &Database) -> HealthCheck {
-    match thumbnail::pending_jobs(db) {
-        Ok(jobs) => {
-            let mut metrics = Map::new();
-            metrics.insert("pending".into(), json!(jobs.len()));
-            check(
-                true,
-                format!("{} image(s) waiting for a thumbnail", jobs.len()),
-                metrics,
-            )
-        }
-        Err(e) => check(
-            false,
-            format!("cannot read the thumbnail jobs: {e}"),
-            Map::new(),
-        ),
+/// How many quarantined jobs the detail names one by one.
+const QUARANTINED_NAMED: usize = 3;
+
+/// The workers run, no image waits too long, and quarantined jobs are few; every quarantined
+/// job is listed in the metrics, the first few in the detail.
+fn thumbnail_check(
+    workers: &thumbnail::WorkerStatus,
+    jobs: &[thumbnail::Job],
+    now: OffsetDateTime,
+    limits: &HealthLimits,
+) -> HealthCheck {
+    let (quarantined, pending): (Vec<_>, Vec<_>) =
+        jobs.iter().partition(|j| j.quarantined.is_some());
+    let oldest_wait = pending
+        .iter()
+        .filter_map(|j| OffsetDateTime::parse(&j.record.received_at, &Rfc3339).ok())
+        .map(|at| (now - at).whole_seconds().max(0) as u64)
+        .max();
+    let mut problems = Vec::new();
+    if workers.running < workers.configured {
+        problems.push(format!(
+            "only {} of {} worker(s) running{}",
+            workers.running,
+            workers.configured,
+            match &workers.last_death {
+                Some(why) => format!(" (last died: {why})"),
+                None => String::new(),
+            }
+        ));
     }
+    if let Some(wait) = oldest_wait.filter(|w| *w > limits.max_thumbnail_wait.as_secs()) {
+        problems.push(format!(
+            "the oldest image has waited {wait} s (more than {} s): the workers are stuck",
+            limits.max_thumbnail_wait.as_secs()
+        ));
+    }
+    if quarantined.len() > limits.max_quarantined {
+        problems.push(format!(
+            "{} jobs quarantined (more than {}): the renderer fails on many images",
+            quarantined.len(),
+            limits.max_quarantined
+        ));
+    }
+    let mut detail = format!(
+        "{}/{} worker(s) running, {} image(s) waiting for a thumbnail{}",
+        workers.running,
+        workers.configured,
+        pending.len(),
+        match oldest_wait {
+            Some(wait) => format!(" (oldest {wait} s)"),
+            None => String::new(),
+        }
+    );
+    if workers.respawns > 0 {
+        detail.push_str(&format!(", {} worker restart(s)", workers.respawns));
+    }
+    if !quarantined.is_empty() {
+        let named: Vec<String> = quarantined
+            .iter()
+            .take(QUARANTINED_NAMED)
+            .map(|j| {
+                let q = j.quarantined.as_ref().expect("partitioned on it");
+                format!("{} since {}: {}", j.record.sop_instance_uid, q.at, q.reason)
+            })
+            .collect();
+        detail.push_str(&format!(
+            "; {} quarantined (stored, reported without a thumbnail): {}{}",
+            quarantined.len(),
+            named.join("; "),
+            if quarantined.len() > QUARANTINED_NAMED {
+                format!("; and {} more", quarantined.len() - QUARANTINED_NAMED)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    if !problems.is_empty() {
+        detail = format!("{}; {detail}", problems.join("; "));
+    }
+    let mut metrics = Map::new();
+    metrics.insert("pending".into(), json!(pending.len()));
+    metrics.insert("oldest_wait_seconds".into(), json!(oldest_wait));
+    metrics.insert("workers_configured".into(), json!(workers.configured));
+    metrics.insert("workers_running".into(), json!(workers.running));
+    metrics.insert("worker_restarts".into(), json!(workers.respawns));
+    metrics.insert(
+        "quarantined".into(),
+        Value::Array(
+            quarantined
+                .iter()
+                .map(|j| {
+                    let q = j.quarantined.as_ref().expect("partitioned on it");
+                    json!({
+                        "sop_instance_uid": j.record.sop_instance_uid,
+                        "file_path": j.record.file_path,
+                        "attempts": j.attempts,
+                        "at": q.at,
+                        "reason": q.reason,
+                    })
+                })
+                .collect(),
+        ),
+    );
+    check(problems.is_empty(), detail, metrics)
 }
 
 async fn port_check(port: u16) -> HealthCheck {
@@ -301,5 +407,67 @@ fn check(ok: bool, detail: String, metrics: Map<String, Value>) -> HealthCheck {
         ok,
         detail,
         metrics,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::thumbnail::jobs::{tests::job, Quarantine};
+    use crate::thumbnail::WorkerStatus;
+
+    fn workers(configured: usize, running: usize) -> WorkerStatus {
+        WorkerStatus {
+            configured,
+            running,
+            respawns: 0,
+            last_death: None,
+        }
+    }
+
+    /// A job for an image received `age` seconds before `now`, quarantined or not.
+    fn waiting(uid: &str, age: i64, quarantined: bool, now: OffsetDateTime) -> thumbnail::Job {
+        let mut j = job(1, false);
+        j.record.sop_instance_uid = uid.into();
+        j.record.received_at = (now - time::Duration::seconds(age))
+            .format(&Rfc3339)
+            .unwrap();
+        j.quarantined = quarantined.then(|| Quarantine {
+            reason: "the thumbnail renderer failed 3 times".into(),
+            at: "2026-12-01T10:00:00Z".into(),
+        });
+        j
+    }
+
+    #[test]
+    fn the_thumbnail_check_fails_on_dead_workers_stuck_jobs_and_many_quarantined() {
+        let now = OffsetDateTime::now_utc();
+        let limits = HealthLimits::default(); // 600 s, 5 quarantined
+        let q = |n: usize| -> Vec<thumbnail::Job> {
+            (0..n)
+                .map(|i| waiting(&format!("1.9.{i}"), 5, true, now))
+                .collect()
+        };
+        #[rustfmt::skip]
+        let cases: Vec<(&str, WorkerStatus, Vec<thumbnail::Job>, bool, &str)> = vec![
+            ("idle", workers(1, 1), vec![], true, "1/1 worker(s) running, 0 image(s) waiting"),
+            ("busy", workers(2, 2), vec![waiting("1.1", 30, false, now)], true, "1 image(s) waiting for a thumbnail (oldest 30 s)"),
+            ("dead worker", workers(2, 1), vec![], false, "only 1 of 2 worker(s) running"),
+            ("stuck", workers(1, 1), vec![waiting("1.1", 601, false, now)], false, "the oldest image has waited 601 s"),
+            ("one poison object", workers(1, 1), q(1), true, "1 quarantined (stored, reported without a thumbnail): 1.9.0 since"),
+            ("at the bound", workers(1, 1), q(5), true, "and 2 more"),
+            ("beyond the bound", workers(1, 1), q(6), false, "6 jobs quarantined (more than 5)"),
+        ];
+        for (name, status, jobs, ok, says) in cases {
+            let got = thumbnail_check(&status, &jobs, now, &limits);
+            assert_eq!(got.ok, ok, "{name}: {}", got.detail);
+            assert!(got.detail.contains(says), "{name}: {}", got.detail);
+            let listed = got.metrics["quarantined"].as_array().unwrap().len();
+            assert_eq!(
+                listed,
+                jobs.iter().filter(|j| j.quarantined.is_some()).count(),
+                "{name}"
+            );
+        }
     }
 }

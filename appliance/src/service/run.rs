@@ -63,6 +63,7 @@ impl Service {
             limits,
             forward_to,
             listener: None,
+            thumbnails: dicom.thumbnail_monitor(),
         };
         let cloud = cloud.map(|settings| {
             CloudLink::start(

@@ -118,9 +118,7 @@ pub async fn handle(
                             "stored"
                         );
                         services.forwarder.ring();
-                        services
-                            .thumbnails
-                            .submit(thumbnail::Job { record: *record });
+                        services.thumbnails.submit(thumbnail::Job::new(*record));
                     }
                     Ok(Stored::Duplicate) => tracing::info!(
                         sop_instance_uid = %announced.sop_instance_uid,

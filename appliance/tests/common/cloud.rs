@@ -84,7 +84,9 @@ impl Relay {
     }
 
     /// As [`Relay::serve`], with other cloud settings (NHS-compatible mode, say).
-    pub async fn serve_with(&self, config: Config, settings: CloudSettings) -> Service {
+    pub async fn serve_with(&self, mut config: Config, settings: CloudSettings) -> Service {
+        // In a test binary, /proc/self/exe is the test: render with the gateway binary.
+        config.thumbnail_renderer = env!("CARGO_BIN_EXE_gateway").into();
         let service = Service::start(config, Some(settings))
             .await
             .expect("gateway starts");

@@ -207,6 +207,41 @@ impl HostileGateway {
         peak
     }
 
+    /// Every event the cloud stub has received.
+    pub fn events(&self) -> Vec<shared::wire::event::Event> {
+        self.cloud.events()
+    }
+
+    /// Stores `path` with dcmtk's `storescu` and asserts it was accepted.
+    pub fn store(&self, path: &Path) {
+        let out = dcmtk("storescu")
+            .args(["-aet", "MODALITY1", "-aec", PACS_AET, "127.0.0.1"])
+            .arg(self.pacs_port.to_string())
+            .arg(path)
+            .output()
+            .expect("storescu runs");
+        assert!(
+            out.status.success() && !super::text(&out).contains("E: "),
+            "storescu of {} failed: {}\n{}",
+            path.display(),
+            super::text(&out),
+            self.log()
+        );
+    }
+
+    /// `gateway status` against this gateway: its output and exit code.
+    pub fn status(&self) -> (String, Option<i32>) {
+        let out = Process::new(env!("CARGO_BIN_EXE_gateway"))
+            .arg("status")
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("GATEWAY_STATE_DIR", self.state.path().join("state"))
+            .env("GATEWAY_ENV_FILE", "/nonexistent/gateway.env")
+            .output()
+            .expect("gateway status runs");
+        (super::text(&out), out.status.code())
+    }
+
     pub fn runtime(&self) -> &tokio::runtime::Runtime {
         &self.runtime
     }

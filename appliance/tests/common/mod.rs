@@ -27,6 +27,8 @@ pub fn loopback_config(state_dir: &Path) -> Config {
     config.pacs_port = 0;
     config.mwl_aet = MWL_AET.into();
     config.pacs_aet = PACS_AET.into();
+    // In a test binary, /proc/self/exe is the test: render with the gateway binary.
+    config.thumbnail_renderer = env!("CARGO_BIN_EXE_gateway").into();
     config
 }
 
@@ -64,6 +66,8 @@ impl TestGateway {
         config.bind = "127.0.0.1".parse().unwrap();
         config.mwl_port = 0;
         config.pacs_port = 0;
+        // In a test binary, /proc/self/exe is the test: render with the gateway binary.
+        config.thumbnail_renderer = env!("CARGO_BIN_EXE_gateway").into();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

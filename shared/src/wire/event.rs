@@ -137,8 +137,13 @@ pub struct ImageSummary {
     pub dose: Dose,
     #[serde(with = "super::rfc3339")]
     pub received_at: OffsetDateTime,
-    /// Absent when the transfer syntax could not be decoded; the image is still stored.
+    /// `null` when no thumbnail could be made (an undecodable transfer syntax, a renderer that
+    /// kept crashing on this object); the image is still stored.
     pub thumbnail: Option<Thumbnail>,
+    /// Why `thumbnail` is `null`, in words. Absent (not `null`) when there is a thumbnail, so
+    /// the event reads as before to a receiver that knows only the NHS fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail_error: Option<String>,
 }
 
 /// Exposure and dose attributes a screening service audits; each absent when the modality omits it.
@@ -347,6 +352,28 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn thumbnail_error_is_absent_unless_there_is_one_and_optional_when_read() {
+        let summary: ImageSummary = serde_json::from_value(json!({
+            "sop_instance_uid": "1.2.3", "sop_class_uid": "1.2.840.10008.5.1.4.1.1.1.2",
+            "instance_number": null, "rows": null, "columns": null,
+            "transfer_syntax_uid": "1.2.840.10008.1.2.1", "view": null, "laterality": null,
+            "dose": {}, "received_at": "2026-11-22T10:00:00Z", "thumbnail": null
+        }))
+        .expect("an image summary without thumbnail_error reads");
+        assert_eq!(summary.thumbnail_error, None);
+        let value = serde_json::to_value(&summary).unwrap();
+        assert!(value.get("thumbnail_error").is_none(), "{value}");
+        assert_eq!(value["thumbnail"], Value::Null);
+        let failed = ImageSummary {
+            thumbnail_error: Some("the renderer crashed 3 times".into()),
+            ..summary
+        };
+        let value = serde_json::to_value(&failed).unwrap();
+        assert_eq!(value["thumbnail_error"], "the renderer crashed 3 times");
+        assert_eq!(value["thumbnail"], Value::Null);
     }
 
     #[test]

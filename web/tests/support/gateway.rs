@@ -228,6 +228,7 @@ pub fn image(
                     height: 80,
                     data: THUMBNAIL_JPEG.into(),
                 }),
+                thumbnail_error: None,
             },
         })),
     )
