@@ -269,11 +269,16 @@ async fn apply_image(
     )
     .await?;
     let image = &event.image;
+    // Kept only if it is a JPEG, the one type the thumbnail route serves.
     let thumbnail = image.thumbnail.as_ref().and_then(|t| {
-        base64::engine::general_purpose::STANDARD
-            .decode(&t.data)
-            .ok()
-            .map(|bytes| (bytes, t.format.clone()))
+        let bytes = base64::engine::general_purpose::STANDARD.decode(&t.data).ok();
+        match bytes {
+            Some(bytes) if super::http::is_jpeg(&bytes) => Some((bytes, "jpeg".to_string())),
+            _ => {
+                tracing::warn!(gateway = %gateway.name, sop = %image.sop_instance_uid, format = %t.format, "thumbnail dropped: not a JPEG");
+                None
+            }
+        }
     });
     let new = NewImage {
         appointment_id: placement.map(|p| p.appointment_id),
@@ -281,6 +286,10 @@ async fn apply_image(
         study_instance_uid: event.study.study_instance_uid.clone(),
         accession_number: event.study.accession_number.clone(),
         study_description: event.study.description.clone(),
+        study_date: event.study.date.clone(),
+        patient_id: Some(event.participant.patient_id.clone()),
+        patient_name: Some(event.participant.name.clone()),
+        patient_birth_date: event.participant.birth_date.clone(),
         series_instance_uid: event.series.series_instance_uid.clone(),
         series_number: event.series.number,
         modality: event.series.modality.clone(),
