@@ -120,3 +120,76 @@ async fn clinician_sees_status_and_thumbnails_live_and_other_provider_gets_404()
     script.finish().await;
     running.stop().await;
 }
+
+/// Delivery state on the clinic page, live: retrying during an outage (next attempt and reason),
+/// refused by the gateway (its message), re-sent by the clinician, delivered; the appointment page
+/// shows it in an inset box "– Awaiting images" (e2e/delivery.mjs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clinician_sees_delivery_retrying_refused_and_resends() {
+    use std::sync::Arc;
+    let (site, crate_dir) = browser::site_and_crate_dir();
+    let artifacts = browser::artifacts("web-e2e-delivery");
+    let db = TestDb::sqlite();
+    let emulator = support::emulator().await;
+    let gateway_key = SigningKey::generate();
+    let (state, seeded, web_key) = support::app_state(
+        db.open().await,
+        &support::seed_relay(&emulator, &gateway_key),
+    )
+    .await;
+    let running = support::serve(state, site).await;
+    let mut script = Script::spawn(
+        &crate_dir,
+        "e2e/delivery.mjs",
+        &[
+            ("BASE_URL", format!("http://{}", running.addr)),
+            ("USER1", web::server::seed::DEMO_USERS[0].0.to_string()),
+            ("PASS1", web::server::seed::DEMO_USERS[0].1.to_string()),
+            ("CLINIC_ID", seeded.clinic_ids[0].to_string()),
+            ("ARTIFACTS", artifacts.clone()),
+        ],
+    );
+    script.step("sent").await;
+    let retrying = script.step("retrying").await;
+    assert!(retrying.contains("no listener"), "{retrying}");
+
+    // The gateway comes back refusing the item.
+    let relay = || support::relay_client(&emulator);
+    let mut refusing = gateway::listen_actions(
+        relay(),
+        ACTIONS,
+        gateway_key.clone(),
+        &web_key,
+        Arc::new(
+            |_: &shared::wire::action::Action| shared::wire::action::Outcome::Error {
+                message: "worklist database is read-only".into(),
+            },
+        ),
+    )
+    .await;
+    refusing.connected().await;
+    script.tell("GATEWAY refusing").await;
+    script.step("refused").await;
+    drop(refusing);
+    support::eventually("the refusing listener is gone", || async {
+        emulator.listener_count(ACTIONS) == 0
+    })
+    .await;
+
+    let mut accepting = gateway::listen_actions(
+        relay(),
+        ACTIONS,
+        gateway_key.clone(),
+        &web_key,
+        gateway::reply_created(),
+    )
+    .await;
+    accepting.connected().await;
+    script.tell("GATEWAY accepting").await;
+    script.step("delivered").await;
+    accepting.next().await;
+    script.step("inset").await;
+    script.finish().await;
+    let _ = Path::new(&artifacts);
+    running.stop().await;
+}

@@ -256,6 +256,36 @@ async fn another_providers_records_are_404_on_every_route() {
         .status,
         200
     );
+    // Re-sending another provider's worklist item is a 404; the owner's is found (re-sent if
+    // the outbox has tried it already, else refused as merely queued).
+    let form = format!("appointment_id={other_appointment}");
+    let theirs = http(
+        addr,
+        "POST",
+        "/api/resend_worklist_item",
+        Some(&south),
+        Some(&form),
+        true,
+    )
+    .await;
+    assert_eq!(theirs.status, 404, "{}", theirs.body);
+    let ours = http(
+        addr,
+        "POST",
+        "/api/resend_worklist_item",
+        Some(&north),
+        Some(&form),
+        true,
+    )
+    .await;
+    // (200 when re-sent; 409 when the outbox holds it at that moment: queued or in flight.)
+    assert!(
+        ours.status == 200 || ours.status == 409,
+        "{}\n{}",
+        ours.head,
+        ours.body
+    );
+
     for (method, path, form) in [
         ("GET", format!("/actions/{action_id}"), None),
         (

@@ -8,6 +8,7 @@
 
 #[cfg(feature = "ssr")]
 pub(crate) mod context;
+pub mod delivery;
 pub mod error;
 pub mod live;
 pub mod pages;

@@ -230,6 +230,40 @@ pub async fn cancel_appointment(
     Ok(action_id)
 }
 
+/// "Re-send": puts an appointment's refused (or waiting) worklist item back in the queue now,
+/// after the same checks as a re-drive (the provider's, a create still wanted by its
+/// appointment). Returns the action id.
+pub async fn resend_worklist_item(
+    state: &AppState,
+    user: &User,
+    appointment_id: i64,
+) -> Result<String, StoreError> {
+    let placement = appointments::placement(&state.db, user.provider_id, appointment_id).await?;
+    let delivery = actions::deliveries(&state.db, &[appointment_id])
+        .await?
+        .remove(&appointment_id)
+        .ok_or_else(|| StoreError::Refused("this appointment has not been sent yet".into()))?;
+    if !delivery.state.can_resend() {
+        return Err(StoreError::Refused(format!(
+            "its worklist item is {}; only a refused or retrying one can be re-sent",
+            delivery.state.label().to_lowercase()
+        )));
+    }
+    redrive(state, user, &delivery.action_id).await?;
+    appointments::note(
+        &state.db,
+        appointment_id,
+        &format!("Worklist item re-sent by {}", user.name),
+    )
+    .await?;
+    state.bus.publish(Change::Appointment {
+        provider_id: placement.provider_id,
+        clinic_id: placement.clinic_id,
+        appointment_id,
+    });
+    Ok(delivery.action_id)
+}
+
 /// Puts a failed or waiting action back in the queue now.
 pub async fn redrive(state: &AppState, user: &User, action_id: &str) -> Result<(), StoreError> {
     let appointment_id = actions::redrive(&state.db, user.provider_id, action_id).await?;

@@ -4,8 +4,8 @@
 
 use sqlx::{Any, Transaction};
 
-use crate::domain::{ActionStatus, AppointmentStatus};
-use crate::model::{ActionDetail, ActionRow};
+use crate::domain::{ActionStatus, AppointmentStatus, DeliveryState};
+use crate::model::{ActionDetail, ActionRow, Delivery};
 
 use super::super::db::{col, date_time, now_ms, Db, StoreError};
 
@@ -284,6 +284,51 @@ pub fn refuse_stale_create(appointment: AppointmentStatus) -> Result<(), StoreEr
             other.label().to_lowercase()
         ))),
     }
+}
+
+/// Where each of the given appointments' worklist items is: the latest `worklist.create_item` of
+/// each, as the clinic and appointment pages show it.
+pub async fn deliveries(
+    db: &Db,
+    appointment_ids: &[i64],
+) -> Result<std::collections::HashMap<i64, Delivery>, StoreError> {
+    let mut out = std::collections::HashMap::new();
+    if appointment_ids.is_empty() {
+        return Ok(out);
+    }
+    // Ids are our own integers, so inlining them is safe; one query for a whole clinic.
+    let list = appointment_ids
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let rows = sqlx::query(&format!(
+        "SELECT appointment_id, id, status, attempts, next_attempt_at, last_error FROM gateway_actions
+         WHERE action_type = $1 AND appointment_id IN ({list}) ORDER BY appointment_seq"
+    ))
+    .bind(CREATE_ITEM)
+    .fetch_all(&db.pool)
+    .await?;
+    for r in &rows {
+        let status = ActionStatus::parse(&col::<String>(r, "status")?)?;
+        let attempts: i64 = col(r, "attempts")?;
+        let state = DeliveryState::of(status, attempts);
+        let next: Option<i64> = col(r, "next_attempt_at")?;
+        out.insert(
+            col(r, "appointment_id")?,
+            Delivery {
+                state,
+                action_id: col(r, "id")?,
+                attempts,
+                next_attempt_at: next
+                    .filter(|_| state == DeliveryState::Retrying)
+                    .map(super::super::db::clock_time),
+                reason: col::<Option<String>>(r, "last_error")?
+                    .filter(|_| state != DeliveryState::Delivered),
+            },
+        );
+    }
+    Ok(out)
 }
 
 /// An appointment's worklist item action (its latest), as a cancellation needs to know it.

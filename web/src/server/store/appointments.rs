@@ -269,6 +269,9 @@ pub async fn detail(
         birth_date: col(&r, "birth_date")?,
         status: AppointmentStatus::parse(&col::<String>(&r, "status")?)?,
         accession_number: col(&r, "accession_number")?,
+        delivery: super::actions::deliveries(db, &[appointment_id])
+            .await?
+            .remove(&appointment_id),
         timeline,
         images: super::images::for_appointment(db, appointment_id).await?,
     })
