@@ -154,6 +154,35 @@ try {
   await clinic.screenshot({ path: join(ARTIFACTS, '3-clinic-complete.png'), fullPage: true });
   step('complete');
 
+  // With TAKEN set (the stand-in gateway lists the images taken in MPPS COMPLETED, one more than
+  // it sends): "n taken, m received" with the shortfall flagged; then an image matching no
+  // appointment shows in the clinics page's "Unmatched images" with its patient details.
+  const TAKEN = env('TAKEN', '');
+  if (TAKEN) {
+    const expected = `${TAKEN} taken, ${IMAGES} received`;
+    const count = await appointment.waitForSelector(`#image-count[data-taken="${TAKEN}"]`, { timeout: 60000 });
+    const text = (await count.textContent()).replace(/\s+/g, ' ').trim();
+    if (!text.startsWith(expected) || !text.includes(`${Number(TAKEN) - IMAGES} not received yet`)) {
+      throw new Error(`image count reads "${text}", expected "${expected}" and the shortfall`);
+    }
+    step(`count ${text}`);
+    const stray = await expectLine('GATEWAY stray');
+    const [accession, patientId] = stray.split(' ');
+    const clinics = await north.newPage();
+    watch(clinics);
+    await clinics.goto(`${BASE}/clinics`);
+    await hydrated(clinics);
+    const row = await clinics.waitForSelector(`#unmatched-images tr:has-text("${accession}")`, { timeout: 60000 });
+    const rowText = await row.textContent();
+    if (!rowText.includes(patientId) || !rowText.includes('TEST^PATIENT')) {
+      throw new Error(`unmatched row lacks the patient details: ${rowText}`);
+    }
+    await axe(clinics, 'clinics with unmatched images');
+    await clinics.screenshot({ path: join(ARTIFACTS, '3-unmatched.png'), fullPage: true });
+    step('unmatched');
+    await clinics.close();
+  }
+
   for (const [path, name] of [['/gateways', 'gateways'], ['/actions', 'actions']]) {
     const page = await north.newPage();
     await page.goto(`${BASE}${path}`);

@@ -54,6 +54,21 @@ pub struct ClinicDetail {
     pub appointments: Vec<AppointmentRow>,
 }
 
+/// A study the provider's gateway reported whose accession number matches no appointment: the
+/// patient details as the modality recorded them, to find whose it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnmatchedStudy {
+    pub study_id: i64,
+    pub gateway_name: String,
+    pub accession_number: Option<String>,
+    pub patient_id: Option<String>,
+    pub patient_name: Option<String>,
+    pub patient_birth_date: Option<String>,
+    pub study_date: Option<String>,
+    pub description: Option<String>,
+    pub images: i64,
+}
+
 /// One line of an appointment's history: an action sent, an event received, a status change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TimelineEntry {
@@ -116,6 +131,8 @@ pub struct AppointmentDetail {
     pub birth_date: String,
     pub status: AppointmentStatus,
     pub accession_number: Option<String>,
+    /// How many images the modality reported taken (MPPS COMPLETED), once it has.
+    pub images_taken: Option<i64>,
     pub delivery: Option<Delivery>,
     pub timeline: Vec<TimelineEntry>,
     pub images: Vec<ImageCard>,

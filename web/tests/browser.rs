@@ -59,6 +59,7 @@ async fn clinician_sees_status_and_thumbnails_live_and_other_provider_gets_404()
             clinic_id: seeded.clinic_ids[0],
             artifacts: &artifacts,
             images: IMAGES,
+            taken: Some(IMAGES + 1),
         },
     );
     let appointment_id = script.step("sent").await;
@@ -108,14 +109,41 @@ async fn clinician_sees_status_and_thumbnails_live_and_other_provider_gets_404()
         Path::new(&artifacts).join("latency.txt"),
         format!("{latency}\n"),
     );
-    send(gateway::mpps(
+    // The modality took one image more than reached the gateway.
+    let mut completed = gateway::mpps(
         Some(action.action_id),
         &item.accession_number,
         MppsStatus::Completed,
-    ))
-    .await;
+    );
+    if let shared::wire::event::EventBody::MppsStatusUpdate(update) = &mut completed.body {
+        update.images_taken = Some(
+            (1..=IMAGES + 1)
+                .map(|n| shared::wire::event::ReferencedImage {
+                    sop_instance_uid: format!("1.2.826.0.1.3680043.8.498.77.{n}"),
+                    sop_class_uid: "1.2.840.10008.5.1.4.1.1.1.2".into(),
+                    series_instance_uid: "1.2.826.0.1.3680043.8.498.77".into(),
+                })
+                .collect(),
+        );
+    }
+    send(completed).await;
     script.tell("GATEWAY completed").await;
     script.step("complete").await;
+    script.step("count").await;
+    let (stray_accession, stray_patient) = ("ACCSTRAY0001", "9990004321");
+    send(gateway::image(
+        None,
+        stray_accession,
+        stray_patient,
+        "L",
+        "CC",
+        1,
+    ))
+    .await;
+    script
+        .tell(&format!("GATEWAY stray {stray_accession} {stray_patient}"))
+        .await;
+    script.step("unmatched").await;
     script.step("other provider 404").await;
     script.finish().await;
     running.stop().await;

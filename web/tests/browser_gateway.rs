@@ -156,6 +156,7 @@ async fn with_the_real_gateway_a_modality_drives_the_clinic_page_live() {
             clinic_id: seeded.clinic_ids[0],
             artifacts: &artifacts,
             images: IMAGES,
+            taken: None,
         },
     );
     let appointment_id: i64 = script.step("sent").await.parse().unwrap();

@@ -242,6 +242,49 @@ async fn scenario(db: Db) {
         .iter()
         .any(|t| t.text.contains("Image received: L MLO")));
 
+    // A (repeated) COMPLETED listing five images taken: "5 taken, 4 received".
+    let mut again = gateway::mpps(Some(action_uuid), &accession, MppsStatus::Completed);
+    if let shared::wire::event::EventBody::MppsStatusUpdate(update) = &mut again.body {
+        update.images_taken = Some(
+            (1..=5)
+                .map(|n| shared::wire::event::ReferencedImage {
+                    sop_instance_uid: format!("1.2.3.{n}"),
+                    sop_class_uid: "1.2.840.10008.5.1.4.1.1.1.2".into(),
+                    series_instance_uid: "1.2.3".into(),
+                })
+                .collect(),
+        );
+    }
+    assert_eq!(
+        event_reply(&state, &gateway, &web_key, &gateway_key.seal(&again))
+            .await
+            .status,
+        EventStatus::Accepted
+    );
+    let detail = appointments::detail(&db, north.provider_id, appointment_id)
+        .await
+        .unwrap();
+    assert_eq!((detail.images_taken, detail.images.len()), (Some(5), 4));
+
+    // An image whose accession matches no appointment is listed for its provider only, with the
+    // patient details.
+    let stray = gateway::image(None, "ACCNOMATCH0001", "9990001234", "L", "CC", 1);
+    let reply = event_reply(&state, &gateway, &web_key, &gateway_key.seal(&stray)).await;
+    assert_eq!(reply.status, EventStatus::Accepted);
+    let unmatched = images::unmatched(&db, north.provider_id).await.unwrap();
+    assert_eq!(unmatched.len(), 1, "{unmatched:?}");
+    assert_eq!(
+        unmatched[0].accession_number.as_deref(),
+        Some("ACCNOMATCH0001")
+    );
+    assert_eq!(unmatched[0].patient_id.as_deref(), Some("9990001234"));
+    assert_eq!(unmatched[0].patient_name.as_deref(), Some("TEST^PATIENT"));
+    assert_eq!(unmatched[0].images, 1);
+    assert!(images::unmatched(&db, south.provider_id)
+        .await
+        .unwrap()
+        .is_empty());
+
     // A refused image is shown in the appointment's history.
     let refused = shared::wire::event::Event::new(
         "test-gateway",

@@ -229,6 +229,13 @@ async fn apply_mpps(
         tracing::warn!(gateway = %gateway.name, accession = %update.accession_number, "MPPS for no known appointment");
         return Ok("unmatched".into());
     };
+    // What the modality says it took, so the page can tell "4 taken, 3 received" (recorded
+    // whatever the status does: a repeated COMPLETED still carries the list).
+    if let Some(taken) = update.images_taken.as_ref() {
+        let distinct: std::collections::BTreeSet<&str> =
+            taken.iter().map(|i| i.sop_instance_uid.as_str()).collect();
+        appointments::record_images_taken(tx, p.appointment_id, distinct.len() as i64).await?;
+    }
     let target = appointment_status_for(update.status);
     let outcome = match p.status.path_to(target) {
         Ok(path) => {

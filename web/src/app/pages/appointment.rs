@@ -86,6 +86,18 @@ fn AppointmentView(
             </ActionForm>
         })}
         <h2>"Images"</h2>
+        {a.images_taken.map(|taken| {
+            let received = a.images.len() as i64;
+            let missing = (taken - received).max(0);
+            view! {
+                <p class="nhsuk-body" id="image-count" data-taken=taken data-received=received>
+                    {format!("{taken} taken, {received} received")}
+                    {(missing > 0).then(|| view! {
+                        " "<strong class="nhsuk-tag nhsuk-tag--orange">{format!("{missing} not received yet")}</strong>
+                    })}
+                </p>
+            }
+        })}
         <div class="app-gallery" id="gallery">
             {SIDES.iter().map(|(side, side_name)| {
                 let side_images = images.clone();

@@ -6,7 +6,7 @@
 
 use sqlx::{Any, Transaction};
 
-use crate::model::{DoseRow, ImageCard};
+use crate::model::{DoseRow, ImageCard, UnmatchedStudy};
 
 use super::super::db::{col, Db, StoreError};
 
@@ -207,4 +207,35 @@ pub async fn thumbnail(
         (Some(bytes), Some(format)) => Ok((bytes, format)),
         _ => Err(StoreError::NotFound),
     }
+}
+
+/// The provider's studies that no appointment claims (their accession matched none), newest first.
+pub async fn unmatched(db: &Db, provider_id: i64) -> Result<Vec<UnmatchedStudy>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT st.id, g.name AS gateway_name, st.accession_number, st.patient_id, st.patient_name,
+                st.patient_birth_date, st.study_date, st.description,
+                (SELECT COUNT(*) FROM images i JOIN series s ON s.id = i.series_id
+                 WHERE s.study_id = st.id) AS images
+         FROM studies st JOIN gateways g ON g.id = st.gateway_id
+         WHERE g.provider_id = $1 AND st.appointment_id IS NULL
+         ORDER BY st.id DESC LIMIT 200",
+    )
+    .bind(provider_id)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(UnmatchedStudy {
+                study_id: col(r, "id")?,
+                gateway_name: col(r, "gateway_name")?,
+                accession_number: col(r, "accession_number")?,
+                patient_id: col(r, "patient_id")?,
+                patient_name: col(r, "patient_name")?,
+                patient_birth_date: col(r, "patient_birth_date")?,
+                study_date: col(r, "study_date")?,
+                description: col(r, "description")?,
+                images: col(r, "images")?,
+            })
+        })
+        .collect()
 }
