@@ -1,3 +1,5 @@
+// Leptos view types of the clinic table nest deeper than the default limit in the wasm build.
+#![recursion_limit = "256"]
 //! The breast-screening cloud web app. The same crate builds the server (feature `ssr`, the
 //! default) and the browser client (feature `hydrate`, for wasm32).
 

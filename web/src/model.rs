@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{ActionStatus, AppointmentStatus};
+use crate::domain::{ActionStatus, AppointmentStatus, DeliveryState};
 
 /// The signed-in clinician, for the header.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +31,20 @@ pub struct AppointmentRow {
     pub participant_name: String,
     pub nhs_number: String,
     pub status: AppointmentStatus,
+    /// Its worklist item's way to the modality, once sent.
+    pub delivery: Option<Delivery>,
+}
+
+/// Where an appointment's worklist item is (its latest `worklist.create_item`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub state: DeliveryState,
+    pub action_id: String,
+    pub attempts: i64,
+    /// When the next attempt is due (retrying only), formatted.
+    pub next_attempt_at: Option<String>,
+    /// Why the last attempt did not deliver it (retrying, refused, withdrawn).
+    pub reason: Option<String>,
 }
 
 /// A clinic with its appointments.
@@ -38,6 +52,21 @@ pub struct AppointmentRow {
 pub struct ClinicDetail {
     pub clinic: ClinicSummary,
     pub appointments: Vec<AppointmentRow>,
+}
+
+/// A study the provider's gateway reported whose accession number matches no appointment: the
+/// patient details as the modality recorded them, to find whose it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnmatchedStudy {
+    pub study_id: i64,
+    pub gateway_name: String,
+    pub accession_number: Option<String>,
+    pub patient_id: Option<String>,
+    pub patient_name: Option<String>,
+    pub patient_birth_date: Option<String>,
+    pub study_date: Option<String>,
+    pub description: Option<String>,
+    pub images: i64,
 }
 
 /// One line of an appointment's history: an action sent, an event received, a status change.
@@ -102,6 +131,9 @@ pub struct AppointmentDetail {
     pub birth_date: String,
     pub status: AppointmentStatus,
     pub accession_number: Option<String>,
+    /// How many images the modality reported taken (MPPS COMPLETED), once it has.
+    pub images_taken: Option<i64>,
+    pub delivery: Option<Delivery>,
     pub timeline: Vec<TimelineEntry>,
     pub images: Vec<ImageCard>,
 }

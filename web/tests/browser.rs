@@ -59,6 +59,7 @@ async fn clinician_sees_status_and_thumbnails_live_and_other_provider_gets_404()
             clinic_id: seeded.clinic_ids[0],
             artifacts: &artifacts,
             images: IMAGES,
+            taken: Some(IMAGES + 1),
         },
     );
     let appointment_id = script.step("sent").await;
@@ -108,15 +109,115 @@ async fn clinician_sees_status_and_thumbnails_live_and_other_provider_gets_404()
         Path::new(&artifacts).join("latency.txt"),
         format!("{latency}\n"),
     );
-    send(gateway::mpps(
+    // The modality took one image more than reached the gateway.
+    let mut completed = gateway::mpps(
         Some(action.action_id),
         &item.accession_number,
         MppsStatus::Completed,
-    ))
-    .await;
+    );
+    if let shared::wire::event::EventBody::MppsStatusUpdate(update) = &mut completed.body {
+        update.images_taken = Some(
+            (1..=IMAGES + 1)
+                .map(|n| shared::wire::event::ReferencedImage {
+                    sop_instance_uid: format!("1.2.826.0.1.3680043.8.498.77.{n}"),
+                    sop_class_uid: "1.2.840.10008.5.1.4.1.1.1.2".into(),
+                    series_instance_uid: "1.2.826.0.1.3680043.8.498.77".into(),
+                })
+                .collect(),
+        );
+    }
+    send(completed).await;
     script.tell("GATEWAY completed").await;
     script.step("complete").await;
+    script.step("count").await;
+    let (stray_accession, stray_patient) = ("ACCSTRAY0001", "9990004321");
+    send(gateway::image(
+        None,
+        stray_accession,
+        stray_patient,
+        "L",
+        "CC",
+        1,
+    ))
+    .await;
+    script
+        .tell(&format!("GATEWAY stray {stray_accession} {stray_patient}"))
+        .await;
+    script.step("unmatched").await;
     script.step("other provider 404").await;
     script.finish().await;
+    running.stop().await;
+}
+
+/// Delivery state on the clinic page, live: retrying during an outage (next attempt and reason),
+/// refused by the gateway (its message), re-sent by the clinician, delivered; the appointment page
+/// shows it in an inset box "– Awaiting images" (e2e/delivery.mjs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clinician_sees_delivery_retrying_refused_and_resends() {
+    use std::sync::Arc;
+    let (site, crate_dir) = browser::site_and_crate_dir();
+    let artifacts = browser::artifacts("web-e2e-delivery");
+    let db = TestDb::sqlite();
+    let emulator = support::emulator().await;
+    let gateway_key = SigningKey::generate();
+    let (state, seeded, web_key) = support::app_state(
+        db.open().await,
+        &support::seed_relay(&emulator, &gateway_key),
+    )
+    .await;
+    let running = support::serve(state, site).await;
+    let mut script = Script::spawn(
+        &crate_dir,
+        "e2e/delivery.mjs",
+        &[
+            ("BASE_URL", format!("http://{}", running.addr)),
+            ("USER1", web::server::seed::DEMO_USERS[0].0.to_string()),
+            ("PASS1", web::server::seed::DEMO_USERS[0].1.to_string()),
+            ("CLINIC_ID", seeded.clinic_ids[0].to_string()),
+            ("ARTIFACTS", artifacts.clone()),
+        ],
+    );
+    script.step("sent").await;
+    let retrying = script.step("retrying").await;
+    assert!(retrying.contains("no listener"), "{retrying}");
+
+    // The gateway comes back refusing the item.
+    let relay = || support::relay_client(&emulator);
+    let mut refusing = gateway::listen_actions(
+        relay(),
+        ACTIONS,
+        gateway_key.clone(),
+        &web_key,
+        Arc::new(
+            |_: &shared::wire::action::Action| shared::wire::action::Outcome::Error {
+                message: "worklist database is read-only".into(),
+            },
+        ),
+    )
+    .await;
+    refusing.connected().await;
+    script.tell("GATEWAY refusing").await;
+    script.step("refused").await;
+    drop(refusing);
+    support::eventually("the refusing listener is gone", || async {
+        emulator.listener_count(ACTIONS) == 0
+    })
+    .await;
+
+    let mut accepting = gateway::listen_actions(
+        relay(),
+        ACTIONS,
+        gateway_key.clone(),
+        &web_key,
+        gateway::reply_created(),
+    )
+    .await;
+    accepting.connected().await;
+    script.tell("GATEWAY accepting").await;
+    script.step("delivered").await;
+    accepting.next().await;
+    script.step("inset").await;
+    script.finish().await;
+    let _ = Path::new(&artifacts);
     running.stop().await;
 }

@@ -256,6 +256,36 @@ async fn another_providers_records_are_404_on_every_route() {
         .status,
         200
     );
+    // Re-sending another provider's worklist item is a 404; the owner's is found (re-sent if
+    // the outbox has tried it already, else refused as merely queued).
+    let form = format!("appointment_id={other_appointment}");
+    let theirs = http(
+        addr,
+        "POST",
+        "/api/resend_worklist_item",
+        Some(&south),
+        Some(&form),
+        true,
+    )
+    .await;
+    assert_eq!(theirs.status, 404, "{}", theirs.body);
+    let ours = http(
+        addr,
+        "POST",
+        "/api/resend_worklist_item",
+        Some(&north),
+        Some(&form),
+        true,
+    )
+    .await;
+    // (200 when re-sent; 409 when the outbox holds it at that moment: queued or in flight.)
+    assert!(
+        ours.status == 200 || ours.status == 409,
+        "{}\n{}",
+        ours.head,
+        ours.body
+    );
+
     for (method, path, form) in [
         ("GET", format!("/actions/{action_id}"), None),
         (
@@ -342,6 +372,152 @@ async fn another_providers_records_are_404_on_every_route() {
         .await
         .status,
         200
+    );
+    running.stop().await;
+}
+
+/// The value of a response header (case-insensitive name), if present.
+fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
+    reply.head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers_and_thumbnails_are_only_jpeg() {
+    use base64::Engine;
+    let db = TestDb::sqlite();
+    let emulator = support::emulator().await;
+    let gateway_key = SigningKey::generate();
+    let (state, seeded, _web_key) = support::app_state(
+        db.open().await,
+        &support::seed_relay(&emulator, &gateway_key),
+    )
+    .await;
+    let running = support::serve(state, "unused-site".into()).await;
+    let addr = running.addr;
+    let north = sign_in(addr, DEMO_USERS[0].0, DEMO_USERS[0].1).await;
+    let db = &running.state.db;
+    let user = identity::authenticate(db, DEMO_USERS[0].0, DEMO_USERS[0].1)
+        .await
+        .unwrap()
+        .unwrap();
+    let appointment = clinics::detail(db, user.provider_id, seeded.clinic_ids[0])
+        .await
+        .unwrap()
+        .appointments[0]
+        .id;
+    web::server::service::send_to_modality(&running.state, &user, appointment)
+        .await
+        .unwrap();
+    let accession = appointments::detail(db, user.provider_id, appointment)
+        .await
+        .unwrap()
+        .accession_number
+        .unwrap();
+    let gateway_row = gateways::by_id(db, seeded.gateway_ids[0]).await.unwrap();
+    // A JPEG the gateway calls "png", and an SVG with a script the gateway calls "svg+xml".
+    let svg = base64::engine::general_purpose::STANDARD
+        .encode(br#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>"#);
+    for (n, view, format, data) in [
+        (1, "CC", "png", support::gateway::THUMBNAIL_JPEG.to_string()),
+        (2, "MLO", "svg+xml", svg),
+    ] {
+        let mut event = support::gateway::image(None, &accession, "9990001006", "R", view, n);
+        if let shared::wire::event::EventBody::ImageReceived(image) = &mut event.body {
+            let thumbnail = image.image.thumbnail.as_mut().unwrap();
+            thumbnail.format = format.into();
+            thumbnail.data = data;
+        }
+        web::server::events::handle(&running.state, &gateway_row, &gateway_key.seal(&event)).await;
+    }
+    let images = appointments::detail(db, user.provider_id, appointment)
+        .await
+        .unwrap()
+        .images;
+    assert_eq!(images.len(), 2);
+    let (jpeg, svg) = (&images[0], &images[1]);
+    assert_eq!(svg.view, "MLO");
+    assert!(
+        svg.thumbnail_url.is_none(),
+        "a non-JPEG thumbnail is not kept"
+    );
+    let served = http(
+        addr,
+        "GET",
+        &format!("/images/{}/thumbnail", jpeg.id),
+        Some(&north),
+        None,
+        true,
+    )
+    .await;
+    assert_eq!(served.status, 200);
+    assert_eq!(header(&served, "content-type"), Some("image/jpeg"));
+    let refused = http(
+        addr,
+        "GET",
+        &format!("/images/{}/thumbnail", svg.id),
+        Some(&north),
+        None,
+        true,
+    )
+    .await;
+    assert_eq!(refused.status, 404);
+
+    let page = http(addr, "GET", "/sign-in", None, None, true).await;
+    assert_eq!(page.status, 200, "{}", page.head);
+    let csp = header(&page, "content-security-policy").expect("a page CSP");
+    let nonce = csp
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .expect("the page CSP names a nonce");
+    assert!(
+        page.body.contains(&format!("nonce=\"{nonce}\"")),
+        "the inline scripts carry the CSP's nonce"
+    );
+    assert!(
+        csp.contains("'wasm-unsafe-eval'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    let responses = [
+        page,
+        served,
+        refused,
+        http(addr, "GET", "/healthz", None, None, true).await,
+        http(addr, "GET", "/no-such-page", None, None, true).await,
+        http(
+            addr,
+            "POST",
+            "/api/list_clinics",
+            Some(&north),
+            Some(""),
+            true,
+        )
+        .await,
+        http(addr, "GET", "/live/provider", None, None, true).await,
+        http(addr, "GET", "/live/provider", Some(&north), None, false).await,
+    ];
+    for reply in &responses {
+        let first = reply.head.lines().next().unwrap_or_default();
+        assert_eq!(
+            header(reply, "x-content-type-options"),
+            Some("nosniff"),
+            "{first}"
+        );
+        assert_eq!(
+            header(reply, "referrer-policy"),
+            Some("no-referrer"),
+            "{first}"
+        );
+        let csp = header(reply, "content-security-policy").unwrap_or_default();
+        assert!(csp.contains("frame-ancestors 'none'"), "{first}: {csp:?}");
+    }
+    // Data and streams get the strict policy: nothing on them may run or load.
+    assert_eq!(
+        header(&responses[3], "content-security-policy"),
+        Some(web::server::http::STRICT_CSP)
     );
     running.stop().await;
 }

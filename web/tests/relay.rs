@@ -448,3 +448,76 @@ async fn a_missing_relay_key_fails_the_action_with_the_variable_named() {
     );
     running.stop().await;
 }
+
+#[tokio::test]
+async fn a_signed_reply_naming_another_action_fails_the_action_with_the_reason() {
+    let w = world().await;
+    let other = uuid::Uuid::new_v4();
+    let mut gw = gateway::listen_actions_replying(
+        support::relay_client(&w.emulator),
+        ACTIONS,
+        w.gateway_key.clone(),
+        &w.web_key,
+        Arc::new(move |_: &shared::wire::action::Action| {
+            shared::wire::action::ActionReply::new(other, Outcome::Created)
+        }),
+    )
+    .await;
+    gw.connected().await;
+    let appointment_id = w.first_appointment().await;
+    let action_id = service::send_to_modality(&w.running.state, &w.user, appointment_id)
+        .await
+        .unwrap();
+    assert_eq!(gw.next().await.action_id.to_string(), action_id);
+    let failed = w.wait_action(&action_id, "failed").await;
+    let error = failed.last_error.unwrap_or_default();
+    assert!(
+        error.contains(&other.to_string()) && error.contains(&action_id),
+        "{error}"
+    );
+    w.running.stop().await;
+}
+
+#[tokio::test]
+async fn cancelling_during_an_outage_withdraws_the_create_and_the_gateway_never_sees_either() {
+    let w = world().await;
+    let appointment_id = w.first_appointment().await;
+    let create = service::send_to_modality(&w.running.state, &w.user, appointment_id)
+        .await
+        .unwrap();
+    support::eventually("the create waits after a failed attempt", || async {
+        let a = w.action(&create).await;
+        a.status == "pending" && a.attempts >= 1
+    })
+    .await;
+    assert_eq!(
+        service::cancel_appointment(&w.running.state, &w.user, appointment_id)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(w.action(&create).await.status, "withdrawn");
+    // The gateway comes back: a health check goes through, the withdrawn create does not.
+    let mut gw = w.gateway(gateway::reply_created()).await;
+    let echo = service::check_gateway(
+        &w.running.state,
+        &w.user,
+        w.gateway_id,
+        service::GatewayCheck::Echo,
+    )
+    .await
+    .unwrap();
+    let received = gw.next().await;
+    assert_eq!(
+        received.action_id.to_string(),
+        echo,
+        "only the echo is sent"
+    );
+    w.wait_action(&echo, "confirmed").await;
+    assert!(
+        gw.received.try_recv().is_err(),
+        "nothing else reached the gateway"
+    );
+    assert_eq!(w.action(&create).await.status, "withdrawn");
+    w.running.stop().await;
+}

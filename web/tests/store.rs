@@ -242,6 +242,49 @@ async fn scenario(db: Db) {
         .iter()
         .any(|t| t.text.contains("Image received: L MLO")));
 
+    // A (repeated) COMPLETED listing five images taken: "5 taken, 4 received".
+    let mut again = gateway::mpps(Some(action_uuid), &accession, MppsStatus::Completed);
+    if let shared::wire::event::EventBody::MppsStatusUpdate(update) = &mut again.body {
+        update.images_taken = Some(
+            (1..=5)
+                .map(|n| shared::wire::event::ReferencedImage {
+                    sop_instance_uid: format!("1.2.3.{n}"),
+                    sop_class_uid: "1.2.840.10008.5.1.4.1.1.1.2".into(),
+                    series_instance_uid: "1.2.3".into(),
+                })
+                .collect(),
+        );
+    }
+    assert_eq!(
+        event_reply(&state, &gateway, &web_key, &gateway_key.seal(&again))
+            .await
+            .status,
+        EventStatus::Accepted
+    );
+    let detail = appointments::detail(&db, north.provider_id, appointment_id)
+        .await
+        .unwrap();
+    assert_eq!((detail.images_taken, detail.images.len()), (Some(5), 4));
+
+    // An image whose accession matches no appointment is listed for its provider only, with the
+    // patient details.
+    let stray = gateway::image(None, "ACCNOMATCH0001", "9990001234", "L", "CC", 1);
+    let reply = event_reply(&state, &gateway, &web_key, &gateway_key.seal(&stray)).await;
+    assert_eq!(reply.status, EventStatus::Accepted);
+    let unmatched = images::unmatched(&db, north.provider_id).await.unwrap();
+    assert_eq!(unmatched.len(), 1, "{unmatched:?}");
+    assert_eq!(
+        unmatched[0].accession_number.as_deref(),
+        Some("ACCNOMATCH0001")
+    );
+    assert_eq!(unmatched[0].patient_id.as_deref(), Some("9990001234"));
+    assert_eq!(unmatched[0].patient_name.as_deref(), Some("TEST^PATIENT"));
+    assert_eq!(unmatched[0].images, 1);
+    assert!(images::unmatched(&db, south.provider_id)
+        .await
+        .unwrap()
+        .is_empty());
+
     // A refused image is shown in the appointment's history.
     let refused = shared::wire::event::Event::new(
         "test-gateway",
@@ -286,18 +329,161 @@ async fn scenario(db: Db) {
         service::cancel_appointment(&state, &north, checked_in).await,
         Err(StoreError::Illegal(_))
     ));
-    service::send_to_modality(&state, &north, sent)
+    // Sent but never delivered: cancelling withdraws the worklist item and queues no cancel.
+    let create_id = service::send_to_modality(&state, &north, sent)
         .await
         .unwrap();
-    let cancel_id = service::cancel_appointment(&state, &north, sent)
+    assert_eq!(
+        service::cancel_appointment(&state, &north, sent)
+            .await
+            .unwrap(),
+        None,
+        "nothing reached the gateway, so nothing needs cancelling there"
+    );
+    let create = actions::get(&db, north.provider_id, &create_id)
+        .await
+        .unwrap();
+    assert_eq!(create.status, "withdrawn");
+    let history = appointments::detail(&db, north.provider_id, sent)
+        .await
+        .unwrap();
+    assert_eq!(history.status, AppointmentStatus::Cancelled);
+    assert!(
+        history
+            .timeline
+            .iter()
+            .any(|t| t.text.contains("withdrawn before delivery")
+                && t.text.contains("never reached the gateway")),
+        "{:?}",
+        history.timeline
+    );
+    let far = web::server::db::now_ms() + 3_600_000;
+    assert!(actions::due(&db, far, 50)
         .await
         .unwrap()
-        .expect("a cancel action for a sent appointment");
+        .iter()
+        .all(|a| a.appointment_id != Some(sent)));
+    assert!(matches!(
+        service::redrive(&state, &north, &create_id).await,
+        Err(StoreError::Refused(_))
+    ));
+
+    // In flight when cancelled: the cancel is queued but held until the create is settled; a
+    // failed create of the cancelled appointment cannot be re-driven; once the create is
+    // confirmed the cancel goes.
+    let in_flight = clinic.appointments[3].id;
+    let create_id = service::send_to_modality(&state, &north, in_flight)
+        .await
+        .unwrap();
+    assert!(actions::mark_sent(&db, &create_id).await.unwrap());
+    let cancel_id = service::cancel_appointment(&state, &north, in_flight)
+        .await
+        .unwrap()
+        .expect("a cancel behind a create in flight");
     let cancel_action = actions::get(&db, north.provider_id, &cancel_id)
         .await
         .unwrap();
     assert_eq!(cancel_action.action_type, "worklist.cancel_item");
     assert_eq!(cancel_action.status, "pending");
+    let due_ids = |due: Vec<actions::Queued>| due.into_iter().map(|a| a.id).collect::<Vec<_>>();
+    assert!(!due_ids(actions::due(&db, far, 50).await.unwrap()).contains(&cancel_id));
+    actions::mark_retry(
+        &db,
+        &create_id,
+        "timed out",
+        far - 1,
+        actions::Reached::Maybe,
+    )
+    .await
+    .unwrap();
+    let due = due_ids(actions::due(&db, far, 50).await.unwrap());
+    assert!(
+        due.contains(&create_id) && !due.contains(&cancel_id),
+        "{due:?}"
+    );
+    assert!(actions::mark_sent(&db, &create_id).await.unwrap());
+    actions::mark_failed(&db, &create_id, "refused", None, actions::Reached::No)
+        .await
+        .unwrap();
+    assert!(!due_ids(actions::due(&db, far, 50).await.unwrap()).contains(&cancel_id));
+    match service::redrive(&state, &north, &create_id).await {
+        Err(StoreError::Refused(why)) => assert!(why.contains("cancelled"), "{why}"),
+        other => panic!("re-driving a cancelled appointment's item must be refused: {other:?}"),
+    }
+    actions::redrive(&db, north.provider_id, &cancel_id)
+        .await
+        .unwrap();
+    assert!(!due_ids(actions::due(&db, far, 50).await.unwrap()).contains(&cancel_id));
+    actions::mark_confirmed(&db, &create_id, "{}")
+        .await
+        .unwrap();
+    assert!(due_ids(actions::due(&db, far, 50).await.unwrap()).contains(&cancel_id));
+    assert_eq!(
+        actions::next_due(&db).await.unwrap().map(|t| t <= far),
+        Some(true)
+    );
+
+    // Isolation: the other provider's gateway reports a study with the same Study, Series and
+    // SOP Instance UIDs; each provider keeps its own images, thumbnails stay scoped.
+    let south_clinic = clinics::detail(&db, south.provider_id, seeded.clinic_ids[1])
+        .await
+        .unwrap();
+    let south_appointment = south_clinic.appointments[0].id;
+    service::send_to_modality(&state, &south, south_appointment)
+        .await
+        .unwrap();
+    let south_accession = appointments::detail(&db, south.provider_id, south_appointment)
+        .await
+        .unwrap()
+        .accession_number
+        .unwrap();
+    let south_gateway = gateways::by_id(&db, seeded.gateway_ids[1]).await.unwrap();
+    let mut same = gateway::image(None, &south_accession, "9999999999", "R", "CC", 1);
+    let north_copy = gateway::image(None, &accession, &nhs, "R", "CC", 1);
+    if let (
+        shared::wire::event::EventBody::ImageReceived(theirs),
+        shared::wire::event::EventBody::ImageReceived(ours),
+    ) = (&mut same.body, &north_copy.body)
+    {
+        theirs.study.study_instance_uid = ours.study.study_instance_uid.clone();
+        theirs.series.series_instance_uid = ours.series.series_instance_uid.clone();
+        theirs.image.sop_instance_uid = ours.image.sop_instance_uid.clone();
+    }
+    let reply = event_reply(&state, &south_gateway, &web_key, &gateway_key.seal(&same)).await;
+    assert_eq!(reply.status, EventStatus::Accepted, "{reply:?}");
+    let south_images = appointments::detail(&db, south.provider_id, south_appointment)
+        .await
+        .unwrap()
+        .images;
+    assert_eq!(
+        south_images.len(),
+        1,
+        "south's own image, not a duplicate of north's"
+    );
+    let north_images = appointments::detail(&db, north.provider_id, appointment_id)
+        .await
+        .unwrap()
+        .images;
+    assert_eq!(north_images.len(), 4);
+    assert!(north_images.iter().all(|i| i.id != south_images[0].id));
+    images::thumbnail(&db, south.provider_id, south_images[0].id)
+        .await
+        .unwrap();
+    not_found(
+        images::thumbnail(&db, north.provider_id, south_images[0].id).await,
+        "north reads south's thumbnail of the shared study UID",
+    );
+    // The same event again from north's gateway is a repeat there, not a new image.
+    let again = event_reply(&state, &gateway, &web_key, &gateway_key.seal(&north_copy)).await;
+    assert_eq!(again.status, EventStatus::Accepted);
+    assert_eq!(
+        appointments::detail(&db, north.provider_id, appointment_id)
+            .await
+            .unwrap()
+            .images
+            .len(),
+        4
+    );
     assert!(matches!(
         service::cancel_appointment(&state, &north, appointment_id).await,
         Err(StoreError::Illegal(_))

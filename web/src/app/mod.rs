@@ -8,6 +8,7 @@
 
 #[cfg(feature = "ssr")]
 pub(crate) mod context;
+pub mod delivery;
 pub mod error;
 pub mod live;
 pub mod pages;
@@ -27,6 +28,16 @@ use pages::{
 
 /// The HTML document around the app.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    // The page's CSP names this response's nonce, which Leptos puts on its inline scripts.
+    #[cfg(feature = "ssr")]
+    if let (Some(nonce), Some(response)) = (
+        leptos::nonce::use_nonce(),
+        use_context::<leptos_axum::ResponseOptions>(),
+    ) {
+        if let Ok(value) = http::HeaderValue::from_str(&crate::server::http::page_csp(&nonce)) {
+            response.insert_header(http::header::CONTENT_SECURITY_POLICY, value);
+        }
+    }
     view! {
         <!DOCTYPE html>
         <html lang="en">

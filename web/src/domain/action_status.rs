@@ -1,5 +1,6 @@
 //! Where a message to a gateway is in the outbox: `pending → sent → confirmed | failed`, with a
-//! failed (or still waiting) one re-driven back to `pending` by a person. The actions pages, the
+//! failed (or still waiting) one re-driven back to `pending` by a person, and `withdrawn` for an
+//! action that must never be sent (a worklist item whose appointment was cancelled first). The actions pages, the
 //! gateways page's queue counts and the store's SQL all read these names and rules from here.
 
 use std::fmt;
@@ -18,6 +19,8 @@ pub enum ActionStatus {
     Confirmed,
     /// The gateway refused it, or the settings are wrong: a person must look, then re-drive.
     Failed,
+    /// Taken back before delivery (its appointment was cancelled): never sent again.
+    Withdrawn,
 }
 
 /// A stored action status that is not one of ours (a corrupt row).
@@ -27,11 +30,12 @@ pub struct UnknownActionStatus(pub String);
 
 impl ActionStatus {
     /// Every state, in the order the gateways page counts them.
-    pub const ALL: [ActionStatus; 4] = [
+    pub const ALL: [ActionStatus; 5] = [
         ActionStatus::Pending,
         ActionStatus::Sent,
         ActionStatus::Confirmed,
         ActionStatus::Failed,
+        ActionStatus::Withdrawn,
     ];
 
     /// The stored form, which is also what the pages show and the actions filter takes.
@@ -41,6 +45,7 @@ impl ActionStatus {
             ActionStatus::Sent => "sent",
             ActionStatus::Confirmed => "confirmed",
             ActionStatus::Failed => "failed",
+            ActionStatus::Withdrawn => "withdrawn",
         }
     }
 
@@ -54,9 +59,15 @@ impl ActionStatus {
 
     /// Whether a person may put the action back in the queue for now: a failed one after fixing
     /// the cause, or a waiting one to skip its backoff. A sent one is in flight, a confirmed one
-    /// is done.
+    /// is done, a withdrawn one must not reach the gateway.
     pub fn can_redrive(self) -> bool {
         matches!(self, ActionStatus::Pending | ActionStatus::Failed)
+    }
+
+    /// Whether the action is settled as far as the actions after it are concerned: the outbox
+    /// sends an appointment's next action only once every earlier one is delivered or withdrawn.
+    pub fn lets_later_actions_go(self) -> bool {
+        matches!(self, ActionStatus::Confirmed | ActionStatus::Withdrawn)
     }
 
     /// The NHS design system tag colour class for this status.
@@ -66,6 +77,7 @@ impl ActionStatus {
             ActionStatus::Sent => "nhsuk-tag nhsuk-tag--blue",
             ActionStatus::Confirmed => "nhsuk-tag nhsuk-tag--green",
             ActionStatus::Failed => "nhsuk-tag nhsuk-tag--red",
+            ActionStatus::Withdrawn => "nhsuk-tag nhsuk-tag--white",
         }
     }
 }
@@ -100,6 +112,7 @@ mod tests {
             (ActionStatus::Sent, false),
             (ActionStatus::Confirmed, false),
             (ActionStatus::Failed, true),
+            (ActionStatus::Withdrawn, false),
         ];
         for (status, expected) in table {
             assert_eq!(status.can_redrive(), expected, "{status}");

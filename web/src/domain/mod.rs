@@ -4,8 +4,10 @@
 
 pub mod action_status;
 pub mod appointment;
+pub mod delivery;
 pub mod nhs_number;
 
 pub use action_status::{ActionStatus, UnknownActionStatus};
 pub use appointment::{AppointmentStatus, IllegalTransition};
+pub use delivery::DeliveryState;
 pub use nhs_number::{NhsNumber, NhsNumberError};

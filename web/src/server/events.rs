@@ -229,6 +229,13 @@ async fn apply_mpps(
         tracing::warn!(gateway = %gateway.name, accession = %update.accession_number, "MPPS for no known appointment");
         return Ok("unmatched".into());
     };
+    // What the modality says it took, so the page can tell "4 taken, 3 received" (recorded
+    // whatever the status does: a repeated COMPLETED still carries the list).
+    if let Some(taken) = update.images_taken.as_ref() {
+        let distinct: std::collections::BTreeSet<&str> =
+            taken.iter().map(|i| i.sop_instance_uid.as_str()).collect();
+        appointments::record_images_taken(tx, p.appointment_id, distinct.len() as i64).await?;
+    }
     let target = appointment_status_for(update.status);
     let outcome = match p.status.path_to(target) {
         Ok(path) => {
@@ -269,11 +276,16 @@ async fn apply_image(
     )
     .await?;
     let image = &event.image;
+    // Kept only if it is a JPEG, the one type the thumbnail route serves.
     let thumbnail = image.thumbnail.as_ref().and_then(|t| {
-        base64::engine::general_purpose::STANDARD
-            .decode(&t.data)
-            .ok()
-            .map(|bytes| (bytes, t.format.clone()))
+        let bytes = base64::engine::general_purpose::STANDARD.decode(&t.data).ok();
+        match bytes {
+            Some(bytes) if super::http::is_jpeg(&bytes) => Some((bytes, "jpeg".to_string())),
+            _ => {
+                tracing::warn!(gateway = %gateway.name, sop = %image.sop_instance_uid, format = %t.format, "thumbnail dropped: not a JPEG");
+                None
+            }
+        }
     });
     let new = NewImage {
         appointment_id: placement.map(|p| p.appointment_id),
@@ -281,6 +293,10 @@ async fn apply_image(
         study_instance_uid: event.study.study_instance_uid.clone(),
         accession_number: event.study.accession_number.clone(),
         study_description: event.study.description.clone(),
+        study_date: event.study.date.clone(),
+        patient_id: Some(event.participant.patient_id.clone()),
+        patient_name: Some(event.participant.name.clone()),
+        patient_birth_date: event.participant.birth_date.clone(),
         series_instance_uid: event.series.series_instance_uid.clone(),
         series_number: event.series.number,
         modality: event.series.modality.clone(),

@@ -35,7 +35,7 @@ pub fn router(state: AppState, options: LeptosOptions) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state.clone());
     let context = move || provide_context(state.clone());
-    Router::new()
+    let app = Router::new()
         .leptos_routes_with_context(&options, routes, context.clone(), {
             let options = options.clone();
             move || crate::app::shell(options.clone())
@@ -45,7 +45,8 @@ pub fn router(state: AppState, options: LeptosOptions) -> Router {
             crate::app::shell,
         ))
         .with_state(options)
-        .merge(extra)
+        .merge(extra);
+    security_headers(app)
 }
 
 async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<User, Response> {
@@ -155,14 +156,65 @@ async fn thumbnail(
         Err(r) => return r,
     };
     match images::thumbnail(&state.db, user.provider_id, image_id).await {
-        Ok((bytes, format)) => (
+        // Only ever a JPEG, whatever the gateway called it: the type is ours, not the peer's, and
+        // bytes that are not a JPEG are not served at all.
+        Ok((bytes, _format)) if is_jpeg(&bytes) => (
             [
-                (header::CONTENT_TYPE, format!("image/{format}")),
-                (header::CACHE_CONTROL, "private, max-age=86400".to_string()),
+                (header::CONTENT_TYPE, "image/jpeg"),
+                (header::CACHE_CONTROL, "private, max-age=86400"),
             ],
             bytes,
         )
             .into_response(),
+        Ok(_) => {
+            tracing::warn!(image = image_id, "thumbnail is not a JPEG; not served");
+            StatusCode::NOT_FOUND.into_response()
+        }
         Err(e) => error_response(e),
     }
+}
+
+/// A JPEG starts with SOI and a marker (FF D8 FF).
+pub fn is_jpeg(bytes: &[u8]) -> bool {
+    bytes.starts_with(&[0xFF, 0xD8, 0xFF])
+}
+
+/// The Content-Security-Policy of every response that does not set its own: nothing may load,
+/// run or frame it. Pages set [`page_csp`] instead.
+pub const STRICT_CSP: &str =
+    "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/// A page's policy: its own scripts (the wasm client, and Leptos's inline hydration scripts by
+/// this response's nonce), styles, images and fonts from this origin, server functions and SSE
+/// to this origin, forms posting here, and never framed. The NHS design system's CSS loads the
+/// Frutiger web fonts from assets.nhs.uk, the one other origin.
+pub fn page_csp(nonce: &str) -> String {
+    format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
+         style-src 'self'; img-src 'self' data:; font-src 'self' https://assets.nhs.uk; connect-src 'self'; \
+         object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+}
+
+/// The headers every response carries (a page's CSP is set by the page, see [`page_csp`]).
+fn security_headers(router: Router) -> Router {
+    use axum::http::HeaderValue;
+    use tower_http::set_header::SetResponseHeaderLayer;
+    router
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(STRICT_CSP),
+        ))
 }

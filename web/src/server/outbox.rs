@@ -2,6 +2,10 @@
 //! the request cycle. A reply of `created`/`exists`/`updated`/… confirms the action; `error` fails
 //! it with the gateway's message; an outage (no listener, timeout) leaves it pending with a capped
 //! exponential backoff and the next attempt time recorded for the actions page.
+//!
+//! An appointment's actions go in the order they were queued (the store holds one back while an
+//! earlier one is undelivered), and a worklist item is checked against its appointment before
+//! every attempt: one whose appointment was cancelled meanwhile is withdrawn, never sent.
 
 use std::time::Duration;
 
@@ -15,6 +19,7 @@ use super::bus::Change;
 use super::db::{now_ms, StoreError};
 use super::relay_link;
 use super::state::AppState;
+use super::store::actions::Reached;
 use super::store::{actions, gateways};
 
 /// How long one attempt's seal is valid. Each attempt is re-stamped, so this covers one delivery
@@ -64,6 +69,8 @@ pub enum Attempt {
     },
     /// Someone else changed the row first (a re-drive raced us).
     Skipped,
+    /// Not sent: the appointment no longer wants it (cancelled before delivery).
+    Withdrawn(String),
 }
 
 /// Runs until `shutdown` completes: sends what is due, then sleeps until the next action falls due
@@ -141,6 +148,7 @@ async fn send_one(
                 "Gateway not reachable; next attempt at {}",
                 super::db::clock_time(*next_attempt_at)
             )),
+            Attempt::Withdrawn(why) => Some(format!("Worklist item not sent: {why}")),
             Attempt::Skipped => None,
         };
         if let Some(line) = line {
@@ -173,20 +181,72 @@ pub async fn attempt(
     policy: RetryPolicy,
     action: &actions::Queued,
 ) -> Result<Attempt, StoreError> {
+    if let Some(why) = stale(state, action).await? {
+        return withdraw(state, action, &why).await;
+    }
     if !actions::mark_sent(&state.db, &action.id).await? {
         return Ok(Attempt::Skipped);
     }
     match send_and_record(state, policy, action).await {
+        // A create that did not land while its appointment was being cancelled is withdrawn, so
+        // the cancellation queued behind it is not held for ever.
+        Ok(outcome @ (Attempt::Failed(_) | Attempt::Retry { .. })) => {
+            match stale(state, action).await? {
+                Some(why) => withdraw(state, action, &why).await,
+                None => Ok(outcome),
+            }
+        }
         Ok(outcome) => Ok(outcome),
         // Database trouble: the row stays `sent` and is sent again after a restart.
         Err(e @ StoreError::Sql(_)) => Err(e),
         // Anything else (its gateway gone, a corrupt payload) will not get better by itself.
         Err(other) => {
             let error = other.to_string();
-            actions::mark_failed(&state.db, &action.id, &error, None).await?;
+            actions::mark_failed(&state.db, &action.id, &error, None, Reached::No).await?;
             Ok(Attempt::Failed(error))
         }
     }
+}
+
+/// Why a worklist item must not (or no longer) be sent, if so: its appointment is not waiting
+/// for the modality any more.
+async fn stale(state: &AppState, action: &actions::Queued) -> Result<Option<String>, StoreError> {
+    let Some(appointment_id) = action.appointment_id else {
+        return Ok(None);
+    };
+    if action.action_type != actions::CREATE_ITEM {
+        return Ok(None);
+    }
+    let placement =
+        super::store::appointments::placement(&state.db, action.provider_id, appointment_id)
+            .await?;
+    Ok(
+        (placement.status == crate::domain::AppointmentStatus::Cancelled)
+            .then(|| "the appointment was cancelled before it was delivered".to_string()),
+    )
+}
+
+/// Withdraws a stale worklist item (and, when no attempt can have reached the gateway, the
+/// cancellation queued behind it: there is nothing there to cancel).
+async fn withdraw(
+    state: &AppState,
+    action: &actions::Queued,
+    why: &str,
+) -> Result<Attempt, StoreError> {
+    let mut tx = state.db.begin().await?;
+    let taken = actions::withdraw(&mut tx, &action.id, why).await?;
+    if taken {
+        if let Some(appointment_id) = action.appointment_id {
+            actions::withdraw_needless_cancels(&mut tx, appointment_id, &action.id).await?;
+        }
+    }
+    tx.commit().await?;
+    state.outbox_wake.notify_one();
+    Ok(if taken {
+        Attempt::Withdrawn(why.to_string())
+    } else {
+        Attempt::Skipped
+    })
 }
 
 async fn send_and_record(
@@ -206,7 +266,7 @@ async fn send_and_record(
         Ok(p) => p,
         Err(e) => {
             let error = e.to_string();
-            actions::mark_failed(&state.db, &action.id, &error, None).await?;
+            actions::mark_failed(&state.db, &action.id, &error, None, Reached::No).await?;
             return Ok(Attempt::Failed(error));
         }
     };
@@ -224,6 +284,26 @@ async fn send_and_record(
     sender.reply_timeout = policy.reply_timeout;
     match sender.request(&text).await {
         Ok(reply_text) => match ActionReply::open(&reply_text, &verification) {
+            // A signed reply to some other action says nothing about this one.
+            Ok(reply) if !reply_is_for(&reply, sealed.action_id) => {
+                let error = match reply.action_id {
+                    Some(other) => format!(
+                        "the gateway's reply is for action {other}, not {}",
+                        sealed.action_id
+                    ),
+                    None => "the gateway's reply names no action".to_string(),
+                };
+                tracing::warn!(action = %action.id, "outbox: {error}");
+                actions::mark_failed(
+                    &state.db,
+                    &action.id,
+                    &error,
+                    Some(&reply_text),
+                    Reached::Maybe,
+                )
+                .await?;
+                Ok(Attempt::Failed(error))
+            }
             Ok(reply) if reply.is_success() => {
                 // The health first: once the action reads `confirmed`, its report is on record.
                 if let Outcome::Ok { health } = &reply.outcome {
@@ -252,34 +332,59 @@ async fn send_and_record(
                     Outcome::Error { message } => message,
                     other => format!("unexpected reply {other:?}"),
                 };
-                actions::mark_failed(&state.db, &action.id, &error, Some(&reply_text)).await?;
+                actions::mark_failed(
+                    &state.db,
+                    &action.id,
+                    &error,
+                    Some(&reply_text),
+                    Reached::No,
+                )
+                .await?;
                 Ok(Attempt::Failed(error))
             }
             Err(rejected) => {
                 let error = format!("reply refused: {rejected}");
-                actions::mark_failed(&state.db, &action.id, &error, Some(&reply_text)).await?;
+                actions::mark_failed(
+                    &state.db,
+                    &action.id,
+                    &error,
+                    Some(&reply_text),
+                    Reached::Maybe,
+                )
+                .await?;
                 Ok(Attempt::Failed(error))
             }
         },
         Err(e) if e.is_retryable() => {
             let error = e.to_string();
             let next_attempt_at = now_ms() + policy.delay(attempts).as_millis() as i64;
-            actions::mark_retry(&state.db, &action.id, &error, next_attempt_at).await?;
+            actions::mark_retry(&state.db, &action.id, &error, next_attempt_at, reached(&e))
+                .await?;
             Ok(Attempt::Retry {
                 error,
                 next_attempt_at,
             })
         }
         Err(e) => {
-            let error: String = describe(&e);
-            actions::mark_failed(&state.db, &action.id, &error, None).await?;
+            let error = e.to_string();
+            actions::mark_failed(&state.db, &action.id, &error, None, reached(&e)).await?;
             Ok(Attempt::Failed(error))
         }
     }
 }
 
-fn describe(e: &RelayError) -> String {
-    e.to_string()
+/// Whether a reply answers the action sent: it must name that action's id.
+fn reply_is_for(reply: &ActionReply, action_id: uuid::Uuid) -> bool {
+    reply.action_id == Some(action_id)
+}
+
+/// Whether a failed send may have reached the gateway: the relay found no listener, refused us
+/// or could not be reached — no; a timeout or a connection closed before the reply — maybe.
+fn reached(e: &RelayError) -> Reached {
+    match e {
+        RelayError::Timeout(_) | RelayError::Closed(_) => Reached::Maybe,
+        _ => Reached::No,
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use super::store::actions::{self, NewAction};
 use super::store::appointments;
 use super::store::gateways;
 use super::store::identity::User;
-use crate::domain::AppointmentStatus;
+use crate::domain::{ActionStatus, AppointmentStatus};
 use crate::model::GatewayRow;
 
 /// A gateway check a user can ask for from the gateways page.
@@ -126,9 +126,10 @@ fn accession_number(clinic_date: &str) -> String {
     )
 }
 
-/// Cancels an unfinished appointment. If it was already sent to the modality, queues
-/// `worklist.cancel_item` so the item leaves the modality's worklist too. Returns that action's
-/// id, if one was queued.
+/// Cancels an unfinished appointment. If its worklist item was never delivered, withdraws it (it
+/// is never sent, and the gateway needs no message); if it was delivered, or may have been, queues
+/// `worklist.cancel_item`, which the outbox sends only after the create. Returns that cancel
+/// action's id, if one was queued.
 pub async fn cancel_appointment(
     state: &AppState,
     user: &User,
@@ -139,42 +140,76 @@ pub async fn cancel_appointment(
     a.status.transition(AppointmentStatus::Cancelled)?;
     let accession = appointments::accession_number(&mut tx, a.id).await?;
     let mut action_id = None;
+    let mut withdrawn = None;
     if let Some(accession) = accession.filter(|_| a.status != AppointmentStatus::CheckedIn) {
-        let gateway = match a.gateway_id {
-            Some(id) => gateways::get(&state.db, user.provider_id, id).await?,
-            None => gateways::for_provider(&state.db, user.provider_id)
-                .await?
-                .into_iter()
-                .next()
-                .ok_or_else(|| StoreError::Refused("this provider has no gateway".into()))?,
+        let needs_cancel = match actions::create_of(&mut tx, a.id).await? {
+            Some(create)
+                if matches!(create.status, ActionStatus::Pending | ActionStatus::Failed) =>
+            {
+                let reason = "withdrawn: the appointment was cancelled before delivery";
+                if actions::withdraw(&mut tx, &create.id, reason).await? {
+                    let follow = if create.maybe_delivered {
+                        "; an attempt may have reached the gateway, so a cancellation follows"
+                    } else {
+                        "; it never reached the gateway"
+                    };
+                    appointments::add_timeline(
+                        &mut tx,
+                        a.id,
+                        &format!(
+                            "Worklist item {accession} withdrawn before delivery (action {}){follow}",
+                            create.id
+                        ),
+                    )
+                    .await?;
+                    withdrawn = Some(create.id);
+                    create.maybe_delivered
+                } else {
+                    // The worker took it meanwhile: it may land, so cancel behind it.
+                    true
+                }
+            }
+            Some(create) if create.status == ActionStatus::Withdrawn => create.maybe_delivered,
+            // Delivered, in flight, or sent before actions were recorded per appointment.
+            _ => true,
         };
-        let action = Action::new(
-            &state.source_system,
-            Command::CancelItem {
-                accession_number: accession.clone(),
-                reason: Some(format!("cancelled by {}", user.name)),
-            },
-        );
-        let id = action.action_id.to_string();
-        actions::insert(
-            &mut tx,
-            &NewAction {
-                id: &id,
-                gateway_id: gateway.id,
-                appointment_id: Some(a.id),
-                action_type: action.command.action_type(),
-                destination: &gateway.destination,
-                payload: &action.to_value().to_string(),
-            },
-        )
-        .await?;
-        appointments::add_timeline(
-            &mut tx,
-            a.id,
-            &format!("Cancellation of worklist item {accession} queued (action {id})"),
-        )
-        .await?;
-        action_id = Some(id);
+        if needs_cancel {
+            let gateway = match a.gateway_id {
+                Some(id) => gateways::get(&state.db, user.provider_id, id).await?,
+                None => gateways::for_provider(&state.db, user.provider_id)
+                    .await?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| StoreError::Refused("this provider has no gateway".into()))?,
+            };
+            let action = Action::new(
+                &state.source_system,
+                Command::CancelItem {
+                    accession_number: accession.clone(),
+                    reason: Some(format!("cancelled by {}", user.name)),
+                },
+            );
+            let id = action.action_id.to_string();
+            actions::insert(
+                &mut tx,
+                &NewAction {
+                    id: &id,
+                    gateway_id: gateway.id,
+                    appointment_id: Some(a.id),
+                    action_type: action.command.action_type(),
+                    destination: &gateway.destination,
+                    payload: &action.to_value().to_string(),
+                },
+            )
+            .await?;
+            appointments::add_timeline(
+                &mut tx,
+                a.id,
+                &format!("Cancellation of worklist item {accession} queued (action {id})"),
+            )
+            .await?;
+            action_id = Some(id);
+        }
     }
     appointments::change_status(&mut tx, a.id, a.status, AppointmentStatus::Cancelled, None)
         .await?;
@@ -185,7 +220,7 @@ pub async fn cancel_appointment(
         clinic_id: a.clinic_id,
         appointment_id: a.id,
     });
-    if let Some(id) = &action_id {
+    for id in action_id.iter().chain(withdrawn.iter()) {
         state.bus.publish(Change::Action {
             provider_id: a.provider_id,
             action_id: id.clone(),
@@ -193,6 +228,40 @@ pub async fn cancel_appointment(
         });
     }
     Ok(action_id)
+}
+
+/// "Re-send": puts an appointment's refused (or waiting) worklist item back in the queue now,
+/// after the same checks as a re-drive (the provider's, a create still wanted by its
+/// appointment). Returns the action id.
+pub async fn resend_worklist_item(
+    state: &AppState,
+    user: &User,
+    appointment_id: i64,
+) -> Result<String, StoreError> {
+    let placement = appointments::placement(&state.db, user.provider_id, appointment_id).await?;
+    let delivery = actions::deliveries(&state.db, &[appointment_id])
+        .await?
+        .remove(&appointment_id)
+        .ok_or_else(|| StoreError::Refused("this appointment has not been sent yet".into()))?;
+    if !delivery.state.can_resend() {
+        return Err(StoreError::Refused(format!(
+            "its worklist item is {}; only a refused or retrying one can be re-sent",
+            delivery.state.label().to_lowercase()
+        )));
+    }
+    redrive(state, user, &delivery.action_id).await?;
+    appointments::note(
+        &state.db,
+        appointment_id,
+        &format!("Worklist item re-sent by {}", user.name),
+    )
+    .await?;
+    state.bus.publish(Change::Appointment {
+        provider_id: placement.provider_id,
+        clinic_id: placement.clinic_id,
+        appointment_id,
+    });
+    Ok(delivery.action_id)
 }
 
 /// Puts a failed or waiting action back in the queue now.
@@ -249,7 +318,8 @@ pub async fn check_gateway(
 pub async fn gateway_rows(state: &AppState, user: &User) -> Result<Vec<GatewayRow>, StoreError> {
     let mut rows = Vec::new();
     for g in gateways::for_provider(&state.db, user.provider_id).await? {
-        let [pending, sent, confirmed, failed] = gateways::queue_counts(&state.db, g.id).await?;
+        let [pending, sent, confirmed, failed, _withdrawn] =
+            gateways::queue_counts(&state.db, g.id).await?;
         let link = state.listener_status(g.id);
         rows.push(GatewayRow {
             id: g.id,

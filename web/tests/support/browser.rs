@@ -60,6 +60,8 @@ pub struct ScriptEnv<'a> {
     pub clinic_id: i64,
     pub artifacts: &'a str,
     pub images: usize,
+    /// How many images the gateway reports taken in MPPS COMPLETED, when it does.
+    pub taken: Option<usize>,
 }
 
 impl Script {
@@ -77,6 +79,10 @@ impl Script {
                 ("CLINIC_ID", env.clinic_id.to_string()),
                 ("ARTIFACTS", env.artifacts.to_string()),
                 ("IMAGES", env.images.to_string()),
+                (
+                    "TAKEN",
+                    env.taken.map(|n| n.to_string()).unwrap_or_default(),
+                ),
             ],
         )
     }

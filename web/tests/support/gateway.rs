@@ -62,6 +62,27 @@ pub async fn listen_actions(
     web_key: &SigningKey,
     reply: Reply,
 ) -> ActionsListener {
+    listen_actions_replying(
+        relay,
+        entity,
+        gateway_key,
+        web_key,
+        Arc::new(move |action: &Action| ActionReply::new(action.action_id, reply(action))),
+    )
+    .await
+}
+
+/// The whole reply a gateway sends to an action (to misbehave: answer another action's id).
+pub type FullReply = Arc<dyn Fn(&Action) -> ActionReply + Send + Sync>;
+
+/// As [`listen_actions`], with the whole reply made by `reply`.
+pub async fn listen_actions_replying(
+    relay: Config,
+    entity: &str,
+    gateway_key: SigningKey,
+    web_key: &SigningKey,
+    reply: FullReply,
+) -> ActionsListener {
     let listener = Listener::new(relay, entity, ListenerOptions::default());
     let status = listener.status();
     let verification = Verification::strict(Keyring::new(vec![web_key.public_key()]));
@@ -79,9 +100,9 @@ pub async fn listen_actions(
                     async move {
                         match Action::open(&text, &verification) {
                             Ok(action) => {
-                                let outcome = reply(&action);
+                                let answer = reply(&action);
                                 let _ = tx.lock().unwrap().send(action.clone());
-                                key.seal(&ActionReply::new(action.action_id, outcome))
+                                key.seal(&answer)
                             }
                             Err(rejected) => key.seal(&ActionReply::rejected(&rejected)),
                         }

@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod gateway;
 pub mod postgres;
+pub mod real_gateway;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -6,9 +6,11 @@ use leptos_meta::Title;
 use leptos_router::components::A;
 
 use super::id_param;
+use crate::app::delivery::DeliveryStatus;
 use crate::app::error::AppError;
 use crate::app::live::use_live_resource;
 use crate::app::widgets::{action_error, StatusTag, SummaryRow};
+use crate::domain::AppointmentStatus;
 use crate::model::{AppointmentDetail, ImageCard};
 
 #[component]
@@ -44,10 +46,32 @@ fn AppointmentView(
         })
         .cloned()
         .collect();
+    // While the modality has not produced anything yet, the status sits in an inset box with
+    // where the worklist item is; once images arrive (or it completes) the tag moves up beside
+    // the participant's name.
+    let waiting = a.images.is_empty()
+        && matches!(
+            a.status,
+            AppointmentStatus::SentToModality | AppointmentStatus::InProgress
+        );
+    let delivery = a.delivery.clone();
+    let status = a.status;
     view! {
         <Title text=title/>
         <span class="nhsuk-caption-l"><A href=format!("/clinics/{}", a.clinic_id)>{a.clinic_name.clone()}</A></span>
-        <h1>{a.participant_name.clone()}</h1>
+        <h1>
+            {a.participant_name.clone()}
+            {(!waiting).then(|| view! { " "<span id="heading-status"><StatusTag status=status/></span> })}
+        </h1>
+        {(waiting || delivery.is_some()).then(|| view! {
+            <div class="nhsuk-inset-text" id="delivery-inset">
+                <span class="nhsuk-u-visually-hidden">"Information: "</span>
+                {waiting.then(|| view! {
+                    <p id="inset-status"><StatusTag status=status/>" – Awaiting images"</p>
+                })}
+                {delivery.map(|d| view! { <div><DeliveryStatus delivery=d appointment_id=a.id/></div> })}
+            </div>
+        })}
         <dl class="nhsuk-summary-list">
             <SummaryRow key="NHS number">{a.nhs_number.clone()}</SummaryRow>
             <SummaryRow key="Date of birth">{a.birth_date.clone()}</SummaryRow>
@@ -62,6 +86,18 @@ fn AppointmentView(
             </ActionForm>
         })}
         <h2>"Images"</h2>
+        {a.images_taken.map(|taken| {
+            let received = a.images.len() as i64;
+            let missing = (taken - received).max(0);
+            view! {
+                <p class="nhsuk-body" id="image-count" data-taken=taken data-received=received>
+                    {format!("{taken} taken, {received} received")}
+                    {(missing > 0).then(|| view! {
+                        " "<strong class="nhsuk-tag nhsuk-tag--orange">{format!("{missing} not received yet")}</strong>
+                    })}
+                </p>
+            }
+        })}
         <div class="app-gallery" id="gallery">
             {SIDES.iter().map(|(side, side_name)| {
                 let side_images = images.clone();

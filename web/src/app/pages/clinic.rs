@@ -5,6 +5,7 @@ use leptos_meta::Title;
 use leptos_router::components::A;
 
 use super::id_param;
+use crate::app::delivery::DeliveryStatus;
 use crate::app::error::AppError;
 use crate::app::live::use_live_resource;
 use crate::app::widgets::{action_error, StatusTag};
@@ -44,12 +45,16 @@ fn ClinicView(clinic: ClinicDetail, send: ServerAction<SendToModality>) -> impl 
                 {clinic.appointments.into_iter().map(|a| {
                     let can_send = a.status.can_become(AppointmentStatus::SentToModality);
                     let who = format!(" for {}", a.participant_name);
+                    let delivery = a.delivery.clone().filter(|_| a.status == AppointmentStatus::SentToModality || a.status == AppointmentStatus::Cancelled);
                     view! {
                         <tr class="nhsuk-table__row" id=format!("appointment-{}", a.id)>
                             <td class="nhsuk-table__cell">{a.time}</td>
                             <td class="nhsuk-table__cell"><A href=format!("/appointments/{}", a.id)>{a.participant_name}</A></td>
                             <td class="nhsuk-table__cell">{a.nhs_number}</td>
-                            <td class="nhsuk-table__cell app-status"><StatusTag status=a.status/></td>
+                            <td class="nhsuk-table__cell app-status">
+                                <StatusTag status=a.status/>
+                                {delivery.map(|d| view! { <br/><DeliveryStatus delivery=d appointment_id=a.id/> })}
+                            </td>
                             <td class="nhsuk-table__cell">
                                 {can_send.then(|| view! {
                                     <ActionForm action=send>

@@ -4,8 +4,8 @@
 
 use sqlx::{Any, Transaction};
 
-use crate::domain::ActionStatus;
-use crate::model::{ActionDetail, ActionRow};
+use crate::domain::{ActionStatus, AppointmentStatus, DeliveryState};
+use crate::model::{ActionDetail, ActionRow, Delivery};
 
 use super::super::db::{col, date_time, now_ms, Db, StoreError};
 
@@ -13,6 +13,12 @@ const PENDING: &str = ActionStatus::Pending.as_str();
 const SENT: &str = ActionStatus::Sent.as_str();
 const CONFIRMED: &str = ActionStatus::Confirmed.as_str();
 const FAILED: &str = ActionStatus::Failed.as_str();
+const WITHDRAWN: &str = ActionStatus::Withdrawn.as_str();
+
+/// The action type that puts an appointment on the modality worklist.
+pub const CREATE_ITEM: &str = "worklist.create_item";
+/// The action type that takes it off again.
+pub const CANCEL_ITEM: &str = "worklist.cancel_item";
 
 /// A new outbox row.
 #[derive(Debug, Clone)]
@@ -26,16 +32,31 @@ pub struct NewAction<'a> {
     pub payload: &'a str,
 }
 
-/// Queues an action for sending now.
+/// Queues an action for sending now, after the appointment's earlier actions (its place in the
+/// appointment's order is taken inside the caller's transaction; the unique index makes two
+/// writers racing for the same place fail rather than share it).
 pub async fn insert(
     tx: &mut Transaction<'_, Any>,
     action: &NewAction<'_>,
 ) -> Result<(), StoreError> {
     let now = now_ms();
+    let seq: Option<i64> = match action.appointment_id {
+        Some(appointment_id) => {
+            let r = sqlx::query(
+                "SELECT COALESCE(MAX(appointment_seq), 0) + 1 AS next FROM gateway_actions
+                 WHERE appointment_id = $1",
+            )
+            .bind(appointment_id)
+            .fetch_one(&mut **tx)
+            .await?;
+            Some(col(&r, "next")?)
+        }
+        None => None,
+    };
     sqlx::query(
         "INSERT INTO gateway_actions (id, gateway_id, appointment_id, action_type, destination,
-             payload, status, created_at, attempts, next_attempt_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9)",
+             payload, status, created_at, attempts, next_attempt_at, appointment_seq)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10)",
     )
     .bind(action.id)
     .bind(action.gateway_id)
@@ -46,6 +67,7 @@ pub async fn insert(
     .bind(PENDING)
     .bind(now)
     .bind(now)
+    .bind(seq)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -63,14 +85,24 @@ pub struct Queued {
     pub attempts: i64,
 }
 
-/// Pending actions whose next attempt is due, oldest first.
+/// An action is held while an earlier action of its appointment is undelivered (pending, sent
+/// or failed): a cancel must never overtake its create. `$1`/`$2` are the two statuses that let
+/// later actions go ([`ActionStatus::lets_later_actions_go`]).
+const NOT_HELD: &str = "NOT EXISTS (SELECT 1 FROM gateway_actions e
+      WHERE a.appointment_id IS NOT NULL AND e.appointment_id = a.appointment_id
+        AND e.appointment_seq < a.appointment_seq AND e.status NOT IN ($1, $2))";
+
+/// Pending actions whose next attempt is due and that no earlier action of their appointment
+/// holds back, oldest first.
 pub async fn due(db: &Db, now: i64, limit: i64) -> Result<Vec<Queued>, StoreError> {
-    let rows = sqlx::query(
+    let rows = sqlx::query(&format!(
         "SELECT a.id, a.gateway_id, g.provider_id, a.appointment_id, a.action_type, a.payload, a.attempts
          FROM gateway_actions a JOIN gateways g ON g.id = a.gateway_id
-         WHERE a.status = $1 AND a.next_attempt_at <= $2
-         ORDER BY a.next_attempt_at, a.created_at LIMIT $3",
-    )
+         WHERE a.status = $3 AND a.next_attempt_at <= $4 AND {NOT_HELD}
+         ORDER BY a.next_attempt_at, a.created_at, a.appointment_seq LIMIT $5"
+    ))
+    .bind(CONFIRMED)
+    .bind(WITHDRAWN)
     .bind(PENDING)
     .bind(now)
     .bind(limit)
@@ -91,13 +123,17 @@ pub async fn due(db: &Db, now: i64, limit: i64) -> Result<Vec<Queued>, StoreErro
         .collect()
 }
 
-/// When the earliest pending action falls due, if any is pending.
+/// When the earliest pending action that is not held back falls due, if any (a held one is
+/// woken by whatever settles the action before it).
 pub async fn next_due(db: &Db) -> Result<Option<i64>, StoreError> {
-    let row =
-        sqlx::query("SELECT MIN(next_attempt_at) AS t FROM gateway_actions WHERE status = $1")
-            .bind(PENDING)
-            .fetch_one(&db.pool)
-            .await?;
+    let row = sqlx::query(&format!(
+        "SELECT MIN(a.next_attempt_at) AS t FROM gateway_actions a WHERE a.status = $3 AND {NOT_HELD}"
+    ))
+    .bind(CONFIRMED)
+    .bind(WITHDRAWN)
+    .bind(PENDING)
+    .fetch_one(&db.pool)
+    .await?;
     col(&row, "t")
 }
 
@@ -131,21 +167,39 @@ pub async fn mark_confirmed(db: &Db, id: &str, reply: &str) -> Result<(), StoreE
     Ok(())
 }
 
+/// Whether an attempt that ended without a usable reply may still have reached the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reached {
+    /// It cannot have been applied (no listener, a refusal the gateway signed, bad settings).
+    No,
+    /// It may have been (a timeout, a dropped connection, a reply we could not trust).
+    Maybe,
+}
+
+impl Reached {
+    fn flag(self) -> i64 {
+        i64::from(self == Reached::Maybe)
+    }
+}
+
 /// The gateway refused the action, or the configuration is wrong: a person must look.
 pub async fn mark_failed(
     db: &Db,
     id: &str,
     error: &str,
     reply: Option<&str>,
+    reached: Reached,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE gateway_actions SET status = $1, failed_at = $2, last_error = $3, reply = COALESCE($4, reply)
-         WHERE id = $5",
+        "UPDATE gateway_actions SET status = $1, failed_at = $2, last_error = $3, reply = COALESCE($4, reply),
+             maybe_delivered = CASE WHEN $5 = 1 THEN 1 ELSE maybe_delivered END
+         WHERE id = $6",
     )
     .bind(FAILED)
     .bind(now_ms())
     .bind(error)
     .bind(reply)
+    .bind(reached.flag())
     .bind(id)
     .execute(&db.pool)
     .await?;
@@ -158,13 +212,17 @@ pub async fn mark_retry(
     id: &str,
     error: &str,
     next_attempt_at: i64,
+    reached: Reached,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE gateway_actions SET status = $1, last_error = $2, next_attempt_at = $3 WHERE id = $4",
+        "UPDATE gateway_actions SET status = $1, last_error = $2, next_attempt_at = $3,
+             maybe_delivered = CASE WHEN $4 = 1 THEN 1 ELSE maybe_delivered END
+         WHERE id = $5",
     )
     .bind(PENDING)
     .bind(error)
     .bind(next_attempt_at)
+    .bind(reached.flag())
     .bind(id)
     .execute(&db.pool)
     .await?;
@@ -175,7 +233,9 @@ pub async fn mark_retry(
 /// gateway id, so the caller can announce the change.
 pub async fn redrive(db: &Db, provider_id: i64, id: &str) -> Result<Option<i64>, StoreError> {
     let row = sqlx::query(
-        "SELECT a.status, a.appointment_id FROM gateway_actions a JOIN gateways g ON g.id = a.gateway_id
+        "SELECT a.status, a.appointment_id, a.action_type, ap.status AS appointment_status
+         FROM gateway_actions a JOIN gateways g ON g.id = a.gateway_id
+         LEFT JOIN appointments ap ON ap.id = a.appointment_id
          WHERE a.id = $1 AND g.provider_id = $2",
     )
     .bind(id)
@@ -189,22 +249,171 @@ pub async fn redrive(db: &Db, provider_id: i64, id: &str) -> Result<Option<i64>,
             "only failed or waiting actions can be re-driven; this one is {current}"
         )));
     }
-    sqlx::query(
-        "UPDATE gateway_actions SET status = $1, next_attempt_at = $2, failed_at = NULL WHERE id = $3",
+    let appointment_status: Option<String> = col(&row, "appointment_status")?;
+    if col::<String>(&row, "action_type")? == CREATE_ITEM {
+        if let Some(s) = appointment_status {
+            refuse_stale_create(AppointmentStatus::parse(&s)?)?;
+        }
+    }
+    let done = sqlx::query(
+        "UPDATE gateway_actions SET status = $1, next_attempt_at = $2, failed_at = NULL
+         WHERE id = $3 AND status = $4",
     )
     .bind(PENDING)
     .bind(now_ms())
     .bind(id)
+    .bind(current.as_str())
     .execute(&db.pool)
     .await?;
+    if done.rows_affected() != 1 {
+        return Err(StoreError::Refused(
+            "the action changed meanwhile; reload and try again".into(),
+        ));
+    }
     col(&row, "appointment_id")
 }
 
+/// A worklist item is sent only for an appointment still waiting for the modality: never for a
+/// cancelled one (a cancelled participant must not be offered), nor again once the modality
+/// reported it (it has the item).
+pub fn refuse_stale_create(appointment: AppointmentStatus) -> Result<(), StoreError> {
+    match appointment {
+        AppointmentStatus::SentToModality => Ok(()),
+        other => Err(StoreError::Refused(format!(
+            "the appointment is {}; its worklist item is not sent again",
+            other.label().to_lowercase()
+        ))),
+    }
+}
+
+/// Where each of the given appointments' worklist items is: the latest `worklist.create_item` of
+/// each, as the clinic and appointment pages show it.
+pub async fn deliveries(
+    db: &Db,
+    appointment_ids: &[i64],
+) -> Result<std::collections::HashMap<i64, Delivery>, StoreError> {
+    let mut out = std::collections::HashMap::new();
+    if appointment_ids.is_empty() {
+        return Ok(out);
+    }
+    // Ids are our own integers, so inlining them is safe; one query for a whole clinic.
+    let list = appointment_ids
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let rows = sqlx::query(&format!(
+        "SELECT appointment_id, id, status, attempts, next_attempt_at, last_error FROM gateway_actions
+         WHERE action_type = $1 AND appointment_id IN ({list}) ORDER BY appointment_seq"
+    ))
+    .bind(CREATE_ITEM)
+    .fetch_all(&db.pool)
+    .await?;
+    for r in &rows {
+        let status = ActionStatus::parse(&col::<String>(r, "status")?)?;
+        let attempts: i64 = col(r, "attempts")?;
+        let state = DeliveryState::of(status, attempts);
+        let next: Option<i64> = col(r, "next_attempt_at")?;
+        out.insert(
+            col(r, "appointment_id")?,
+            Delivery {
+                state,
+                action_id: col(r, "id")?,
+                attempts,
+                next_attempt_at: next
+                    .filter(|_| state == DeliveryState::Retrying)
+                    .map(super::super::db::clock_time),
+                reason: col::<Option<String>>(r, "last_error")?
+                    .filter(|_| state != DeliveryState::Delivered),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// An appointment's worklist item action (its latest), as a cancellation needs to know it.
+#[derive(Debug, Clone)]
+pub struct CreateOf {
+    pub id: String,
+    pub status: ActionStatus,
+    /// Some attempt may have reached the gateway (see [`Reached`]).
+    pub maybe_delivered: bool,
+}
+
+/// The latest `worklist.create_item` of an appointment, if any.
+pub async fn create_of(
+    tx: &mut Transaction<'_, Any>,
+    appointment_id: i64,
+) -> Result<Option<CreateOf>, StoreError> {
+    let r = sqlx::query(
+        "SELECT id, status, maybe_delivered FROM gateway_actions
+         WHERE appointment_id = $1 AND action_type = $2
+         ORDER BY appointment_seq DESC LIMIT 1",
+    )
+    .bind(appointment_id)
+    .bind(CREATE_ITEM)
+    .fetch_optional(&mut **tx)
+    .await?;
+    r.map(|r| {
+        Ok(CreateOf {
+            id: col(&r, "id")?,
+            status: ActionStatus::parse(&col::<String>(&r, "status")?)?,
+            maybe_delivered: col::<i64>(&r, "maybe_delivered")? != 0,
+        })
+    })
+    .transpose()
+}
+
+/// Withdraws an undelivered action (pending or failed): it will never be sent. Returns false if
+/// it was no longer undelivered (the worker took it meanwhile), so the caller can fall back.
+pub async fn withdraw(
+    tx: &mut Transaction<'_, Any>,
+    id: &str,
+    reason: &str,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE gateway_actions SET status = $1, next_attempt_at = NULL, last_error = $2, failed_at = NULL
+         WHERE id = $3 AND status IN ($4, $5)",
+    )
+    .bind(WITHDRAWN)
+    .bind(reason)
+    .bind(id)
+    .bind(PENDING)
+    .bind(FAILED)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// After withdrawing worklist item `create_id`: if no attempt of it can have reached the gateway,
+/// the cancellations queued behind it (never tried) are needless and withdrawn too.
+pub async fn withdraw_needless_cancels(
+    tx: &mut Transaction<'_, Any>,
+    appointment_id: i64,
+    create_id: &str,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "UPDATE gateway_actions SET status = $1, next_attempt_at = NULL, last_error = $2
+         WHERE appointment_id = $3 AND action_type = $4 AND status = $5 AND attempts = 0
+           AND appointment_seq > (SELECT c.appointment_seq FROM gateway_actions c
+                                  WHERE c.id = $6 AND c.maybe_delivered = 0)",
+    )
+    .bind(WITHDRAWN)
+    .bind("nothing to cancel: the worklist item never reached the gateway")
+    .bind(appointment_id)
+    .bind(CANCEL_ITEM)
+    .bind(PENDING)
+    .bind(create_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Actions left `sent` by a crash mid-send go back to pending at start-up: sending again is safe
-/// because the gateway answers `exists` for an item it already has.
+/// because the gateway answers `exists` for an item it already has. They may have reached it.
 pub async fn requeue_interrupted(db: &Db) -> Result<u64, StoreError> {
     let done = sqlx::query(
-        "UPDATE gateway_actions SET status = $1, next_attempt_at = $2 WHERE status = $3",
+        "UPDATE gateway_actions SET status = $1, next_attempt_at = $2, maybe_delivered = 1 WHERE status = $3",
     )
     .bind(PENDING)
     .bind(now_ms())

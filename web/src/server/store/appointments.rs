@@ -198,6 +198,25 @@ pub async fn change_status(
     add_timeline(tx, appointment_id, &format!("Status: {}", next.label())).await
 }
 
+/// Records how many images the modality reported taken (MPPS COMPLETED), with a history line.
+pub async fn record_images_taken(
+    tx: &mut Transaction<'_, Any>,
+    appointment_id: i64,
+    taken: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE appointments SET images_taken = $1 WHERE id = $2")
+        .bind(taken)
+        .bind(appointment_id)
+        .execute(&mut **tx)
+        .await?;
+    add_timeline(
+        tx,
+        appointment_id,
+        &format!("Modality reports {taken} images taken"),
+    )
+    .await
+}
+
 /// Adds a line to an appointment's history.
 pub async fn add_timeline(
     tx: &mut Transaction<'_, Any>,
@@ -232,7 +251,7 @@ pub async fn detail(
 ) -> Result<AppointmentDetail, StoreError> {
     let r = sqlx::query(
         "SELECT a.id, a.clinic_id, c.name AS clinic_name, a.starts_at, a.status, a.accession_number,
-                p.family_name, p.given_name, p.nhs_number, p.birth_date
+                a.images_taken, p.family_name, p.given_name, p.nhs_number, p.birth_date
          FROM appointments a JOIN clinics c ON c.id = a.clinic_id
          JOIN participants p ON p.id = a.participant_id
          WHERE a.id = $1 AND c.provider_id = $2",
@@ -269,6 +288,10 @@ pub async fn detail(
         birth_date: col(&r, "birth_date")?,
         status: AppointmentStatus::parse(&col::<String>(&r, "status")?)?,
         accession_number: col(&r, "accession_number")?,
+        images_taken: col(&r, "images_taken")?,
+        delivery: super::actions::deliveries(db, &[appointment_id])
+            .await?
+            .remove(&appointment_id),
         timeline,
         images: super::images::for_appointment(db, appointment_id).await?,
     })

@@ -70,11 +70,18 @@ pub async fn detail(db: &Db, provider_id: i64, clinic_id: i64) -> Result<ClinicD
     .bind(clinic_id)
     .fetch_all(&db.pool)
     .await?;
+    let ids = rows
+        .iter()
+        .map(|r| col::<i64>(r, "id"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut deliveries = super::actions::deliveries(db, &ids).await?;
     let appointments = rows
         .iter()
         .map(|r| {
+            let id: i64 = col(r, "id")?;
             Ok(AppointmentRow {
-                id: col(r, "id")?,
+                delivery: deliveries.remove(&id),
+                id,
                 time: col(r, "starts_at")?,
                 participant_name: format!(
                     "{}, {}",

@@ -130,14 +130,17 @@ pub async fn get(db: &Db, provider_id: i64, id: i64) -> Result<GatewayRecord, St
 }
 
 /// How many of a gateway's actions are in each outbox state: pending, sent, confirmed, failed.
-pub async fn queue_counts(db: &Db, gateway_id: i64) -> Result<[i64; 4], StoreError> {
+pub async fn queue_counts(
+    db: &Db,
+    gateway_id: i64,
+) -> Result<[i64; ActionStatus::ALL.len()], StoreError> {
     let rows = sqlx::query(
         "SELECT status, COUNT(*) AS n FROM gateway_actions WHERE gateway_id = $1 GROUP BY status",
     )
     .bind(gateway_id)
     .fetch_all(&db.pool)
     .await?;
-    let mut counts = [0; 4];
+    let mut counts = [0; ActionStatus::ALL.len()];
     for r in &rows {
         let s: String = col(r, "status")?;
         if let Some(i) = ActionStatus::ALL.iter().position(|x| x.as_str() == s) {

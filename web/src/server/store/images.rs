@@ -1,9 +1,12 @@
 //! Study / Series / Image as reported by the gateway's `study.image_received` events: UIDs, view,
-//! laterality, dose, and the small JPEG thumbnail the gateway inlines.
+//! laterality, dose, and the small JPEG thumbnail the gateway inlines. Every record belongs to the
+//! gateway that reported it: a UID is looked up only among that gateway's studies, so another
+//! provider's gateway reporting the same Study Instance UID (a copied study, a colliding UID
+//! root) can never attach its images to this provider's appointment, or the other way round.
 
 use sqlx::{Any, Transaction};
 
-use crate::model::{DoseRow, ImageCard};
+use crate::model::{DoseRow, ImageCard, UnmatchedStudy};
 
 use super::super::db::{col, Db, StoreError};
 
@@ -15,6 +18,11 @@ pub struct NewImage {
     pub study_instance_uid: String,
     pub accession_number: Option<String>,
     pub study_description: Option<String>,
+    pub study_date: Option<String>,
+    /// The patient as the modality recorded them, to identify an image no appointment claims.
+    pub patient_id: Option<String>,
+    pub patient_name: Option<String>,
+    pub patient_birth_date: Option<String>,
     pub series_instance_uid: String,
     pub series_number: Option<i64>,
     pub modality: Option<String>,
@@ -41,31 +49,40 @@ pub async fn record(
     tx: &mut Transaction<'_, Any>,
     i: &NewImage,
 ) -> Result<Option<i64>, StoreError> {
-    let study = sqlx::query("SELECT id FROM studies WHERE study_instance_uid = $1")
-        .bind(&i.study_instance_uid)
-        .fetch_optional(&mut **tx)
-        .await?;
+    let study =
+        sqlx::query("SELECT id FROM studies WHERE gateway_id = $1 AND study_instance_uid = $2")
+            .bind(i.gateway_id)
+            .bind(&i.study_instance_uid)
+            .fetch_optional(&mut **tx)
+            .await?;
     let study_id: i64 = match study {
         Some(r) => col(&r, "id")?,
         None => col(
             &sqlx::query(
-                "INSERT INTO studies (appointment_id, gateway_id, study_instance_uid, accession_number, description)
-                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                "INSERT INTO studies (appointment_id, gateway_id, study_instance_uid, accession_number,
+                     description, study_date, patient_id, patient_name, patient_birth_date)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
             )
             .bind(i.appointment_id)
             .bind(i.gateway_id)
             .bind(&i.study_instance_uid)
             .bind(i.accession_number.as_deref())
             .bind(i.study_description.as_deref())
+            .bind(i.study_date.as_deref())
+            .bind(i.patient_id.as_deref())
+            .bind(i.patient_name.as_deref())
+            .bind(i.patient_birth_date.as_deref())
             .fetch_one(&mut **tx)
             .await?,
             "id",
         )?,
     };
-    let series = sqlx::query("SELECT id FROM series WHERE series_instance_uid = $1")
-        .bind(&i.series_instance_uid)
-        .fetch_optional(&mut **tx)
-        .await?;
+    let series =
+        sqlx::query("SELECT id FROM series WHERE study_id = $1 AND series_instance_uid = $2")
+            .bind(study_id)
+            .bind(&i.series_instance_uid)
+            .fetch_optional(&mut **tx)
+            .await?;
     let series_id: i64 = match series {
         Some(r) => col(&r, "id")?,
         None => col(
@@ -82,10 +99,16 @@ pub async fn record(
             "id",
         )?,
     };
-    let existing = sqlx::query("SELECT id FROM images WHERE sop_instance_uid = $1")
-        .bind(&i.sop_instance_uid)
-        .fetch_optional(&mut **tx)
-        .await?;
+    // Once per gateway: a redelivered event, or the same instance in another series, is a repeat.
+    let existing = sqlx::query(
+        "SELECT i.id FROM images i JOIN series s ON s.id = i.series_id
+         JOIN studies st ON st.id = s.study_id
+         WHERE st.gateway_id = $1 AND i.sop_instance_uid = $2",
+    )
+    .bind(i.gateway_id)
+    .bind(&i.sop_instance_uid)
+    .fetch_optional(&mut **tx)
+    .await?;
     if existing.is_some() {
         return Ok(None);
     }
@@ -184,4 +207,35 @@ pub async fn thumbnail(
         (Some(bytes), Some(format)) => Ok((bytes, format)),
         _ => Err(StoreError::NotFound),
     }
+}
+
+/// The provider's studies that no appointment claims (their accession matched none), newest first.
+pub async fn unmatched(db: &Db, provider_id: i64) -> Result<Vec<UnmatchedStudy>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT st.id, g.name AS gateway_name, st.accession_number, st.patient_id, st.patient_name,
+                st.patient_birth_date, st.study_date, st.description,
+                (SELECT COUNT(*) FROM images i JOIN series s ON s.id = i.series_id
+                 WHERE s.study_id = st.id) AS images
+         FROM studies st JOIN gateways g ON g.id = st.gateway_id
+         WHERE g.provider_id = $1 AND st.appointment_id IS NULL
+         ORDER BY st.id DESC LIMIT 200",
+    )
+    .bind(provider_id)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(UnmatchedStudy {
+                study_id: col(r, "id")?,
+                gateway_name: col(r, "gateway_name")?,
+                accession_number: col(r, "accession_number")?,
+                patient_id: col(r, "patient_id")?,
+                patient_name: col(r, "patient_name")?,
+                patient_birth_date: col(r, "patient_birth_date")?,
+                study_date: col(r, "study_date")?,
+                description: col(r, "description")?,
+                images: col(r, "images")?,
+            })
+        })
+        .collect()
 }

@@ -1,0 +1,135 @@
+// Browser test of the delivery state (web/tests/browser.rs drives it and plays the gateway): the
+// clinic page shows, live, a worklist item retrying during a gateway outage (with the next attempt
+// time and the reason), refused by the gateway (with its message), re-sent by the clinician and
+// delivered; the appointment page shows it in an inset box with "– Awaiting images".
+// Same line protocol as live.mjs: `STEP …` out, `GATEWAY …` in.
+//
+// Env: BASE_URL, USER1, PASS1, CLINIC_ID, ARTIFACTS, CHROMIUM.
+import { chromium } from 'playwright-core';
+import { createInterface } from 'node:readline';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const env = (name, fallback) => {
+  const v = process.env[name] ?? fallback;
+  if (v === undefined) throw new Error(`${name} is not set`);
+  return v;
+};
+const BASE = env('BASE_URL');
+const ARTIFACTS = env('ARTIFACTS');
+mkdirSync(ARTIFACTS, { recursive: true });
+const here = dirname(fileURLToPath(import.meta.url));
+const axeSource = readFileSync(join(here, '..', 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
+const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+async function expectLine(prefix) {
+  const { value, done } = await lines.next();
+  if (done) throw new Error(`stdin closed while waiting for ${prefix}`);
+  if (!value.startsWith(prefix)) throw new Error(`expected ${prefix}, got ${value}`);
+  return value.slice(prefix.length).trim();
+}
+const step = (text) => console.log(`STEP ${text}`);
+const errors = [];
+function watch(page) {
+  page.on('pageerror', (e) => errors.push(`${page.url()}: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /Content Security Policy|Content-Security-Policy/i.test(m.text())) {
+      errors.push(`${page.url()}: CSP: ${m.text()}`);
+    }
+  });
+}
+async function live(page) {
+  await page.waitForSelector('body[data-hydrated="true"]', { timeout: 60000 });
+  await page.waitForSelector('#live[data-live="connected"]', { timeout: 60000 });
+}
+async function axe(page, name) {
+  await page.evaluate(axeSource);
+  const result = await page.evaluate(async () => await window.axe.run(document, {
+    runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] },
+  }));
+  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  if (bad.length) throw new Error(`axe: serious/critical violations on ${name}: ${bad.map((v) => v.id).join(', ')}`);
+}
+// The row's delivery element once it reads `state`, and its text.
+async function deliveryIs(page, scope, state) {
+  const el = await page.waitForSelector(`${scope} [data-delivery="${state}"]`, { timeout: 60000 });
+  return (await el.textContent()).trim();
+}
+
+const browser = await chromium.launch({
+  executablePath: env('CHROMIUM', '/usr/bin/chromium'),
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+let failed = false;
+try {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  watch(page);
+  await page.goto(`${BASE}/sign-in`);
+  await page.waitForSelector('body[data-hydrated="true"]', { timeout: 60000 });
+  await page.fill('#email', env('USER1'));
+  await page.fill('#password', env('PASS1'));
+  await Promise.all([page.waitForURL('**/clinics'), page.click('#sign-in')]);
+  await page.goto(`${BASE}/clinics/${env('CLINIC_ID')}`);
+  await live(page);
+  const row = await page.$('#appointments tbody tr:has([data-status="checked_in"])');
+  const id = (await row.getAttribute('id')).replace('appointment-', '');
+  const scope = `#appointment-${id}`;
+  await page.click(`${scope} button.app-send`);
+  step(`sent ${id}`);
+
+  // Outage: no gateway listens; the row says so, with when it tries next and why.
+  const retrying = await deliveryIs(page, scope, 'retrying');
+  if (!/Next attempt at \d\d:\d\d:\d\d/.test(retrying) || !/no listener/i.test(retrying)) {
+    throw new Error(`retrying row lacks the next attempt or the reason: ${retrying}`);
+  }
+  await page.waitForSelector(`${scope} button.app-resend`);
+  await page.screenshot({ path: join(ARTIFACTS, '1-retrying.png'), fullPage: true });
+  step(`retrying ${retrying}`);
+
+  await expectLine('GATEWAY refusing');
+  const refused = await deliveryIs(page, scope, 'refused');
+  if (!refused.includes('worklist database is read-only')) throw new Error(`refusal without its reason: ${refused}`);
+  await axe(page, 'clinic with a refusal');
+  await page.screenshot({ path: join(ARTIFACTS, '2-refused.png'), fullPage: true });
+  step(`refused ${refused}`);
+
+  await expectLine('GATEWAY accepting');
+  await page.click(`${scope} button.app-resend`);
+  await deliveryIs(page, scope, 'delivered');
+  if (await page.$(`${scope} button.app-resend`)) throw new Error('a delivered item still offers Re-send');
+  await page.screenshot({ path: join(ARTIFACTS, '3-delivered.png'), fullPage: true });
+  step('delivered');
+
+  const appointment = await context.newPage();
+  watch(appointment);
+  await appointment.goto(`${BASE}/appointments/${id}`);
+  await live(appointment);
+  const inset = await appointment.waitForSelector('#delivery-inset.nhsuk-inset-text');
+  const text = (await inset.textContent()).replace(/\s+/g, ' ');
+  if (!text.includes('– Awaiting images') || !text.includes('On the modality worklist')) {
+    throw new Error(`inset box: ${text}`);
+  }
+  await appointment.waitForSelector('#delivery-inset [data-delivery="delivered"]');
+  if (await appointment.$('#heading-status')) throw new Error('status in the heading before any image');
+  await axe(appointment, 'appointment awaiting images');
+  await appointment.screenshot({ path: join(ARTIFACTS, '4-appointment-inset.png'), fullPage: true });
+  step('inset');
+
+  if (errors.length) throw new Error(`page errors:\n${errors.join('\n')}`);
+  console.log('RESULT 1 passed, 0 failed');
+} catch (e) {
+  failed = true;
+  console.error(`FAILED: ${e.stack || e}`);
+  for (const ctx of browser.contexts()) {
+    for (const [i, p] of ctx.pages().entries()) {
+      await p.screenshot({ path: join(ARTIFACTS, `failure-${i}.png`), fullPage: true }).catch(() => {});
+    }
+  }
+  console.log('RESULT 0 passed, 1 failed');
+} finally {
+  await browser.close();
+}
+process.exit(failed ? 1 : 0);

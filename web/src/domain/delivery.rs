@@ -1,0 +1,103 @@
+//! Where an appointment's worklist item is on its way to the modality, as the clinician sees it:
+//! read from its `worklist.create_item` action's status and attempts.
+
+use serde::{Deserialize, Serialize};
+
+use super::ActionStatus;
+
+/// The delivery state shown beside an appointment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Waiting for its first attempt.
+    Queued,
+    /// An attempt is under way.
+    Sending,
+    /// An attempt failed for want of the gateway; another follows at the next attempt time.
+    Retrying,
+    /// The gateway has it: the modality can find the participant.
+    Delivered,
+    /// The gateway refused it (or the settings are wrong): a person must re-send.
+    Refused,
+    /// Taken back before delivery: the appointment was cancelled.
+    Withdrawn,
+}
+
+impl DeliveryState {
+    /// From the action's status and how many attempts it has had.
+    pub fn of(status: ActionStatus, attempts: i64) -> DeliveryState {
+        match status {
+            ActionStatus::Pending if attempts > 0 => DeliveryState::Retrying,
+            ActionStatus::Pending => DeliveryState::Queued,
+            ActionStatus::Sent => DeliveryState::Sending,
+            ActionStatus::Confirmed => DeliveryState::Delivered,
+            ActionStatus::Failed => DeliveryState::Refused,
+            ActionStatus::Withdrawn => DeliveryState::Withdrawn,
+        }
+    }
+
+    /// The stored/test name (`data-delivery`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Queued => "queued",
+            DeliveryState::Sending => "sending",
+            DeliveryState::Retrying => "retrying",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Refused => "refused",
+            DeliveryState::Withdrawn => "withdrawn",
+        }
+    }
+
+    /// What the clinician reads.
+    pub const fn label(self) -> &'static str {
+        match self {
+            DeliveryState::Queued => "Queued for the modality",
+            DeliveryState::Sending => "Sending to the modality",
+            DeliveryState::Retrying => "Gateway not reachable, retrying",
+            DeliveryState::Delivered => "On the modality worklist",
+            DeliveryState::Refused => "Refused by the gateway",
+            DeliveryState::Withdrawn => "Withdrawn before delivery",
+        }
+    }
+
+    /// Whether the clinician may send it again now: after a refusal, or to skip a retry's wait.
+    pub fn can_resend(self) -> bool {
+        matches!(self, DeliveryState::Refused | DeliveryState::Retrying)
+    }
+
+    /// The NHS tag colour.
+    pub const fn tag_class(self) -> &'static str {
+        match self {
+            DeliveryState::Queued | DeliveryState::Sending => "nhsuk-tag nhsuk-tag--grey",
+            DeliveryState::Retrying => "nhsuk-tag nhsuk-tag--orange",
+            DeliveryState::Delivered => "nhsuk-tag nhsuk-tag--green",
+            DeliveryState::Refused => "nhsuk-tag nhsuk-tag--red",
+            DeliveryState::Withdrawn => "nhsuk-tag nhsuk-tag--white",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_action_says_where_the_item_is() {
+        let table = [
+            (ActionStatus::Pending, 0, DeliveryState::Queued, false),
+            (ActionStatus::Pending, 3, DeliveryState::Retrying, true),
+            (ActionStatus::Sent, 1, DeliveryState::Sending, false),
+            (ActionStatus::Confirmed, 2, DeliveryState::Delivered, false),
+            (ActionStatus::Failed, 1, DeliveryState::Refused, true),
+            (ActionStatus::Withdrawn, 1, DeliveryState::Withdrawn, false),
+        ];
+        for (status, attempts, state, resend) in table {
+            assert_eq!(
+                DeliveryState::of(status, attempts),
+                state,
+                "{status} {attempts}"
+            );
+            assert_eq!(state.can_resend(), resend, "{state:?}");
+        }
+    }
+}

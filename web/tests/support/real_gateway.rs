@@ -1,0 +1,142 @@
+//! The real gateway (`gateway serve`, the appliance binary) as a child process on loopback, with
+//! the modality peers the appliance tests use (pynetdicom's peer script, dcmtk): for tests where
+//! only the real thing shows what a modality is offered.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde_json::Value;
+use shared::wire::SigningKey;
+use tokio::process::{Child, Command};
+
+use super::{ACTIONS, EVENTS, KEY, KEY_NAME, NAMESPACE};
+
+fn target_dir() -> String {
+    option_env!("CARGO_TARGET_DIR")
+        .unwrap_or("target")
+        .to_string()
+}
+
+/// The gateway binary, the test virtualenv's python and the peer script, failing clearly when one
+/// is missing.
+pub fn tools() -> (PathBuf, PathBuf, PathBuf) {
+    let gateway = std::env::var("GATEWAY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(format!("{}/debug/gateway", target_dir())));
+    assert!(
+        gateway.exists(),
+        "the gateway binary is not at {}: cargo build -p appliance (cargo test --workspace builds it)",
+        gateway.display()
+    );
+    let cache = std::env::var("SCREENING_CACHE").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/screening-gateway",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    let python = PathBuf::from(format!("{cache}/venv/bin/python"));
+    assert!(
+        python.exists(),
+        "the DICOM test virtualenv (pynetdicom) is missing at {}: run scripts/deps.sh",
+        python.display()
+    );
+    let peer = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../appliance/tests/peers/peer.py");
+    assert!(
+        peer.exists(),
+        "the modality peer script is missing at {}",
+        peer.display()
+    );
+    (gateway, python, peer)
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs the peer script and returns its one JSON line.
+pub async fn peer(python: &Path, peer: &Path, args: &[&str]) -> Value {
+    let out = Command::new(python)
+        .arg(peer)
+        .args(args)
+        .output()
+        .await
+        .expect("run the modality peer script");
+    assert!(
+        out.status.success(),
+        "peer {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the peer script prints JSON")
+}
+
+/// How to start one gateway process; start it again with the same settings after a stop and it
+/// finds its state where it left it.
+pub struct GatewaySettings {
+    pub binary: PathBuf,
+    pub state_dir: PathBuf,
+    pub name: String,
+    pub relay_endpoint: String,
+    pub gateway_key: SigningKey,
+    pub web_key: SigningKey,
+    pub mwl_port: u16,
+    pub pacs_port: u16,
+    pub log: PathBuf,
+}
+
+pub const MWL_AET: &str = "SCREENING_MWL";
+
+impl GatewaySettings {
+    /// Starts `gateway serve`; the process is killed when the handle drops.
+    pub fn start(&self) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        Command::new(&self.binary)
+            .arg("serve")
+            .env("GATEWAY_STATE_DIR", &self.state_dir)
+            .env("GATEWAY_BIND", "127.0.0.1")
+            .env("GATEWAY_NAME", &self.name)
+            .env("MWL_AET", MWL_AET)
+            .env("MWL_PORT", self.mwl_port.to_string())
+            .env("PACS_AET", "SCREENING_PACS")
+            .env("PACS_PORT", self.pacs_port.to_string())
+            .env("SIGNING_KEY", self.gateway_key.to_base64())
+            .env("PEER_PUBLIC_KEYS", self.web_key.public_key().to_base64())
+            .env("AZURE_RELAY_NAMESPACE", NAMESPACE)
+            .env("AZURE_RELAY_ENDPOINT", &self.relay_endpoint)
+            .env("AZURE_RELAY_HYBRID_CONNECTION", ACTIONS)
+            .env("AZURE_RELAY_EVENTS_HYBRID_CONNECTION", EVENTS)
+            .env("AZURE_RELAY_KEY_NAME", KEY_NAME)
+            .env("AZURE_RELAY_SHARED_ACCESS_KEY", KEY)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the gateway")
+    }
+}
+
+/// The accession numbers a worklist C-FIND (pynetdicom, every MG item) offers.
+pub async fn offered(python: &Path, peer_py: &Path, mwl_port: u16) -> Vec<String> {
+    let found = peer(
+        python,
+        peer_py,
+        &["find", "127.0.0.1", &mwl_port.to_string(), MWL_AET],
+    )
+    .await;
+    found["matches"]
+        .as_array()
+        .expect("the peer lists matches")
+        .iter()
+        .map(|m| m["accession"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
