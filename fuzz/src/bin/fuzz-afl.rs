@@ -1,0 +1,12 @@
+//! The AFL entry point: `fuzz-afl <target>` runs one target of [`fuzz::TARGETS`] in AFL's
+//! persistent mode. Built only by `cargo afl build --features afl` (scripts/fuzz.sh).
+
+fn main() {
+    let name = std::env::args().nth(1).unwrap_or_default();
+    let Some(target) = fuzz::target(&name) else {
+        let names: Vec<&str> = fuzz::TARGETS.iter().map(|(n, _)| *n).collect();
+        eprintln!("usage: fuzz-afl <target>; targets: {}", names.join(" "));
+        std::process::exit(2);
+    };
+    afl::fuzz!(|data: &[u8]| target(data));
+}
