@@ -12,8 +12,10 @@
 #   FUZZ_SAVE=1           afterwards, minimise each target's queue with afl-cmin into
 #                         fuzz/corpus/<target>/ (the seeds and crash inputs are kept as they are)
 #
-# Findings stay in $CARGO_TARGET_DIR/afl/out/<target>/default/{crashes,hangs}; a crash is fixed by
-# fixing the code and copying its input into fuzz/corpus/<target>/ as a regression case.
+# Findings stay in $CARGO_TARGET_DIR/afl/out/<target>/default/{crashes,hangs}; triage them with
+# `cargo run -p fuzz --bin fuzz-replay -- <target> FILE…`. A crash or hang is fixed by fixing the
+# code and copying its input into fuzz/corpus/<target>/ as crash-<hash> or hang-<hash>, which
+# `cargo test -p fuzz` then replays.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 source "$here/scripts/env.sh"
@@ -34,7 +36,7 @@ if ! cargo afl --version >/dev/null 2>&1; then
   say "installing cargo-afl into $tools"
   cargo install --locked cargo-afl --version '^0.18' --root "$tools"
 fi
-if ! ls "$XDG_DATA_HOME"/afl.rs/*/*/bin/afl-fuzz >/dev/null 2>&1; then
+if ! ls "$XDG_DATA_HOME"/afl.rs/*/*/afl/bin/afl-fuzz >/dev/null 2>&1; then
   say "building AFL++ (cargo afl config --build)"
   cargo afl config --build
 fi
