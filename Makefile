@@ -1,7 +1,7 @@
 # The two commands in the README: `make run` and `make test`. Everything else is a helper.
 SHELL := /bin/bash
 
-.PHONY: run test bench deb install-test fmt lint
+.PHONY: run test bench fuzz deb install-test fmt lint
 
 ## Run the whole system locally: relay emulator + gateway + cloud app, embedded defaults.
 run:
@@ -24,6 +24,11 @@ install-test:
 ## Benchmarks against the reference implementations, in the same run.
 bench:
 	@scripts/bench.sh
+
+## Fuzz every parser of peer bytes (afl.rs, stable toolchain) for FUZZ_SECONDS each (default 300);
+## prints executions and crashes per target. FUZZ_TARGETS="pdv sas" picks targets.
+fuzz:
+	@scripts/fuzz.sh
 
 fmt:
 	cargo fmt --all

@@ -158,9 +158,7 @@ impl Command {
         us(&mut body, COMMAND_DATA_SET_TYPE, Some(data_set_type));
         us(&mut body, STATUS, self.status);
         if let Some(comment) = &self.error_comment {
-            // LO: at most 64 characters, padded with a space.
-            let comment: String = comment.chars().take(64).collect();
-            put_text(&mut body, ERROR_COMMENT, &comment, b' ');
+            put_text(&mut body, ERROR_COMMENT, &error_comment(comment), b' ');
         }
         uid(
             &mut body,
@@ -232,6 +230,23 @@ fn put_text(out: &mut Vec<u8>, element: u16, value: &str, pad: u8) {
     put(out, element, &v);
 }
 
+/// An error comment as an LO value of the command set's default repertoire: printable ASCII
+/// without backslash, at most 64 characters, no leading or trailing spaces. Comments quote what
+/// a peer sent (UIDs, element values); the fuzzer found one whose NULs and non-ASCII bytes went
+/// out as they were, and read back as another comment than the one sent.
+fn error_comment(comment: &str) -> String {
+    let printable: String = comment
+        .chars()
+        .map(|c| match c {
+            '\\' => '/',
+            c if c == ' ' || c.is_ascii_graphic() => c,
+            _ => '?',
+        })
+        .collect();
+    let trimmed = printable.trim_start();
+    trimmed[..trimmed.len().min(64)].trim_end().to_string()
+}
+
 fn trim_text(value: &[u8]) -> String {
     String::from_utf8_lossy(value)
         .trim_end_matches(['\0', ' '])
@@ -259,6 +274,32 @@ mod tests {
         let len = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
         assert_eq!(len, bytes.len() - 12);
         assert_eq!(Command::decode(&bytes).unwrap(), cmd);
+    }
+
+    #[test]
+    fn error_comments_go_out_as_printable_ascii_lo_and_read_back_as_sent() {
+        let cases = [
+            ("disk full", "disk full"),
+            ("  padded  ", "padded"),
+            ("nul\0inside\0\0", "nul?inside??"),
+            ("tab\there", "tab?here"),
+            ("back\\slash", "back/slash"),
+            ("naïve ✓", "na?ve ?"),
+            (&"x".repeat(70), &"x".repeat(64)),
+            // Cut at 64, then trimmed: no trailing space that a reader would drop.
+            (&format!("{} tail", "y".repeat(63)), &"y".repeat(63)),
+        ];
+        for (comment, sent) in cases {
+            let cmd = Command {
+                command_field: field::C_STORE_RSP,
+                status: Some(0xA700),
+                error_comment: Some(comment.to_string()),
+                ..Default::default()
+            };
+            let read = Command::decode(&cmd.encode()).unwrap();
+            assert_eq!(read.error_comment.as_deref(), Some(sent), "{comment:?}");
+            assert_eq!(read.encode(), cmd.encode(), "{comment:?}: not stable");
+        }
     }
 
     #[test]

@@ -78,6 +78,25 @@ pub enum LengthError {
     },
     #[error("data set larger than {limit} bytes")]
     TooLarge { limit: u64 },
+    #[error("{tag} at byte {at} declares {declared} bytes, not a whole number of {vr:?} values")]
+    PartialValue {
+        tag: Tag,
+        at: u64,
+        vr: VR,
+        declared: u32,
+    },
+}
+
+/// Bytes of one value of a binary VR. dicom-object reads `declared / size` values and leaves
+/// the remainder unread, so a US of 257 bytes shifts every later header by one byte: the fuzzer
+/// found a 1 KiB identifier whose next "length" made it allocate and fill gigabytes for 10 s.
+fn value_size(vr: VR) -> Option<u32> {
+    match vr {
+        VR::US | VR::SS | VR::OW => Some(2),
+        VR::UL | VR::SL | VR::FL | VR::AT | VR::OL | VR::OF => Some(4),
+        VR::FD | VR::OD | VR::SV | VR::UV | VR::OV => Some(8),
+        _ => None,
+    }
 }
 
 const ITEM: Tag = Tag(0xFFFE, 0xE000);
@@ -359,6 +378,11 @@ impl Scanner {
                 Ok(u64::from(declared))
             }
         };
+        if matches!(tag, ITEM_DELIMITER | SEQUENCE_DELIMITER) && declared != 0 {
+            // dicom-object reads a stray delimiter's length as a value to allocate: the fuzzer
+            // found one declaring 1 GiB at the top level (PS3.5 7.5: the length is zero).
+            return misplaced("a delimiter with a non-zero length");
+        }
         match tag {
             ITEM => match top {
                 Some((Kind::Sequence, _)) if declared == UNDEFINED => {
@@ -400,7 +424,18 @@ impl Scanner {
                 let end = self.at + fits(declared)?;
                 self.push(Kind::Sequence, tag, Some(end))?;
             }
-            _ => self.skip(tag, fits(declared)?),
+            _ => {
+                if let Some(vr) = vr.filter(|vr| value_size(*vr).is_some_and(|n| declared % n != 0))
+                {
+                    return Err(LengthError::PartialValue {
+                        tag,
+                        at,
+                        vr,
+                        declared,
+                    });
+                }
+                self.skip(tag, fits(declared)?)
+            }
         }
         self.close_ended();
         Ok(())
@@ -535,6 +570,7 @@ mod tests {
         CrossesEnd,
         UnknownVr,
         Misplaced,
+        PartialValue,
     }
 
     fn kind(result: &Result<(), LengthError>) -> Want {
@@ -546,6 +582,7 @@ mod tests {
             Err(LengthError::CrossesEnd { .. }) => Want::CrossesEnd,
             Err(LengthError::UnknownVr { .. }) => Want::UnknownVr,
             Err(LengthError::Misplaced { .. }) => Want::Misplaced,
+            Err(LengthError::PartialValue { .. }) => Want::PartialValue,
             Err(e @ (LengthError::TooLarge { .. } | LengthError::Truncated { .. })) => {
                 panic!("a whole buffer neither exceeds its limit nor ends early: {e}")
             }
@@ -720,6 +757,25 @@ mod tests {
                 Want::Ok,
             ),
             (
+                "a stray sequence delimiter declaring 1 GiB",
+                cat(&[
+                    seq_end()[..4].to_vec(),
+                    vec![0, 0, 0, 0x40],
+                    patient_id.clone(),
+                ]),
+                Want::Misplaced,
+            ),
+            (
+                "an item delimiter with a length",
+                cat(&[
+                    sq(UNDEFINED),
+                    item(UNDEFINED),
+                    h(0xFFFE, 0xE00D, 2),
+                    vec![0; 2],
+                ]),
+                Want::Misplaced,
+            ),
+            (
                 "an undefined-length non-sequence element is read as a sequence",
                 cat(&[
                     h(0x0009, 0x1010, UNDEFINED),
@@ -759,6 +815,31 @@ mod tests {
                 "element among fragments",
                 cat(&[h(0x7FE0, 0x0010, UNDEFINED), patient_id.clone(), seq_end()]),
                 Want::Misplaced,
+            ),
+            (
+                "Rows (US) of three bytes",
+                cat(&[el(0x0028, 0x0010, &[1, 0, 0]), patient_id.clone()]),
+                Want::PartialValue,
+            ),
+            (
+                "two US values",
+                cat(&[el(0x0028, 0x0010, &[1, 0, 2, 0]), patient_id.clone()]),
+                Want::Ok,
+            ),
+            (
+                "a UL of six bytes",
+                cat(&[el(0x0008, 0x0000, &[0; 6])]),
+                Want::PartialValue,
+            ),
+            (
+                "odd-length native pixel data (OW)",
+                cat(&[el(0x7FE0, 0x0010, &[0; 5])]),
+                Want::PartialValue,
+            ),
+            (
+                "an odd-length text is read whole",
+                cat(&[el(0x0010, 0x0010, b"ABC")]),
+                Want::Ok,
             ),
         ];
         for (name, bytes, want) in cases {
@@ -838,6 +919,23 @@ mod tests {
                     "unknown VR",
                     cat(&[x(0x0010, 0x0020, b"ZZ", 2), b"12".to_vec()]),
                     Want::UnknownVr,
+                ),
+                (
+                    // The fuzzer's: a US of 257 bytes, and what dicom-object then misread as
+                    // a header declaring gigabytes.
+                    "a US of 257 bytes",
+                    cat(&[x(0x0028, 0x0002, b"US", 0x101), vec![0; 0x101]]),
+                    Want::PartialValue,
+                ),
+                (
+                    "an FD of 12 bytes, whatever its tag",
+                    cat(&[x(0x0009, 0x1010, b"FD", 12), vec![0; 12]]),
+                    Want::PartialValue,
+                ),
+                (
+                    "an OB of odd length",
+                    cat(&[x(0x0009, 0x1010, b"OB", 3), vec![0; 3]]),
+                    Want::Ok,
                 ),
                 (
                     "defined sequence with an item",
