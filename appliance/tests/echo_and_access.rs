@@ -66,7 +66,9 @@ fn source_address_allow_list_rejects_other_hosts() {
 
 #[test]
 fn many_associations_at_once() {
-    let gw = TestGateway::start();
+    // 16 clients from one address: the per-source cap (8 by default, tested in
+    // hostile_limits.rs) is raised so this tests concurrency, not the cap.
+    let gw = TestGateway::start_with(|c| c.max_associations_per_source = 16);
     let port = gw.pacs_port();
     let children: Vec<_> = (0..16)
         .map(|i| {
