@@ -84,6 +84,7 @@ case "$kind" in
 esac
 check "$(basename "$deb"): usr/bin/gateway is $(echo "$kind" | cut -d, -f1,2,4), $(stat -c %s "$bin") bytes"
 
+renderer=()
 if [ -n "$on_host" ]; then
   host_deb="$("$here/scripts/package.sh" | tail -1)"
   dpkg-deb -x "$host_deb" "$work/host"
@@ -92,6 +93,12 @@ if [ -n "$on_host" ]; then
 else
   gateway=(qemu-aarch64-static "$bin")
   label="arm64 under qemu-user"
+  # The gateway renders thumbnails in a child of itself; without binfmt_misc the host cannot
+  # exec an arm64 binary, so the child goes through qemu too, with room for qemu's own
+  # translation cache under the child's address-space limit.
+  printf '#!/bin/sh\nexec qemu-aarch64-static %q "$@"\n' "$bin" >"$work/renderer"
+  chmod +x "$work/renderer"
+  renderer=(THUMBNAIL_RENDERER="$work/renderer" THUMBNAIL_MEMORY_MIB=4096)
 fi
 state="$work/state"
 mwl_aet=ARM_MWL
@@ -99,7 +106,7 @@ pacs_aet=ARM_PACS
 # Only these settings: nothing from the caller's environment (a relay key, say) reaches it.
 settings=(PATH="$PATH" GATEWAY_STATE_DIR="$state" GATEWAY_ENV_FILE=/nonexistent/gateway.env
   MWL_AET="$mwl_aet" PACS_AET="$pacs_aet" MWL_PORT=0 PACS_PORT=0 GATEWAY_BIND=127.0.0.1
-  LOG_LEVEL=info)
+  LOG_LEVEL=info "${renderer[@]}")
 run() { env -i "${settings[@]}" "${gateway[@]}" "$@"; }
 add_item() {
   run worklist add --accession "$1" --nhs-number "$2" --name "$3" --birth-date 19700101 \

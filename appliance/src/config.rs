@@ -35,6 +35,7 @@ pub const SETTINGS: &[&str] = &[
     "THUMBNAIL_WORKERS",
     "THUMBNAIL_MEMORY_MIB",
     "THUMBNAIL_TIMEOUT_SECS",
+    "THUMBNAIL_RENDERER",
     "DISK_MIN_FREE_MIB",
     "DISK_MIN_FREE_PERCENT",
     "STORAGE_MIN_FREE_MIB",
@@ -119,7 +120,9 @@ pub struct Config {
     pub thumbnail_timeout: Duration,
     /// The program run as `PROGRAM render-thumbnail` for each thumbnail: the gateway binary
     /// itself (`/proc/self/exe`, the running version even after an upgrade replaced the file).
-    /// Tests that run the service inside a test binary point it at the built `gateway`.
+    /// Tests that run the service inside a test binary point it at the built `gateway`;
+    /// `THUMBNAIL_RENDERER` names a wrapper where the binary cannot exec itself (an arm64
+    /// gateway run under qemu-user without binfmt_misc).
     pub thumbnail_renderer: PathBuf,
     /// Free space under the state directory below which `health` and `gateway doctor` say the
     /// gateway is unhealthy: MiB (`DISK_MIN_FREE_MIB`) and per cent (`DISK_MIN_FREE_PERCENT`).
@@ -324,6 +327,9 @@ impl Config {
                 return Err(invalid("THUMBNAIL_MEMORY_MIB", &v, "must be at least 64"));
             }
             config.thumbnail_memory_mib = mib;
+        }
+        if let Some(v) = get("THUMBNAIL_RENDERER") {
+            config.thumbnail_renderer = PathBuf::from(v.trim());
         }
         if let Some(v) = get("THUMBNAIL_TIMEOUT_SECS") {
             let secs = at_least_one("THUMBNAIL_TIMEOUT_SECS", &v)?;
