@@ -56,6 +56,15 @@ pub const FORWARD_RESULTS: TableDefinition<(&str, &str), &[u8]> =
 /// A scratch table the `health` check writes to, proving the database takes writes.
 pub const HEALTH: TableDefinition<&str, u64> = TableDefinition::new("health");
 
+/// Unix milliseconds, the clock of every timestamp the tables keep (0 if the clock is before
+/// 1970, which only a broken RTC gives).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// The database file in a state directory.
 pub fn path_in(state_dir: &Path) -> PathBuf {
     state_dir.join("gateway.redb")

@@ -28,6 +28,28 @@ fn hospital_pacs(port: u16, dir: &Path, log: &Path, accept_all: bool) -> Server 
     Server(cmd.spawn().expect("storescp runs (apt-get install dcmtk)"))
 }
 
+/// Where the hospital PACS of a test listens and writes: a free port, its log, its files.
+struct Hospital {
+    dir: tempfile::TempDir,
+    port: u16,
+    log: PathBuf,
+    received: PathBuf,
+}
+
+impl Hospital {
+    fn new() -> Hospital {
+        let dir = tempfile::tempdir().unwrap();
+        let received = dir.path().join("received");
+        std::fs::create_dir_all(&received).unwrap();
+        Hospital {
+            port: free_port(),
+            log: dir.path().join("storescp.log"),
+            received,
+            dir,
+        }
+    }
+}
+
 fn storescu(gw: &TestGateway, option: &str, file: &Path) {
     let out = dcmtk("storescu")
         .args(["-aet", "MODALITY1", "-aec", PACS_AET, option, "127.0.0.1"])
@@ -83,11 +105,12 @@ fn received_count(log: &Path) -> usize {
 
 #[test]
 fn stored_images_reach_the_pacs_with_the_same_data_set_in_their_own_transfer_syntax() {
-    let pacs_dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let log = pacs_dir.path().join("storescp.log");
-    let received = pacs_dir.path().join("received");
-    std::fs::create_dir_all(&received).unwrap();
+    let Hospital {
+        dir: _dir,
+        port,
+        log,
+        received,
+    } = Hospital::new();
     let _pacs = hospital_pacs(port, &received, &log, true);
     let gw = TestGateway::start_with(|c| c.forward_to = vec![destination(port)]);
     let cases = [
@@ -140,11 +163,12 @@ fn stored_images_reach_the_pacs_with_the_same_data_set_in_their_own_transfer_syn
 
 #[test]
 fn a_pacs_outage_only_delays_forwarding_and_nothing_arrives_twice() {
-    let pacs_dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let log = pacs_dir.path().join("storescp.log");
-    let received = pacs_dir.path().join("received");
-    std::fs::create_dir_all(&received).unwrap();
+    let Hospital {
+        dir: _dir,
+        port,
+        log,
+        received,
+    } = Hospital::new();
     let gw = TestGateway::start_with(|c| c.forward_to = vec![destination(port)]);
     let names = [
         ("-xe", "CT_small.dcm"),
@@ -180,11 +204,12 @@ fn a_pacs_outage_only_delays_forwarding_and_nothing_arrives_twice() {
 
 #[test]
 fn an_object_the_pacs_does_not_accept_is_failed_with_the_reason_and_the_rest_go_on() {
-    let pacs_dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let log = pacs_dir.path().join("storescp.log");
-    let received = pacs_dir.path().join("received");
-    std::fs::create_dir_all(&received).unwrap();
+    let Hospital {
+        dir: _dir,
+        port,
+        log,
+        received,
+    } = Hospital::new();
     // Without +xa, storescp takes uncompressed transfer syntaxes only.
     let _pacs = hospital_pacs(port, &received, &log, false);
     let gw = TestGateway::start_with(|c| c.forward_to = vec![destination(port)]);
@@ -215,11 +240,12 @@ fn an_object_the_pacs_does_not_accept_is_failed_with_the_reason_and_the_rest_go_
 #[test]
 fn retention_deletes_only_old_objects_the_pacs_took() {
     use appliance::storage::retention::{self, Policy};
-    let pacs_dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let log = pacs_dir.path().join("storescp.log");
-    let received = pacs_dir.path().join("received");
-    std::fs::create_dir_all(&received).unwrap();
+    let Hospital {
+        dir: _dir,
+        port,
+        log,
+        received,
+    } = Hospital::new();
     // Uncompressed only: the JPEG-LS object is refused and must be kept.
     let _pacs = hospital_pacs(port, &received, &log, false);
     let gw = TestGateway::start_with(|c| c.forward_to = vec![destination(port)]);

@@ -12,7 +12,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use serde::{Deserialize, Serialize};
@@ -22,7 +22,7 @@ use shared::wire::event::{Event, EventReply};
 use shared::wire::{SigningKey, Verification};
 use tokio::sync::Notify;
 
-use crate::db::{Database, DbError, OUTBOX};
+use crate::db::{now_ms, Database, DbError, OUTBOX};
 
 /// The longest wait between two attempts at one event.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -306,13 +306,6 @@ impl Courier {
 
 fn earliest(due: Option<u64>, candidate: u64) -> Option<u64> {
     Some(due.map_or(candidate, |due| due.min(candidate)))
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::Destination;
-use crate::db::{Database, DbError, FORWARD_QUEUE, FORWARD_RESULTS};
+use crate::db::{now_ms, Database, DbError, FORWARD_QUEUE, FORWARD_RESULTS};
 use crate::storage::index::InstanceRecord;
 
 /// One object waiting to be sent to one destination.
@@ -198,11 +198,4 @@ fn decode(key: &str, sequence: u64, bytes: &[u8]) -> Result<Queued, DbError> {
         key: format!("{key}/{sequence}"),
         source,
     })
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

@@ -13,7 +13,7 @@ use tokio::sync::{watch, Notify};
 
 use super::queue::{self, Outcome, Queued};
 use super::Destination;
-use crate::db::{Database, DbError};
+use crate::db::{now_ms, Database, DbError};
 use crate::dimse::scu::{Scu, ScuError};
 use crate::dimse::status;
 
@@ -341,11 +341,4 @@ fn open_data_set(path: &Path) -> std::io::Result<std::fs::File> {
     let data_set_at = 128 + 4 + 12 + u64::from(meta.information_group_length);
     file.seek(SeekFrom::Start(data_set_at))?;
     Ok(file)
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

@@ -181,8 +181,12 @@ fn thumbnail_check(
     now: OffsetDateTime,
     limits: &HealthLimits,
 ) -> HealthCheck {
-    let (quarantined, pending): (Vec<_>, Vec<_>) =
-        jobs.iter().partition(|j| j.quarantined.is_some());
+    // Each quarantined job beside its quarantine record, so nothing below needs to unwrap it.
+    let quarantined: Vec<_> = jobs
+        .iter()
+        .filter_map(|j| j.quarantined.as_ref().map(|q| (j, q)))
+        .collect();
+    let pending: Vec<_> = jobs.iter().filter(|j| j.quarantined.is_none()).collect();
     let oldest_wait = pending
         .iter()
         .filter_map(|j| OffsetDateTime::parse(&j.record.received_at, &Rfc3339).ok())
@@ -230,10 +234,7 @@ fn thumbnail_check(
         let named: Vec<String> = quarantined
             .iter()
             .take(QUARANTINED_NAMED)
-            .map(|j| {
-                let q = j.quarantined.as_ref().expect("partitioned on it");
-                format!("{} since {}: {}", j.record.sop_instance_uid, q.at, q.reason)
-            })
+            .map(|(j, q)| format!("{} since {}: {}", j.record.sop_instance_uid, q.at, q.reason))
             .collect();
         detail.push_str(&format!(
             "; {} quarantined (stored, reported without a thumbnail): {}{}",
@@ -260,8 +261,7 @@ fn thumbnail_check(
         Value::Array(
             quarantined
                 .iter()
-                .map(|j| {
-                    let q = j.quarantined.as_ref().expect("partitioned on it");
+                .map(|(j, q)| {
                     json!({
                         "sop_instance_uid": j.record.sop_instance_uid,
                         "file_path": j.record.file_path,

@@ -129,14 +129,18 @@ impl Renderer {
         let stdout = child.stdout.take().expect("stdout is piped");
         let (sender, receiver) = std::sync::mpsc::channel();
         // Reads until the child closes stdout (it exits, or dies); the wait below bounds it.
-        std::thread::Builder::new()
+        let reader = std::thread::Builder::new()
             .name("thumbnail-reply".into())
             .spawn(move || {
                 let mut reply = Vec::new();
                 let read = stdout.take(MAX_REPLY_BYTES).read_to_end(&mut reply);
                 let _ = sender.send(read.map(|_| reply));
-            })
-            .expect("a thread can be spawned");
+            });
+        if let Err(e) = reader {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Outcome::Crashed(format!("cannot read the renderer's reply: {e}"));
+        }
         let reply = match receiver.recv_timeout(limits.timeout) {
             Ok(reply) => reply,
             Err(_) => {

@@ -216,7 +216,7 @@ struct Exit {
 fn supervise(shared: Arc<Shared>, configured: usize) {
     let (died, deaths) = std::sync::mpsc::channel::<Exit>();
     let mut handles: Vec<Option<std::thread::JoinHandle<()>>> = (0..configured)
-        .map(|slot| Some(spawn_worker(shared.clone(), slot, died.clone())))
+        .map(|slot| spawn_worker(shared.clone(), slot, died.clone()))
         .collect();
     while handles.iter().any(Option::is_some) {
         let Ok(exit) = deaths.recv() else { return };
@@ -241,7 +241,7 @@ fn supervise(shared: Arc<Shared>, configured: usize) {
             // Its attempt is counted: a job that kills every worker ends quarantined.
             let _ = shared.queue.send(Task::Run(job));
         }
-        handles[exit.slot] = Some(spawn_worker(shared.clone(), exit.slot, died.clone()));
+        handles[exit.slot] = spawn_worker(shared.clone(), exit.slot, died.clone());
     }
 }
 
@@ -276,8 +276,8 @@ fn spawn_worker(
     shared: Arc<Shared>,
     slot: usize,
     died: std::sync::mpsc::Sender<Exit>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::Builder::new()
+) -> Option<std::thread::JoinHandle<()>> {
+    let spawned = std::thread::Builder::new()
         .name(format!("thumbnail-{slot}"))
         .spawn(move || {
             shared.monitor.0.running.fetch_add(1, Ordering::SeqCst);
@@ -307,8 +307,16 @@ fn spawn_worker(
                 }
                 alive.job = None;
             }
-        })
-        .expect("a thread can be spawned")
+        });
+    // Out of threads or memory: the slot stays empty, and the health check says fewer workers
+    // run than configured; queued jobs wait in the table for the next start.
+    match spawned {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            tracing::error!("cannot start thumbnail worker {slot}: {e}");
+            None
+        }
+    }
 }
 
 /// Queues the job again after `after`, unless the pool stops first (it then waits in the
