@@ -68,6 +68,7 @@ pub fn sweep(
         let txn = db.begin_read()?;
         let instances = txn.open_table(db::INSTANCES)?;
         let jobs = txn.open_table(db::THUMBNAIL_JOBS)?;
+        let results = txn.open_table(db::FORWARD_RESULTS)?;
         for row in instances.iter()? {
             let (key, value) = row?;
             let record: InstanceRecord = match serde_json::from_slice(value.value()) {
@@ -87,7 +88,7 @@ pub fn sweep(
             }
             let thumbnail_pending = jobs.get(record.sop_instance_uid.as_str())?.is_some();
             let waiting = thumbnail_pending || queued.contains(&record.sop_instance_uid);
-            if !waiting && archived_everywhere(db, &policy.destinations, &record)? {
+            if !waiting && archived_everywhere(&results, &policy.destinations, &record)? {
                 due.push(record);
             } else {
                 swept.kept_not_archived += 1;
@@ -146,17 +147,22 @@ pub fn sweep(
     Ok(swept)
 }
 
-/// Whether every destination answered success for this object.
+/// Whether every destination answered success for this object (read in the sweep's snapshot).
 fn archived_everywhere(
-    db: &Database,
+    results: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
     destinations: &[Destination],
     record: &InstanceRecord,
 ) -> Result<bool, DbError> {
     for destination in destinations {
-        if !matches!(
-            queue::outcome(db, destination, &record.sop_instance_uid)?,
-            Some(Outcome::Forwarded { .. })
-        ) {
+        let key = destination.key();
+        let forwarded = match results.get((key.as_str(), record.sop_instance_uid.as_str()))? {
+            Some(v) => matches!(
+                serde_json::from_slice::<Outcome>(v.value()),
+                Ok(Outcome::Forwarded { .. })
+            ),
+            None => false,
+        };
+        if !forwarded {
             return Ok(false);
         }
     }
