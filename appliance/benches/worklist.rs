@@ -15,6 +15,7 @@
 //!
 //! `cargo bench -p appliance --bench worklist`; rows to `$BENCH_OUT` when set.
 
+use shared::loopback::free_port;
 use std::fs::File;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -291,13 +292,6 @@ impl Drop for Wlmscpfs {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
 }
 
 /// The tests' virtualenv python, as `tests/common/mod.rs` finds it.

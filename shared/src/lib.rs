@@ -3,5 +3,7 @@
 //! about DICOM or databases.
 
 pub mod backoff;
+#[cfg(any(test, feature = "test-support"))]
+pub mod loopback;
 pub mod relay;
 pub mod wire;

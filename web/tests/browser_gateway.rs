@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::net::TcpListener;
+use shared::loopback::free_port;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -62,14 +62,6 @@ fn gateway_and_modality() -> (PathBuf, PathBuf, PathBuf) {
         "dcmtk's storescu is not installed: apt-get install dcmtk (scripts/deps.sh does)"
     );
     (gateway, python, peer)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Runs the peer script and returns its one JSON line.

@@ -287,11 +287,5 @@ impl Drop for Server {
     }
 }
 
-/// A loopback port free at the time of asking, for a server started as a process.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// A loopback port for a server started as a process (outside the ephemeral range: see there).
+pub use shared::loopback::free_port;

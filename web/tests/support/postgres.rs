@@ -2,7 +2,6 @@
 //! a free loopback port, stopped (and its files removed) on drop even when the test panics.
 //! PostgreSQL refuses to run as root, so as root it runs as the `postgres` user via runuser.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -71,11 +70,7 @@ impl PgServer {
                 .expect("chown");
             assert!(ok.success(), "chown {} to {user}", dir.display());
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = shared::loopback::free_port();
         let data = dir.join("data");
         let data_s = data.to_str().unwrap().to_string();
         run(

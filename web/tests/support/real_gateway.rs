@@ -2,7 +2,6 @@
 //! the modality peers the appliance tests use (pynetdicom's peer script, dcmtk): for tests where
 //! only the real thing shows what a modality is offered.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -50,13 +49,9 @@ pub fn tools() -> (PathBuf, PathBuf, PathBuf) {
     (gateway, python, peer)
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// Not every test binary that includes this module starts a gateway.
+#[allow(unused_imports)]
+pub use shared::loopback::free_port;
 
 /// Runs the peer script and returns its one JSON line.
 pub async fn peer(python: &Path, peer: &Path, args: &[&str]) -> Value {
