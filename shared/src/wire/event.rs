@@ -39,6 +39,8 @@ pub enum EventBody {
     ImageReceived(Box<ImageReceived>),
     #[serde(rename = "image.validation_failed")]
     ImageValidationFailed(ImageValidationFailed),
+    #[serde(rename = "image.archive_state")]
+    ImageArchiveState(ImageArchiveState),
 }
 
 impl EventBody {
@@ -48,6 +50,7 @@ impl EventBody {
             EventBody::MppsStatusUpdate(_) => "mpps.status_update",
             EventBody::ImageReceived(_) => "study.image_received",
             EventBody::ImageValidationFailed(_) => "image.validation_failed",
+            EventBody::ImageArchiveState(_) => "image.archive_state",
         }
     }
 }
@@ -187,6 +190,44 @@ pub struct ImageValidationFailed {
     /// The AE title of the modality that sent it.
     pub calling_ae_title: String,
     pub reason: String,
+}
+
+/// What the hospital PACS (`PACS_FORWARD`) has of one stored image. Sent after the image's
+/// `study.image_received`, once per change: `forwarded` when the PACS answered the C-STORE with
+/// success, `committed` when it confirmed Storage Commitment for it (the image may now leave
+/// the gateway), `failed` when it refused the image or its commitment (with the reason).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageArchiveState {
+    pub action_id: Option<Uuid>,
+    pub accession_number: Option<String>,
+    pub study_instance_uid: String,
+    pub sop_instance_uid: String,
+    /// The destination's AE title, as configured in `PACS_FORWARD`.
+    pub destination: String,
+    pub state: ArchiveState,
+    /// Why, for `failed`; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Where an image stands at one hospital PACS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArchiveState {
+    Forwarded,
+    Committed,
+    Failed,
+}
+
+impl ArchiveState {
+    /// The wire word, also what the cloud stores.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArchiveState::Forwarded => "forwarded",
+            ArchiveState::Committed => "committed",
+            ArchiveState::Failed => "failed",
+        }
+    }
 }
 
 impl Event {
@@ -374,6 +415,30 @@ mod tests {
         let value = serde_json::to_value(&failed).unwrap();
         assert_eq!(value["thumbnail_error"], "the renderer crashed 3 times");
         assert_eq!(value["thumbnail"], Value::Null);
+    }
+
+    #[test]
+    fn archive_states_read_as_the_cloud_expects() {
+        let body = EventBody::ImageArchiveState(ImageArchiveState {
+            action_id: None,
+            accession_number: Some("ACC1".into()),
+            study_instance_uid: "1.2.3".into(),
+            sop_instance_uid: "1.2.3.4".into(),
+            destination: "HOSPITAL_PACS".into(),
+            state: ArchiveState::Failed,
+            reason: Some("refused with 0xA700".into()),
+        });
+        let value = serde_json::to_value(Event::new("gw-1", body)).unwrap();
+        assert_eq!(value["event_type"], "image.archive_state");
+        assert_eq!(value["data"]["state"], "failed");
+        assert_eq!(value["data"]["reason"], "refused with 0xA700");
+        for state in [
+            ArchiveState::Forwarded,
+            ArchiveState::Committed,
+            ArchiveState::Failed,
+        ] {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+        }
     }
 
     #[test]

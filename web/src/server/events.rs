@@ -6,7 +6,8 @@
 use base64::Engine;
 use shared::relay::{Listener, ListenerOptions};
 use shared::wire::event::{
-    Event, EventBody, EventReply, EventStatus, ImageReceived, MppsStatus, MppsStatusUpdate,
+    ArchiveState, Event, EventBody, EventReply, EventStatus, ImageArchiveState, ImageReceived,
+    MppsStatus, MppsStatusUpdate,
 };
 use shared::wire::{Rejected, Verification};
 
@@ -197,10 +198,50 @@ async fn apply(
                 None => "unmatched".to_string(),
             }
         }
+        EventBody::ImageArchiveState(archive) => {
+            apply_archive_state(&mut tx, gateway, archive, &mut changes).await?
+        }
     };
     received_events::set_outcome(&mut tx, &event_id, &outcome).await?;
     tx.commit().await?;
     Ok(Applied::Accepted(changes))
+}
+
+/// A PACS refusal is told on the appointment's timeline: the image will not reach the
+/// hospital archive by itself, and someone must act.
+async fn apply_archive_state(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    gateway: &GatewayRecord,
+    archive: &ImageArchiveState,
+    changes: &mut Vec<Change>,
+) -> Result<String, StoreError> {
+    if archive.state != ArchiveState::Failed {
+        return Ok(archive.state.as_str().to_string());
+    }
+    let action_id = archive.action_id.map(|a| a.to_string());
+    let Some(p) = appointments::find_for_gateway(
+        tx,
+        gateway.id,
+        action_id.as_deref(),
+        archive.accession_number.as_deref(),
+    )
+    .await?
+    else {
+        return Ok("unmatched".into());
+    };
+    appointments::add_timeline(
+        tx,
+        p.appointment_id,
+        &format!(
+            "Image {} not archived at {}: {}",
+            archive.sop_instance_uid,
+            archive.destination,
+            archive.reason.as_deref().unwrap_or("no reason given")
+        ),
+    )
+    .await?;
+    changes.push(appointment_change(&p));
+    Ok("recorded".into())
 }
 
 fn appointment_change(p: &Placement) -> Change {
