@@ -6,7 +6,8 @@
 //! The parent runs `PROGRAM render-thumbnail --memory-mib M --cpu-secs S FILE` (PROGRAM is the
 //! gateway binary itself, [`crate::config::Config::thumbnail_renderer`]). Its limits — address
 //! space (`RLIMIT_AS`), CPU seconds (`RLIMIT_CPU`), no core dumps — are set between fork and
-//! exec, and again by the child itself; it then opens and renders the object and writes one
+//! exec, and again by the child itself; it then reads the object's attributes and first frame
+//! ([`super::first_frame`]), renders them and writes one
 //! JSON [`Reply`] on stdout: the JPEG and the attributes the image event carries, or the
 //! renderer's typed refusal. Its stderr is the
 //! gateway's (the journal), so a crash message lands beside the parent's log line; its
@@ -22,7 +23,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use super::render::{render, Rendered, ThumbnailError};
+use super::first_frame;
+use super::render::{render, Rendered};
 use crate::cloud::events::ImageExtra;
 
 /// The hidden subcommand the child runs.
@@ -241,9 +243,9 @@ pub fn run_child(memory_mib: u64, cpu_secs: u64, object: &Path) -> i32 {
     // A gateway killed meanwhile takes its render child with it, rather than leaving it to
     // spin until its CPU limit. Best effort: the limits above are what bound the child.
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
-    let reply = match dicom_object::open_file(object) {
+    let reply = match first_frame::open(object) {
         Err(e) => Reply::NoThumbnail {
-            reason: ThumbnailError::Open(e.to_string()).to_string(),
+            reason: e.to_string(),
             extra: ImageExtra::default(),
         },
         Ok(opened) => {

@@ -1,8 +1,8 @@
 //! Thumbnails and the `study.image_received` event, made off the DICOM receive path.
 //!
 //! The storage SCP only records a durable job ([`jobs`], in the store's own transaction) and
-//! answers the modality at once; the [`pool`] then has the first frame rendered
-//! ([`mod@render`]) in a child process with resource limits ([`child`]), writes the JPEG beside
+//! answers the modality at once; the [`pool`] then has the first frame read ([`first_frame`])
+//! and rendered ([`mod@render`]) in a child process with resource limits ([`child`]), writes the JPEG beside
 //! the store, and — in one transaction — drops the job and queues the image event with the
 //! thumbnail inlined ([`crate::cloud::events::image_received`]). A crash between the two leaves
 //! the job, which runs again on start. An object whose transfer syntax cannot be decoded is
@@ -11,6 +11,7 @@
 //! way.
 
 pub mod child;
+pub mod first_frame;
 pub mod jobs;
 pub mod pool;
 pub mod render;
