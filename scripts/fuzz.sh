@@ -23,7 +23,7 @@ cd "$here"
 
 seconds="${FUZZ_SECONDS:-300}"
 memory="${FUZZ_MEMORY_MB:-2048}"
-all_targets="pdv command lengths data_set wire sas thumbnail"
+all_targets="pdv command lengths data_set wire sas thumbnail stored_file"
 targets="${FUZZ_TARGETS:-$all_targets}"
 tools="$SCREENING_CACHE/tools"
 export PATH="$tools/bin:$PATH"

@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use appliance::thumbnail::{render, HEIGHT};
+use appliance::thumbnail::{first_frame, render, Rendered, HEIGHT};
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::{open_file, FileMetaTableBuilder, InMemDicomObject};
@@ -18,6 +18,12 @@ const COLUMNS: u16 = 640;
 /// A 12-bit image: a bright half-ellipse on the left ("breast") on a dark background, with a
 /// gradient inside so that windowing and scaling are visible.
 fn write_synthetic(path: &Path, photometric: &str, window: Option<(f64, f64)>) {
+    write_synthetic_frames(path, photometric, window, 1);
+}
+
+/// [`write_synthetic`] with `frames` frames: frame 0 as there, the others its negative, so a
+/// thumbnail of any frame but the first looks nothing like it.
+fn write_synthetic_frames(path: &Path, photometric: &str, window: Option<(f64, f64)>, frames: u16) {
     let mut pixels = Vec::with_capacity(usize::from(ROWS) * usize::from(COLUMNS));
     for y in 0..ROWS {
         for x in 0..COLUMNS {
@@ -59,6 +65,13 @@ fn write_synthetic(path: &Path, photometric: &str, window: Option<(f64, f64)>) {
         put(tags::WINDOW_CENTER, VR::DS, center.to_string().into());
         put(tags::WINDOW_WIDTH, VR::DS, width.to_string().into());
     }
+    if frames > 1 {
+        put(tags::NUMBER_OF_FRAMES, VR::IS, frames.to_string().into());
+        let negative: Vec<u16> = pixels.iter().map(|&p| 4095 - p).collect();
+        for _ in 1..frames {
+            pixels.extend_from_slice(&negative);
+        }
+    }
     put(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U16(pixels.into()));
     let file = obj
         .with_meta(
@@ -73,10 +86,19 @@ fn write_synthetic(path: &Path, photometric: &str, window: Option<(f64, f64)>) {
     file.write_to_file(path).unwrap();
 }
 
-/// Renders a file and decodes the JPEG back.
+/// Renders a file as the render child does (attributes and frame 0 only) and decodes the JPEG
+/// back; for a single-frame file, the same JPEG as from the whole object opened.
 fn thumbnail(path: &Path) -> image::DynamicImage {
-    let object = open_file(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    let rendered = render(&object).unwrap_or_else(|e| panic!("render {}: {e}", path.display()));
+    let rendered = render_first_frame(path);
+    let whole = open_file(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    if whole.element(tags::NUMBER_OF_FRAMES).is_err() {
+        let from_whole = render(&whole).unwrap();
+        assert!(
+            from_whole == rendered,
+            "{}: frame 0 alone renders differently",
+            path.display()
+        );
+    }
     let jpeg =
         image::load_from_memory_with_format(&rendered.jpeg, image::ImageFormat::Jpeg).unwrap();
     assert_eq!(
@@ -84,6 +106,11 @@ fn thumbnail(path: &Path) -> image::DynamicImage {
         (rendered.width, rendered.height)
     );
     jpeg
+}
+
+fn render_first_frame(path: &Path) -> Rendered {
+    let object = first_frame::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    render(&object).unwrap_or_else(|e| panic!("render {}: {e}", path.display()))
 }
 
 /// Mean brightness of a vertical strip (its middle half, inside the ellipse), 0–255.
@@ -146,6 +173,44 @@ fn every_decodable_transfer_syntax_gives_a_188_px_thumbnail() {
         assert!(
             left > right + 60.0,
             "{what}: left {left:.0} right {right:.0}"
+        );
+    }
+}
+
+#[test]
+fn a_multi_frame_object_is_thumbnailed_from_its_first_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let single = dir.path().join("single.dcm");
+    write_synthetic(&single, "MONOCHROME2", None);
+    let expected = render_first_frame(&single);
+    let multi = dir.path().join("multi.dcm");
+    write_synthetic_frames(&multi, "MONOCHROME2", None, 4);
+    // dcmcjpeg writes a basic offset table and one fragment per frame; dcmcrle an empty table.
+    let cases = [
+        ("native", multi.clone()),
+        (
+            "JPEG lossless",
+            compressed(dir.path(), &multi, "dcmcjpeg", &["+el"], "jpegl.dcm"),
+        ),
+        (
+            "JPEG lossless, fragments of 64 KiB",
+            compressed(
+                dir.path(),
+                &multi,
+                "dcmcjpeg",
+                &["+el", "+fs", "64"],
+                "jpegl-fs.dcm",
+            ),
+        ),
+        (
+            "RLE",
+            compressed(dir.path(), &multi, "dcmcrle", &[], "rle.dcm"),
+        ),
+    ];
+    for (what, path) in cases {
+        assert!(
+            render_first_frame(&path) == expected,
+            "{what}: not frame 0's thumbnail"
         );
     }
 }

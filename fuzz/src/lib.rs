@@ -39,6 +39,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("wire", wire),
     ("sas", sas),
     ("thumbnail", thumbnail),
+    ("stored_file", stored_file),
 ];
 
 /// The target called `name`.
@@ -357,6 +358,15 @@ pub fn thumbnail(data: &[u8]) {
         return;
     };
     let _ = appliance::thumbnail::render(&object);
+}
+
+/// What the render child does with a stored file: read its attributes and first frame
+/// (`thumbnail::first_frame`), then render. The input is a whole Part 10 file; the seeds are
+/// the `thumbnail` seeds' objects as files, in every codec, some of them multi-frame.
+pub fn stored_file(data: &[u8]) {
+    if let Ok(object) = appliance::thumbnail::first_frame::read(std::io::Cursor::new(data)) {
+        let _ = appliance::thumbnail::render(&object);
+    }
 }
 
 /// The object a `thumbnail` input describes.

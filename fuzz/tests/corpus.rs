@@ -52,3 +52,19 @@ fn the_thumbnail_seeds_render() {
         }
     }
 }
+
+#[test]
+fn the_stored_file_seeds_render_from_their_first_frame() {
+    let seeds = corpus("stored_file");
+    assert!(seeds.len() >= 3, "stored_file seeds: {seeds:?}");
+    for path in seeds.iter().filter(|p| {
+        p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("seed-"))
+    }) {
+        let data = std::fs::read(path).unwrap();
+        let object = appliance::thumbnail::first_frame::read(std::io::Cursor::new(data))
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        appliance::thumbnail::render(&object)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}

@@ -327,6 +327,49 @@ fn thumbnail_seeds(seeds: &mut Seeds, scratch: &Path, image: InMemDicomObject) {
             Err(e) => eprintln!("{tool} not run ({e}): no {name} seed"),
         }
     }
+    // Two frames, for the first-frame reader's offset-table paths (stored_file only).
+    let two = scratch.join("two-frames.dcm");
+    let mut obj = open_file(&plain).expect("reads back").into_inner();
+    let mut frames = obj
+        .element(tags::PIXEL_DATA)
+        .expect("pixel data")
+        .to_multi_int::<u16>()
+        .expect("16-bit samples");
+    frames.extend(frames.clone().iter().map(|v| 4095 - v));
+    obj.put(DataElement::new(tags::NUMBER_OF_FRAMES, VR::IS, text("2")));
+    obj.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OW,
+        PrimitiveValue::U16(frames.into()),
+    ));
+    obj.with_meta(
+        FileMetaTableBuilder::new()
+            .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
+            .media_storage_sop_class_uid(
+                uids::DIGITAL_MAMMOGRAPHY_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION,
+            )
+            .media_storage_sop_instance_uid(sop),
+    )
+    .expect("a file meta table")
+    .write_to_file(&two)
+    .expect("writes the two-frame object");
+    seeds.put(
+        "stored_file",
+        "two-frames",
+        &std::fs::read(&two).expect("reads it"),
+    );
+    for (name, tool, args) in [
+        ("two-frames-rle", "dcmcrle", &[][..]),
+        ("two-frames-jpeg-lossless", "dcmcjpeg", &["+el"][..]),
+    ] {
+        let out = scratch.join(format!("{name}.dcm"));
+        match Process::new(tool).args(args).arg(&two).arg(&out).output() {
+            Ok(o) if o.status.success() => {
+                seeds.put("stored_file", name, &std::fs::read(&out).expect("reads it"))
+            }
+            _ => eprintln!("{tool} failed: no {name} seed"),
+        }
+    }
     // An 8-bit one for the baseline JPEG decoder.
     let baseline = scratch.join("jpeg-baseline.dcm");
     let eight = scratch.join("eight.dcm");
@@ -383,6 +426,8 @@ fn thumbnail_seeds(seeds: &mut Seeds, scratch: &Path, image: InMemDicomObject) {
         _ => eprintln!("dcmcjpeg +eb failed: no baseline JPEG seed"),
     }
     for (name, path) in files {
+        let bytes = std::fs::read(&path).expect("reads a seed file");
+        seeds.put("stored_file", &name, &bytes);
         let object = open_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         match fuzz::thumbnail_input(&object) {
             Some(input) => seeds.put("thumbnail", &name, &input),
