@@ -154,6 +154,29 @@ try {
   await clinic.screenshot({ path: join(ARTIFACTS, '3-clinic-complete.png'), fullPage: true });
   step('complete');
 
+  // With ARCHIVE set, the stand-in gateway reports the hospital PACS's state of three images:
+  // 1 confirmed stored, 2 refused (with the PACS's reason, also on the timeline), 3 sent (a
+  // refusal reported earlier than that must not overwrite it).
+  if (env('ARCHIVE', '')) {
+    await expectLine('GATEWAY archived');
+    const tag = async (state) => {
+      return appointment.waitForSelector(`#gallery .app-archive[data-archive-state="${state}"]:has-text("HOSPITAL_PACS")`, { timeout: 60000 });
+    };
+    const committed = await tag('committed');
+    const failed = await tag('failed');
+    await tag('forwarded');
+    const words = async (e) => (await e.textContent()).replace(/\s+/g, ' ').trim();
+    if (!(await words(committed)).startsWith('In PACS HOSPITAL_PACS')) throw new Error(`committed reads "${await words(committed)}"`);
+    const refused = await words(failed);
+    if (!refused.startsWith('Not in PACS HOSPITAL_PACS') || !refused.includes('0xA700')) throw new Error(`refused reads "${refused}"`);
+    const counts = await appointment.evaluate(() => ['committed', 'failed', 'forwarded'].map((s) => document.querySelectorAll(`#gallery .app-archive[data-archive-state="${s}"]`).length));
+    if (counts.join() !== '1,1,1') throw new Error(`archive tags committed,failed,forwarded = ${counts}`);
+    await appointment.waitForSelector('#timeline li:has-text("not archived at HOSPITAL_PACS")', { timeout: 60000 });
+    if (await appointment.$('#timeline li:has-text("an older report")')) throw new Error('a stale refusal reached the timeline');
+    await axe(appointment, 'appointment with archive states');
+    step(`archive ${counts}`);
+  }
+
   // With TAKEN set (the stand-in gateway lists the images taken in MPPS COMPLETED, one more than
   // it sends): "n taken, m received" with the shortfall flagged; then an image matching no
   // appointment shows in the clinics page's "Unmatched images" with its patient details.

@@ -86,6 +86,19 @@ pub struct ImageCard {
     pub view: String,
     pub thumbnail_url: Option<String>,
     pub dose: DoseRow,
+    /// What each hospital PACS the gateway forwards to has of it (empty: no forwarding, or no
+    /// report yet).
+    pub archive: Vec<ArchiveBadge>,
+}
+
+/// One PACS's report on one image (`image.archive_state`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveBadge {
+    /// The PACS's AE title.
+    pub destination: String,
+    /// `forwarded`, `committed` or `failed`.
+    pub state: String,
+    pub reason: Option<String>,
 }
 
 /// Exposure and dose of one image, formatted for the dose table. The fields carry the wire's

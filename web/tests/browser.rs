@@ -60,6 +60,7 @@ async fn clinician_sees_status_and_thumbnails_live_and_other_provider_gets_404()
             artifacts: &artifacts,
             images: IMAGES,
             taken: Some(IMAGES + 1),
+            archive: true,
         },
     );
     let appointment_id = script.step("sent").await;
@@ -129,6 +130,45 @@ async fn clinician_sees_status_and_thumbnails_live_and_other_provider_gets_404()
     send(completed).await;
     script.tell("GATEWAY completed").await;
     script.step("complete").await;
+    // The hospital PACS: image 1 stored and its commitment confirmed, image 2 refused; image 3's
+    // report comes before a newer one and must not overwrite it.
+    let sop = |n: i64| match &gateway::image(None, &item.accession_number, "", "R", "CC", n).body {
+        shared::wire::event::EventBody::ImageReceived(image) => {
+            image.image.sop_instance_uid.clone()
+        }
+        _ => unreachable!("gateway::image makes an image event"),
+    };
+    let archive = |n, state, reason: Option<&str>, age_secs: i64| {
+        let mut event = gateway::archive_state(
+            Some(action.action_id),
+            &item.accession_number,
+            &sop(n),
+            state,
+            reason,
+        );
+        event.timestamp -= time::Duration::seconds(age_secs);
+        event
+    };
+    use shared::wire::event::ArchiveState;
+    send(archive(1, ArchiveState::Forwarded, None, 2)).await;
+    send(archive(1, ArchiveState::Committed, None, 1)).await;
+    send(archive(
+        2,
+        ArchiveState::Failed,
+        Some("refused with status 0xA700 (out of resources)"),
+        1,
+    ))
+    .await;
+    send(archive(3, ArchiveState::Forwarded, None, 1)).await;
+    send(archive(
+        3,
+        ArchiveState::Failed,
+        Some("an older report"),
+        30,
+    ))
+    .await;
+    script.tell("GATEWAY archived").await;
+    script.step("archive").await;
     script.step("count").await;
     let (stray_accession, stray_patient) = ("ACCSTRAY0001", "9990004321");
     send(gateway::image(

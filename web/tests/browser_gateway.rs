@@ -149,6 +149,7 @@ async fn with_the_real_gateway_a_modality_drives_the_clinic_page_live() {
             artifacts: &artifacts,
             images: IMAGES,
             taken: None,
+            archive: false,
         },
     );
     let appointment_id: i64 = script.step("sent").await.parse().unwrap();

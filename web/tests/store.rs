@@ -488,6 +488,72 @@ async fn scenario(db: Db) {
         service::cancel_appointment(&state, &north, appointment_id).await,
         Err(StoreError::Illegal(_))
     ));
+
+    // Archive states are the reporting gateway's: south's PACS confirming the shared SOP
+    // Instance UID marks south's image only. A report may precede its image event.
+    let shared_sop = match &north_copy.body {
+        shared::wire::event::EventBody::ImageReceived(ours) => ours.image.sop_instance_uid.clone(),
+        _ => unreachable!(),
+    };
+    let committed = gateway::archive_state(
+        None,
+        &south_accession,
+        &shared_sop,
+        shared::wire::event::ArchiveState::Committed,
+        None,
+    );
+    let reply = event_reply(
+        &state,
+        &south_gateway,
+        &web_key,
+        &gateway_key.seal(&committed),
+    )
+    .await;
+    assert_eq!(reply.status, EventStatus::Accepted, "{reply:?}");
+    let archive_of = |images: Vec<web::model::ImageCard>| -> Vec<(String, String)> {
+        images
+            .into_iter()
+            .flat_map(|i| i.archive)
+            .map(|b| (b.destination, b.state))
+            .collect()
+    };
+    let south_detail = appointments::detail(&db, south.provider_id, south_appointment)
+        .await
+        .unwrap();
+    assert_eq!(
+        archive_of(south_detail.images),
+        [("HOSPITAL_PACS".to_string(), "committed".to_string())]
+    );
+    let north_detail = appointments::detail(&db, north.provider_id, appointment_id)
+        .await
+        .unwrap();
+    assert_eq!(archive_of(north_detail.images), []);
+    let early = gateway::image(None, &accession, &nhs, "L", "CC", 9);
+    let early_sop = match &early.body {
+        shared::wire::event::EventBody::ImageReceived(i) => i.image.sop_instance_uid.clone(),
+        _ => unreachable!(),
+    };
+    let refused = gateway::archive_state(
+        None,
+        &accession,
+        &early_sop,
+        shared::wire::event::ArchiveState::Failed,
+        Some("no such SOP class"),
+    );
+    let reply = event_reply(&state, &gateway, &web_key, &gateway_key.seal(&refused)).await;
+    assert_eq!(reply.status, EventStatus::Accepted, "{reply:?}");
+    let reply = event_reply(&state, &gateway, &web_key, &gateway_key.seal(&early)).await;
+    assert_eq!(reply.status, EventStatus::Accepted, "{reply:?}");
+    let north_detail = appointments::detail(&db, north.provider_id, appointment_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        archive_of(north_detail.images),
+        [("HOSPITAL_PACS".to_string(), "failed".to_string())]
+    );
+    assert!(north_detail.timeline.iter().any(|t| t
+        .text
+        .contains("not archived at HOSPITAL_PACS: no such SOP class")));
 }
 
 #[tokio::test]

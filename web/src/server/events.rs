@@ -199,7 +199,8 @@ async fn apply(
             }
         }
         EventBody::ImageArchiveState(archive) => {
-            apply_archive_state(&mut tx, gateway, archive, &mut changes).await?
+            let reported_at_ms = (event.timestamp.unix_timestamp_nanos() / 1_000_000) as i64;
+            apply_archive_state(&mut tx, gateway, archive, reported_at_ms, &mut changes).await?
         }
     };
     received_events::set_outcome(&mut tx, &event_id, &outcome).await?;
@@ -207,16 +208,30 @@ async fn apply(
     Ok(Applied::Accepted(changes))
 }
 
-/// A PACS refusal is told on the appointment's timeline: the image will not reach the
-/// hospital archive by itself, and someone must act.
+/// Records what the PACS has of the image (shown in the gallery); a refusal is also told on the
+/// appointment's timeline: the image will not reach the hospital archive by itself, and
+/// someone must act.
 async fn apply_archive_state(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     gateway: &GatewayRecord,
     archive: &ImageArchiveState,
+    reported_at_ms: i64,
     changes: &mut Vec<Change>,
 ) -> Result<String, StoreError> {
-    if archive.state != ArchiveState::Failed {
-        return Ok(archive.state.as_str().to_string());
+    let newest = images::record_archive_state(
+        tx,
+        &images::ArchiveReport {
+            gateway_id: gateway.id,
+            sop_instance_uid: &archive.sop_instance_uid,
+            destination: &archive.destination,
+            state: archive.state.as_str(),
+            reason: archive.reason.as_deref(),
+            reported_at: reported_at_ms,
+        },
+    )
+    .await?;
+    if !newest {
+        return Ok("older than the state kept".into());
     }
     let action_id = archive.action_id.map(|a| a.to_string());
     let Some(p) = appointments::find_for_gateway(
@@ -229,6 +244,11 @@ async fn apply_archive_state(
     else {
         return Ok("unmatched".into());
     };
+    if archive.state != ArchiveState::Failed {
+        // The gallery re-reads and shows the new state.
+        changes.push(appointment_change(&p));
+        return Ok(archive.state.as_str().to_string());
+    }
     appointments::add_timeline(
         tx,
         p.appointment_id,

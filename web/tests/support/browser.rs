@@ -62,6 +62,8 @@ pub struct ScriptEnv<'a> {
     pub images: usize,
     /// How many images the gateway reports taken in MPPS COMPLETED, when it does.
     pub taken: Option<usize>,
+    /// Whether the gateway then reports images' hospital PACS states (`image.archive_state`).
+    pub archive: bool,
 }
 
 impl Script {
@@ -83,6 +85,7 @@ impl Script {
                     "TAKEN",
                     env.taken.map(|n| n.to_string()).unwrap_or_default(),
                 ),
+                ("ARCHIVE", if env.archive { "1" } else { "" }.to_string()),
             ],
         )
     }

@@ -7,8 +7,9 @@ use std::time::Duration;
 use shared::relay::{Config, Listener, ListenerOptions, ListenerStatus, Sender};
 use shared::wire::action::{Action, ActionReply, Command, Outcome, WorklistItem};
 use shared::wire::event::{
-    Dose, Event, EventBody, EventReply, ImageReceived, ImageSummary, MppsStatus, MppsStatusUpdate,
-    PatientSummary, SeriesSummary, StudySummary, Thumbnail,
+    ArchiveState, Dose, Event, EventBody, EventReply, ImageArchiveState, ImageReceived,
+    ImageSummary, MppsStatus, MppsStatusUpdate, PatientSummary, SeriesSummary, StudySummary,
+    Thumbnail,
 };
 use shared::wire::{Keyring, SigningKey, Verification};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -179,6 +180,28 @@ pub fn mpps(action_id: Option<Uuid>, accession: &str, status: MppsStatus) -> Eve
             status,
             mpps_instance_uid: format!("1.2.826.0.1.3680043.8.498.{}", accession.len()),
             images_taken: None,
+        }),
+    )
+}
+
+/// A hospital PACS's report on one image.
+pub fn archive_state(
+    action_id: Option<Uuid>,
+    accession: &str,
+    sop_instance_uid: &str,
+    state: ArchiveState,
+    reason: Option<&str>,
+) -> Event {
+    Event::new(
+        "test-gateway",
+        EventBody::ImageArchiveState(ImageArchiveState {
+            action_id,
+            accession_number: Some(accession.into()),
+            study_instance_uid: "1.2.826.0.1.3680043.8.498.1".into(),
+            sop_instance_uid: sop_instance_uid.into(),
+            destination: "HOSPITAL_PACS".into(),
+            state,
+            reason: reason.map(str::to_string),
         }),
     )
 }

@@ -11,7 +11,7 @@ use crate::app::error::AppError;
 use crate::app::live::use_live_resource;
 use crate::app::widgets::{action_error, StatusTag, SummaryRow};
 use crate::domain::AppointmentStatus;
-use crate::model::{AppointmentDetail, ImageCard};
+use crate::model::{AppointmentDetail, ArchiveBadge, ImageCard};
 
 #[component]
 pub fn Appointment() -> impl IntoView {
@@ -163,12 +163,34 @@ fn AppointmentView(
 #[component]
 fn Thumbnail(card: ImageCard) -> impl IntoView {
     let alt = format!("{}{} image", card.laterality, card.view);
-    match card.thumbnail_url {
+    let preview = match card.thumbnail_url {
         Some(url) => view! {
             <img class="app-thumb" src=url alt=alt data-image-id=card.id/>
         }
         .into_any(),
         None => view! { <p class="nhsuk-body-s app-thumb-missing" data-image-id=card.id>"No preview"</p> }.into_any(),
+    };
+    view! {
+        {preview}
+        {card.archive.into_iter().map(|badge| view! { <ArchiveTag badge=badge image_id=card.id/> }).collect_view()}
+    }
+}
+
+/// What one hospital PACS has of the image, in the clinician's words: confirmed stored
+/// (Storage Commitment), sent (stored, not confirmed), or not there with the PACS's reason.
+#[component]
+fn ArchiveTag(badge: ArchiveBadge, image_id: i64) -> impl IntoView {
+    let (class, words) = match badge.state.as_str() {
+        "committed" => ("nhsuk-tag nhsuk-tag--green", "In PACS"),
+        "forwarded" => ("nhsuk-tag nhsuk-tag--blue", "Sent to PACS"),
+        _ => ("nhsuk-tag nhsuk-tag--red", "Not in PACS"),
+    };
+    view! {
+        <p class="nhsuk-body-s app-archive" data-image-id=image_id data-archive-state=badge.state.clone()>
+            <strong class=class title=badge.destination.clone()>{words}</strong>
+            " "<span class="app-archive__destination">{badge.destination.clone()}</span>
+            {badge.reason.map(|reason| view! { <span class="app-archive__reason">": "{reason}</span> })}
+        </p>
     }
 }
 

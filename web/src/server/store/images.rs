@@ -6,7 +6,7 @@
 
 use sqlx::{Any, Transaction};
 
-use crate::model::{DoseRow, ImageCard, UnmatchedStudy};
+use crate::model::{ArchiveBadge, DoseRow, ImageCard, UnmatchedStudy};
 
 use super::super::db::{col, Db, StoreError};
 
@@ -139,6 +139,71 @@ pub async fn record(
     col(&row, "id").map(Some)
 }
 
+/// One PACS's report on one of the gateway's images.
+#[derive(Debug, Clone)]
+pub struct ArchiveReport<'a> {
+    pub gateway_id: i64,
+    pub sop_instance_uid: &'a str,
+    pub destination: &'a str,
+    pub state: &'a str,
+    pub reason: Option<&'a str>,
+    /// Unix ms of the event: a report older than the one kept is ignored.
+    pub reported_at: i64,
+}
+
+/// Records what a PACS has of an image, whether or not the image event has arrived yet. False
+/// when a newer report was already kept (this one changes nothing).
+pub async fn record_archive_state(
+    tx: &mut Transaction<'_, Any>,
+    r: &ArchiveReport<'_>,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "INSERT INTO image_archive (gateway_id, sop_instance_uid, destination, state, reason, reported_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (gateway_id, sop_instance_uid, destination) DO UPDATE
+         SET state = excluded.state, reason = excluded.reason, reported_at = excluded.reported_at
+         WHERE image_archive.reported_at <= excluded.reported_at",
+    )
+    .bind(r.gateway_id)
+    .bind(r.sop_instance_uid)
+    .bind(r.destination)
+    .bind(r.state)
+    .bind(r.reason)
+    .bind(r.reported_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// The archive reports of an appointment's images, by image id.
+async fn archive_of_appointment(
+    db: &Db,
+    appointment_id: i64,
+) -> Result<Vec<(i64, ArchiveBadge)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT i.id, a.destination, a.state, a.reason
+         FROM images i JOIN series s ON s.id = i.series_id JOIN studies st ON st.id = s.study_id
+         JOIN image_archive a ON a.gateway_id = st.gateway_id AND a.sop_instance_uid = i.sop_instance_uid
+         WHERE st.appointment_id = $1
+         ORDER BY a.destination",
+    )
+    .bind(appointment_id)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                col(r, "id")?,
+                ArchiveBadge {
+                    destination: col(r, "destination")?,
+                    state: col(r, "state")?,
+                    reason: col(r, "reason")?,
+                },
+            ))
+        })
+        .collect()
+}
+
 fn number(v: Option<f64>, unit: &str) -> String {
     match v {
         Some(v) => format!("{v:.2} {unit}").trim_end().to_string(),
@@ -159,10 +224,16 @@ pub async fn for_appointment(db: &Db, appointment_id: i64) -> Result<Vec<ImageCa
     .bind(appointment_id)
     .fetch_all(&db.pool)
     .await?;
+    let archive = archive_of_appointment(db, appointment_id).await?;
     rows.iter()
         .map(|r| {
             let id: i64 = col(r, "id")?;
             Ok(ImageCard {
+                archive: archive
+                    .iter()
+                    .filter(|(image, _)| *image == id)
+                    .map(|(_, badge)| badge.clone())
+                    .collect(),
                 id,
                 laterality: col::<Option<String>>(r, "laterality")?.unwrap_or_default(),
                 view: col::<Option<String>>(r, "view_position")?.unwrap_or_default(),
