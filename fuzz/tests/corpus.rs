@@ -64,7 +64,6 @@ fn the_stored_file_seeds_render_from_their_first_frame() {
         let data = std::fs::read(path).unwrap();
         let object = appliance::thumbnail::first_frame::read(std::io::Cursor::new(data))
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        appliance::thumbnail::render(&object)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        appliance::thumbnail::render(&object).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
 }

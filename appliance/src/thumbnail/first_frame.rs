@@ -31,6 +31,7 @@ use dicom_parser::dataset::LazyDataToken;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
 use super::render::{ThumbnailError, MAX_FRAME_BYTES};
+use crate::dimse::lengths::MAX_SEQUENCE_DEPTH;
 
 /// Most fragments read for one frame (real encoders split a frame into a handful).
 const MAX_FRAGMENTS: usize = 4096;
@@ -42,37 +43,175 @@ pub fn open(path: &Path) -> Result<DefaultDicomObject, ThumbnailError> {
 }
 
 /// [`open`] over any seekable source of a Part 10 file (with or without its preamble).
+///
+/// The file came from a peer. The store checked its structure as it arrived, but this reader is
+/// its own guard too: before dicom-object (which allocates each declared length up front and
+/// recurses per sequence) reads anything, the meta group and every element before Pixel Data
+/// are walked, each declared length checked against what the file holds and the nesting
+/// against [`MAX_SEQUENCE_DEPTH`] (the fuzzer found a 1 GiB element declared in a 1.5 KiB file).
 pub fn read<R: Read + Seek>(mut source: R) -> Result<DefaultDicomObject, ThumbnailError> {
+    let file_len = source
+        .seek(SeekFrom::End(0))
+        .and_then(|len| source.seek(SeekFrom::Start(0)).map(|_| len))
+        .map_err(|e| ThumbnailError::Open(e.to_string()))?;
     let start = magic_offset(&mut source)?;
-    source
-        .seek(SeekFrom::Start(start))
-        .map_err(|e| ThumbnailError::Open(e.to_string()))?;
-    let attributes = OpenFileOptions::new()
-        .read_preamble(ReadPreamble::Never)
-        .read_until(tags::PIXEL_DATA)
-        .from_reader(&mut source)
-        .map_err(|e| ThumbnailError::Open(e.to_string()))?;
-    let ts_uid = attributes.meta().transfer_syntax().to_string();
+    let meta = read_meta_group(&mut source, start)?;
     let ts = TransferSyntaxRegistry
-        .get(&ts_uid)
-        .ok_or_else(|| ThumbnailError::Decode(format!("unknown transfer syntax {ts_uid}")))?;
-    if ts.endianness() == Endianness::Big || matches!(ts.codec(), Codec::Dataset(_)) {
+        .get(&meta.transfer_syntax)
+        .ok_or_else(|| {
+            ThumbnailError::Decode(format!("unknown transfer syntax {}", meta.transfer_syntax))
+        })?;
+    let reopen = |source: &mut R| {
         source
             .seek(SeekFrom::Start(start))
+            .map_err(|e| ThumbnailError::Open(e.to_string()))
+    };
+    let deflated = matches!(ts.codec(), Codec::Dataset(_));
+    if !deflated {
+        source
+            .seek(SeekFrom::Start(meta.data_set_start))
             .map_err(|e| ThumbnailError::Open(e.to_string()))?;
+        let mut tokens = LazyDataSetReader::new_with_ts(&mut source, ts).map_err(open_error)?;
+        check_up_to_pixel_data(&mut tokens, file_len)?;
+    }
+    reopen(&mut source)?;
+    if deflated || ts.endianness() == Endianness::Big {
+        // A deflated data set cannot be walked in place (the store inflated and checked it as
+        // it arrived); big-endian native pixel data would need its bytes swapped. Neither is
+        // used for mammography: such objects are opened whole, as before.
         return OpenFileOptions::new()
             .read_preamble(ReadPreamble::Never)
             .from_reader(source)
             .map_err(|e| ThumbnailError::Open(e.to_string()));
     }
-    // The data set begins after "DICM", the 12-byte group length element and the group.
-    let data_set_start = start + 4 + 12 + u64::from(attributes.meta().information_group_length);
+    let attributes = OpenFileOptions::new()
+        .read_preamble(ReadPreamble::Never)
+        .read_until(tags::PIXEL_DATA)
+        .from_reader(&mut source)
+        .map_err(|e| ThumbnailError::Open(e.to_string()))?;
     source
-        .seek(SeekFrom::Start(data_set_start))
+        .seek(SeekFrom::Start(meta.data_set_start))
         .map_err(|e| ThumbnailError::Open(e.to_string()))?;
     let mut tokens = LazyDataSetReader::new_with_ts(source, ts).map_err(open_error)?;
     let frame = first_frame(&mut tokens, &attributes)?;
     Ok(one_frame_object(attributes, frame))
+}
+
+/// Largest file meta group read (a real one is a few hundred bytes).
+const MAX_META_GROUP: u32 = 64 * 1024;
+
+/// What the file meta group says, checked element by element.
+struct Meta {
+    transfer_syntax: String,
+    data_set_start: u64,
+}
+
+/// Reads the meta group ("DICM", then explicit VR little endian group 0002 elements) by hand:
+/// small, fixed in layout, and read before any decoder is trusted with the file.
+fn read_meta_group<R: Read + Seek>(source: &mut R, start: u64) -> Result<Meta, ThumbnailError> {
+    let bad = |why: &str| ThumbnailError::Open(format!("bad file meta group: {why}"));
+    source
+        .seek(SeekFrom::Start(start))
+        .map_err(|e| ThumbnailError::Open(e.to_string()))?;
+    let mut head = [0u8; 16];
+    if read_up_to(source, &mut head).map_err(|e| ThumbnailError::Open(e.to_string()))? < 16 {
+        return Err(bad("the file ends inside it"));
+    }
+    // "DICM", then (0002,0000) UL 4 <length>.
+    if head.get(4..10) != Some([0x02, 0x00, 0x00, 0x00, b'U', b'L'].as_slice()) {
+        return Err(bad("it does not start with its group length"));
+    }
+    let length = u32::from_le_bytes([head[12], head[13], head[14], head[15]]);
+    if length > MAX_META_GROUP {
+        return Err(bad(&format!("{length} bytes, over {MAX_META_GROUP}")));
+    }
+    let mut group = vec![0u8; length as usize];
+    if read_up_to(source, &mut group).map_err(|e| ThumbnailError::Open(e.to_string()))?
+        < group.len()
+    {
+        return Err(bad("the file ends inside it"));
+    }
+    let mut transfer_syntax = None;
+    let mut at = 0usize;
+    while at < group.len() {
+        let field = |from: usize, n: usize| group.get(at + from..at + from + n);
+        let (Some(tag), Some(vr)) = (field(0, 4), field(4, 2)) else {
+            return Err(bad("an element header is cut short"));
+        };
+        let (header, value_len) = match vr {
+            b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN"
+            | b"UR" | b"UT" | b"UV" => match field(8, 4) {
+                Some(l) => (12, u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize),
+                None => return Err(bad("an element header is cut short")),
+            },
+            _ => match field(6, 2) {
+                Some(l) => (8, usize::from(u16::from_le_bytes([l[0], l[1]]))),
+                None => return Err(bad("an element header is cut short")),
+            },
+        };
+        let Some(value) = group.get(at + header..(at + header).saturating_add(value_len)) else {
+            return Err(bad("an element runs past the group"));
+        };
+        if tag.get(..2) != Some([0x02, 0x00].as_slice()) {
+            return Err(bad("an element outside group 0002"));
+        }
+        if tag == [0x02, 0x00, 0x10, 0x00] {
+            let text = String::from_utf8_lossy(value);
+            transfer_syntax = Some(text.trim_end_matches(['\0', ' ']).to_string());
+        }
+        at += header + value_len;
+    }
+    Ok(Meta {
+        transfer_syntax: transfer_syntax.ok_or_else(|| bad("no Transfer Syntax UID"))?,
+        data_set_start: start + 16 + u64::from(length),
+    })
+}
+
+/// Walks the elements before the top-level Pixel Data without keeping a value: each declared
+/// length must fit in the file, sequences nest at most [`MAX_SEQUENCE_DEPTH`] deep.
+fn check_up_to_pixel_data<S: dicom_parser::StatefulDecode>(
+    tokens: &mut LazyDataSetReader<S>,
+    file_len: u64,
+) -> Result<(), ThumbnailError> {
+    let too_deep =
+        || ThumbnailError::Open(format!("sequences nested over {MAX_SEQUENCE_DEPTH} deep"));
+    let fits = |position: u64, length: u32| {
+        // The decoder's position is the source's (it starts from the stream position).
+        if position + u64::from(length) <= file_len {
+            Ok(())
+        } else {
+            Err(ThumbnailError::Open(format!(
+                "an element declares {length} bytes at byte {position}, past the end of the file"
+            )))
+        }
+    };
+    let mut depth = 0usize;
+    while let Some(token) = tokens.advance() {
+        match token.map_err(open_error)? {
+            LazyDataToken::SequenceStart { .. } | LazyDataToken::PixelSequenceStart
+                if depth >= MAX_SEQUENCE_DEPTH =>
+            {
+                return Err(too_deep())
+            }
+            LazyDataToken::PixelSequenceStart if depth == 0 => return Ok(()),
+            LazyDataToken::SequenceStart { .. } | LazyDataToken::PixelSequenceStart => depth += 1,
+            LazyDataToken::SequenceEnd => depth = depth.saturating_sub(1),
+            LazyDataToken::LazyValue { header, decoder } => {
+                if depth == 0 && header.tag() == tags::PIXEL_DATA {
+                    return Ok(());
+                }
+                let length = header.length().get().unwrap_or(0);
+                fits(decoder.position(), length)?;
+                decoder.skip_bytes(length).map_err(open_error)?;
+            }
+            LazyDataToken::LazyItemValue { len, decoder } => {
+                fits(decoder.position(), len)?;
+                decoder.skip_bytes(len).map_err(open_error)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Where "DICM" is: after the 128-byte preamble, or at the start of a file without one.
@@ -465,8 +604,37 @@ mod tests {
     fn broken_files_are_refused_with_a_reason() {
         let mut truncated = file(1, Pixels::Native { frames: 1 }, &[]);
         truncated.truncate(truncated.len() - 5);
-        let cases: [(&str, Vec<u8>, &str); 3] = [
+        // Elements put before the data set's first one.
+        let prefixed = |prefix: &[u8]| {
+            let mut bytes = file(1, Pixels::Native { frames: 1 }, &[]);
+            let group = u32::from_le_bytes(bytes[140..144].try_into().unwrap()) as usize;
+            let at = 144 + group;
+            bytes.splice(at..at, prefix.iter().copied());
+            bytes
+        };
+        let gigabyte = prefixed(&[0x09, 0x00, 0x10, 0x00, b'U', b'N', 0, 0, 0, 0, 0, 0x40]);
+        let mut nested = Vec::new();
+        for _ in 0..=MAX_SEQUENCE_DEPTH {
+            nested.extend_from_slice(&[0x09, 0x00, 0x10, 0x00, b'S', b'Q', 0, 0]);
+            nested.extend_from_slice(&[0xFF; 4]);
+            nested.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        }
+        let nested = prefixed(&nested);
+        let mut huge_meta = file(1, Pixels::Native { frames: 1 }, &[]);
+        huge_meta[140..144].copy_from_slice(&u32::MAX.to_le_bytes());
+        let cases: [(&str, Vec<u8>, &str); 6] = [
             ("not DICOM", b"hello".to_vec(), "no DICM"),
+            (
+                "1 GiB declared in a small file",
+                gigabyte,
+                "past the end of the file",
+            ),
+            (
+                "nested too deep before the pixel data",
+                nested,
+                "nested over 32 deep",
+            ),
+            ("a meta group of 4 GiB", huge_meta, "bad file meta group"),
             (
                 "pixel data cut short",
                 truncated,
