@@ -19,6 +19,7 @@ pub const SETTINGS: &[&str] = &[
     "PACS_FORWARD",
     "RETENTION_DAYS",
     "RETENTION_DELETE_FORWARDED",
+    "PACS_COMMIT_TIMEOUT_SECS",
     "MWL_TLS_PORT",
     "PACS_TLS_PORT",
     "DICOM_TLS_CERT_FILE",
@@ -131,8 +132,14 @@ pub struct Config {
     /// Free space below which C-STORE is refused with A700 (`STORAGE_MIN_FREE_MIB`; 0: never).
     pub storage_min_free_mib: u64,
     /// Days a stored object is kept once it is safe at every PACS (`RETENTION_DAYS`); `None`
-    /// keeps everything. Acts only with `RETENTION_DELETE_FORWARDED` ([`crate::storage::retention`]).
+    /// keeps everything ([`crate::storage::retention`]).
     pub retention_days: Option<u32>,
+    /// Whether a success status from a PACS that does not do Storage Commitment counts as safe
+    /// for retention (`RETENTION_DELETE_FORWARDED`; a PACS that does must commit).
+    pub retention_delete_forwarded: bool,
+    /// How long a PACS may take to answer a Storage Commitment request before it is asked again
+    /// (`PACS_COMMIT_TIMEOUT_SECS`, doubling per attempt up to 16 times).
+    pub commit_timeout: Duration,
     /// DICOM over TLS (PS3.15 Annex B) beside the plain ports, when either TLS port is set.
     pub tls: Option<TlsSettings>,
     /// The hospital PACS (one or more) every stored object is forwarded to (`PACS_FORWARD`).
@@ -195,6 +202,8 @@ impl Config {
             forward_to: Vec::new(),
             tls: None,
             retention_days: None,
+            retention_delete_forwarded: false,
+            commit_timeout: Duration::from_secs(300),
         }
     }
 
@@ -274,20 +283,16 @@ impl Config {
                 }
             }
         }
+        if let Some(v) = get("PACS_COMMIT_TIMEOUT_SECS") {
+            let secs = at_least_one("PACS_COMMIT_TIMEOUT_SECS", &v)?;
+            config.commit_timeout = Duration::from_secs(secs as u64);
+        }
+        config.retention_delete_forwarded = get("RETENTION_DELETE_FORWARDED")
+            .map(|b| boolean("RETENTION_DELETE_FORWARDED", &b))
+            .transpose()?
+            .unwrap_or(false);
         if let Some(v) = get("RETENTION_DAYS") {
             let days = at_least_one("RETENTION_DAYS", &v)?;
-            let allowed = get("RETENTION_DELETE_FORWARDED")
-                .map(|b| boolean("RETENTION_DELETE_FORWARDED", &b))
-                .transpose()?
-                .unwrap_or(false);
-            if !allowed {
-                return Err(invalid(
-                    "RETENTION_DAYS",
-                    &v,
-                    "deletes objects the PACS answered success for, without Storage Commitment; \
-                     set RETENTION_DELETE_FORWARDED=true to allow that",
-                ));
-            }
             if config.forward_to.is_empty() {
                 return Err(invalid(
                     "RETENTION_DAYS",
@@ -470,22 +475,25 @@ mod tests {
     }
 
     #[test]
-    fn retention_needs_a_pacs_and_an_explicit_yes() {
+    fn retention_needs_a_pacs_and_deleting_on_forwarding_alone_an_explicit_yes() {
         let pacs = ("PACS_FORWARD", "PACS@10.0.0.5:104");
         let yes = ("RETENTION_DELETE_FORWARDED", "true");
+        let days = ("RETENTION_DAYS", "30");
         assert_eq!(from(&[]).unwrap().retention_days, None);
-        assert_eq!(
-            from(&[pacs, yes, ("RETENTION_DAYS", "30")])
-                .unwrap()
-                .retention_days,
-            Some(30)
-        );
+        for (pairs, retention, delete_forwarded) in [
+            (vec![pacs, days], Some(30), false),
+            (vec![pacs, yes, days], Some(30), true),
+            (vec![pacs], None, false),
+        ] {
+            let c = from(&pairs).unwrap();
+            assert_eq!(
+                (c.retention_days, c.retention_delete_forwarded),
+                (retention, delete_forwarded),
+                "{pairs:?}"
+            );
+        }
         for (pairs, needle) in [
-            (
-                vec![pacs, ("RETENTION_DAYS", "30")],
-                "RETENTION_DELETE_FORWARDED=true",
-            ),
-            (vec![yes, ("RETENTION_DAYS", "30")], "needs PACS_FORWARD"),
+            (vec![yes, days], "needs PACS_FORWARD"),
             (vec![pacs, yes, ("RETENTION_DAYS", "0")], "at least 1"),
         ] {
             let e = from(&pairs).unwrap_err();
@@ -494,6 +502,13 @@ mod tests {
                 "{e}"
             );
         }
+        assert_eq!(
+            from(&[("PACS_COMMIT_TIMEOUT_SECS", "60")])
+                .unwrap()
+                .commit_timeout,
+            Duration::from_secs(60)
+        );
+        assert!(from(&[("PACS_COMMIT_TIMEOUT_SECS", "0")]).is_err());
     }
 
     #[test]

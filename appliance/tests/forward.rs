@@ -259,9 +259,12 @@ fn retention_deletes_only_old_objects_the_pacs_took() {
                 .unwrap()
                 .is_empty()
     });
+    // storescp does no Storage Commitment: a success status counts only with
+    // RETENTION_DELETE_FORWARDED.
     let policy = Policy {
         keep: time::Duration::days(30),
         destinations: vec![destination(port)],
+        delete_forwarded: true,
     };
     let storage = gw.storage_dir();
     let thumbnails = gw.state.path().join("thumbnails");

@@ -78,12 +78,21 @@ impl Response {
     }
 }
 
+/// Answers an N-EVENT-REPORT-RQ the peer sends on this association (a Storage Commitment
+/// report, PS3.4 J.3.3): given the peer's AE title, the context, the command and the data set,
+/// returns the N-EVENT-REPORT-RSP.
+pub type EventReports =
+    Box<dyn Fn(&str, &Context, &Command, Option<&[u8]>) -> Command + Send + Sync>;
+
 /// An open association as the requestor.
 pub struct Scu {
     assoc: AsyncClientAssociation<TcpStream>,
     /// The presentation contexts the peer accepted.
     contexts: Vec<Context>,
     next_message_id: u16,
+    called: String,
+    /// Event reports arriving between our requests' responses; without it they are refused.
+    reports: Option<EventReports>,
 }
 
 impl Scu {
@@ -147,6 +156,8 @@ impl Scu {
             contexts: Context::accepted(assoc.presentation_contexts()),
             assoc,
             next_message_id: 1,
+            called: called.to_string(),
+            reports: None,
         })
     }
 
@@ -185,6 +196,18 @@ impl Scu {
                 return Ok(responses);
             }
         }
+    }
+
+    /// Answers the peer's N-EVENT-REPORTs on this association with `reports`.
+    pub fn on_event_reports(&mut self, reports: EventReports) {
+        self.reports = Some(reports);
+    }
+
+    /// Whether the peer accepted `abstract_syntax` in any transfer syntax.
+    pub fn offers(&self, abstract_syntax: &str) -> bool {
+        self.contexts
+            .iter()
+            .any(|c| c.abstract_syntax == abstract_syntax)
     }
 
     /// Whether the peer accepted `abstract_syntax` in `transfer_syntax`.
@@ -266,10 +289,39 @@ impl Scu {
             .map_err(|e| ScuError::Association(e.to_string()))
     }
 
-    /// Reads one whole message: its command, then its data set when the command says one follows.
+    /// Reads one whole response: its command, then its data set when the command says one
+    /// follows. An N-EVENT-REPORT-RQ the peer sends meanwhile is answered on the way.
     async fn receive(&mut self) -> Result<Response, ScuError> {
+        loop {
+            let (context, command, data) = self.receive_message().await?;
+            if command.command_field != field::N_EVENT_REPORT_RQ {
+                let data_set = data
+                    .as_deref()
+                    .map(|bytes| data_set::decode(&context, bytes))
+                    .transpose()?;
+                return Ok(Response { command, data_set });
+            }
+            let rsp = match &self.reports {
+                Some(answer) => answer(&self.called, &context, &command, data.as_deref()),
+                None => Command {
+                    error_comment: Some("event reports are not expected here".into()),
+                    ..Command::response_to(
+                        &command,
+                        field::N_EVENT_REPORT_RSP,
+                        status::UNRECOGNIZED_OPERATION,
+                    )
+                },
+            };
+            let peer_max = self.assoc.acceptor_max_pdu_length();
+            for pdu in message_pdus(context.id, &rsp, None, peer_max) {
+                self.send(&pdu).await?;
+            }
+        }
+    }
+
+    /// Reads one whole message, kept in memory within the assembler's bound.
+    async fn receive_message(&mut self) -> Result<(Context, Command, Option<Vec<u8>>), ScuError> {
         let mut assembler = Assembler::new();
-        // Responses are small (C-FIND identifiers at most): kept in memory, within its bound.
         let mut memory = |_: &Context, _: &Command| DataSink::<std::io::Sink>::Memory(Vec::new());
         loop {
             let pdu = self
@@ -283,14 +335,11 @@ impl Scu {
                 other => return Err(ScuError::UnexpectedPdu(format!("{other:?}"))),
             };
             if let Some(message) = assembler.feed(pdvs, &self.contexts, &mut memory)? {
-                let data_set = message
-                    .memory_data()
-                    .map(|bytes| data_set::decode(&message.context, bytes))
-                    .transpose()?;
-                return Ok(Response {
-                    command: message.command,
-                    data_set,
-                });
+                let data = match message.data {
+                    Some(DataSink::Memory(bytes)) => Some(bytes),
+                    _ => None,
+                };
+                return Ok((message.context, message.command, data));
             }
         }
     }

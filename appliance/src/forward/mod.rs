@@ -7,7 +7,12 @@
 //! outages. An object the PACS refuses for good (its SOP class or transfer syntax not accepted,
 //! a failure status) is recorded as failed with the reason and the queue moves on: a clear
 //! per-object error, never a silent drop and never a blocked queue.
+//!
+//! A PACS that accepts Storage Commitment is asked to commit what it took ([`commitment`]);
+//! each change of an object's state at a PACS (forwarded, committed, failed) is reported to the
+//! cloud as `image.archive_state` in the transaction that records it.
 
+pub mod commitment;
 pub mod queue;
 pub mod sender;
 
@@ -15,7 +20,7 @@ use std::fmt;
 
 use thiserror::Error;
 
-pub use sender::Forwarder;
+pub use sender::{Forwarder, SenderSettings};
 
 /// One PACS to forward to: `AE@host:port`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

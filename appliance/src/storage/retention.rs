@@ -1,11 +1,13 @@
 //! Retention (`RETENTION_DAYS`): stored objects are deleted once they are old enough and safe
 //! elsewhere, so the disk does not fill with clinic days already archived.
 //!
-//! "Safe elsewhere" means forwarded, with a success status, to every `PACS_FORWARD`
-//! destination. The gateway does not yet ask for Storage Commitment, so a success status is the
-//! only proof it has; deleting on it needs a second, explicit setting
-//! (`RETENTION_DELETE_FORWARDED=true`). Without destinations nothing is ever deleted: the object
-//! exists nowhere else. An object still waiting for its thumbnail or its forwarding is kept.
+//! "Safe elsewhere" means safe at every `PACS_FORWARD` destination: *committed* by a PACS that
+//! accepted Storage Commitment when the object was forwarded to it
+//! ([`crate::forward::commitment`]; pending or failed commitments keep the object), and, for a
+//! PACS that did not, forwarded with a success status — which counts only with the explicit
+//! `RETENTION_DELETE_FORWARDED=true`, since a success status promises nothing about tomorrow.
+//! Without destinations nothing is ever deleted: the object exists nowhere else. An object still
+//! waiting for its thumbnail or its forwarding is kept.
 //! The time comes in as an argument, so the rules are tested without waiting.
 
 use std::path::Path;
@@ -16,6 +18,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::index::{InstanceRecord, SeriesRecord, StudyRecord};
 use crate::db::{self, Database, DbError};
+use crate::forward::commitment::{self, Commitment};
 use crate::forward::queue::{self, Outcome};
 use crate::forward::Destination;
 
@@ -26,6 +29,9 @@ pub struct Policy {
     pub keep: Duration,
     /// Every one of them must have taken the object.
     pub destinations: Vec<Destination>,
+    /// A success status counts from a PACS without Storage Commitment
+    /// (`RETENTION_DELETE_FORWARDED`).
+    pub delete_forwarded: bool,
 }
 
 /// What one sweep did.
@@ -33,7 +39,7 @@ pub struct Policy {
 pub struct Swept {
     pub deleted: u64,
     pub bytes_freed: u64,
-    /// Old enough, but not yet forwarded everywhere (or still waiting for a thumbnail).
+    /// Old enough, but not yet safe everywhere (or still waiting for a thumbnail).
     pub kept_not_archived: u64,
 }
 
@@ -41,7 +47,7 @@ pub struct Swept {
 const BATCH: usize = 200;
 
 /// Deletes what `policy` allows at `now`: the file and its thumbnail first, then, in one
-/// transaction per batch, the index rows and the forwarding results. A crash between the two
+/// transaction per batch, the index rows, the forwarding results and the commitments. A crash between the two
 /// leaves index rows whose file is gone, which the next sweep removes; never a file the index
 /// has forgotten (which a restart would re-index and forward again).
 pub fn sweep(
@@ -69,6 +75,7 @@ pub fn sweep(
         let instances = txn.open_table(db::INSTANCES)?;
         let jobs = txn.open_table(db::THUMBNAIL_JOBS)?;
         let results = txn.open_table(db::FORWARD_RESULTS)?;
+        let commitments = txn.open_table(db::COMMITMENTS)?;
         for row in instances.iter()? {
             let (key, value) = row?;
             let record: InstanceRecord = match serde_json::from_slice(value.value()) {
@@ -88,7 +95,7 @@ pub fn sweep(
             }
             let thumbnail_pending = jobs.get(record.sop_instance_uid.as_str())?.is_some();
             let waiting = thumbnail_pending || queued.contains(&record.sop_instance_uid);
-            if !waiting && archived_everywhere(&results, &policy.destinations, &record)? {
+            if !waiting && safe_everywhere(&results, &commitments, policy, &record)? {
                 due.push(record);
             } else {
                 swept.kept_not_archived += 1;
@@ -109,6 +116,8 @@ pub fn sweep(
             let mut series = txn.open_table(db::SERIES)?;
             let mut studies = txn.open_table(db::STUDIES)?;
             let mut results = txn.open_table(db::FORWARD_RESULTS)?;
+            let mut commitments = txn.open_table(db::COMMITMENTS)?;
+            let mut commit_pending = txn.open_table(db::COMMIT_PENDING)?;
             for record in batch {
                 if instances
                     .remove(record.sop_instance_uid.as_str())?
@@ -136,7 +145,10 @@ pub fn sweep(
                 }
                 for destination in &policy.destinations {
                     let key = destination.key();
-                    results.remove((key.as_str(), record.sop_instance_uid.as_str()))?;
+                    let row = (key.as_str(), record.sop_instance_uid.as_str());
+                    results.remove(row)?;
+                    commitments.remove(row)?;
+                    commit_pending.remove(row)?;
                 }
             }
             Ok::<(), DbError>(())
@@ -147,26 +159,41 @@ pub fn sweep(
     Ok(swept)
 }
 
-/// Whether every destination answered success for this object (read in the sweep's snapshot).
-fn archived_everywhere(
+/// Whether the object is safe at every destination (read in the sweep's snapshot): committed
+/// where commitment was negotiated, else forwarded with a success status when the policy lets
+/// that count.
+fn safe_everywhere(
     results: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
-    destinations: &[Destination],
+    commitments: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    policy: &Policy,
     record: &InstanceRecord,
 ) -> Result<bool, DbError> {
-    for destination in destinations {
+    for destination in &policy.destinations {
         let key = destination.key();
-        let forwarded = match results.get((key.as_str(), record.sop_instance_uid.as_str()))? {
+        let uid = record.sop_instance_uid.as_str();
+        let forwarded = match results.get((key.as_str(), uid))? {
             Some(v) => matches!(
                 serde_json::from_slice::<Outcome>(v.value()),
                 Ok(Outcome::Forwarded { .. })
             ),
             None => false,
         };
-        if !forwarded {
+        let commitment = commitment::get(commitments, &key, uid)?;
+        if !is_safe(forwarded, commitment.as_ref(), policy.delete_forwarded) {
             return Ok(false);
         }
     }
     Ok(true)
+}
+
+/// The rule for one destination: its commitment decides where there is one; otherwise only a
+/// success status and `RETENTION_DELETE_FORWARDED`.
+fn is_safe(forwarded: bool, commitment: Option<&Commitment>, delete_forwarded: bool) -> bool {
+    match commitment {
+        Some(Commitment::Committed { .. }) => forwarded,
+        Some(Commitment::Pending { .. } | Commitment::Failed { .. }) => false,
+        None => forwarded && delete_forwarded,
+    }
 }
 
 fn remove(path: &Path) {
@@ -174,5 +201,45 @@ fn remove(path: &Path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => tracing::warn!(path = %path.display(), "retention: cannot delete: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_object_is_safe_where_committed_or_forwarded_without_commitment_when_allowed() {
+        let committed = Commitment::Committed {
+            at_ms: 1,
+            transaction_uid: "2.25.1".into(),
+        };
+        let pending = Commitment::Pending {
+            sop_class_uid: "1.2".into(),
+            transaction_uid: None,
+            attempts: 0,
+            since_ms: 1,
+        };
+        let failed = Commitment::Failed {
+            at_ms: 1,
+            transaction_uid: "2.25.1".into(),
+            reason: "no such object".into(),
+        };
+        for (forwarded, commitment, delete_forwarded, safe) in [
+            (true, Some(&committed), false, true),
+            (true, Some(&committed), true, true),
+            (true, Some(&pending), true, false),
+            (true, Some(&failed), true, false),
+            (true, None, false, false),
+            (true, None, true, true),
+            (false, None, true, false),
+            (false, Some(&committed), true, false),
+        ] {
+            assert_eq!(
+                is_safe(forwarded, commitment, delete_forwarded),
+                safe,
+                "{forwarded} {commitment:?} {delete_forwarded}"
+            );
+        }
     }
 }
