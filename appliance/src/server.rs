@@ -180,12 +180,7 @@ impl Gateway {
             },
             watcher.clone(),
         );
-        if let Some(days) = config.retention_days {
-            let policy = retention::Policy {
-                keep: time::Duration::days(i64::from(days)),
-                destinations: config.forward_to.clone(),
-                delete_forwarded: config.retention_delete_forwarded,
-            };
+        if let Some(policy) = retention::Policy::for_config(&config) {
             tokio::spawn(sweep_periodically(
                 self.services.db.clone(),
                 config.state_dir.clone(),

@@ -373,7 +373,10 @@ fn forged_reports_are_refused_and_retention_deletes_only_committed_objects() {
             destinations: vec![orthanc.clone()],
             delete_forwarded,
         };
+        // `gateway status` says beforehand what the sweep will do.
+        let preview = retention::preview(gw.db(), &policy, later).unwrap();
         let swept = retention::sweep(gw.db(), &storage, &thumbnails, &policy, later).unwrap();
+        assert_eq!(preview, swept, "the preview is what the sweep did");
         // A success status does not stand in for a failed commitment, whatever the setting.
         let expected = if delete_forwarded { (0, 1) } else { (1, 1) };
         assert_eq!(
@@ -386,6 +389,9 @@ fn forged_reports_are_refused_and_retention_deletes_only_committed_objects() {
     assert!(index(&uids[0]).is_none(), "the committed object is deleted");
     assert!(index(&uids[1]).is_some(), "the failed one is kept");
     assert_eq!(gw.stored_files().len(), 1);
+    let (objects, bytes) = retention::usage(gw.db()).unwrap();
+    assert_eq!(objects, 1);
+    assert!(bytes > 0);
     assert_eq!(
         commitment::commitment(gw.db(), &orthanc, &uids[0]).unwrap(),
         None,

@@ -23,7 +23,7 @@ use crate::forward::queue::{self, Outcome};
 use crate::forward::Destination;
 
 /// When objects may be deleted.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     /// How long an object is kept after it was received.
     pub keep: Duration,
@@ -32,6 +32,18 @@ pub struct Policy {
     /// A success status counts from a PACS without Storage Commitment
     /// (`RETENTION_DELETE_FORWARDED`).
     pub delete_forwarded: bool,
+}
+
+impl Policy {
+    /// The configured policy (`RETENTION_DAYS`, `PACS_FORWARD`, `RETENTION_DELETE_FORWARDED`),
+    /// `None` when retention is off.
+    pub fn for_config(config: &crate::config::Config) -> Option<Policy> {
+        config.retention_days.map(|days| Policy {
+            keep: Duration::days(i64::from(days)),
+            destinations: config.forward_to.clone(),
+            delete_forwarded: config.retention_delete_forwarded,
+        })
+    }
 }
 
 /// What one sweep did.
@@ -57,51 +69,11 @@ pub fn sweep(
     policy: &Policy,
     now: OffsetDateTime,
 ) -> Result<Swept, DbError> {
-    let mut swept = Swept::default();
-    if policy.destinations.is_empty() {
-        return Ok(swept);
-    }
-    let cutoff = now - policy.keep;
-    // A later copy of the same SOP instance may still be waiting to be forwarded.
-    let mut queued = std::collections::HashSet::new();
-    for destination in &policy.destinations {
-        for (_, entry) in queue::head(db, destination, usize::MAX)? {
-            queued.insert(entry.sop_instance_uid);
-        }
-    }
-    let mut due: Vec<InstanceRecord> = Vec::new();
-    {
-        let txn = db.begin_read()?;
-        let instances = txn.open_table(db::INSTANCES)?;
-        let jobs = txn.open_table(db::THUMBNAIL_JOBS)?;
-        let results = txn.open_table(db::FORWARD_RESULTS)?;
-        let commitments = txn.open_table(db::COMMITMENTS)?;
-        for row in instances.iter()? {
-            let (key, value) = row?;
-            let record: InstanceRecord = match serde_json::from_slice(value.value()) {
-                Ok(record) => record,
-                Err(e) => {
-                    tracing::error!(
-                        sop_instance_uid = key.value(),
-                        "retention: unreadable index record: {e}"
-                    );
-                    continue;
-                }
-            };
-            let old_enough =
-                OffsetDateTime::parse(&record.received_at, &Rfc3339).is_ok_and(|at| at < cutoff);
-            if !old_enough {
-                continue;
-            }
-            let thumbnail_pending = jobs.get(record.sop_instance_uid.as_str())?.is_some();
-            let waiting = thumbnail_pending || queued.contains(&record.sop_instance_uid);
-            if !waiting && safe_everywhere(&results, &commitments, policy, &record)? {
-                due.push(record);
-            } else {
-                swept.kept_not_archived += 1;
-            }
-        }
-    }
+    let (due, kept_not_archived) = candidates(db, policy, now)?;
+    let mut swept = Swept {
+        kept_not_archived,
+        ..Swept::default()
+    };
     for batch in due.chunks(BATCH) {
         for record in batch {
             let file = storage_root.join(&record.file_path);
@@ -157,6 +129,86 @@ pub fn sweep(
         swept.bytes_freed += batch.iter().map(|r| r.file_size).sum::<u64>();
     }
     Ok(swept)
+}
+
+/// What [`sweep`] would delete at `now` (nothing is changed): for `gateway status`.
+pub fn preview(db: &Database, policy: &Policy, now: OffsetDateTime) -> Result<Swept, DbError> {
+    let (due, kept_not_archived) = candidates(db, policy, now)?;
+    Ok(Swept {
+        deleted: due.len() as u64,
+        bytes_freed: due.iter().map(|r| r.file_size).sum(),
+        kept_not_archived,
+    })
+}
+
+/// The objects stored and their bytes, from the index.
+pub fn usage(db: &Database) -> Result<(u64, u64), DbError> {
+    let txn = db.begin_read()?;
+    let instances = txn.open_table(db::INSTANCES)?;
+    let mut usage = (0, 0);
+    for row in instances.iter()? {
+        let (_, value) = row?;
+        usage.0 += 1;
+        if let Ok(record) = serde_json::from_slice::<InstanceRecord>(value.value()) {
+            usage.1 += record.file_size;
+        }
+    }
+    Ok(usage)
+}
+
+/// The objects due for deletion at `now`, read in one snapshot, and how many are old enough
+/// but not yet safe everywhere.
+fn candidates(
+    db: &Database,
+    policy: &Policy,
+    now: OffsetDateTime,
+) -> Result<(Vec<InstanceRecord>, u64), DbError> {
+    let mut kept_not_archived = 0;
+    if policy.destinations.is_empty() {
+        return Ok((Vec::new(), 0));
+    }
+    let cutoff = now - policy.keep;
+    // A later copy of the same SOP instance may still be waiting to be forwarded.
+    let mut queued = std::collections::HashSet::new();
+    for destination in &policy.destinations {
+        for (_, entry) in queue::head(db, destination, usize::MAX)? {
+            queued.insert(entry.sop_instance_uid);
+        }
+    }
+    let mut due: Vec<InstanceRecord> = Vec::new();
+    {
+        let txn = db.begin_read()?;
+        let instances = txn.open_table(db::INSTANCES)?;
+        let jobs = txn.open_table(db::THUMBNAIL_JOBS)?;
+        let results = txn.open_table(db::FORWARD_RESULTS)?;
+        let commitments = txn.open_table(db::COMMITMENTS)?;
+        for row in instances.iter()? {
+            let (key, value) = row?;
+            let record: InstanceRecord = match serde_json::from_slice(value.value()) {
+                Ok(record) => record,
+                Err(e) => {
+                    tracing::error!(
+                        sop_instance_uid = key.value(),
+                        "retention: unreadable index record: {e}"
+                    );
+                    continue;
+                }
+            };
+            let old_enough =
+                OffsetDateTime::parse(&record.received_at, &Rfc3339).is_ok_and(|at| at < cutoff);
+            if !old_enough {
+                continue;
+            }
+            let thumbnail_pending = jobs.get(record.sop_instance_uid.as_str())?.is_some();
+            let waiting = thumbnail_pending || queued.contains(&record.sop_instance_uid);
+            if !waiting && safe_everywhere(&results, &commitments, policy, &record)? {
+                due.push(record);
+            } else {
+                kept_not_archived += 1;
+            }
+        }
+    }
+    Ok((due, kept_not_archived))
 }
 
 /// Whether the object is safe at every destination (read in the sweep's snapshot): committed
