@@ -20,6 +20,7 @@ pub const SETTINGS: &[&str] = &[
     "RETENTION_DAYS",
     "RETENTION_DELETE_FORWARDED",
     "PACS_COMMIT_TIMEOUT_SECS",
+    "PACS_FORWARD_TLS_CA_FILE",
     "MWL_TLS_PORT",
     "PACS_TLS_PORT",
     "DICOM_TLS_CERT_FILE",
@@ -140,6 +141,9 @@ pub struct Config {
     /// How long a PACS may take to answer a Storage Commitment request before it is asked again
     /// (`PACS_COMMIT_TIMEOUT_SECS`, doubling per attempt up to 16 times).
     pub commit_timeout: Duration,
+    /// PEM CA certificates a `+tls` destination's certificate must chain to
+    /// (`PACS_FORWARD_TLS_CA_FILE`; required when one is `+tls`).
+    pub forward_tls_ca_file: Option<PathBuf>,
     /// DICOM over TLS (PS3.15 Annex B) beside the plain ports, when either TLS port is set.
     pub tls: Option<TlsSettings>,
     /// The hospital PACS (one or more) every stored object is forwarded to (`PACS_FORWARD`).
@@ -204,6 +208,7 @@ impl Config {
             retention_days: None,
             retention_delete_forwarded: false,
             commit_timeout: Duration::from_secs(300),
+            forward_tls_ca_file: None,
         }
     }
 
@@ -281,6 +286,20 @@ impl Config {
                 if !config.forward_to.contains(&destination) {
                     config.forward_to.push(destination);
                 }
+            }
+        }
+        config.forward_tls_ca_file = get("PACS_FORWARD_TLS_CA_FILE")
+            .filter(|v| !v.trim().is_empty())
+            .map(PathBuf::from);
+        if let Some(secure) = config.forward_to.iter().find(|d| d.tls) {
+            if config.forward_tls_ca_file.is_none() {
+                return Err(invalid(
+                    "PACS_FORWARD_TLS_CA_FILE",
+                    "",
+                    &format!(
+                        "must name a PEM file of the CA certificates {secure} is checked against"
+                    ),
+                ));
             }
         }
         if let Some(v) = get("PACS_COMMIT_TIMEOUT_SECS") {
@@ -509,6 +528,23 @@ mod tests {
             Duration::from_secs(60)
         );
         assert!(from(&[("PACS_COMMIT_TIMEOUT_SECS", "0")]).is_err());
+    }
+
+    #[test]
+    fn a_tls_destination_needs_a_ca_file() {
+        let secure = ("PACS_FORWARD", "PACS@10.0.0.5:2762+tls");
+        let e = from(&[secure]).unwrap_err();
+        assert!(e.to_string().starts_with("PACS_FORWARD_TLS_CA_FILE"), "{e}");
+        let c = from(&[
+            secure,
+            ("PACS_FORWARD_TLS_CA_FILE", "/etc/gateway/pacs-ca.pem"),
+        ])
+        .unwrap();
+        assert!(c.forward_to[0].tls);
+        assert_eq!(
+            c.forward_tls_ca_file,
+            Some(PathBuf::from("/etc/gateway/pacs-ca.pem"))
+        );
     }
 
     #[test]

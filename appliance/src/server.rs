@@ -169,8 +169,13 @@ impl Gateway {
             .map_err(|e| ServerError::Bind(mwl_addr_of(&config), e))?;
         tracing::info!(%mwl_addr, ae = %config.mwl_aet, "worklist and MPPS SCP listening");
         tracing::info!(%pacs_addr, ae = %config.pacs_aet, "storage SCP listening");
+        let forward_tls = match &config.forward_tls_ca_file {
+            Some(file) => Some(crate::tls::client_config(file)?),
+            None => None,
+        };
         self.services.forwarder.start(
             forward::SenderSettings {
+                tls: forward_tls,
                 db: self.services.db.clone(),
                 storage_root: config.state_dir.join("storage"),
                 calling_ae: config.pacs_aet.clone(),

@@ -54,6 +54,7 @@ impl Forwarder {
                 destination: destination.clone(),
                 wake: self.wake.clone(),
                 doorbell: settings.doorbell.clone(),
+                tls: settings.tls.clone(),
                 backoff: Exponential::new(Duration::from_secs(1), Duration::from_secs(60)),
             };
             tokio::spawn(sender.run(shutdown.clone()));
@@ -84,6 +85,8 @@ pub struct SenderSettings {
     pub commit_timeout: Duration,
     /// Rung after a commitment report queued events.
     pub doorbell: crate::cloud::outbox::Doorbell,
+    /// The TLS client configuration for `+tls` destinations (`PACS_FORWARD_TLS_CA_FILE`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 struct Sender {
@@ -95,6 +98,7 @@ struct Sender {
     destination: Destination,
     wake: Arc<Notify>,
     doorbell: crate::cloud::outbox::Doorbell,
+    tls: Option<Arc<rustls::ClientConfig>>,
     backoff: Exponential,
 }
 
@@ -303,11 +307,23 @@ impl Sender {
         Ok(())
     }
 
-    /// Associates with the PACS, answering the commitment reports it may send on the same
+    /// Associates with the PACS (over TLS for a `+tls` destination), answering the commitment reports it may send on the same
     /// association.
     async fn connect(&self, proposals: &[(String, Vec<String>)]) -> Result<Scu, ScuError> {
-        let mut scu = Scu::connect_with(
+        let tls = match (self.destination.tls, &self.tls) {
+            (false, _) => None,
+            (true, Some(config)) => Some((self.destination.host.as_str(), config.clone())),
+            (true, None) => {
+                return Err(ScuError::Associate {
+                    called: self.destination.ae_title.clone(),
+                    address: self.destination.address(),
+                    reason: "a +tls destination needs PACS_FORWARD_TLS_CA_FILE".into(),
+                })
+            }
+        };
+        let mut scu = Scu::connect_over(
             &self.destination.address(),
+            tls,
             &self.calling_ae,
             &self.destination.ae_title,
             proposals,
