@@ -285,8 +285,10 @@ async fn orthanc_commits_what_it_took_and_storescp_leaves_it_forwarded() {
 fn forged_reports_are_refused_and_retention_deletes_only_committed_objects() {
     let orthanc_port = free_port();
     let orthanc = destination(ORTHANC_AE, orthanc_port);
+    // A second destination, never reachable: its AE may report, but not on Orthanc's behalf.
+    let other = destination("OTHER_PACS", free_port());
     let gw = TestGateway::start_with(|c| {
-        c.forward_to = vec![orthanc.clone()];
+        c.forward_to = vec![orthanc.clone(), other.clone()];
     });
     let _pacs = Orthanc::start(orthanc_port, PACS_AET, free_port());
     let files = samples();
@@ -333,9 +335,10 @@ fn forged_reports_are_refused_and_retention_deletes_only_committed_objects() {
         assert_eq!(answer["established"], true, "{answer}");
         answer["status"].as_u64().unwrap()
     };
-    // Another AE with a real transaction: not authorised. Orthanc's AE with an unknown one:
-    // invalid argument. Neither changes anything.
+    // A stranger, and another destination, with a real transaction: not authorised. Orthanc's
+    // AE with an unknown one: invalid argument. None changes anything.
     assert_eq!(report("INTRUDER", &t0, &[&uids[0]], &[]), 0x0124);
+    assert_eq!(report("OTHER_PACS", &t0, &[&uids[0]], &[]), 0x0124);
     assert_eq!(
         report(ORTHANC_AE, "2.25.1234567890", &[&uids[0]], &[]),
         0x0115

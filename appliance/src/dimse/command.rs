@@ -295,6 +295,46 @@ mod tests {
     }
 
     #[test]
+    fn storage_commitment_commands_round_trip_with_their_type_ids() {
+        let cases = [
+            Command {
+                command_field: field::N_ACTION_RQ,
+                message_id: Some(3),
+                requested_sop_class_uid: Some("1.2.840.10008.1.20.1".into()),
+                requested_sop_instance_uid: Some("1.2.840.10008.1.20.1.1".into()),
+                action_type_id: Some(1),
+                has_data_set: true,
+                ..Default::default()
+            },
+            Command {
+                command_field: field::N_EVENT_REPORT_RQ,
+                message_id: Some(9),
+                affected_sop_class_uid: Some("1.2.840.10008.1.20.1".into()),
+                affected_sop_instance_uid: Some("1.2.840.10008.1.20.1.1".into()),
+                event_type_id: Some(2),
+                has_data_set: true,
+                ..Default::default()
+            },
+            Command {
+                command_field: field::N_EVENT_REPORT_RSP,
+                message_id_being_responded_to: Some(9),
+                event_type_id: Some(2),
+                status: Some(0x0115),
+                error_comment: Some("unknown transaction".into()),
+                ..Default::default()
+            },
+        ];
+        for cmd in cases {
+            assert_eq!(
+                Command::decode(&cmd.encode()).unwrap(),
+                cmd,
+                "{}",
+                cmd.name()
+            );
+        }
+    }
+
+    #[test]
     fn error_comments_go_out_as_printable_ascii_lo_and_read_back_as_sent() {
         let cases = [
             ("disk full", "disk full"),

@@ -496,16 +496,25 @@ pub fn apply_report(
 /// Answers one N-EVENT-REPORT-RQ, on the gateway's storage SCP (a new association the PACS
 /// opened, as Orthanc does) or on the forwarding association itself: checks, applies, and
 /// returns the N-EVENT-REPORT-RSP and whether anything changed (then the outbox doorbell is
-/// rung). A refusal is logged once with the peer's AE title and the reason.
+/// rung). Only a peer calling with a destination's AE title is heard. A refusal is logged once
+/// with the peer's AE title and the reason.
 pub fn answer_report(
     db: &Database,
     source_system: &str,
+    destinations: &[Destination],
     peer_ae: &str,
     context: &Context,
     command: &Command,
     data: Option<&[u8]>,
 ) -> (Command, bool) {
     let result = (|| {
+        // Before the data set is even parsed: only a forwarding destination may report.
+        if !destinations.iter().any(|d| d.ae_title == peer_ae) {
+            return Err(ReportError::Refused(refusal(
+                NOT_AUTHORIZED,
+                format!("{peer_ae} is not a PACS_FORWARD destination"),
+            )));
+        }
         if context.abstract_syntax != SOP_CLASS {
             return Err(ReportError::Refused(refusal(
                 status::SOP_CLASS_NOT_SUPPORTED,

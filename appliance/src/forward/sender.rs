@@ -334,9 +334,10 @@ impl Sender {
             self.source_system.clone(),
             self.doorbell.clone(),
         );
+        let destination = [self.destination.clone()];
         scu.on_event_reports(Box::new(move |peer, context, command, data| {
             let (rsp, changed) =
-                commitment::answer_report(&db, &name, peer, context, command, data);
+                commitment::answer_report(&db, &name, &destination, peer, context, command, data);
             if changed {
                 doorbell.ring();
             }

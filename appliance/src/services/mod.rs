@@ -95,11 +95,13 @@ impl Services {
                 let (db, name, peer_ae) =
                     (self.db.clone(), self.name.clone(), assoc.calling_ae.clone());
                 let (context, command) = (message.context.clone(), message.command.clone());
+                let destinations = self.forwarder.destinations().to_vec();
                 let data = message.memory_data().map(<[u8]>::to_vec);
                 let (rsp, changed) = tokio::task::spawn_blocking(move || {
                     crate::forward::commitment::answer_report(
                         &db,
                         &name,
+                        &destinations,
                         &peer_ae,
                         &context,
                         &command,
