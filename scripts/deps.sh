@@ -34,11 +34,15 @@ fi
 dicom_apt=()
 command -v storescu >/dev/null || dicom_apt+=(dcmtk)
 command -v gdcmconv >/dev/null || dicom_apt+=(libgdcm-tools)  # makes the JPEG 2000 test objects
+# Orthanc is the real PACS of the Storage Commitment tests (tests/commitment.rs), started by the
+# tests with a private config on free ports; the package's own service, where systemd starts it,
+# is left alone.
+[ -x /usr/sbin/Orthanc ] || dicom_apt+=(orthanc)
 python3 -c 'import venv, ensurepip' 2>/dev/null || dicom_apt+=(python3 python3-venv)
 if [ ${#dicom_apt[@]} -gt 0 ]; then
   apt_install "the DICOM tests" "${dicom_apt[@]}"
 else
-  say "dcmtk, GDCM tools and python3-venv present"
+  say "dcmtk, GDCM tools, Orthanc and python3-venv present"
 fi
 dicom_venv="$SCREENING_CACHE/venv"
 dicom_pip=(pynetdicom==3.0.4 pydicom==3.0.2 pydicom-data==1.0.0 numpy)

@@ -19,6 +19,8 @@ pub const SETTINGS: &[&str] = &[
     "PACS_FORWARD",
     "RETENTION_DAYS",
     "RETENTION_DELETE_FORWARDED",
+    "PACS_COMMIT_TIMEOUT_SECS",
+    "PACS_FORWARD_TLS_CA_FILE",
     "MWL_TLS_PORT",
     "PACS_TLS_PORT",
     "DICOM_TLS_CERT_FILE",
@@ -131,8 +133,17 @@ pub struct Config {
     /// Free space below which C-STORE is refused with A700 (`STORAGE_MIN_FREE_MIB`; 0: never).
     pub storage_min_free_mib: u64,
     /// Days a stored object is kept once it is safe at every PACS (`RETENTION_DAYS`); `None`
-    /// keeps everything. Acts only with `RETENTION_DELETE_FORWARDED` ([`crate::storage::retention`]).
+    /// keeps everything ([`crate::storage::retention`]).
     pub retention_days: Option<u32>,
+    /// Whether a success status from a PACS that does not do Storage Commitment counts as safe
+    /// for retention (`RETENTION_DELETE_FORWARDED`; a PACS that does must commit).
+    pub retention_delete_forwarded: bool,
+    /// How long a PACS may take to answer a Storage Commitment request before it is asked again
+    /// (`PACS_COMMIT_TIMEOUT_SECS`, doubling per attempt up to 16 times).
+    pub commit_timeout: Duration,
+    /// PEM CA certificates a `+tls` destination's certificate must chain to
+    /// (`PACS_FORWARD_TLS_CA_FILE`; required when one is `+tls`).
+    pub forward_tls_ca_file: Option<PathBuf>,
     /// DICOM over TLS (PS3.15 Annex B) beside the plain ports, when either TLS port is set.
     pub tls: Option<TlsSettings>,
     /// The hospital PACS (one or more) every stored object is forwarded to (`PACS_FORWARD`).
@@ -195,6 +206,9 @@ impl Config {
             forward_to: Vec::new(),
             tls: None,
             retention_days: None,
+            retention_delete_forwarded: false,
+            commit_timeout: Duration::from_secs(300),
+            forward_tls_ca_file: None,
         }
     }
 
@@ -274,20 +288,30 @@ impl Config {
                 }
             }
         }
-        if let Some(v) = get("RETENTION_DAYS") {
-            let days = at_least_one("RETENTION_DAYS", &v)?;
-            let allowed = get("RETENTION_DELETE_FORWARDED")
-                .map(|b| boolean("RETENTION_DELETE_FORWARDED", &b))
-                .transpose()?
-                .unwrap_or(false);
-            if !allowed {
+        config.forward_tls_ca_file = get("PACS_FORWARD_TLS_CA_FILE")
+            .filter(|v| !v.trim().is_empty())
+            .map(PathBuf::from);
+        if let Some(secure) = config.forward_to.iter().find(|d| d.tls) {
+            if config.forward_tls_ca_file.is_none() {
                 return Err(invalid(
-                    "RETENTION_DAYS",
-                    &v,
-                    "deletes objects the PACS answered success for, without Storage Commitment; \
-                     set RETENTION_DELETE_FORWARDED=true to allow that",
+                    "PACS_FORWARD_TLS_CA_FILE",
+                    "",
+                    &format!(
+                        "must name a PEM file of the CA certificates {secure} is checked against"
+                    ),
                 ));
             }
+        }
+        if let Some(v) = get("PACS_COMMIT_TIMEOUT_SECS") {
+            let secs = at_least_one("PACS_COMMIT_TIMEOUT_SECS", &v)?;
+            config.commit_timeout = Duration::from_secs(secs as u64);
+        }
+        config.retention_delete_forwarded = get("RETENTION_DELETE_FORWARDED")
+            .map(|b| boolean("RETENTION_DELETE_FORWARDED", &b))
+            .transpose()?
+            .unwrap_or(false);
+        if let Some(v) = get("RETENTION_DAYS") {
+            let days = at_least_one("RETENTION_DAYS", &v)?;
             if config.forward_to.is_empty() {
                 return Err(invalid(
                     "RETENTION_DAYS",
@@ -470,22 +494,25 @@ mod tests {
     }
 
     #[test]
-    fn retention_needs_a_pacs_and_an_explicit_yes() {
+    fn retention_needs_a_pacs_and_deleting_on_forwarding_alone_an_explicit_yes() {
         let pacs = ("PACS_FORWARD", "PACS@10.0.0.5:104");
         let yes = ("RETENTION_DELETE_FORWARDED", "true");
+        let days = ("RETENTION_DAYS", "30");
         assert_eq!(from(&[]).unwrap().retention_days, None);
-        assert_eq!(
-            from(&[pacs, yes, ("RETENTION_DAYS", "30")])
-                .unwrap()
-                .retention_days,
-            Some(30)
-        );
+        for (pairs, retention, delete_forwarded) in [
+            (vec![pacs, days], Some(30), false),
+            (vec![pacs, yes, days], Some(30), true),
+            (vec![pacs], None, false),
+        ] {
+            let c = from(&pairs).unwrap();
+            assert_eq!(
+                (c.retention_days, c.retention_delete_forwarded),
+                (retention, delete_forwarded),
+                "{pairs:?}"
+            );
+        }
         for (pairs, needle) in [
-            (
-                vec![pacs, ("RETENTION_DAYS", "30")],
-                "RETENTION_DELETE_FORWARDED=true",
-            ),
-            (vec![yes, ("RETENTION_DAYS", "30")], "needs PACS_FORWARD"),
+            (vec![yes, days], "needs PACS_FORWARD"),
             (vec![pacs, yes, ("RETENTION_DAYS", "0")], "at least 1"),
         ] {
             let e = from(&pairs).unwrap_err();
@@ -494,6 +521,30 @@ mod tests {
                 "{e}"
             );
         }
+        assert_eq!(
+            from(&[("PACS_COMMIT_TIMEOUT_SECS", "60")])
+                .unwrap()
+                .commit_timeout,
+            Duration::from_secs(60)
+        );
+        assert!(from(&[("PACS_COMMIT_TIMEOUT_SECS", "0")]).is_err());
+    }
+
+    #[test]
+    fn a_tls_destination_needs_a_ca_file() {
+        let secure = ("PACS_FORWARD", "PACS@10.0.0.5:2762+tls");
+        let e = from(&[secure]).unwrap_err();
+        assert!(e.to_string().starts_with("PACS_FORWARD_TLS_CA_FILE"), "{e}");
+        let c = from(&[
+            secure,
+            ("PACS_FORWARD_TLS_CA_FILE", "/etc/gateway/pacs-ca.pem"),
+        ])
+        .unwrap();
+        assert!(c.forward_to[0].tls);
+        assert_eq!(
+            c.forward_tls_ca_file,
+            Some(PathBuf::from("/etc/gateway/pacs-ca.pem"))
+        );
     }
 
     #[test]

@@ -53,6 +53,16 @@ pub const FORWARD_QUEUE: TableDefinition<(&str, u64), &[u8]> =
 /// What became of each forwarded object, by (destination, SOP Instance UID).
 pub const FORWARD_RESULTS: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("forward_results");
+/// Storage Commitment (PS3.4 Annex J) of each forwarded object at each destination that
+/// negotiated it, by (destination, SOP Instance UID): [`crate::forward::commitment`].
+pub const COMMITMENTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("commitments");
+/// The commitments still awaited, by (destination, SOP Instance UID) → Unix milliseconds when
+/// the request is (re)sent, so the senders read only what is due.
+pub const COMMIT_PENDING: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("commit_pending");
+/// Commitment requests (N-ACTION) sent and not yet answered, by Transaction UID.
+pub const COMMIT_TRANSACTIONS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("commit_transactions");
 /// A scratch table the `health` check writes to, proving the database takes writes.
 pub const HEALTH: TableDefinition<&str, u64> = TableDefinition::new("health");
 
@@ -269,6 +279,9 @@ fn open_file(path: &Path) -> Result<redb::Database, DbError> {
     txn.open_table(OUTBOX)?;
     txn.open_table(FORWARD_QUEUE)?;
     txn.open_table(FORWARD_RESULTS)?;
+    txn.open_table(COMMITMENTS)?;
+    txn.open_table(COMMIT_PENDING)?;
+    txn.open_table(COMMIT_TRANSACTIONS)?;
     txn.open_table(HEALTH)?;
     txn.commit()?;
     Ok(inner)

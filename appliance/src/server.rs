@@ -169,17 +169,23 @@ impl Gateway {
             .map_err(|e| ServerError::Bind(mwl_addr_of(&config), e))?;
         tracing::info!(%mwl_addr, ae = %config.mwl_aet, "worklist and MPPS SCP listening");
         tracing::info!(%pacs_addr, ae = %config.pacs_aet, "storage SCP listening");
+        let forward_tls = match &config.forward_tls_ca_file {
+            Some(file) => Some(crate::tls::client_config(file)?),
+            None => None,
+        };
         self.services.forwarder.start(
-            self.services.db.clone(),
-            config.state_dir.join("storage"),
-            config.pacs_aet.clone(),
+            forward::SenderSettings {
+                tls: forward_tls,
+                db: self.services.db.clone(),
+                storage_root: config.state_dir.join("storage"),
+                calling_ae: config.pacs_aet.clone(),
+                source_system: self.services.name.clone(),
+                commit_timeout: config.commit_timeout,
+                doorbell: self.services.doorbell.clone(),
+            },
             watcher.clone(),
         );
-        if let Some(days) = config.retention_days {
-            let policy = retention::Policy {
-                keep: time::Duration::days(i64::from(days)),
-                destinations: config.forward_to.clone(),
-            };
+        if let Some(policy) = retention::Policy::for_config(&config) {
             tokio::spawn(sweep_periodically(
                 self.services.db.clone(),
                 config.state_dir.clone(),
@@ -285,7 +291,7 @@ async fn sweep_periodically(
                 deleted = swept.deleted,
                 freed_mib = swept.bytes_freed >> 20,
                 kept_not_archived = swept.kept_not_archived,
-                "retention: objects past RETENTION_DAYS and forwarded to every PACS deleted"
+                "retention: objects past RETENTION_DAYS and safe at every PACS deleted"
             ),
             Ok(Err(e)) => tracing::error!("retention: {e}"),
             Err(e) => tracing::error!("retention: {e}"),
@@ -430,6 +436,27 @@ impl AccessControl for GatewayAccess {
     }
 }
 
+/// SCP/SCU role selection (PS3.7 D.3.3.4): a PACS that opens an association to send Storage
+/// Commitment reports proposes to be the SCP of that class, which is granted; every other role
+/// proposal is left unanswered (the requestor stays SCU).
+struct CommitmentRoles;
+
+impl dicom_ul::association::server::Negotiation for CommitmentRoles {
+    fn negotiate_roles(
+        &self,
+        sop_class_uid: &str,
+        scu_role: bool,
+        scp_role: bool,
+    ) -> Option<dicom_ul::pdu::RequestorRoles> {
+        (sop_class_uid.trim_end_matches('\0') == forward::commitment::SOP_CLASS).then_some(
+            dicom_ul::pdu::RequestorRoles {
+                scu: scu_role,
+                scp: scp_role,
+            },
+        )
+    }
+}
+
 /// One connection, from accept to the end of its association: ARTIM for the request, an
 /// association slot (or A-ASSOCIATE-RJ when none is free), negotiation, then the services.
 async fn associate(
@@ -473,6 +500,7 @@ async fn associate(
     };
     let mut options = ServerAssociationOptions::new()
         .ae_access_control(access)
+        .with_negotiation(CommitmentRoles)
         .max_pdu_length(config.max_pdu)
         .read_timeout(config.idle_timeout)
         .write_timeout(config.idle_timeout)
@@ -490,6 +518,8 @@ async fn associate(
             for class in STORAGE_SOP_CLASSES {
                 options = options.with_abstract_syntax(*class);
             }
+            // A PACS reports Storage Commitment on an association of its own (as Orthanc does).
+            options = options.with_abstract_syntax(forward::commitment::SOP_CLASS);
             &STORAGE_TRANSFER_SYNTAXES
         }
     };

@@ -1,5 +1,5 @@
-//! DICOM over TLS (PS3.15 Annex B): the rustls configuration of the TLS listeners, from PEM
-//! files named in the settings. The handshake itself is dicom-ul's (`establish_tls_async`).
+//! DICOM over TLS (PS3.15 Annex B): the rustls configuration of the TLS listeners and of the
+//! forwarding SCU towards `+tls` destinations, from PEM files named in the settings. The handshake itself is dicom-ul's (`establish_tls_async`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use thiserror::Error;
 
 use crate::config::TlsSettings;
@@ -53,6 +53,21 @@ pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsErr
         }
     };
     Ok(Arc::new(builder.with_single_cert(certs, key)?))
+}
+
+/// The forwarding SCU's configuration: the PACS's certificate must chain to a CA in
+/// `PACS_FORWARD_TLS_CA_FILE` and name the destination's host; no client certificate.
+pub fn client_config(ca_file: &Path) -> Result<Arc<ClientConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for cert in certificates("PACS_FORWARD_TLS_CA_FILE", ca_file)? {
+        roots.add(cert)?;
+    }
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 fn certificates(

@@ -259,9 +259,12 @@ fn retention_deletes_only_old_objects_the_pacs_took() {
                 .unwrap()
                 .is_empty()
     });
+    // storescp does no Storage Commitment: a success status counts only with
+    // RETENTION_DELETE_FORWARDED.
     let policy = Policy {
         keep: time::Duration::days(30),
         destinations: vec![destination(port)],
+        delete_forwarded: true,
     };
     let storage = gw.storage_dir();
     let thumbnails = gw.state.path().join("thumbnails");
@@ -311,4 +314,75 @@ fn retention_deletes_only_old_objects_the_pacs_took() {
     // A second sweep finds nothing more to do.
     let again = sweep(time::OffsetDateTime::now_utc() + time::Duration::days(31));
     assert_eq!((again.deleted, again.kept_not_archived), (0, 1));
+}
+
+/// A `+tls` destination is reached over DICOM TLS, its certificate checked against
+/// `PACS_FORWARD_TLS_CA_FILE`: storescp with a certificate from that CA receives the object; one
+/// whose certificate another CA issued gets nothing, and the attempt's error says why.
+#[test]
+fn a_tls_destination_gets_its_objects_over_tls_only_with_a_trusted_certificate() {
+    let pki = common::pki::Pki::make();
+    let stranger = common::pki::Pki::make();
+    let Hospital {
+        dir: _dir,
+        port,
+        log,
+        received,
+    } = Hospital::new();
+    let log_file = std::fs::File::create(&log).unwrap();
+    let mut cmd = dcmtk("storescp");
+    cmd.args(["-v", "-aet", HOSPITAL_AE, "-od"])
+        .arg(&received)
+        .arg("+tls")
+        .arg(pki.path("server.key"))
+        .arg(pki.path("server.pem"))
+        // The gateway presents no client certificate.
+        .arg("--ignore-peer-cert")
+        .arg(port.to_string())
+        .stdout(Stdio::from(log_file.try_clone().unwrap()))
+        .stderr(Stdio::from(log_file));
+    let _pacs = Server(cmd.spawn().expect("storescp runs (apt-get install dcmtk)"));
+    wait_for("storescp listening", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let secure = Destination::parse(&format!("{HOSPITAL_AE}@127.0.0.1:{port}+tls")).unwrap();
+
+    // Trusting another CA: the handshake fails, the object waits with the reason.
+    let gw = TestGateway::start_with(|c| {
+        c.forward_to = vec![secure.clone()];
+        c.forward_tls_ca_file = Some(stranger.path("ca.pem"));
+    });
+    storescu(&gw, "-xe", &sample("CT_small.dcm"));
+    wait_for("a failed attempt on record", || {
+        queue::head(gw.db(), &secure, 1)
+            .unwrap()
+            .first()
+            .is_some_and(|(_, q)| q.attempts >= 1)
+    });
+    let (_, entry) = queue::head(gw.db(), &secure, 1).unwrap().remove(0);
+    let error = entry.last_error.unwrap_or_default();
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
+    assert!(files_in(&received).is_empty(), "nothing reached the PACS");
+    drop(gw);
+
+    // Trusting its CA: the object arrives over TLS.
+    let gw = TestGateway::start_with(|c| {
+        c.forward_to = vec![secure.clone()];
+        c.forward_tls_ca_file = Some(pki.path("ca.pem"));
+    });
+    let file = sample("CT_small.dcm");
+    storescu(&gw, "-xe", &file);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(files_in(&received).len() == 1 && queue::stats(gw.db(), &secure).unwrap().queued == 0) {
+        assert!(
+            Instant::now() < deadline,
+            "the object did not reach the PACS over TLS; storescp says:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(matches!(
+        queue::outcome(gw.db(), &secure, &sop_instance_uid(&file)).unwrap(),
+        Some(Outcome::Forwarded { status: 0, .. })
+    ));
 }

@@ -1,6 +1,6 @@
 //! Which state changes the cloud hears about, and how they read as events: an MPPS status
-//! ([`mpps_changed`]), a received image with its thumbnail ([`image_received`]) and a refused
-//! one ([`image_refused`]). Called inside the transaction of the change itself, so the change
+//! ([`mpps_changed`]), a received image with its thumbnail ([`image_received`]), a refused
+//! one ([`image_refused`]) and where an image stands at each PACS ([`archive_state`]). Called inside the transaction of the change itself, so the change
 //! and its event commit together.
 
 use dicom_dictionary_std::tags;
@@ -8,15 +8,15 @@ use dicom_object::DefaultDicomObject;
 use redb::WriteTransaction;
 use serde::{Deserialize, Serialize};
 use shared::wire::event::{
-    Dose, Event, EventBody, ImageReceived, ImageSummary, ImageValidationFailed,
-    MppsStatus as WireStatus, MppsStatusUpdate, PatientSummary, SeriesSummary, StudySummary,
-    Thumbnail,
+    ArchiveState, Dose, Event, EventBody, ImageArchiveState, ImageReceived, ImageSummary,
+    ImageValidationFailed, MppsStatus as WireStatus, MppsStatusUpdate, PatientSummary,
+    SeriesSummary, StudySummary, Thumbnail,
 };
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::outbox;
-use crate::db::DbError;
+use crate::db::{self, DbError};
 use crate::mpps::{MppsChange, MppsStatus};
 use crate::storage::InstanceRecord;
 use crate::worklist;
@@ -119,6 +119,51 @@ pub fn image_refused(
         .accession_number
         .clone()
         .unwrap_or_else(|| format!("refused-from:{}", refused.calling_ae));
+    outbox::enqueue(txn, event, &order_key)?;
+    Ok(())
+}
+
+/// Queues `image.archive_state` for a change of where a stored object stands at the PACS
+/// `destination_ae` (forwarded, committed, or failed with `reason`), inside the transaction that
+/// records the change, ordered behind the object's other events (its accession, else its
+/// study). An object no longer in the index (retention deleted it meanwhile) is not reported.
+pub fn archive_state(
+    txn: &WriteTransaction,
+    source_system: &str,
+    destination_ae: &str,
+    sop_instance_uid: &str,
+    state: ArchiveState,
+    reason: Option<String>,
+) -> Result<(), DbError> {
+    let record: Option<InstanceRecord> = {
+        let instances = txn.open_table(db::INSTANCES)?;
+        db::get_json(&instances, "instances", sop_instance_uid)?
+    };
+    let Some(record) = record else {
+        tracing::debug!(
+            sop_instance_uid,
+            "archive state of an object no longer indexed: not reported"
+        );
+        return Ok(());
+    };
+    let accession = record.data_set.accession_number.clone();
+    let item = match &accession {
+        Some(accession) => worklist::get_in(txn, accession)?,
+        None => None,
+    };
+    let event = Event::new(
+        source_system,
+        EventBody::ImageArchiveState(ImageArchiveState {
+            action_id: item.and_then(|i| i.action_id),
+            accession_number: accession.clone(),
+            study_instance_uid: record.study_instance_uid.clone(),
+            sop_instance_uid: sop_instance_uid.to_string(),
+            destination: destination_ae.to_string(),
+            state,
+            reason,
+        }),
+    );
+    let order_key = accession.unwrap_or(record.study_instance_uid);
     outbox::enqueue(txn, event, &order_key)?;
     Ok(())
 }

@@ -19,6 +19,10 @@ pub mod field {
     pub const N_SET_RSP: u16 = 0x8120;
     pub const N_CREATE_RQ: u16 = 0x0140;
     pub const N_CREATE_RSP: u16 = 0x8140;
+    pub const N_EVENT_REPORT_RQ: u16 = 0x0100;
+    pub const N_EVENT_REPORT_RSP: u16 = 0x8100;
+    pub const N_ACTION_RQ: u16 = 0x0130;
+    pub const N_ACTION_RSP: u16 = 0x8130;
 }
 
 /// CommandDataSetType value meaning "no data set follows".
@@ -40,6 +44,10 @@ pub struct Command {
     pub error_comment: Option<String>,
     pub move_originator_ae: Option<String>,
     pub move_originator_message_id: Option<u16>,
+    /// N-EVENT-REPORT's Event Type ID (0000,1002).
+    pub event_type_id: Option<u16>,
+    /// N-ACTION's Action Type ID (0000,1008).
+    pub action_type_id: Option<u16>,
 }
 
 /// Why bytes could not be read as a command set.
@@ -70,6 +78,8 @@ const AFFECTED_SOP_INSTANCE_UID: u16 = 0x1000;
 const REQUESTED_SOP_INSTANCE_UID: u16 = 0x1001;
 const MOVE_ORIGINATOR_AE: u16 = 0x1030;
 const MOVE_ORIGINATOR_MESSAGE_ID: u16 = 0x1031;
+const EVENT_TYPE_ID: u16 = 0x1002;
+const ACTION_TYPE_ID: u16 = 0x1008;
 
 impl Command {
     /// Decodes a complete command set.
@@ -112,6 +122,8 @@ impl Command {
                 ERROR_COMMENT => cmd.error_comment = text(),
                 MOVE_ORIGINATOR_AE => cmd.move_originator_ae = text(),
                 MOVE_ORIGINATOR_MESSAGE_ID => cmd.move_originator_message_id = Some(us()?),
+                EVENT_TYPE_ID => cmd.event_type_id = Some(us()?),
+                ACTION_TYPE_ID => cmd.action_type_id = Some(us()?),
                 _ => {}
             }
         }
@@ -170,6 +182,8 @@ impl Command {
             REQUESTED_SOP_INSTANCE_UID,
             &self.requested_sop_instance_uid,
         );
+        us(&mut body, EVENT_TYPE_ID, self.event_type_id);
+        us(&mut body, ACTION_TYPE_ID, self.action_type_id);
         let mut out = Vec::with_capacity(body.len() + 12);
         put(&mut out, GROUP_LENGTH, &(body.len() as u32).to_le_bytes());
         out.extend_from_slice(&body);
@@ -209,6 +223,10 @@ impl Command {
             field::C_ECHO_RSP => "C-ECHO-RSP",
             field::N_CREATE_RSP => "N-CREATE-RSP",
             field::N_SET_RSP => "N-SET-RSP",
+            field::N_EVENT_REPORT_RQ => "N-EVENT-REPORT-RQ",
+            field::N_EVENT_REPORT_RSP => "N-EVENT-REPORT-RSP",
+            field::N_ACTION_RQ => "N-ACTION-RQ",
+            field::N_ACTION_RSP => "N-ACTION-RSP",
             _ => "unsupported command",
         }
     }
@@ -274,6 +292,46 @@ mod tests {
         let len = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
         assert_eq!(len, bytes.len() - 12);
         assert_eq!(Command::decode(&bytes).unwrap(), cmd);
+    }
+
+    #[test]
+    fn storage_commitment_commands_round_trip_with_their_type_ids() {
+        let cases = [
+            Command {
+                command_field: field::N_ACTION_RQ,
+                message_id: Some(3),
+                requested_sop_class_uid: Some("1.2.840.10008.1.20.1".into()),
+                requested_sop_instance_uid: Some("1.2.840.10008.1.20.1.1".into()),
+                action_type_id: Some(1),
+                has_data_set: true,
+                ..Default::default()
+            },
+            Command {
+                command_field: field::N_EVENT_REPORT_RQ,
+                message_id: Some(9),
+                affected_sop_class_uid: Some("1.2.840.10008.1.20.1".into()),
+                affected_sop_instance_uid: Some("1.2.840.10008.1.20.1.1".into()),
+                event_type_id: Some(2),
+                has_data_set: true,
+                ..Default::default()
+            },
+            Command {
+                command_field: field::N_EVENT_REPORT_RSP,
+                message_id_being_responded_to: Some(9),
+                event_type_id: Some(2),
+                status: Some(0x0115),
+                error_comment: Some("unknown transaction".into()),
+                ..Default::default()
+            },
+        ];
+        for cmd in cases {
+            assert_eq!(
+                Command::decode(&cmd.encode()).unwrap(),
+                cmd,
+                "{}",
+                cmd.name()
+            );
+        }
     }
 
     #[test]

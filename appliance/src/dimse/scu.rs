@@ -5,7 +5,7 @@
 
 use dicom_dictionary_std::uids;
 use dicom_object::InMemDicomObject;
-use dicom_ul::association::client::AsyncClientAssociation;
+use dicom_ul::association::client::{AsyncClientAssociation, AsyncTlsStream};
 use dicom_ul::pdu::{PDataValue, PDataValueType};
 use dicom_ul::{ClientAssociationOptions, Pdu};
 use std::time::Duration;
@@ -52,6 +52,21 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the peer may take to answer or take a PDU; a stalled peer is given up on.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// An error with its causes, so "could not connect" says which (refused, a TLS certificate…).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let next = e.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = e.source();
+    }
+    text
+}
+
 /// Fills `buf` unless the reader ends first; returns how many bytes were read.
 async fn read_full<R: AsyncRead + Unpin>(data: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
@@ -78,12 +93,71 @@ impl Response {
     }
 }
 
+/// The requestor's association over plain TCP or TLS (boxed: the TLS state is large).
+enum Client {
+    Plain(Box<AsyncClientAssociation<TcpStream>>),
+    Tls(Box<AsyncClientAssociation<AsyncTlsStream>>),
+}
+
+impl Client {
+    fn set_nodelay(&mut self) {
+        let _ = match self {
+            Client::Plain(a) => a.inner_stream().set_nodelay(true),
+            Client::Tls(a) => a.inner_stream().get_ref().0.set_nodelay(true),
+        };
+    }
+
+    fn presentation_contexts(&self) -> &[dicom_ul::pdu::PresentationContextNegotiated] {
+        match self {
+            Client::Plain(a) => a.presentation_contexts(),
+            Client::Tls(a) => a.presentation_contexts(),
+        }
+    }
+
+    fn acceptor_max_pdu_length(&self) -> u32 {
+        match self {
+            Client::Plain(a) => a.acceptor_max_pdu_length(),
+            Client::Tls(a) => a.acceptor_max_pdu_length(),
+        }
+    }
+
+    async fn send(&mut self, pdu: &Pdu) -> Result<(), dicom_ul::association::Error> {
+        match self {
+            Client::Plain(a) => a.send(pdu).await,
+            Client::Tls(a) => a.send(pdu).await,
+        }
+    }
+
+    async fn receive(&mut self) -> Result<Pdu, dicom_ul::association::Error> {
+        match self {
+            Client::Plain(a) => a.receive().await,
+            Client::Tls(a) => a.receive().await,
+        }
+    }
+
+    async fn release(self) -> Result<(), dicom_ul::association::Error> {
+        match self {
+            Client::Plain(a) => a.release().await,
+            Client::Tls(a) => a.release().await,
+        }
+    }
+}
+
+/// Answers an N-EVENT-REPORT-RQ the peer sends on this association (a Storage Commitment
+/// report, PS3.4 J.3.3): given the peer's AE title, the context, the command and the data set,
+/// returns the N-EVENT-REPORT-RSP.
+pub type EventReports =
+    Box<dyn Fn(&str, &Context, &Command, Option<&[u8]>) -> Command + Send + Sync>;
+
 /// An open association as the requestor.
 pub struct Scu {
-    assoc: AsyncClientAssociation<TcpStream>,
+    assoc: Client,
     /// The presentation contexts the peer accepted.
     contexts: Vec<Context>,
     next_message_id: u16,
+    called: String,
+    /// Event reports arriving between our requests' responses; without it they are refused.
+    reports: Option<EventReports>,
 }
 
 impl Scu {
@@ -114,6 +188,18 @@ impl Scu {
         called: &str,
         proposals: &[(String, Vec<String>)],
     ) -> Result<Scu, ScuError> {
+        Scu::connect_over(address, None, calling, called, proposals).await
+    }
+
+    /// As [`Scu::connect_with`], over TLS when `tls` is given (the peer's certificate checked
+    /// by its configuration against `server_name`, PS3.15 Annex B).
+    pub async fn connect_over(
+        address: &str,
+        tls: Option<(&str, std::sync::Arc<rustls::ClientConfig>)>,
+        calling: &str,
+        called: &str,
+        proposals: &[(String, Vec<String>)],
+    ) -> Result<Scu, ScuError> {
         let mut options = ClientAssociationOptions::new()
             .calling_ae_title(calling.to_string())
             .called_ae_title(called.to_string())
@@ -124,29 +210,39 @@ impl Scu {
             options = options
                 .with_presentation_context(abstract_syntax.clone(), transfer_syntaxes.clone());
         }
-        let mut assoc =
-            options
+        let established = match tls {
+            None => options
                 .establish_async(address.to_string())
                 .await
-                .map_err(|e| match e {
-                    dicom_ul::association::Error::NoAcceptedPresentationContexts { .. } => {
-                        ScuError::NothingAccepted {
-                            called: called.into(),
-                            address: address.into(),
-                        }
-                    }
-                    e => ScuError::Associate {
-                        called: called.into(),
-                        address: address.into(),
-                        reason: e.to_string(),
-                    },
-                })?;
+                .map(|a| Client::Plain(Box::new(a))),
+            Some((server_name, config)) => options
+                .tls_config(config)
+                .server_name(server_name)
+                .establish_tls_async(address.to_string())
+                .await
+                .map(|a| Client::Tls(Box::new(a))),
+        };
+        let mut assoc = established.map_err(|e| match e {
+            dicom_ul::association::Error::NoAcceptedPresentationContexts { .. } => {
+                ScuError::NothingAccepted {
+                    called: called.into(),
+                    address: address.into(),
+                }
+            }
+            e => ScuError::Associate {
+                called: called.into(),
+                address: address.into(),
+                reason: with_causes(&e),
+            },
+        })?;
         // dicom-ul leaves Nagle on; small DIMSE messages would each wait ~40 ms for an ACK.
-        let _ = assoc.inner_stream().set_nodelay(true);
+        assoc.set_nodelay();
         Ok(Scu {
             contexts: Context::accepted(assoc.presentation_contexts()),
             assoc,
             next_message_id: 1,
+            called: called.to_string(),
+            reports: None,
         })
     }
 
@@ -185,6 +281,18 @@ impl Scu {
                 return Ok(responses);
             }
         }
+    }
+
+    /// Answers the peer's N-EVENT-REPORTs on this association with `reports`.
+    pub fn on_event_reports(&mut self, reports: EventReports) {
+        self.reports = Some(reports);
+    }
+
+    /// Whether the peer accepted `abstract_syntax` in any transfer syntax.
+    pub fn offers(&self, abstract_syntax: &str) -> bool {
+        self.contexts
+            .iter()
+            .any(|c| c.abstract_syntax == abstract_syntax)
     }
 
     /// Whether the peer accepted `abstract_syntax` in `transfer_syntax`.
@@ -266,10 +374,39 @@ impl Scu {
             .map_err(|e| ScuError::Association(e.to_string()))
     }
 
-    /// Reads one whole message: its command, then its data set when the command says one follows.
+    /// Reads one whole response: its command, then its data set when the command says one
+    /// follows. An N-EVENT-REPORT-RQ the peer sends meanwhile is answered on the way.
     async fn receive(&mut self) -> Result<Response, ScuError> {
+        loop {
+            let (context, command, data) = self.receive_message().await?;
+            if command.command_field != field::N_EVENT_REPORT_RQ {
+                let data_set = data
+                    .as_deref()
+                    .map(|bytes| data_set::decode(&context, bytes))
+                    .transpose()?;
+                return Ok(Response { command, data_set });
+            }
+            let rsp = match &self.reports {
+                Some(answer) => answer(&self.called, &context, &command, data.as_deref()),
+                None => Command {
+                    error_comment: Some("event reports are not expected here".into()),
+                    ..Command::response_to(
+                        &command,
+                        field::N_EVENT_REPORT_RSP,
+                        status::UNRECOGNIZED_OPERATION,
+                    )
+                },
+            };
+            let peer_max = self.assoc.acceptor_max_pdu_length();
+            for pdu in message_pdus(context.id, &rsp, None, peer_max) {
+                self.send(&pdu).await?;
+            }
+        }
+    }
+
+    /// Reads one whole message, kept in memory within the assembler's bound.
+    async fn receive_message(&mut self) -> Result<(Context, Command, Option<Vec<u8>>), ScuError> {
         let mut assembler = Assembler::new();
-        // Responses are small (C-FIND identifiers at most): kept in memory, within its bound.
         let mut memory = |_: &Context, _: &Command| DataSink::<std::io::Sink>::Memory(Vec::new());
         loop {
             let pdu = self
@@ -283,14 +420,11 @@ impl Scu {
                 other => return Err(ScuError::UnexpectedPdu(format!("{other:?}"))),
             };
             if let Some(message) = assembler.feed(pdvs, &self.contexts, &mut memory)? {
-                let data_set = message
-                    .memory_data()
-                    .map(|bytes| data_set::decode(&message.context, bytes))
-                    .transpose()?;
-                return Ok(Response {
-                    command: message.command,
-                    data_set,
-                });
+                let data = match message.data {
+                    Some(DataSink::Memory(bytes)) => Some(bytes),
+                    _ => None,
+                };
+                return Ok((message.context, message.command, data));
             }
         }
     }

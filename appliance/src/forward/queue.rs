@@ -3,6 +3,7 @@
 
 use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
+use shared::wire::event::ArchiveState;
 
 use super::Destination;
 use crate::db::{now_ms, Database, DbError, FORWARD_QUEUE, FORWARD_RESULTS};
@@ -93,21 +94,63 @@ pub fn head(
     Ok(out)
 }
 
-/// Takes an entry off the queue and records its outcome, in one transaction.
-pub fn finish(
-    db: &Database,
-    destination: &Destination,
-    sequence: u64,
-    sop_instance_uid: &str,
-    outcome: &Outcome,
-) -> Result<(), DbError> {
+/// How an entry is finished: where it went and what the association negotiated.
+pub struct Finish<'a> {
+    pub destination: &'a Destination,
+    pub sequence: u64,
+    pub entry: &'a Queued,
+    pub outcome: &'a Outcome,
+    /// The PACS accepted Storage Commitment on this association: a forwarded object awaits its
+    /// commitment ([`super::commitment::expect`]).
+    pub commitment: bool,
+    /// This gateway's name in its events.
+    pub source_system: &'a str,
+}
+
+/// Takes an entry off the queue and records its outcome, with the `image.archive_state` event
+/// when the object's state at this PACS changes (not for a repeat of the same outcome) and its
+/// pending commitment, in one transaction.
+pub fn finish(db: &Database, finish: Finish<'_>) -> Result<(), DbError> {
+    let Finish {
+        destination,
+        sequence,
+        entry,
+        outcome,
+        commitment,
+        source_system,
+    } = finish;
     let key = destination.key();
+    let uid = entry.sop_instance_uid.as_str();
     db.write(|txn| {
         txn.open_table(FORWARD_QUEUE)?
             .remove((key.as_str(), sequence))?;
         let bytes = serde_json::to_vec(outcome).expect("outcomes serialise");
-        txn.open_table(FORWARD_RESULTS)?
-            .insert((key.as_str(), sop_instance_uid), bytes.as_slice())?;
+        let previous = txn
+            .open_table(FORWARD_RESULTS)?
+            .insert((key.as_str(), uid), bytes.as_slice())?
+            .and_then(|v| serde_json::from_slice::<Outcome>(v.value()).ok());
+        let (state, reason) = match outcome {
+            Outcome::Forwarded { .. } => (ArchiveState::Forwarded, None),
+            Outcome::Failed { reason, .. } => (ArchiveState::Failed, Some(reason.clone())),
+        };
+        let changed = !matches!(
+            (&previous, outcome),
+            (Some(Outcome::Forwarded { .. }), Outcome::Forwarded { .. })
+                | (Some(Outcome::Failed { .. }), Outcome::Failed { .. })
+        );
+        if changed {
+            crate::cloud::events::archive_state(
+                txn,
+                source_system,
+                &destination.ae_title,
+                uid,
+                state,
+                reason,
+            )?;
+        }
+        if commitment && matches!(outcome, Outcome::Forwarded { .. }) {
+            super::commitment::expect(txn, destination, &entry.sop_class_uid, uid)?;
+        }
         Ok::<(), DbError>(())
     })
 }

@@ -11,6 +11,7 @@ use dicom_object::meta::FileMetaTable;
 use shared::backoff::Exponential;
 use tokio::sync::{watch, Notify};
 
+use super::commitment;
 use super::queue::{self, Outcome, Queued};
 use super::Destination;
 use crate::db::{now_ms, Database, DbError};
@@ -42,20 +43,18 @@ impl Forwarder {
     }
 
     /// Starts one sender per destination; they stop when `shutdown` turns true.
-    pub fn start(
-        &self,
-        db: Arc<Database>,
-        storage_root: PathBuf,
-        calling_ae: String,
-        shutdown: watch::Receiver<bool>,
-    ) {
+    pub fn start(&self, settings: SenderSettings, shutdown: watch::Receiver<bool>) {
         for destination in self.destinations.iter() {
             let sender = Sender {
-                db: db.clone(),
-                storage_root: storage_root.clone(),
-                calling_ae: calling_ae.clone(),
+                db: settings.db.clone(),
+                storage_root: settings.storage_root.clone(),
+                calling_ae: settings.calling_ae.clone(),
+                source_system: settings.source_system.clone(),
+                commit_timeout: settings.commit_timeout,
                 destination: destination.clone(),
                 wake: self.wake.clone(),
+                doorbell: settings.doorbell.clone(),
+                tls: settings.tls.clone(),
                 backoff: Exponential::new(Duration::from_secs(1), Duration::from_secs(60)),
             };
             tokio::spawn(sender.run(shutdown.clone()));
@@ -73,12 +72,33 @@ impl Forwarder {
     }
 }
 
+/// What every sender shares.
+#[derive(Clone)]
+pub struct SenderSettings {
+    pub db: Arc<Database>,
+    pub storage_root: PathBuf,
+    /// Our AE title towards the PACS (`PACS_AET`, where a PACS also sends commitment reports).
+    pub calling_ae: String,
+    /// This gateway's name in its events.
+    pub source_system: Arc<str>,
+    /// How long a PACS may take to answer a commitment request (`PACS_COMMIT_TIMEOUT_SECS`).
+    pub commit_timeout: Duration,
+    /// Rung after a commitment report queued events.
+    pub doorbell: crate::cloud::outbox::Doorbell,
+    /// The TLS client configuration for `+tls` destinations (`PACS_FORWARD_TLS_CA_FILE`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
 struct Sender {
     db: Arc<Database>,
     storage_root: PathBuf,
     calling_ae: String,
+    source_system: Arc<str>,
+    commit_timeout: Duration,
     destination: Destination,
     wake: Arc<Notify>,
+    doorbell: crate::cloud::outbox::Doorbell,
+    tls: Option<Arc<rustls::ClientConfig>>,
     backoff: Exponential,
 }
 
@@ -87,6 +107,16 @@ struct Open {
     scu: Scu,
     proposed: BTreeSet<(String, String)>,
     last_used: Instant,
+    /// The PACS accepted Storage Commitment on it.
+    commitment: bool,
+}
+
+/// Transfer syntaxes proposed for Storage Commitment (its messages are small data sets).
+fn commitment_syntaxes() -> Vec<String> {
+    vec![
+        dicom_dictionary_std::uids::EXPLICIT_VR_LITTLE_ENDIAN.to_string(),
+        dicom_dictionary_std::uids::IMPLICIT_VR_LITTLE_ENDIAN.to_string(),
+    ]
 }
 
 /// How sending one entry ended.
@@ -117,6 +147,9 @@ impl Sender {
                 }
             };
             if batch.is_empty() {
+                if let Err(RoundError::Db(e)) = self.request_commitments(&mut open).await {
+                    tracing::error!(destination = %self.destination, "storage commitment: {e}");
+                }
                 if let Some(o) = open.take_if(|o| o.last_used.elapsed() >= IDLE_RELEASE) {
                     let _ = o.scu.release().await;
                 }
@@ -189,17 +222,12 @@ impl Sender {
             if let Some(o) = open.take() {
                 let _ = o.scu.release().await;
             }
-            let proposals: Vec<(String, Vec<String>)> = needed
+            let mut proposals: Vec<(String, Vec<String>)> = needed
                 .iter()
                 .map(|(class, syntax)| (class.clone(), vec![syntax.clone()]))
                 .collect();
-            let connected = Scu::connect_with(
-                &self.destination.address(),
-                &self.calling_ae,
-                &self.destination.ae_title,
-                &proposals,
-            )
-            .await;
+            proposals.push((commitment::SOP_CLASS.to_string(), commitment_syntaxes()));
+            let connected = self.connect(&proposals).await;
             let scu = match connected {
                 Ok(scu) => scu,
                 // Nothing in this batch is acceptable to the PACS as it is: each is failed
@@ -213,19 +241,14 @@ impl Sender {
                             at_ms: now_ms(),
                             reason,
                         };
-                        queue::finish(
-                            &self.db,
-                            &self.destination,
-                            *sequence,
-                            &entry.sop_instance_uid,
-                            &outcome,
-                        )?;
+                        self.finish(*sequence, entry, &outcome, false)?;
                     }
                     return Ok(());
                 }
                 Err(e) => return Err(RoundError::Retry(e.to_string())),
             };
             *open = Some(Open {
+                commitment: scu.offers(commitment::SOP_CLASS),
                 scu,
                 proposed: needed,
                 last_used: Instant::now(),
@@ -255,15 +278,154 @@ impl Sender {
                     "not forwarded, given up: {reason}"
                 ),
             }
-            queue::finish(
+            self.finish(*sequence, entry, &outcome, o.commitment)?;
+        }
+        self.request_commitments(open).await?;
+        Ok(())
+    }
+
+    fn finish(
+        &self,
+        sequence: u64,
+        entry: &Queued,
+        outcome: &Outcome,
+        commitment: bool,
+    ) -> Result<(), DbError> {
+        queue::finish(
+            &self.db,
+            queue::Finish {
+                destination: &self.destination,
+                sequence,
+                entry,
+                outcome,
+                commitment,
+                source_system: &self.source_system,
+            },
+        )?;
+        // The archive-state event it may have queued.
+        self.doorbell.ring();
+        Ok(())
+    }
+
+    /// Associates with the PACS (over TLS for a `+tls` destination), answering the commitment reports it may send on the same
+    /// association.
+    async fn connect(&self, proposals: &[(String, Vec<String>)]) -> Result<Scu, ScuError> {
+        let tls = match (self.destination.tls, &self.tls) {
+            (false, _) => None,
+            (true, Some(config)) => Some((self.destination.host.as_str(), config.clone())),
+            (true, None) => {
+                return Err(ScuError::Associate {
+                    called: self.destination.ae_title.clone(),
+                    address: self.destination.address(),
+                    reason: "a +tls destination needs PACS_FORWARD_TLS_CA_FILE".into(),
+                })
+            }
+        };
+        let mut scu = Scu::connect_over(
+            &self.destination.address(),
+            tls,
+            &self.calling_ae,
+            &self.destination.ae_title,
+            proposals,
+        )
+        .await?;
+        let (db, name, doorbell) = (
+            self.db.clone(),
+            self.source_system.clone(),
+            self.doorbell.clone(),
+        );
+        let destination = [self.destination.clone()];
+        scu.on_event_reports(Box::new(move |peer, context, command, data| {
+            let (rsp, changed) =
+                commitment::answer_report(&db, &name, &destination, peer, context, command, data);
+            if changed {
+                doorbell.ring();
+            }
+            rsp
+        }));
+        Ok(scu)
+    }
+
+    /// Sends the commitment requests that are due (never sent, or unanswered past the timeout),
+    /// on the open association when it carries Storage Commitment, else on one of their own.
+    /// Each request is counted before it is sent, so a PACS that cannot be reached is asked
+    /// again only after the backoff.
+    async fn request_commitments(&self, open: &mut Option<Open>) -> Result<(), RoundError> {
+        loop {
+            let due = commitment::due(
                 &self.db,
                 &self.destination,
-                *sequence,
-                &entry.sop_instance_uid,
-                &outcome,
+                now_ms(),
+                commitment::REQUEST_LIMIT,
             )?;
+            if due.is_empty() {
+                return Ok(());
+            }
+            let request =
+                commitment::begin_request(&self.db, &self.destination, &due, self.commit_timeout)?;
+            if request.references.is_empty() {
+                continue;
+            }
+            let retry_in = commitment::retry_after(self.commit_timeout, 1).as_secs();
+            if open.as_ref().is_some_and(|o| !o.commitment) {
+                if let Some(o) = open.take() {
+                    let _ = o.scu.release().await;
+                }
+            }
+            if open.is_none() {
+                let proposals = [(commitment::SOP_CLASS.to_string(), commitment_syntaxes())];
+                match self.connect(&proposals).await {
+                    Ok(scu) => {
+                        *open = Some(Open {
+                            commitment: scu.offers(commitment::SOP_CLASS),
+                            scu,
+                            proposed: BTreeSet::new(),
+                            last_used: Instant::now(),
+                        })
+                    }
+                    Err(e) => {
+                        tracing::warn!(destination = %self.destination, objects = request.references.len(),
+                            "cannot ask the PACS for storage commitment (asked again later): {e}");
+                        return Ok(());
+                    }
+                }
+            }
+            let Some(o) = open.as_mut() else {
+                return Ok(());
+            };
+            let data_set = commitment::request_data_set(&request);
+            let answer = o
+                .scu
+                .request(
+                    commitment::SOP_CLASS,
+                    commitment::request_command(),
+                    Some(&data_set),
+                )
+                .await;
+            o.last_used = Instant::now();
+            match answer.as_ref().map(|r| {
+                r.last()
+                    .map(|r| (r.status(), r.command.error_comment.clone()))
+            }) {
+                Ok(Some((code, _))) if code == status::SUCCESS || status::is_warning(code) => {
+                    tracing::info!(destination = %self.destination, transaction_uid = %request.transaction_uid,
+                        objects = request.references.len(), "storage commitment requested")
+                }
+                Ok(answer) => {
+                    let (code, comment) = answer.unwrap_or((status::PROCESSING_FAILURE, None));
+                    tracing::warn!(destination = %self.destination, transaction_uid = %request.transaction_uid,
+                        status = format_args!("{code:#06x}"), retry_in_s = retry_in,
+                        "the PACS refused the storage commitment request: {}", comment.unwrap_or_default());
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(destination = %self.destination, transaction_uid = %request.transaction_uid,
+                        "storage commitment request lost (asked again later): {e}");
+                    *open = None;
+                    return Ok(());
+                }
+            }
         }
-        Ok(())
     }
 
     async fn send_one(&self, scu: &mut Scu, entry: &Queued) -> Sent {

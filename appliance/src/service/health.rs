@@ -65,6 +65,8 @@ pub struct HealthProbe {
     pub limits: HealthLimits,
     /// The PACS destinations stored objects are forwarded to (`PACS_FORWARD`).
     pub forward_to: Vec<crate::forward::Destination>,
+    /// Retention (`RETENTION_DAYS`), for what it would free now; `None` when off.
+    pub retention: Option<crate::storage::retention::Policy>,
     /// The actions listener's state (connected, last traffic…).
     pub listener: Option<watch::Receiver<ListenerStatus>>,
     /// The thumbnail workers.
@@ -106,6 +108,12 @@ pub async fn report(db: &Arc<Database>, probe: &HealthProbe, started: Instant) -
                 .expect("health checks do not panic");
         checks.insert(format!("forward {destination}"), forwarding);
     }
+    let task_db = db.clone();
+    let retention = probe.retention.clone();
+    let store = tokio::task::spawn_blocking(move || store_check(&task_db, retention.as_ref()))
+        .await
+        .expect("health checks do not panic");
+    checks.insert("store".into(), store);
     checks.insert("database".into(), database);
     checks.insert("event_queue".into(), queue);
     checks.insert("thumbnail_jobs".into(), thumbnails);
@@ -160,6 +168,20 @@ fn forward_check(
             if let Some(error) = stats.oldest_error {
                 detail.push_str(&format!(" ({error})"));
             }
+            // Storage Commitment, where the PACS does it: a failed commitment needs a person
+            // (the object is kept), so it is counted, not failed on.
+            match crate::forward::commitment::counts(db, destination) {
+                Ok((0, 0, 0)) => {}
+                Ok((pending, committed, failed)) => {
+                    metrics.insert("commit_pending".into(), json!(pending));
+                    metrics.insert("committed".into(), json!(committed));
+                    metrics.insert("commit_failed".into(), json!(failed));
+                    detail.push_str(&format!(
+                        "; storage commitment: {committed} committed, {pending} awaited, {failed} failed"
+                    ));
+                }
+                Err(e) => detail.push_str(&format!("; cannot read the commitments: {e}")),
+            }
             check(!stuck, detail, metrics)
         }
         Err(e) => check(
@@ -168,6 +190,48 @@ fn forward_check(
             Map::new(),
         ),
     }
+}
+
+/// What the store holds and what retention would free now: information, never unhealthy
+/// (the free-space checks are `disk`'s), except when the index cannot be read.
+fn store_check(
+    db: &Database,
+    retention: Option<&crate::storage::retention::Policy>,
+) -> HealthCheck {
+    let (objects, bytes) = match crate::storage::retention::usage(db) {
+        Ok(usage) => usage,
+        Err(e) => return check(false, format!("cannot read the index: {e}"), Map::new()),
+    };
+    let mut metrics = Map::new();
+    metrics.insert("objects".into(), json!(objects));
+    metrics.insert("bytes".into(), json!(bytes));
+    let mut detail = format!("{objects} objects, {} MiB", bytes >> 20);
+    match retention {
+        None => detail.push_str("; retention off (RETENTION_DAYS unset)"),
+        Some(policy) => {
+            match crate::storage::retention::preview(db, policy, OffsetDateTime::now_utc()) {
+                Ok(would) => {
+                    metrics.insert("retention_would_delete".into(), json!(would.deleted));
+                    metrics.insert(
+                        "retention_would_free_bytes".into(),
+                        json!(would.bytes_freed),
+                    );
+                    metrics.insert(
+                        "retention_kept_not_safe".into(),
+                        json!(would.kept_not_archived),
+                    );
+                    detail.push_str(&format!(
+                        "; retention would free {} MiB ({} objects) now, {} old enough but not yet safe at every PACS",
+                        would.bytes_freed >> 20,
+                        would.deleted,
+                        would.kept_not_archived
+                    ));
+                }
+                Err(e) => detail.push_str(&format!("; cannot work out retention: {e}")),
+            }
+        }
+    }
+    check(true, detail, metrics)
 }
 
 /// How many quarantined jobs the detail names one by one.

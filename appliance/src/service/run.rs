@@ -53,6 +53,7 @@ impl Service {
         let (mwl_aet, pacs_aet) = (config.mwl_aet.clone(), config.pacs_aet.clone());
         let limits = HealthLimits::for_config(&config);
         let forward_to = config.forward_to.clone();
+        let retention = crate::storage::retention::Policy::for_config(&config);
         let dicom = Gateway::open(config)?.start().await?;
         let started = Instant::now();
         let (stop, stopped) = watch::channel(false);
@@ -62,6 +63,7 @@ impl Service {
             state_dir: state_dir.clone(),
             limits,
             forward_to,
+            retention,
             listener: None,
             thumbnails: dicom.thumbnail_monitor(),
         };

@@ -16,7 +16,7 @@ use crate::storage::{IncomingObject, Storage};
 pub enum Role {
     /// `MWL_AET`: worklist C-FIND, MPPS N-CREATE/N-SET, C-ECHO.
     Worklist,
-    /// `PACS_AET`: C-STORE, C-ECHO.
+    /// `PACS_AET`: C-STORE, C-ECHO, Storage Commitment reports (N-EVENT-REPORT) from a PACS.
     Storage,
 }
 
@@ -91,6 +91,30 @@ impl Services {
             (Role::Worklist, field::N_CREATE_RQ) => mpps::create(self, assoc, message).await,
             (Role::Worklist, field::N_SET_RQ) => mpps::set(self, assoc, message).await,
             (Role::Storage, field::C_STORE_RQ) => store::handle(self, assoc, message).await,
+            (Role::Storage, field::N_EVENT_REPORT_RQ) => {
+                let (db, name, peer_ae) =
+                    (self.db.clone(), self.name.clone(), assoc.calling_ae.clone());
+                let (context, command) = (message.context.clone(), message.command.clone());
+                let destinations = self.forwarder.destinations().to_vec();
+                let data = message.memory_data().map(<[u8]>::to_vec);
+                let (rsp, changed) = tokio::task::spawn_blocking(move || {
+                    crate::forward::commitment::answer_report(
+                        &db,
+                        &name,
+                        &destinations,
+                        &peer_ae,
+                        &context,
+                        &command,
+                        data.as_deref(),
+                    )
+                })
+                .await
+                .expect("commitment report task");
+                if changed {
+                    self.doorbell.ring();
+                }
+                assoc.send(message.context.id, &rsp, None).await
+            }
             // A C-CANCEL for a find that already finished: nothing to do (PS3.7 9.3.2.3).
             (_, field::C_CANCEL_RQ) => Ok(()),
             _ => {

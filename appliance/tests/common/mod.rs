@@ -4,6 +4,7 @@
 
 pub mod cloud;
 pub mod hostile;
+pub mod pki;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};

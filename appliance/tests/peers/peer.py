@@ -323,6 +323,43 @@ def cmd_roles(args):
     out({"established": True, "echo": status_of(echo), "store": status_of(store)})
 
 
+def cmd_commit_report(args):
+    """Sends a Storage Commitment N-EVENT-REPORT as a PACS would on its own association (taking
+    the SCP role by role selection): the given transaction, every UID committed."""
+    from pynetdicom import build_role
+
+    commitment = "1.2.840.10008.1.20.1"
+    ae = AE(ae_title=args.calling)
+    ae.add_requested_context(commitment)
+    role = build_role(commitment, scu_role=False, scp_role=True)
+    assoc = ae.associate(args.host, args.port, ae_title=args.called, ext_neg=[role])
+    if not assoc.is_established:
+        out({"established": False})
+        return
+    ds = Dataset()
+    ds.TransactionUID = args.transaction
+    items = []
+    for uid in args.committed:
+        item = Dataset()
+        item.ReferencedSOPClassUID = MG_FOR_PRESENTATION
+        item.ReferencedSOPInstanceUID = uid
+        items.append(item)
+    ds.ReferencedSOPSequence = Sequence(items)
+    failed = []
+    for uid in args.failed:
+        item = Dataset()
+        item.ReferencedSOPClassUID = MG_FOR_PRESENTATION
+        item.ReferencedSOPInstanceUID = uid
+        item.FailureReason = 0x0112
+        failed.append(item)
+    if failed:
+        ds.FailedSOPSequence = Sequence(failed)
+    event_type = 2 if failed else 1
+    status, _ = assoc.send_n_event_report(ds, event_type, commitment, "1.2.840.10008.1.20.1.1")
+    assoc.release()
+    out({"established": True, "status": status_of(status)})
+
+
 def cmd_make_mg(args):
     """Synthetic Digital Mammography X-Ray For Presentation images, full size by default."""
     os.makedirs(args.out, exist_ok=True)
@@ -477,6 +514,10 @@ def main():
     s.add_argument("--omit", nargs="*", default=[])
     s.add_argument("--dataset-uid", help="a SOP Instance UID in the data set unlike the command's")
     s = net("roles")
+    s = net("commit-report")
+    s.add_argument("--transaction", required=True)
+    s.add_argument("--failed", nargs="*", default=[], help="UIDs reported failed (0112)")
+    s.add_argument("--committed", nargs="*", default=[], help="UIDs reported committed")
     s = sub.add_parser("make-mg")
     s.add_argument("--out", required=True)
     s.add_argument("--count", type=int, default=1)
@@ -501,6 +542,7 @@ def main():
         "find": cmd_find,
         "store-raw": cmd_store_raw,
         "roles": cmd_roles,
+        "commit-report": cmd_commit_report,
         "make-mg": cmd_make_mg,
         "compare": cmd_compare,
         "paths": cmd_paths,
