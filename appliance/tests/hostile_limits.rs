@@ -507,13 +507,21 @@ fn pdus_flooded_during_a_worklist_stream_are_not_queued_without_bound() {
     });
     let mut pending = 0;
     let final_status = loop {
-        let response = peer.response();
+        let Some(response) = peer.next_response() else {
+            break None;
+        };
         match response.status {
             Some(0xFF00) | Some(0xFF01) => pending += 1,
             other => break other,
         }
     };
-    assert_eq!((pending, final_status), (ITEMS, Some(0x0000)));
+    // It failed once in a full run under load (the connection closed mid-stream): the log says why.
+    assert_eq!(
+        (pending, final_status),
+        (ITEMS, Some(0x0000)),
+        "the C-FIND stream ended early; gateway log:\n{}",
+        gw.log()
+    );
     // The flood then reaches the message reader, which refuses it and aborts the association.
     while peer.read_pdu().is_some() {}
     let sent = flooding.join().unwrap();

@@ -425,11 +425,19 @@ impl RawPeer {
     /// The next response command set (its data set PDVs, if any, are skipped); panics when the
     /// gateway sends anything but P-DATA.
     pub fn response(&mut self) -> Command {
+        let response = self.next_response();
+        response.expect("a response, not a closed connection")
+    }
+
+    /// [`Self::response`], or `None` when the gateway closed the connection or aborted the
+    /// association (A-ABORT) instead.
+    pub fn next_response(&mut self) -> Option<Command> {
         let mut command = Vec::new();
         loop {
-            let (kind, body) = self
-                .read_pdu()
-                .expect("a response, not a closed connection");
+            let (kind, body) = self.read_pdu()?;
+            if kind == 0x07 {
+                return None;
+            }
             assert_eq!(kind, 0x04, "P-DATA expected, got PDU type {kind:#04x}");
             let mut at = 0;
             while at + 6 <= body.len() {
@@ -440,7 +448,7 @@ impl RawPeer {
                 if control & 1 == 1 {
                     command.extend_from_slice(data);
                     if control & 2 == 2 {
-                        return Command::decode(&command).expect("a command set");
+                        return Some(Command::decode(&command).expect("a command set"));
                     }
                 }
                 at += 4 + len;
