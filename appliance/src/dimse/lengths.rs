@@ -146,6 +146,8 @@ pub struct Scanner {
     depth: usize,
     capture: Capture,
     failed: Option<LengthError>,
+    /// The header of the top-level Pixel Data has been read: everything before it was checked.
+    pixel_data: bool,
 }
 
 /// Copies of chosen top-level elements, in the data set's own encoding.
@@ -184,7 +186,14 @@ impl Scanner {
             depth: 0,
             capture: Capture::default(),
             failed: None,
+            pixel_data: false,
         }
+    }
+
+    /// Whether the top-level Pixel Data element's header has been read without error, so
+    /// every element before it is known to be sound (what the thumbnailer reads).
+    pub fn reached_pixel_data(&self) -> bool {
+        self.pixel_data
     }
 
     /// Also keeps a copy of the top-level elements with these tags (each up to
@@ -262,7 +271,9 @@ impl Scanner {
             self.have += n;
             bytes = &bytes[n..];
             if self.have == need && need == self.header_length() {
+                let top_level_pixel_data = self.open.is_empty() && self.tag() == tags::PIXEL_DATA;
                 self.element()?;
+                self.pixel_data |= top_level_pixel_data;
             }
         }
         Ok(())

@@ -31,7 +31,7 @@ use dicom_parser::dataset::LazyDataToken;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
 use super::render::{ThumbnailError, MAX_FRAME_BYTES};
-use crate::dimse::lengths::MAX_SEQUENCE_DEPTH;
+use crate::dimse::lengths::{Encoding, Scanner};
 
 /// Most fragments read for one frame (real encoders split a frame into a handful).
 const MAX_FRAGMENTS: usize = 4096;
@@ -46,9 +46,9 @@ pub fn open(path: &Path) -> Result<DefaultDicomObject, ThumbnailError> {
 ///
 /// The file came from a peer. The store checked its structure as it arrived, but this reader is
 /// its own guard too: before dicom-object (which allocates each declared length up front and
-/// recurses per sequence) reads anything, the meta group and every element before Pixel Data
-/// are walked, each declared length checked against what the file holds and the nesting
-/// against [`MAX_SEQUENCE_DEPTH`] (the fuzzer found a 1 GiB element declared in a 1.5 KiB file).
+/// recurses per sequence) reads anything, the meta group is checked by hand and every element
+/// before Pixel Data by the store's [`Scanner`] (the fuzzer found a 1 GiB element declared in
+/// a 1.5 KiB file, and values inside sequences dicom-object sized from their headers alone).
 pub fn read<R: Read + Seek>(mut source: R) -> Result<DefaultDicomObject, ThumbnailError> {
     let file_len = source
         .seek(SeekFrom::End(0))
@@ -71,8 +71,12 @@ pub fn read<R: Read + Seek>(mut source: R) -> Result<DefaultDicomObject, Thumbna
         source
             .seek(SeekFrom::Start(meta.data_set_start))
             .map_err(|e| ThumbnailError::Open(e.to_string()))?;
-        let mut tokens = LazyDataSetReader::new_with_ts(&mut source, ts).map_err(open_error)?;
-        check_up_to_pixel_data(&mut tokens, file_len)?;
+        let encoding = Encoding {
+            explicit_vr: ts.uid() != dicom_dictionary_std::uids::IMPLICIT_VR_LITTLE_ENDIAN,
+            big_endian: ts.endianness() == Endianness::Big,
+        };
+        let length = file_len.saturating_sub(meta.data_set_start);
+        check_up_to_pixel_data(&mut source, encoding, length)?;
     }
     reopen(&mut source)?;
     if deflated || ts.endianness() == Endianness::Big {
@@ -167,51 +171,34 @@ fn read_meta_group<R: Read + Seek>(source: &mut R, start: u64) -> Result<Meta, T
     })
 }
 
-/// Walks the elements before the top-level Pixel Data without keeping a value: each declared
-/// length must fit in the file, sequences nest at most [`MAX_SEQUENCE_DEPTH`] deep.
-fn check_up_to_pixel_data<S: dicom_parser::StatefulDecode>(
-    tokens: &mut LazyDataSetReader<S>,
-    file_len: u64,
+/// Runs the store's own structure check ([`Scanner`], the one every C-STORE passes as it
+/// arrives) over the data set until it has read the top-level Pixel Data header: every element
+/// before it then has lengths that fit, whole values, closed containers and bounded nesting.
+fn check_up_to_pixel_data<R: Read>(
+    source: &mut R,
+    encoding: Encoding,
+    length: u64,
 ) -> Result<(), ThumbnailError> {
-    let too_deep =
-        || ThumbnailError::Open(format!("sequences nested over {MAX_SEQUENCE_DEPTH} deep"));
-    let fits = |position: u64, length: u32| {
-        // The decoder's position is the source's (it starts from the stream position).
-        if position + u64::from(length) <= file_len {
-            Ok(())
-        } else {
-            Err(ThumbnailError::Open(format!(
-                "an element declares {length} bytes at byte {position}, past the end of the file"
-            )))
+    let mut scanner = Scanner::new(encoding, length);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = source
+            .read(&mut chunk)
+            .map_err(|e| ThumbnailError::Open(e.to_string()))?;
+        if n == 0 {
+            // No pixel data; the first-frame walk says so.
+            return scanner
+                .finish()
+                .map(|_| ())
+                .map_err(|e| ThumbnailError::Open(format!("the data set is malformed: {e}")));
         }
-    };
-    let mut depth = 0usize;
-    while let Some(token) = tokens.advance() {
-        match token.map_err(open_error)? {
-            LazyDataToken::SequenceStart { .. } | LazyDataToken::PixelSequenceStart
-                if depth >= MAX_SEQUENCE_DEPTH =>
-            {
-                return Err(too_deep())
-            }
-            LazyDataToken::PixelSequenceStart if depth == 0 => return Ok(()),
-            LazyDataToken::SequenceStart { .. } | LazyDataToken::PixelSequenceStart => depth += 1,
-            LazyDataToken::SequenceEnd => depth = depth.saturating_sub(1),
-            LazyDataToken::LazyValue { header, decoder } => {
-                if depth == 0 && header.tag() == tags::PIXEL_DATA {
-                    return Ok(());
-                }
-                let length = header.length().get().unwrap_or(0);
-                fits(decoder.position(), length)?;
-                decoder.skip_bytes(length).map_err(open_error)?;
-            }
-            LazyDataToken::LazyItemValue { len, decoder } => {
-                fits(decoder.position(), len)?;
-                decoder.skip_bytes(len).map_err(open_error)?;
-            }
-            _ => {}
+        let fed = scanner.feed(chunk.get(..n).unwrap_or_default());
+        if scanner.reached_pixel_data() {
+            // What follows Pixel Data is never read, so its faults do not matter here.
+            return Ok(());
         }
+        fed.map_err(|e| ThumbnailError::Open(format!("the data set is malformed: {e}")))?;
     }
-    Ok(())
 }
 
 /// Where "DICM" is: after the 128-byte preamble, or at the start of a file without one.
@@ -429,6 +416,7 @@ fn one_frame_object(mut object: DefaultDicomObject, frame: Frame) -> DefaultDico
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dimse::lengths::MAX_SEQUENCE_DEPTH;
     use dicom_core::value::DataSetSequence;
     use dicom_dictionary_std::uids;
     use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
@@ -627,7 +615,7 @@ mod tests {
             (
                 "1 GiB declared in a small file",
                 gigabyte,
-                "past the end of the file",
+                "declares 1073741824 bytes, room for",
             ),
             (
                 "nested too deep before the pixel data",
@@ -638,7 +626,7 @@ mod tests {
             (
                 "pixel data cut short",
                 truncated,
-                "the file ends 7 bytes into a 12-byte",
+                "(7FE0,0010) declares 12 bytes, room for 7",
             ),
             (
                 "no fragments",
