@@ -19,6 +19,9 @@ pub const SETTINGS: &[&str] = &[
     "PACS_FORWARD",
     "RETENTION_DAYS",
     "RETENTION_DELETE_FORWARDED",
+    "QR_ALLOWED_AETS",
+    "QR_MOVE_DESTINATIONS",
+    "QR_MAX_MATCHES",
     "MWL_TLS_PORT",
     "PACS_TLS_PORT",
     "DICOM_TLS_CERT_FILE",
@@ -137,6 +140,34 @@ pub struct Config {
     pub tls: Option<TlsSettings>,
     /// The hospital PACS (one or more) every stored object is forwarded to (`PACS_FORWARD`).
     pub forward_to: Vec<crate::forward::Destination>,
+    /// Study Root Query/Retrieve on the storage AE; off unless `QR_ALLOWED_AETS` is set.
+    pub query_retrieve: QrSettings,
+}
+
+/// Who may query and retrieve the stored images, and where C-MOVE may send them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QrSettings {
+    /// Calling AE titles allowed C-FIND/C-GET/C-MOVE (`QR_ALLOWED_AETS`); `None`: Q/R is not
+    /// offered at all (least privilege: the store holds patients' images).
+    pub allowed_aets: Option<HashSet<String>>,
+    /// The only C-MOVE destinations (`QR_MOVE_DESTINATIONS`, `AE@host:port`); a Move
+    /// Destination not here is refused with A801.
+    pub move_destinations: Vec<crate::forward::Destination>,
+    /// Most C-FIND matches returned (`QR_MAX_MATCHES`); beyond it the query ends with A700 and a
+    /// comment saying so, after the first this many.
+    pub max_matches: usize,
+}
+
+impl QrSettings {
+    pub fn enabled(&self) -> bool {
+        self.allowed_aets.is_some()
+    }
+
+    pub fn allows(&self, calling_ae: &str) -> bool {
+        self.allowed_aets
+            .as_ref()
+            .is_some_and(|set| set.contains(calling_ae))
+    }
 }
 
 /// DICOM TLS listeners and their credentials (`MWL_TLS_PORT`, `PACS_TLS_PORT`,
@@ -193,6 +224,11 @@ impl Config {
             disk_min_free_percent: 5.0,
             storage_min_free_mib: 256,
             forward_to: Vec::new(),
+            query_retrieve: QrSettings {
+                allowed_aets: None,
+                move_destinations: Vec::new(),
+                max_matches: 1000,
+            },
             tls: None,
             retention_days: None,
         }
@@ -273,6 +309,22 @@ impl Config {
                     config.forward_to.push(destination);
                 }
             }
+        }
+        if let Some(v) = get("QR_ALLOWED_AETS") {
+            let set = list(&v)
+                .map(|ae| ae_title("QR_ALLOWED_AETS", ae))
+                .collect::<Result<HashSet<_>, _>>()?;
+            config.query_retrieve.allowed_aets = Some(set);
+        }
+        if let Some(v) = get("QR_MOVE_DESTINATIONS") {
+            for entry in v.split([',', ' ']).map(str::trim).filter(|e| !e.is_empty()) {
+                let destination = crate::forward::Destination::parse(entry)
+                    .map_err(|e| invalid("QR_MOVE_DESTINATIONS", &v, &e.to_string()))?;
+                config.query_retrieve.move_destinations.push(destination);
+            }
+        }
+        if let Some(v) = get("QR_MAX_MATCHES") {
+            config.query_retrieve.max_matches = at_least_one("QR_MAX_MATCHES", &v)?;
         }
         if let Some(v) = get("RETENTION_DAYS") {
             let days = at_least_one("RETENTION_DAYS", &v)?;

@@ -12,6 +12,10 @@ pub mod field {
     pub const C_STORE_RSP: u16 = 0x8001;
     pub const C_FIND_RQ: u16 = 0x0020;
     pub const C_FIND_RSP: u16 = 0x8020;
+    pub const C_GET_RQ: u16 = 0x0010;
+    pub const C_GET_RSP: u16 = 0x8010;
+    pub const C_MOVE_RQ: u16 = 0x0021;
+    pub const C_MOVE_RSP: u16 = 0x8021;
     pub const C_ECHO_RQ: u16 = 0x0030;
     pub const C_ECHO_RSP: u16 = 0x8030;
     pub const C_CANCEL_RQ: u16 = 0x0FFF;
@@ -40,6 +44,13 @@ pub struct Command {
     pub error_comment: Option<String>,
     pub move_originator_ae: Option<String>,
     pub move_originator_message_id: Option<u16>,
+    /// C-MOVE-RQ: the AE the objects go to.
+    pub move_destination: Option<String>,
+    /// C-GET/C-MOVE-RSP: Number of Remaining, Completed, Failed and Warning Sub-operations.
+    pub remaining: Option<u16>,
+    pub completed: Option<u16>,
+    pub failed: Option<u16>,
+    pub warning: Option<u16>,
 }
 
 /// Why bytes could not be read as a command set.
@@ -68,6 +79,11 @@ const STATUS: u16 = 0x0900;
 const ERROR_COMMENT: u16 = 0x0902;
 const AFFECTED_SOP_INSTANCE_UID: u16 = 0x1000;
 const REQUESTED_SOP_INSTANCE_UID: u16 = 0x1001;
+const MOVE_DESTINATION: u16 = 0x0600;
+const REMAINING: u16 = 0x1020;
+const COMPLETED: u16 = 0x1021;
+const FAILED: u16 = 0x1022;
+const WARNING: u16 = 0x1023;
 const MOVE_ORIGINATOR_AE: u16 = 0x1030;
 const MOVE_ORIGINATOR_MESSAGE_ID: u16 = 0x1031;
 
@@ -112,6 +128,11 @@ impl Command {
                 ERROR_COMMENT => cmd.error_comment = text(),
                 MOVE_ORIGINATOR_AE => cmd.move_originator_ae = text(),
                 MOVE_ORIGINATOR_MESSAGE_ID => cmd.move_originator_message_id = Some(us()?),
+                MOVE_DESTINATION => cmd.move_destination = text(),
+                REMAINING => cmd.remaining = Some(us()?),
+                COMPLETED => cmd.completed = Some(us()?),
+                FAILED => cmd.failed = Some(us()?),
+                WARNING => cmd.warning = Some(us()?),
                 _ => {}
             }
         }
@@ -149,6 +170,9 @@ impl Command {
             MESSAGE_ID_BEING_RESPONDED_TO,
             self.message_id_being_responded_to,
         );
+        if let Some(ae) = &self.move_destination {
+            put_text(&mut body, MOVE_DESTINATION, ae, b' ');
+        }
         us(&mut body, PRIORITY, self.priority);
         let data_set_type = if self.has_data_set {
             0x0000
@@ -169,6 +193,18 @@ impl Command {
             &mut body,
             REQUESTED_SOP_INSTANCE_UID,
             &self.requested_sop_instance_uid,
+        );
+        us(&mut body, REMAINING, self.remaining);
+        us(&mut body, COMPLETED, self.completed);
+        us(&mut body, FAILED, self.failed);
+        us(&mut body, WARNING, self.warning);
+        if let Some(ae) = &self.move_originator_ae {
+            put_text(&mut body, MOVE_ORIGINATOR_AE, ae, b' ');
+        }
+        us(
+            &mut body,
+            MOVE_ORIGINATOR_MESSAGE_ID,
+            self.move_originator_message_id,
         );
         let mut out = Vec::with_capacity(body.len() + 12);
         put(&mut out, GROUP_LENGTH, &(body.len() as u32).to_le_bytes());
@@ -200,6 +236,8 @@ impl Command {
         match self.command_field {
             field::C_STORE_RQ => "C-STORE-RQ",
             field::C_FIND_RQ => "C-FIND-RQ",
+            field::C_GET_RQ => "C-GET-RQ",
+            field::C_MOVE_RQ => "C-MOVE-RQ",
             field::C_ECHO_RQ => "C-ECHO-RQ",
             field::C_CANCEL_RQ => "C-CANCEL-RQ",
             field::N_CREATE_RQ => "N-CREATE-RQ",

@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""pynetdicom side of the Study Root Query/Retrieve tests (tests/query_retrieve.rs): exact
+statuses and counts, and the C-CANCELs dcmtk cannot send on purpose. Prints one JSON object."""
+import argparse
+import json
+import io
+import sys
+
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
+from pynetdicom import AE, build_role, evt
+from pynetdicom.dimse_primitives import C_FIND
+from pynetdicom.sop_class import (
+    CTImageStorage,
+    MRImageStorage,
+    StudyRootQueryRetrieveInformationModelFind as FIND,
+    StudyRootQueryRetrieveInformationModelGet as GET,
+    StudyRootQueryRetrieveInformationModelMove as MOVE,
+)
+
+
+def out(obj):
+    print(json.dumps(obj))
+    sys.stdout.flush()
+
+
+def counts(status):
+    keys = [
+        "NumberOfRemainingSuboperations",
+        "NumberOfCompletedSuboperations",
+        "NumberOfFailedSuboperations",
+        "NumberOfWarningSuboperations",
+    ]
+    return {k[8:-13].lower(): (int(status[k].value) if k in status else None) for k in keys}
+
+
+def encode(ds, implicit):
+    fp = DicomBytesIO()
+    fp.is_little_endian = True
+    fp.is_implicit_VR = implicit
+    write_dataset(fp, ds)
+    return fp.getvalue()
+
+
+def identifier(args):
+    ds = Dataset()
+    ds.QueryRetrieveLevel = args.level
+    for kv in args.key:
+        k, _, v = kv.partition("=")
+        setattr(ds, k, v)
+    return ds
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("cmd", choices=["find", "find-cancel", "get", "get-cancel", "move", "associate"])
+    p.add_argument("host")
+    p.add_argument("port", type=int)
+    p.add_argument("called")
+    p.add_argument("--calling", default="WORKSTATION")
+    p.add_argument("--level", default="STUDY")
+    p.add_argument("--key", nargs="*", default=[])
+    p.add_argument("--dest", default="")
+    args = p.parse_args()
+
+    ae = AE(ae_title=args.calling)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    for c in (FIND, GET, MOVE):
+        ae.add_requested_context(c)
+    roles = []
+    for c in (CTImageStorage, MRImageStorage):
+        ae.add_requested_context(c, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+        roles.append(build_role(c, scp_role=True))
+    stored = []
+    state = {}
+
+    def on_store(event):
+        stored.append(event.request.AffectedSOPInstanceUID)
+        if args.cmd == "get-cancel" and len(stored) == 1:
+            event.assoc.send_c_cancel(9, state["get_context"])
+        return 0x0000
+
+    assoc = ae.associate(
+        args.host, args.port, ae_title=args.called, ext_neg=roles,
+        evt_handlers=[(evt.EVT_C_STORE, on_store)],
+    )
+    if not assoc.is_established:
+        out({"established": False})
+        return
+    accepted = sorted({c.abstract_syntax for c in assoc.accepted_contexts})
+    if args.cmd == "associate":
+        out({"established": True, "accepted": accepted})
+        assoc.release()
+        return
+    statuses, identifiers, last = [], [], None
+    if args.cmd == "find-cancel":
+        # The C-FIND and its C-CANCEL back to back, reading the responses ourselves
+        # (pynetdicom's send_c_find sends nothing until its responses are asked for).
+        ctx = assoc._get_valid_context(FIND, "", "scu")
+        assoc._reactor_checkpoint.clear()
+        req = C_FIND()
+        req.MessageID = 9
+        req.AffectedSOPClassUID = FIND
+        req.Priority = 2
+        req.Identifier = io.BytesIO(
+            encode(identifier(args), ctx.transfer_syntax[0] == ImplicitVRLittleEndian)
+        )
+        assoc.dimse.send_msg(req, ctx.context_id)
+        assoc.send_c_cancel(9, ctx.context_id)
+        while True:
+            _, rsp = assoc.dimse.get_msg(block=True)
+            if rsp is None:
+                statuses.append(None)
+                break
+            statuses.append(int(rsp.Status))
+            if int(rsp.Status) not in (0xFF00, 0xFF01):
+                break
+        assoc._reactor_checkpoint.set()
+        assoc.release()
+        out({"established": True, "statuses": statuses})
+        return
+    elif args.cmd == "find":
+        responses = assoc.send_c_find(identifier(args), FIND, msg_id=9)
+    elif args.cmd in ("get", "get-cancel"):
+        state["get_context"] = assoc._get_valid_context(GET, "", "scu").context_id
+        responses = assoc.send_c_get(identifier(args), GET, msg_id=9)
+    else:
+        responses = assoc.send_c_move(identifier(args), args.dest, MOVE, msg_id=9)
+    for status, ds in responses:
+        if status is None or "Status" not in status:
+            statuses.append(None)
+            break
+        statuses.append(int(status.Status))
+        last = status
+        if ds is not None and int(status.Status) in (0xFF00, 0xFF01):
+            identifiers.append({el.keyword or str(el.tag): str(el.value) for el in ds})
+        elif ds is not None and "FailedSOPInstanceUIDList" in ds:
+            identifiers.append({"FailedSOPInstanceUIDList": str(ds.FailedSOPInstanceUIDList)})
+    result = {
+        "established": True,
+        "statuses": statuses,
+        "identifiers": identifiers,
+        "stored": stored,
+        "comment": str(last.get("ErrorComment", "")) if last is not None else "",
+    }
+    if last is not None:
+        result.update(counts(last))
+    assoc.release()
+    out(result)
+
+
+if __name__ == "__main__":
+    main()
