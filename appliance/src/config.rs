@@ -568,6 +568,37 @@ mod tests {
     }
 
     #[test]
+    fn query_retrieve_is_off_unless_aets_are_listed() {
+        let off = from(&[]).unwrap().query_retrieve;
+        assert!(!off.enabled() && !off.allows("WS1"));
+        assert_eq!(off.max_matches, 1000);
+        let on = from(&[
+            ("QR_ALLOWED_AETS", "WS1, WS2"),
+            (
+                "QR_MOVE_DESTINATIONS",
+                "WS1@10.0.0.7:104,ARCHIVE@[::1]:11112",
+            ),
+            ("QR_MAX_MATCHES", "50"),
+        ])
+        .unwrap()
+        .query_retrieve;
+        assert!(on.allows("WS1") && on.allows("WS2") && !on.allows("MODALITY1"));
+        let moves: Vec<String> = on.move_destinations.iter().map(|d| d.to_string()).collect();
+        assert_eq!(moves, ["WS1@10.0.0.7:104", "ARCHIVE@[::1]:11112"]);
+        assert_eq!(on.max_matches, 50);
+        // (setting, value, named in the error)
+        let bad = [
+            ("QR_ALLOWED_AETS", "A_TITLE_LONGER_THAN_16"),
+            ("QR_MOVE_DESTINATIONS", "WS1@host"),
+            ("QR_MAX_MATCHES", "0"),
+        ];
+        for (name, value) in bad {
+            let e = from(&[(name, value)]).unwrap_err().to_string();
+            assert!(e.contains(name), "{e}");
+        }
+    }
+
+    #[test]
     fn forwarding_destinations_are_a_list() {
         let c = from(&[(
             "PACS_FORWARD",

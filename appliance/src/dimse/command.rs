@@ -315,6 +315,46 @@ mod tests {
     }
 
     #[test]
+    fn round_trips_the_retrieve_elements() {
+        let cases = [
+            Command {
+                command_field: field::C_MOVE_RQ,
+                message_id: Some(3),
+                affected_sop_class_uid: Some("1.2.840.10008.5.1.4.1.2.2.2".into()),
+                priority: Some(0),
+                has_data_set: true,
+                move_destination: Some("WS_STORE".into()),
+                ..Default::default()
+            },
+            Command {
+                command_field: field::C_GET_RSP,
+                message_id_being_responded_to: Some(3),
+                status: Some(0xFF00),
+                remaining: Some(2),
+                completed: Some(1),
+                failed: Some(0),
+                warning: Some(u16::MAX),
+                ..Default::default()
+            },
+            Command {
+                command_field: field::C_STORE_RQ,
+                message_id: Some(1),
+                affected_sop_instance_uid: Some("1.2.3".into()),
+                has_data_set: true,
+                move_originator_ae: Some("WORKSTATION".into()),
+                move_originator_message_id: Some(3),
+                ..Default::default()
+            },
+        ];
+        for cmd in cases {
+            let bytes = cmd.encode();
+            let len = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
+            assert_eq!(len, bytes.len() - 12);
+            assert_eq!(Command::decode(&bytes).unwrap(), cmd, "{}", cmd.name());
+        }
+    }
+
+    #[test]
     fn error_comments_go_out_as_printable_ascii_lo_and_read_back_as_sent() {
         let cases = [
             ("disk full", "disk full"),
