@@ -375,6 +375,32 @@ fn getscu_fetches_a_study_byte_for_byte() {
     assert_eq!(v["failed"], 0, "{v}");
     assert_eq!(v["stored"].as_array().unwrap().len(), 2);
 
+    // Without the SCP role nothing can be sent: A702, every instance in the failed list.
+    let v = qr_peer(
+        &gw,
+        &[
+            "get",
+            "--no-role",
+            "--key",
+            &format!("StudyInstanceUID={CT_STUDY}"),
+        ],
+    );
+    assert_eq!(
+        v["statuses"],
+        serde_json::json!([0xFF00, 0xFF00, 0xA702]),
+        "{v}"
+    );
+    assert_eq!(v["failed"], 2, "{v}");
+    let failed = v["identifiers"][0]["FailedSOPInstanceUIDList"]
+        .as_str()
+        .unwrap();
+    assert!(failed.contains(CT_SOP) && failed.contains(CT_SOP_2), "{v}");
+    assert!(v["stored"].as_array().unwrap().is_empty());
+    // A retrieve must name what it wants: an empty Study Instance UID is not "everything".
+    let v = qr_peer(&gw, &["get", "--key", "StudyInstanceUID="]);
+    assert_eq!(v["statuses"], serde_json::json!([0xA900]), "{v}");
+    assert!(v["stored"].as_array().unwrap().is_empty());
+
     // A C-CANCEL sent while the first object is being stored: the rest is not sent (FE00).
     let v = qr_peer(
         &gw,

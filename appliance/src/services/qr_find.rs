@@ -31,6 +31,7 @@ pub(super) fn admit(
     assoc: &Association,
     message: &Message<IncomingObject>,
     sop_class: &str,
+    retrieve: bool,
 ) -> Result<(Query, InMemDicomObject), Refusal> {
     if !services.query_retrieve.allows(&assoc.calling_ae) {
         tracing::warn!(
@@ -64,7 +65,12 @@ pub(super) fn admit(
             ))
         }
     };
-    match Query::parse(&identifier) {
+    let parsed = if retrieve {
+        Query::parse_retrieve(&identifier)
+    } else {
+        Query::parse(&identifier)
+    };
+    match parsed {
         Ok(query) => Ok((query, identifier)),
         Err(e) => {
             tracing::warn!(calling_ae = %assoc.calling_ae, "Q/R identifier refused: {e}");
@@ -116,6 +122,7 @@ pub async fn handle(
         assoc,
         &message,
         uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_FIND,
+        false,
     ) {
         Ok(admitted) => admitted,
         Err((code, comment)) => {

@@ -153,7 +153,7 @@ async fn instances_for(
         error_comment: Some(comment),
         ..Command::response_to(&message.command, rsp_field, code)
     };
-    let query = match admit(services, assoc, message, sop_class) {
+    let query = match admit(services, assoc, message, sop_class, true) {
         Ok((query, _)) => query,
         Err((code, comment)) => {
             assoc

@@ -61,6 +61,8 @@ pub enum QueryError {
         level: &'static str,
         key: &'static str,
     },
+    #[error("a {0} retrieve names the UIDs to retrieve at its level (PS3.4 C.4.2.2.1)")]
+    NoUniqueKey(&'static str),
 }
 
 /// What one attribute of a record is, for matching and answering.
@@ -295,6 +297,17 @@ impl Query {
         Ok(query)
     }
 
+    /// A C-GET or C-MOVE identifier: the level's unique key must list the UIDs wanted, so an
+    /// empty identifier never means "everything".
+    pub fn parse_retrieve(identifier: &InMemDicomObject) -> Result<Query, QueryError> {
+        let query = Query::parse(identifier)?;
+        let unique = query.level.unique_key();
+        match query.keys.iter().find(|(t, _)| *t == unique) {
+            Some((_, Matcher::Uids(uids))) if !uids.is_empty() => Ok(query),
+            _ => Err(QueryError::NoUniqueKey(query.level.name())),
+        }
+    }
+
     /// The Study Instance UID when the query names exactly one, to narrow the index scan.
     pub fn only_study(&self) -> Option<&str> {
         self.keys
@@ -327,16 +340,24 @@ impl Query {
                 Level::Image => r.sop_instance_uid.clone(),
             }
         };
+        let mut by_study: std::collections::HashMap<&str, Vec<&InstanceRecord>> =
+            std::collections::HashMap::new();
+        for r in all {
+            by_study
+                .entry(r.study_instance_uid.as_str())
+                .or_default()
+                .push(r);
+        }
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
         for record in matched {
             if !seen.insert(key(record)) {
                 continue;
             }
-            let study: Vec<&InstanceRecord> = all
-                .iter()
-                .filter(|r| r.study_instance_uid == record.study_instance_uid)
-                .collect();
+            let study = by_study
+                .get(record.study_instance_uid.as_str())
+                .cloned()
+                .unwrap_or_default();
             let entity = Entity {
                 first: record,
                 study,
@@ -582,6 +603,25 @@ mod tests {
         ];
         for (level, keys, accepted) in cases {
             let parsed = Query::parse(&identifier(level, &keys));
+            assert_eq!(parsed.is_ok(), accepted, "{level} {keys:?}: {parsed:?}");
+        }
+    }
+
+    #[test]
+    fn a_retrieve_names_the_uids_it_wants() {
+        let study = (tags::STUDY_INSTANCE_UID, VR::UI, "1.1");
+        let series = (tags::SERIES_INSTANCE_UID, VR::UI, "1.1.1\\1.1.2");
+        // (level, keys, accepted)
+        let cases: Vec<(&str, Keys, bool)> = vec![
+            ("STUDY", vec![], false),
+            ("STUDY", vec![(tags::STUDY_INSTANCE_UID, VR::UI, "")], false),
+            ("STUDY", vec![(tags::PATIENT_ID, VR::LO, "*")], false),
+            ("STUDY", vec![study], true),
+            ("SERIES", vec![study], false),
+            ("SERIES", vec![study, series], true),
+        ];
+        for (level, keys, accepted) in cases {
+            let parsed = Query::parse_retrieve(&identifier(level, &keys));
             assert_eq!(parsed.is_ok(), accepted, "{level} {keys:?}: {parsed:?}");
         }
     }

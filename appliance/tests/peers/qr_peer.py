@@ -63,6 +63,7 @@ def main():
     p.add_argument("--level", default="STUDY")
     p.add_argument("--key", nargs="*", default=[])
     p.add_argument("--dest", default="")
+    p.add_argument("--no-role", action="store_true", help="propose no SCP role for storage")
     args = p.parse_args()
 
     ae = AE(ae_title=args.calling)
@@ -72,7 +73,8 @@ def main():
     roles = []
     for c in (CTImageStorage, MRImageStorage):
         ae.add_requested_context(c, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
-        roles.append(build_role(c, scp_role=True))
+        if not args.no_role:
+            roles.append(build_role(c, scp_role=True))
     stored = []
     state = {}
 
