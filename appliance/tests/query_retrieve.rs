@@ -42,7 +42,11 @@ fn objects(dir: &Path) -> Vec<PathBuf> {
 /// storescu in their own transfer syntaxes).
 fn gateway(dir: &Path, dest_port: u16, max_matches: usize) -> TestGateway {
     let gw = TestGateway::start_with(|c| {
-        c.query_retrieve.allowed_aets = Some(HashSet::from([WORKSTATION.to_string()]));
+        // HOSTILE: `common::hostile::RawPeer`'s calling AE, for the raw C-CANCEL.
+        c.query_retrieve.allowed_aets = Some(HashSet::from([
+            WORKSTATION.to_string(),
+            "HOSTILE".to_string(),
+        ]));
         c.query_retrieve.move_destinations =
             vec![Destination::parse(&format!("{DEST_AE}@127.0.0.1:{dest_port}")).unwrap()];
         c.query_retrieve.max_matches = max_matches;
@@ -328,6 +332,14 @@ fn query_retrieve_is_refused_to_aes_not_listed_and_off_without_the_setting() {
         assert!(v["stored"].as_array().unwrap().is_empty());
     }
 
+    // The source-address allow-list still applies to an AE in QR_ALLOWED_AETS.
+    let elsewhere = TestGateway::start_with(|c| {
+        c.query_retrieve.allowed_aets = Some(HashSet::from([WORKSTATION.to_string()]));
+        c.allowed_source_addresses = Some(HashSet::from(["127.0.0.9".parse().unwrap()]));
+    });
+    let v = qr_peer(&elsewhere, &["associate"]);
+    assert_eq!(v["established"], false, "{v}");
+
     // Without QR_ALLOWED_AETS the Q/R SOP classes are not even accepted.
     let off = TestGateway::start();
     let v = qr_peer(&off, &["associate"]);
@@ -505,7 +517,7 @@ fn movescu_sends_a_study_to_a_listed_destination_and_an_unknown_one_is_refused()
 }
 
 #[test]
-fn the_match_cap_ends_a_find_with_a700_and_a_cancel_stops_it() {
+fn the_match_cap_ends_a_find_with_a700() {
     let dir = tempfile::tempdir().unwrap();
     let gw = gateway(dir.path(), free_port(), 1);
     let v = qr_peer(&gw, &["find", "--key", "StudyInstanceUID="]);
@@ -514,10 +526,141 @@ fn the_match_cap_ends_a_find_with_a700_and_a_cancel_stops_it() {
         v["comment"].as_str().unwrap().contains("QR_MAX_MATCHES"),
         "{v}"
     );
-    let v = qr_peer(&gw, &["find-cancel", "--key", "StudyInstanceUID="]);
-    assert_eq!(
-        v["statuses"].as_array().unwrap().last(),
-        Some(&serde_json::json!(0xFE00)),
-        "{v}"
+}
+
+/// A C-FIND and its C-CANCEL written in one go over a raw association, so the cancel is there
+/// before the gateway sends its first response: it answers FE00 and nothing else.
+#[test]
+fn a_cancel_stops_a_find() {
+    use appliance::dimse::{data_set, field, Command, Context};
+    use common::hostile::{p_data, Proposed, RawPeer};
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::uids;
+
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(dir.path(), free_port(), 1000);
+    let find_class = uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_FIND;
+    let port: u16 = gw.pacs_port().parse().unwrap();
+    let mut peer = RawPeer::associate(
+        port,
+        PACS_AET,
+        &[Proposed {
+            id: 1,
+            abstract_syntax: find_class,
+            transfer_syntaxes: &[uids::IMPLICIT_VR_LITTLE_ENDIAN],
+        }],
     );
+    let mut identifier = dicom_object::InMemDicomObject::new_empty();
+    identifier.put(DataElement::new(
+        tags::QUERY_RETRIEVE_LEVEL,
+        VR::CS,
+        PrimitiveValue::from("STUDY"),
+    ));
+    identifier.put(DataElement::empty(tags::STUDY_INSTANCE_UID, VR::UI));
+    let context = Context {
+        id: 1,
+        abstract_syntax: find_class.into(),
+        transfer_syntax: uids::IMPLICIT_VR_LITTLE_ENDIAN.into(),
+    };
+    let find = Command {
+        command_field: field::C_FIND_RQ,
+        message_id: Some(5),
+        affected_sop_class_uid: Some(find_class.into()),
+        priority: Some(0),
+        has_data_set: true,
+        ..Default::default()
+    };
+    let cancel = Command {
+        command_field: field::C_CANCEL_RQ,
+        message_id_being_responded_to: Some(5),
+        ..Default::default()
+    };
+    let mut bytes = p_data(1, true, true, &find.encode());
+    bytes.extend(p_data(
+        1,
+        false,
+        true,
+        &data_set::encode(&context, &identifier).unwrap(),
+    ));
+    bytes.extend(p_data(1, true, true, &cancel.encode()));
+    peer.send(&bytes);
+    let rsp = peer.response();
+    assert_eq!(rsp.command_field, field::C_FIND_RSP);
+    assert_eq!(rsp.status, Some(0xFE00), "{rsp:?}");
+    peer.release();
+}
+
+/// Not a check, a measurement (run with `--ignored --nocapture`): C-FIND against an index of
+/// 20,000 instances in 2,000 studies, inserted directly, as `findscu` sees it.
+#[test]
+#[ignore]
+fn measure_find_over_a_large_index() {
+    use appliance::storage::index::{self, DataSetFacts, InstanceRecord};
+    let gw = TestGateway::start_with(|c| {
+        c.query_retrieve.allowed_aets = Some(HashSet::from([WORKSTATION.to_string()]));
+        c.query_retrieve.max_matches = 5000;
+    });
+    let (studies, per_study) = (2000, 10);
+    gw.db()
+        .write(|txn| {
+            for s in 0..studies {
+                for i in 0..per_study {
+                    let record = InstanceRecord {
+                        sop_instance_uid: format!("2.25.{s}.1.{i}"),
+                        sop_class_uid: "1.2.840.10008.5.1.4.1.1.1.2".into(),
+                        series_instance_uid: format!("2.25.{s}.1"),
+                        study_instance_uid: format!("2.25.{s}"),
+                        data_set: DataSetFacts {
+                            patient_name: Some(format!("PATIENT^{s}")),
+                            patient_id: Some(format!("{s:010}")),
+                            modality: Some("MG".into()),
+                            study_date: Some(format!("2026{:02}{:02}", 1 + s % 12, 1 + s % 28)),
+                            ..DataSetFacts::default()
+                        },
+                        transfer_syntax: "1.2.840.10008.1.2.1".into(),
+                        file_path: String::new(),
+                        file_size: 0,
+                        file_sha256: String::new(),
+                        received_at: String::new(),
+                        calling_ae: String::new(),
+                    };
+                    index::insert(txn, &record, None, None)?;
+                }
+            }
+            Ok::<_, appliance::db::DbError>(())
+        })
+        .unwrap();
+    let cases: [(&str, &[&str]); 3] = [
+        (
+            "every study",
+            &[
+                "QueryRetrieveLevel=STUDY",
+                "StudyInstanceUID",
+                "PatientName",
+            ],
+        ),
+        (
+            "one study by UID",
+            &["QueryRetrieveLevel=STUDY", "StudyInstanceUID=2.25.1234"],
+        ),
+        (
+            "a date range",
+            &[
+                "QueryRetrieveLevel=STUDY",
+                "StudyInstanceUID",
+                "StudyDate=20260301-20260331",
+            ],
+        ),
+    ];
+    for (what, keys) in cases {
+        let started = std::time::Instant::now();
+        let (found, log) = findscu(&gw, WORKSTATION, keys);
+        let ms = started.elapsed().as_millis();
+        assert!(!found.is_empty(), "{log}");
+        println!(
+            "C-FIND {what}: {} matches in {ms} ms (findscu, debug build, {} instances)",
+            found.len(),
+            studies * per_study
+        );
+    }
 }

@@ -3,15 +3,11 @@
 statuses and counts, and the C-CANCELs dcmtk cannot send on purpose. Prints one JSON object."""
 import argparse
 import json
-import io
 import sys
 
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_dataset
 from pynetdicom import AE, build_role, evt
-from pynetdicom.dimse_primitives import C_FIND
 from pynetdicom.sop_class import (
     CTImageStorage,
     MRImageStorage,
@@ -36,14 +32,6 @@ def counts(status):
     return {k[8:-13].lower(): (int(status[k].value) if k in status else None) for k in keys}
 
 
-def encode(ds, implicit):
-    fp = DicomBytesIO()
-    fp.is_little_endian = True
-    fp.is_implicit_VR = implicit
-    write_dataset(fp, ds)
-    return fp.getvalue()
-
-
 def identifier(args):
     ds = Dataset()
     ds.QueryRetrieveLevel = args.level
@@ -55,7 +43,7 @@ def identifier(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("cmd", choices=["find", "find-cancel", "get", "get-cancel", "move", "associate"])
+    p.add_argument("cmd", choices=["find", "get", "get-cancel", "move", "associate"])
     p.add_argument("host")
     p.add_argument("port", type=int)
     p.add_argument("called")
@@ -97,33 +85,7 @@ def main():
         assoc.release()
         return
     statuses, identifiers, last = [], [], None
-    if args.cmd == "find-cancel":
-        # The C-FIND and its C-CANCEL back to back, reading the responses ourselves
-        # (pynetdicom's send_c_find sends nothing until its responses are asked for).
-        ctx = assoc._get_valid_context(FIND, "", "scu")
-        assoc._reactor_checkpoint.clear()
-        req = C_FIND()
-        req.MessageID = 9
-        req.AffectedSOPClassUID = FIND
-        req.Priority = 2
-        req.Identifier = io.BytesIO(
-            encode(identifier(args), ctx.transfer_syntax[0] == ImplicitVRLittleEndian)
-        )
-        assoc.dimse.send_msg(req, ctx.context_id)
-        assoc.send_c_cancel(9, ctx.context_id)
-        while True:
-            _, rsp = assoc.dimse.get_msg(block=True)
-            if rsp is None:
-                statuses.append(None)
-                break
-            statuses.append(int(rsp.Status))
-            if int(rsp.Status) not in (0xFF00, 0xFF01):
-                break
-        assoc._reactor_checkpoint.set()
-        assoc.release()
-        out({"established": True, "statuses": statuses})
-        return
-    elif args.cmd == "find":
+    if args.cmd == "find":
         responses = assoc.send_c_find(identifier(args), FIND, msg_id=9)
     elif args.cmd in ("get", "get-cancel"):
         state["get_context"] = assoc._get_valid_context(GET, "", "scu").context_id
