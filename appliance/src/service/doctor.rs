@@ -626,6 +626,60 @@ mod tests {
     }
 
     #[test]
+    fn query_retrieve_is_named_and_its_weak_spots_warned() {
+        let set = |names: &[&str]| Some(names.iter().map(|n| n.to_string()).collect());
+        let addresses = Some(["10.0.0.7".parse().unwrap()].into_iter().collect());
+        // (QR_ALLOWED_AETS, ALLOWED_CALLING_AETS, ALLOWED_SOURCE_ADDRESSES, finding)
+        let cases = [
+            (None, None, None, None),
+            (
+                set(&["WS1"]),
+                None,
+                None,
+                Some((Verdict::Warn, "any host claiming")),
+            ),
+            (
+                set(&["WS1"]),
+                set(&["MG1"]),
+                addresses.clone(),
+                Some((Verdict::Warn, "WS1")),
+            ),
+            (
+                set(&["WS1"]),
+                set(&["MG1", "WS1"]),
+                addresses.clone(),
+                Some((Verdict::Ok, "on for 1")),
+            ),
+            (
+                set(&["WS1"]),
+                None,
+                addresses,
+                Some((Verdict::Ok, "on for 1")),
+            ),
+        ];
+        for (qr, calling, sources, want) in cases {
+            let mut config = Config::new("/tmp".into());
+            config.query_retrieve.allowed_aets = qr;
+            config.allowed_calling_aets = calling;
+            config.allowed_source_addresses = sources;
+            let mut report = Report::default();
+            check_query_retrieve(&config, Path::new("/etc/gateway/gateway.env"), &mut report);
+            let found = report
+                .findings
+                .first()
+                .map(|f| (f.verdict, f.detail.clone()));
+            match (found, want) {
+                (None, None) => {}
+                (Some((verdict, detail)), Some((v, text))) => {
+                    assert_eq!(verdict, v, "{detail}");
+                    assert!(detail.contains(text), "{detail}");
+                }
+                (found, want) => panic!("{found:?} vs {want:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn a_report_fails_only_on_a_failure() {
         let mut report = Report::default();
         report.add("a", Verdict::Warn, "w".into(), Some("do x".into()));
