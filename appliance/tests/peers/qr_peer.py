@@ -51,6 +51,7 @@ def main():
     p.add_argument("--level", default="STUDY")
     p.add_argument("--key", nargs="*", default=[])
     p.add_argument("--dest", default="")
+    p.add_argument("--tls-ca", help="DICOM TLS, verifying the gateway against this CA (PEM)")
     p.add_argument("--no-role", action="store_true", help="propose no SCP role for storage")
     args = p.parse_args()
 
@@ -72,9 +73,15 @@ def main():
             event.assoc.send_c_cancel(9, state["get_context"])
         return 0x0000
 
+    tls = None
+    if args.tls_ca:
+        import ssl
+
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=args.tls_ca)
+        tls = (context, args.host)
     assoc = ae.associate(
         args.host, args.port, ae_title=args.called, ext_neg=roles,
-        evt_handlers=[(evt.EVT_C_STORE, on_store)],
+        evt_handlers=[(evt.EVT_C_STORE, on_store)], tls_args=tls,
     )
     if not assoc.is_established:
         out({"established": False})
