@@ -154,8 +154,9 @@ fn value_of(record: &InstanceRecord, tag: Tag) -> Option<&str> {
 /// How one key matches (PS3.4 C.2.2.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Matcher {
-    /// Any of the UIDs, exactly (C.2.2.2.2).
-    Uids(Vec<String>),
+    /// Any of the UIDs, exactly (C.2.2.2.2). A set: a list may be as long as the 16 MiB an
+    /// identifier may be, and is looked up once per indexed instance.
+    Uids(BTreeSet<String>),
     /// A date or time range, or a single date or time (C.2.2.2.5).
     Range { range: Range, time: bool },
     /// Single value or wildcard; any of several for a multi-valued key (Modalities in Study).
@@ -199,7 +200,7 @@ impl Matcher {
             return false;
         };
         match self {
-            Matcher::Uids(uids) => uids.iter().any(|u| u == value),
+            Matcher::Uids(uids) => uids.contains(value),
             Matcher::Range { range, time } => {
                 if *time {
                     let at = time_key(value, '0');
