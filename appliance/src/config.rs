@@ -21,6 +21,9 @@ pub const SETTINGS: &[&str] = &[
     "RETENTION_DELETE_FORWARDED",
     "PACS_COMMIT_TIMEOUT_SECS",
     "PACS_FORWARD_TLS_CA_FILE",
+    "QR_ALLOWED_AETS",
+    "QR_MOVE_DESTINATIONS",
+    "QR_MAX_MATCHES",
     "MWL_TLS_PORT",
     "PACS_TLS_PORT",
     "DICOM_TLS_CERT_FILE",
@@ -148,6 +151,34 @@ pub struct Config {
     pub tls: Option<TlsSettings>,
     /// The hospital PACS (one or more) every stored object is forwarded to (`PACS_FORWARD`).
     pub forward_to: Vec<crate::forward::Destination>,
+    /// Study Root Query/Retrieve on the storage AE; off unless `QR_ALLOWED_AETS` is set.
+    pub query_retrieve: QrSettings,
+}
+
+/// Who may query and retrieve the stored images, and where C-MOVE may send them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QrSettings {
+    /// Calling AE titles allowed C-FIND/C-GET/C-MOVE (`QR_ALLOWED_AETS`); `None`: Q/R is not
+    /// offered at all (least privilege: the store holds patients' images).
+    pub allowed_aets: Option<HashSet<String>>,
+    /// The only C-MOVE destinations (`QR_MOVE_DESTINATIONS`, `AE@host:port`); a Move
+    /// Destination not here is refused with A801.
+    pub move_destinations: Vec<crate::forward::Destination>,
+    /// Most C-FIND matches returned (`QR_MAX_MATCHES`); beyond it the query ends with A700 and a
+    /// comment saying so, after the first this many.
+    pub max_matches: usize,
+}
+
+impl QrSettings {
+    pub fn enabled(&self) -> bool {
+        self.allowed_aets.is_some()
+    }
+
+    pub fn allows(&self, calling_ae: &str) -> bool {
+        self.allowed_aets
+            .as_ref()
+            .is_some_and(|set| set.contains(calling_ae))
+    }
 }
 
 /// DICOM TLS listeners and their credentials (`MWL_TLS_PORT`, `PACS_TLS_PORT`,
@@ -204,6 +235,11 @@ impl Config {
             disk_min_free_percent: 5.0,
             storage_min_free_mib: 256,
             forward_to: Vec::new(),
+            query_retrieve: QrSettings {
+                allowed_aets: None,
+                move_destinations: Vec::new(),
+                max_matches: 1000,
+            },
             tls: None,
             retention_days: None,
             retention_delete_forwarded: false,
@@ -287,6 +323,31 @@ impl Config {
                     config.forward_to.push(destination);
                 }
             }
+        }
+        if let Some(v) = get("QR_ALLOWED_AETS") {
+            let set = list(&v)
+                .map(|ae| ae_title("QR_ALLOWED_AETS", ae))
+                .collect::<Result<HashSet<_>, _>>()?;
+            config.query_retrieve.allowed_aets = Some(set);
+        }
+        if let Some(v) = get("QR_MOVE_DESTINATIONS") {
+            for entry in v.split([',', ' ']).map(str::trim).filter(|e| !e.is_empty()) {
+                let destination = crate::forward::Destination::parse(entry)
+                    .map_err(|e| invalid("QR_MOVE_DESTINATIONS", &v, &e.to_string()))?;
+                if destination.tls {
+                    // C-MOVE opens its association in plain TCP: refused rather than sent in
+                    // clear to a destination the operator meant to reach over TLS.
+                    return Err(invalid(
+                        "QR_MOVE_DESTINATIONS",
+                        &v,
+                        "+tls is not supported for C-MOVE destinations yet (only in PACS_FORWARD)",
+                    ));
+                }
+                config.query_retrieve.move_destinations.push(destination);
+            }
+        }
+        if let Some(v) = get("QR_MAX_MATCHES") {
+            config.query_retrieve.max_matches = at_least_one("QR_MAX_MATCHES", &v)?;
         }
         config.forward_tls_ca_file = get("PACS_FORWARD_TLS_CA_FILE")
             .filter(|v| !v.trim().is_empty())
@@ -564,6 +625,38 @@ mod tests {
         assert_eq!((tls.mwl_port, tls.pacs_port), (Some(2761), None));
         assert_eq!(tls.client_ca_file, None);
         assert!(from(&[("MWL_TLS_PORT", "tls")]).is_err());
+    }
+
+    #[test]
+    fn query_retrieve_is_off_unless_aets_are_listed() {
+        let off = from(&[]).unwrap().query_retrieve;
+        assert!(!off.enabled() && !off.allows("WS1"));
+        assert_eq!(off.max_matches, 1000);
+        let on = from(&[
+            ("QR_ALLOWED_AETS", "WS1, WS2"),
+            (
+                "QR_MOVE_DESTINATIONS",
+                "WS1@10.0.0.7:104,ARCHIVE@[::1]:11112",
+            ),
+            ("QR_MAX_MATCHES", "50"),
+        ])
+        .unwrap()
+        .query_retrieve;
+        assert!(on.allows("WS1") && on.allows("WS2") && !on.allows("MODALITY1"));
+        let moves: Vec<String> = on.move_destinations.iter().map(|d| d.to_string()).collect();
+        assert_eq!(moves, ["WS1@10.0.0.7:104", "ARCHIVE@[::1]:11112"]);
+        assert_eq!(on.max_matches, 50);
+        // (setting, value, named in the error)
+        let bad = [
+            ("QR_ALLOWED_AETS", "A_TITLE_LONGER_THAN_16"),
+            ("QR_MOVE_DESTINATIONS", "WS1@host"),
+            ("QR_MOVE_DESTINATIONS", "WS1@10.0.0.7:104+tls"),
+            ("QR_MAX_MATCHES", "0"),
+        ];
+        for (name, value) in bad {
+            let e = from(&[(name, value)]).unwrap_err().to_string();
+            assert!(e.contains(name), "{e}");
+        }
     }
 
     #[test]

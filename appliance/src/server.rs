@@ -126,6 +126,7 @@ impl Gateway {
             },
         );
         let name = config.name.as_str().into();
+        let query_retrieve = Arc::new(config.query_retrieve.clone());
         let mpps_set_policy = if config.mpps_set_from_any_ae {
             SetPolicy::AnyAe
         } else {
@@ -142,6 +143,7 @@ impl Gateway {
                 name,
                 mpps_set_policy,
                 forwarder,
+                query_retrieve,
             },
         })
     }
@@ -436,22 +438,33 @@ impl AccessControl for GatewayAccess {
     }
 }
 
-/// SCP/SCU role selection (PS3.7 D.3.3.4): a PACS that opens an association to send Storage
-/// Commitment reports proposes to be the SCP of that class, which is granted; every other role
-/// proposal is left unanswered (the requestor stays SCU).
-struct CommitmentRoles;
+/// SCP/SCU Role Selection (PS3.7 D.3.3.4). A PACS that opens an association to send Storage
+/// Commitment reports proposes to be the SCP of that class, which is granted as proposed; with
+/// Query/Retrieve on, a requestor proposing the SCP role for a storage SOP class gets it, so
+/// that a C-GET's objects can come back as C-STOREs on the same association. Every other
+/// proposal is left out of the reply, which keeps the requestor an SCU.
+struct RoleSelection {
+    scp_for_storage: bool,
+}
 
-impl dicom_ul::association::server::Negotiation for CommitmentRoles {
+impl dicom_ul::association::server::Negotiation for RoleSelection {
     fn negotiate_roles(
         &self,
         sop_class_uid: &str,
         scu_role: bool,
         scp_role: bool,
     ) -> Option<dicom_ul::pdu::RequestorRoles> {
-        (sop_class_uid.trim_end_matches('\0') == forward::commitment::SOP_CLASS).then_some(
-            dicom_ul::pdu::RequestorRoles {
+        let class = sop_class_uid.trim_end_matches(['\0', ' ']);
+        if class == forward::commitment::SOP_CLASS {
+            return Some(dicom_ul::pdu::RequestorRoles {
                 scu: scu_role,
                 scp: scp_role,
+            });
+        }
+        (self.scp_for_storage && scp_role && STORAGE_SOP_CLASSES.contains(&class)).then_some(
+            dicom_ul::pdu::RequestorRoles {
+                scu: scu_role,
+                scp: true,
             },
         )
     }
@@ -498,9 +511,12 @@ async fn associate(
         peer,
         allowed_aets: config.allowed_calling_aets.clone().map(Arc::new),
     };
+    let qr = role == Role::Storage && config.query_retrieve.enabled();
     let mut options = ServerAssociationOptions::new()
         .ae_access_control(access)
-        .with_negotiation(CommitmentRoles)
+        .with_negotiation(RoleSelection {
+            scp_for_storage: qr,
+        })
         .max_pdu_length(config.max_pdu)
         .read_timeout(config.idle_timeout)
         .write_timeout(config.idle_timeout)
@@ -520,6 +536,11 @@ async fn associate(
             }
             // A PACS reports Storage Commitment on an association of its own (as Orthanc does).
             options = options.with_abstract_syntax(forward::commitment::SOP_CLASS);
+            if qr {
+                for class in crate::services::qr_find::QR_SOP_CLASSES {
+                    options = options.with_abstract_syntax(class);
+                }
+            }
             &STORAGE_TRANSFER_SYNTAXES
         }
     };

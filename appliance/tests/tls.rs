@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 
 use common::pki::Pki;
 use common::*;
@@ -120,4 +120,54 @@ fn a_missing_certificate_file_names_the_setting() {
     settings.cert_file = pki.path("absent.pem");
     let e = appliance::tls::server_config(&settings).unwrap_err();
     assert!(e.to_string().starts_with("DICOM_TLS_CERT_FILE="), "{e}");
+}
+
+/// Study Root Query/Retrieve on the storage AE's TLS port: `findscu` finds the study stored over
+/// TLS and pynetdicom fetches it with C-GET on the same TLS association.
+#[test]
+fn query_and_retrieve_over_tls() {
+    let pki = Pki::make();
+    let gw = TestGateway::start_with(|c| {
+        c.tls = Some(pki.settings(false));
+        c.query_retrieve.allowed_aets = Some(["WORKSTATION".to_string()].into());
+    });
+    let (_, pacs_tls) = tls_ports(&gw);
+    let tls = Client::Anonymous(&pki);
+    let out = storescu(&tls, pacs_tls, &sample("CT_small.dcm"));
+    assert!(out.status.success(), "C-STORE over TLS: {}", text(&out));
+    let study = "1.3.6.1.4.1.5962.1.2.1.20040119072730.12322";
+
+    let out = dcmtk("findscu")
+        .args(tls_args(&tls))
+        .args(["-S", "-aet", "WORKSTATION", "-aec", PACS_AET, "127.0.0.1"])
+        .arg(pacs_tls.to_string())
+        .args(["-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && text(&out).contains(study),
+        "C-FIND over TLS: {}",
+        text(&out)
+    );
+
+    // dcmtk's getscu has no TLS options: pynetdicom fetches it.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/qr_peer.py");
+    let out = Command::new(python())
+        .arg(script)
+        .args([
+            "get",
+            "127.0.0.1",
+            &pacs_tls.to_string(),
+            PACS_AET,
+            "--tls-ca",
+        ])
+        .arg(pki.path("ca.pem"))
+        .args(["--key", &format!("StudyInstanceUID={study}")])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(said.lines().last().unwrap_or(""))
+        .unwrap_or_else(|_| panic!("qr_peer.py over TLS: {}", text(&out)));
+    assert_eq!(v["statuses"], serde_json::json!([0xFF00, 0]), "{v}");
+    assert_eq!(v["stored"].as_array().unwrap().len(), 1, "{v}");
 }

@@ -14,8 +14,11 @@ use dicom_ul::pdu::{PDataValueType, Pdu};
 use thiserror::Error;
 use tokio::net::TcpStream;
 
+use dicom_ul::association::Association as UlAssociation;
+
 use super::command::{field, Command};
 use super::message::{message_pdus, Assembler, AssemblyError, Context, DataSink, Message};
+use super::stream::DataPdus;
 
 /// PDUs kept while looking for a C-CANCEL. Without an asynchronous operations window the peer
 /// may send nothing but a C-CANCEL (and perhaps a release) during a C-FIND stream, so a few is
@@ -31,6 +34,16 @@ pub enum DimseError {
     Assembly(#[from] AssemblyError),
     #[error("protocol violation: {0}")]
     Protocol(String),
+}
+
+/// Why a streamed message was not sent whole.
+#[derive(Debug, Error)]
+pub enum StreamError {
+    /// The data could not be read: the association is mid-message and must be aborted.
+    #[error("cannot read the object being sent: {0}")]
+    Read(std::io::Error),
+    #[error(transparent)]
+    Dimse(#[from] DimseError),
 }
 
 /// What the peer did next.
@@ -96,6 +109,9 @@ pub struct Association {
     pub peer: SocketAddr,
     pub calling_ae: String,
     pub called_ae: String,
+    /// SOP classes for which the requestor took the SCP role (SCP/SCU Role Selection, PS3.7
+    /// D.3.3.4): the storage classes a C-GET's sub-operations may be sent in.
+    requestor_scp: Vec<String>,
 }
 
 impl Association {
@@ -104,6 +120,11 @@ impl Association {
         #[allow(deprecated)]
         let calling_ae = on_link!(&inner, a => a.client_ae_title().trim().to_string());
         let called_ae = on_link!(&inner, a => a.called_ae_title().trim().to_string());
+        let requestor_scp = contexts
+            .iter()
+            .map(|c| c.abstract_syntax.clone())
+            .filter(|class| on_link!(&inner, a => UlAssociation::requestor_roles_for(a, class).scp))
+            .collect();
         // Belt and braces: the listener already set it on the socket.
         let _ = inner.tcp().set_nodelay(true);
         Association {
@@ -113,7 +134,32 @@ impl Association {
             peer,
             calling_ae,
             called_ae,
+            requestor_scp,
         }
+    }
+
+    /// Whether the requestor accepted the SCP role for `sop_class` (it may be sent C-STOREs).
+    pub fn requestor_is_scp(&self, sop_class: &str) -> bool {
+        self.requestor_scp.iter().any(|c| c == sop_class)
+    }
+
+    /// Sends a command whose data set (already in the context's transfer syntax) is read from
+    /// `data` in fragments: a stored object of any size with one fragment in memory.
+    pub async fn send_streamed<R: tokio::io::AsyncRead + Unpin>(
+        &mut self,
+        context_id: u8,
+        command: &Command,
+        data: R,
+    ) -> Result<(), StreamError> {
+        let peer_max = self.inner.requestor_max_pdu_length();
+        for pdu in message_pdus(context_id, command, None, peer_max) {
+            self.inner.send(&pdu).await.map_err(DimseError::from)?;
+        }
+        let mut pdus = DataPdus::new(data, context_id, peer_max);
+        while let Some(pdu) = pdus.next_pdu().await.map_err(StreamError::Read)? {
+            self.inner.send(&pdu).await.map_err(DimseError::from)?;
+        }
+        Ok(())
     }
 
     pub fn contexts(&self) -> &[Context] {

@@ -12,6 +12,10 @@ pub mod field {
     pub const C_STORE_RSP: u16 = 0x8001;
     pub const C_FIND_RQ: u16 = 0x0020;
     pub const C_FIND_RSP: u16 = 0x8020;
+    pub const C_GET_RQ: u16 = 0x0010;
+    pub const C_GET_RSP: u16 = 0x8010;
+    pub const C_MOVE_RQ: u16 = 0x0021;
+    pub const C_MOVE_RSP: u16 = 0x8021;
     pub const C_ECHO_RQ: u16 = 0x0030;
     pub const C_ECHO_RSP: u16 = 0x8030;
     pub const C_CANCEL_RQ: u16 = 0x0FFF;
@@ -48,6 +52,13 @@ pub struct Command {
     pub event_type_id: Option<u16>,
     /// N-ACTION's Action Type ID (0000,1008).
     pub action_type_id: Option<u16>,
+    /// C-MOVE-RQ: the AE the objects go to.
+    pub move_destination: Option<String>,
+    /// C-GET/C-MOVE-RSP: Number of Remaining, Completed, Failed and Warning Sub-operations.
+    pub remaining: Option<u16>,
+    pub completed: Option<u16>,
+    pub failed: Option<u16>,
+    pub warning: Option<u16>,
 }
 
 /// Why bytes could not be read as a command set.
@@ -76,6 +87,11 @@ const STATUS: u16 = 0x0900;
 const ERROR_COMMENT: u16 = 0x0902;
 const AFFECTED_SOP_INSTANCE_UID: u16 = 0x1000;
 const REQUESTED_SOP_INSTANCE_UID: u16 = 0x1001;
+const MOVE_DESTINATION: u16 = 0x0600;
+const REMAINING: u16 = 0x1020;
+const COMPLETED: u16 = 0x1021;
+const FAILED: u16 = 0x1022;
+const WARNING: u16 = 0x1023;
 const MOVE_ORIGINATOR_AE: u16 = 0x1030;
 const MOVE_ORIGINATOR_MESSAGE_ID: u16 = 0x1031;
 const EVENT_TYPE_ID: u16 = 0x1002;
@@ -124,6 +140,11 @@ impl Command {
                 MOVE_ORIGINATOR_MESSAGE_ID => cmd.move_originator_message_id = Some(us()?),
                 EVENT_TYPE_ID => cmd.event_type_id = Some(us()?),
                 ACTION_TYPE_ID => cmd.action_type_id = Some(us()?),
+                MOVE_DESTINATION => cmd.move_destination = text(),
+                REMAINING => cmd.remaining = Some(us()?),
+                COMPLETED => cmd.completed = Some(us()?),
+                FAILED => cmd.failed = Some(us()?),
+                WARNING => cmd.warning = Some(us()?),
                 _ => {}
             }
         }
@@ -161,6 +182,9 @@ impl Command {
             MESSAGE_ID_BEING_RESPONDED_TO,
             self.message_id_being_responded_to,
         );
+        if let Some(ae) = &self.move_destination {
+            put_text(&mut body, MOVE_DESTINATION, ae, b' ');
+        }
         us(&mut body, PRIORITY, self.priority);
         let data_set_type = if self.has_data_set {
             0x0000
@@ -184,6 +208,18 @@ impl Command {
         );
         us(&mut body, EVENT_TYPE_ID, self.event_type_id);
         us(&mut body, ACTION_TYPE_ID, self.action_type_id);
+        us(&mut body, REMAINING, self.remaining);
+        us(&mut body, COMPLETED, self.completed);
+        us(&mut body, FAILED, self.failed);
+        us(&mut body, WARNING, self.warning);
+        if let Some(ae) = &self.move_originator_ae {
+            put_text(&mut body, MOVE_ORIGINATOR_AE, ae, b' ');
+        }
+        us(
+            &mut body,
+            MOVE_ORIGINATOR_MESSAGE_ID,
+            self.move_originator_message_id,
+        );
         let mut out = Vec::with_capacity(body.len() + 12);
         put(&mut out, GROUP_LENGTH, &(body.len() as u32).to_le_bytes());
         out.extend_from_slice(&body);
@@ -214,6 +250,8 @@ impl Command {
         match self.command_field {
             field::C_STORE_RQ => "C-STORE-RQ",
             field::C_FIND_RQ => "C-FIND-RQ",
+            field::C_GET_RQ => "C-GET-RQ",
+            field::C_MOVE_RQ => "C-MOVE-RQ",
             field::C_ECHO_RQ => "C-ECHO-RQ",
             field::C_CANCEL_RQ => "C-CANCEL-RQ",
             field::N_CREATE_RQ => "N-CREATE-RQ",
@@ -295,7 +333,7 @@ mod tests {
     }
 
     #[test]
-    fn storage_commitment_commands_round_trip_with_their_type_ids() {
+    fn commitment_and_retrieve_commands_round_trip_with_their_elements() {
         let cases = [
             Command {
                 command_field: field::N_ACTION_RQ,
@@ -323,14 +361,40 @@ mod tests {
                 error_comment: Some("unknown transaction".into()),
                 ..Default::default()
             },
+            Command {
+                command_field: field::C_MOVE_RQ,
+                message_id: Some(3),
+                affected_sop_class_uid: Some("1.2.840.10008.5.1.4.1.2.2.2".into()),
+                priority: Some(0),
+                has_data_set: true,
+                move_destination: Some("WS_STORE".into()),
+                ..Default::default()
+            },
+            Command {
+                command_field: field::C_GET_RSP,
+                message_id_being_responded_to: Some(3),
+                status: Some(0xFF00),
+                remaining: Some(2),
+                completed: Some(1),
+                failed: Some(0),
+                warning: Some(u16::MAX),
+                ..Default::default()
+            },
+            Command {
+                command_field: field::C_STORE_RQ,
+                message_id: Some(1),
+                affected_sop_instance_uid: Some("1.2.3".into()),
+                has_data_set: true,
+                move_originator_ae: Some("WORKSTATION".into()),
+                move_originator_message_id: Some(3),
+                ..Default::default()
+            },
         ];
         for cmd in cases {
-            assert_eq!(
-                Command::decode(&cmd.encode()).unwrap(),
-                cmd,
-                "{}",
-                cmd.name()
-            );
+            let bytes = cmd.encode();
+            let len = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
+            assert_eq!(len, bytes.len() - 12);
+            assert_eq!(Command::decode(&bytes).unwrap(), cmd, "{}", cmd.name());
         }
     }
 

@@ -10,6 +10,7 @@ pub mod lengths;
 pub mod message;
 pub mod scu;
 pub mod status;
+pub mod stream;
 
 pub use association::{Association, DimseError, Received};
 pub use command::{field, Command};

@@ -6,13 +6,13 @@
 use dicom_dictionary_std::uids;
 use dicom_object::InMemDicomObject;
 use dicom_ul::association::client::{AsyncClientAssociation, AsyncTlsStream};
-use dicom_ul::pdu::{PDataValue, PDataValueType};
 use dicom_ul::{ClientAssociationOptions, Pdu};
 use std::time::Duration;
 use thiserror::Error;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncRead;
 use tokio::net::TcpStream;
 
+use crate::dimse::stream::DataPdus;
 use crate::dimse::{
     data_set, field, message_pdus, status, Assembler, AssemblyError, Command, Context,
     DataSetError, DataSink,
@@ -65,18 +65,6 @@ fn with_causes(error: &dyn std::error::Error) -> String {
         cause = e.source();
     }
     text
-}
-
-/// Fills `buf` unless the reader ends first; returns how many bytes were read.
-async fn read_full<R: AsyncRead + Unpin>(data: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match data.read(&mut buf[filled..]).await? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok(filled)
 }
 
 /// One response: its command and data set, if any.
@@ -314,7 +302,21 @@ impl Scu {
         sop_class_uid: &str,
         sop_instance_uid: &str,
         transfer_syntax: &str,
+        data: R,
+    ) -> Result<Response, ScuError> {
+        self.store_for(sop_class_uid, sop_instance_uid, transfer_syntax, data, None)
+            .await
+    }
+
+    /// [`Scu::store`] as a C-MOVE sub-operation: the command names the AE that asked for the
+    /// move and its C-MOVE-RQ's message id (PS3.7 9.3.1.1).
+    pub async fn store_for<R: AsyncRead + Unpin>(
+        &mut self,
+        sop_class_uid: &str,
+        sop_instance_uid: &str,
+        transfer_syntax: &str,
         mut data: R,
+        move_originator: Option<(&str, u16)>,
     ) -> Result<Response, ScuError> {
         let context_id = self
             .context_for(sop_class_uid, transfer_syntax)
@@ -327,6 +329,8 @@ impl Scu {
             affected_sop_instance_uid: Some(sop_instance_uid.to_string()),
             priority: Some(0),
             has_data_set: true,
+            move_originator_ae: move_originator.map(|(ae, _)| ae.to_string()),
+            move_originator_message_id: move_originator.map(|(_, id)| id),
             ..Command::default()
         };
         self.next_message_id = self.next_message_id.wrapping_add(1).max(1);
@@ -334,35 +338,9 @@ impl Scu {
         for pdu in message_pdus(context_id, &command, None, peer_max) {
             self.send(&pdu).await?;
         }
-        // One PDV per PDU, 6 bytes of PDV header inside the peer's maximum.
-        let fragment = match peer_max {
-            0 => 1 << 20,
-            n => (n as usize).saturating_sub(6).clamp(64, 1 << 20),
-        };
-        let mut chunk = vec![0u8; fragment];
-        let mut filled = read_full(&mut data, &mut chunk).await?;
-        loop {
-            let mut next = vec![0u8; fragment];
-            let next_filled = if filled == fragment {
-                read_full(&mut data, &mut next).await?
-            } else {
-                0
-            };
-            let is_last = next_filled == 0;
-            chunk.truncate(filled);
-            self.send(&Pdu::PData {
-                data: vec![PDataValue {
-                    presentation_context_id: context_id,
-                    value_type: PDataValueType::Data,
-                    is_last,
-                    data: chunk,
-                }],
-            })
-            .await?;
-            if is_last {
-                break;
-            }
-            (chunk, filled) = (next, next_filled);
+        let mut pdus = DataPdus::new(&mut data, context_id, peer_max);
+        while let Some(pdu) = pdus.next_pdu().await? {
+            self.send(&pdu).await?;
         }
         self.receive().await
     }

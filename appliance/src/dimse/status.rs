@@ -20,6 +20,16 @@ pub const NO_SUCH_SOP_INSTANCE: u16 = 0x0112;
 pub const MISSING_ATTRIBUTE: u16 = 0x0120;
 /// No such SOP class on this presentation context.
 pub const SOP_CLASS_NOT_SUPPORTED: u16 = 0x0122;
+/// Refused: not authorized (PS3.7 C.5: a Q/R request from an AE not in `QR_ALLOWED_AETS`).
+pub const NOT_AUTHORIZED: u16 = 0x0124;
+/// C-GET/C-MOVE: Refused, out of resources, unable to calculate the number of matches.
+pub const UNABLE_TO_CALCULATE_MATCHES: u16 = 0xA701;
+/// C-GET/C-MOVE: Refused, out of resources, unable to perform sub-operations.
+pub const UNABLE_TO_PERFORM_SUB_OPERATIONS: u16 = 0xA702;
+/// C-MOVE: Refused, Move Destination unknown.
+pub const MOVE_DESTINATION_UNKNOWN: u16 = 0xA801;
+/// C-GET/C-MOVE: Sub-operations complete, one or more failures or warnings.
+pub const SUB_OPERATIONS_FAILED: u16 = 0xB000;
 /// Unrecognized operation.
 pub const UNRECOGNIZED_OPERATION: u16 = 0x0211;
 /// C-STORE / C-FIND: Refused, out of resources.

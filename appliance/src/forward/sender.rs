@@ -2,12 +2,10 @@
 //! kept open while there is work.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dicom_object::meta::FileMetaTable;
 use shared::backoff::Exponential;
 use tokio::sync::{watch, Notify};
 
@@ -17,6 +15,7 @@ use super::Destination;
 use crate::db::{now_ms, Database, DbError};
 use crate::dimse::scu::{Scu, ScuError};
 use crate::dimse::status;
+use crate::storage::files::open_data_set;
 
 /// Entries taken from the queue per round; also the most presentation contexts proposed at once
 /// (one per distinct SOP class and transfer syntax among them; DICOM allows 128).
@@ -490,17 +489,4 @@ impl From<DbError> for RoundError {
     fn from(e: DbError) -> RoundError {
         RoundError::Db(e)
     }
-}
-
-/// Opens a stored Part 10 file positioned at its data set: after the 128-byte preamble, `DICM`
-/// and the file meta group, whose length the group's first element gives (PS3.10 7.1).
-fn open_data_set(path: &Path) -> std::io::Result<std::fs::File> {
-    let mut file = std::fs::File::open(path)?;
-    file.seek(SeekFrom::Start(128))?;
-    let meta = FileMetaTable::from_reader((&mut file).take(1 << 20))
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
-    // The group length element itself: tag (4), VR (2), length (2), value (4).
-    let data_set_at = 128 + 4 + 12 + u64::from(meta.information_group_length);
-    file.seek(SeekFrom::Start(data_set_at))?;
-    Ok(file)
 }

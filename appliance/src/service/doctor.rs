@@ -152,6 +152,7 @@ pub async fn examine(env_file: &Path) -> Report {
     };
     if let Some(config) = &config {
         check_allow_lists(config, cloud.as_ref(), env_file, &mut report);
+        check_query_retrieve(config, env_file, &mut report);
         check_service(config, cloud.is_some(), &mut report).await;
         check_disk(config, &mut report);
     }
@@ -190,6 +191,50 @@ fn drop_in_for(config: &Config, cloud: Option<&CloudSettings>) -> Result<String,
         &config.forward_to,
         &ip_allow::System,
     )
+}
+
+/// Query/Retrieve hands out patients' images, so it is named when on, and warned about when an AE
+/// title is its only guard or when an allowed AE could never associate.
+fn check_query_retrieve(config: &Config, env_file: &Path, report: &mut Report) {
+    let qr = &config.query_retrieve;
+    let Some(aets) = &qr.allowed_aets else {
+        return;
+    };
+    let env = env_file.display();
+    let mut blocked: Vec<&str> = aets
+        .iter()
+        .filter(|ae| {
+            config
+                .allowed_calling_aets
+                .as_ref()
+                .is_some_and(|allowed| !allowed.contains(*ae))
+        })
+        .map(String::as_str)
+        .collect();
+    blocked.sort();
+    if !blocked.is_empty() {
+        report.add(
+            "query/retrieve",
+            Verdict::Warn,
+            format!("QR_ALLOWED_AETS names {} but ALLOWED_CALLING_AETS does not, so they cannot associate", blocked.join(", ")),
+            Some(format!("add them to ALLOWED_CALLING_AETS in {env}")),
+        );
+    } else if config.allowed_source_addresses.is_none() {
+        report.add(
+            "query/retrieve",
+            Verdict::Warn,
+            format!("Query/Retrieve is on for {} AE title(s), with no ALLOWED_SOURCE_ADDRESSES: any host claiming one of those AE titles can read every stored image", aets.len()),
+            Some(format!("in {env}, set ALLOWED_SOURCE_ADDRESSES to the reporting workstations' (and modalities') addresses")),
+        );
+    } else {
+        let moves = qr.move_destinations.len();
+        report.add(
+            "query/retrieve",
+            Verdict::Ok,
+            format!("on for {} AE title(s), C-MOVE to {moves} destination(s), at most {} matches per C-FIND", aets.len(), qr.max_matches),
+            (moves > 0).then(|| "the IPAddressAllow= drop-in lets only ALLOWED_SOURCE_ADDRESSES and PACS_FORWARD through: list each QR_MOVE_DESTINATIONS host in ALLOWED_SOURCE_ADDRESSES too".to_string()),
+        );
+    }
 }
 
 /// The allow-lists: none set is the insecure default, named; with source addresses, whether
@@ -578,6 +623,60 @@ mod tests {
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("same", "same"), 0);
+    }
+
+    #[test]
+    fn query_retrieve_is_named_and_its_weak_spots_warned() {
+        let set = |names: &[&str]| Some(names.iter().map(|n| n.to_string()).collect());
+        let addresses = Some(["10.0.0.7".parse().unwrap()].into_iter().collect());
+        // (QR_ALLOWED_AETS, ALLOWED_CALLING_AETS, ALLOWED_SOURCE_ADDRESSES, finding)
+        let cases = [
+            (None, None, None, None),
+            (
+                set(&["WS1"]),
+                None,
+                None,
+                Some((Verdict::Warn, "any host claiming")),
+            ),
+            (
+                set(&["WS1"]),
+                set(&["MG1"]),
+                addresses.clone(),
+                Some((Verdict::Warn, "WS1")),
+            ),
+            (
+                set(&["WS1"]),
+                set(&["MG1", "WS1"]),
+                addresses.clone(),
+                Some((Verdict::Ok, "on for 1")),
+            ),
+            (
+                set(&["WS1"]),
+                None,
+                addresses,
+                Some((Verdict::Ok, "on for 1")),
+            ),
+        ];
+        for (qr, calling, sources, want) in cases {
+            let mut config = Config::new("/tmp".into());
+            config.query_retrieve.allowed_aets = qr;
+            config.allowed_calling_aets = calling;
+            config.allowed_source_addresses = sources;
+            let mut report = Report::default();
+            check_query_retrieve(&config, Path::new("/etc/gateway/gateway.env"), &mut report);
+            let found = report
+                .findings
+                .first()
+                .map(|f| (f.verdict, f.detail.clone()));
+            match (found, want) {
+                (None, None) => {}
+                (Some((verdict, detail)), Some((v, text))) => {
+                    assert_eq!(verdict, v, "{detail}");
+                    assert!(detail.contains(text), "{detail}");
+                }
+                (found, want) => panic!("{found:?} vs {want:?}"),
+            }
+        }
     }
 
     #[test]

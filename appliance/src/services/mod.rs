@@ -2,6 +2,8 @@
 
 pub mod echo;
 pub mod mpps;
+pub mod qr_find;
+pub mod qr_retrieve;
 pub mod store;
 pub mod worklist;
 
@@ -16,7 +18,8 @@ use crate::storage::{IncomingObject, Storage};
 pub enum Role {
     /// `MWL_AET`: worklist C-FIND, MPPS N-CREATE/N-SET, C-ECHO.
     Worklist,
-    /// `PACS_AET`: C-STORE, C-ECHO, Storage Commitment reports (N-EVENT-REPORT) from a PACS.
+    /// `PACS_AET`: C-STORE, C-ECHO, Storage Commitment reports (N-EVENT-REPORT) from a PACS;
+    /// Study Root C-FIND/C-GET/C-MOVE with `QR_ALLOWED_AETS`.
     Storage,
 }
 
@@ -35,6 +38,8 @@ pub struct Services {
     pub mpps_set_policy: crate::mpps::SetPolicy,
     /// Where stored objects are forwarded (`PACS_FORWARD`; none by default).
     pub forwarder: crate::forward::Forwarder,
+    /// Who may query and retrieve on the storage AE, and where to (`QR_*`).
+    pub query_retrieve: Arc<crate::config::QrSettings>,
 }
 
 impl Services {
@@ -115,6 +120,9 @@ impl Services {
                 }
                 assoc.send(message.context.id, &rsp, None).await
             }
+            (Role::Storage, field::C_FIND_RQ) => qr_find::handle(self, assoc, message).await,
+            (Role::Storage, field::C_GET_RQ) => qr_retrieve::get(self, assoc, message).await,
+            (Role::Storage, field::C_MOVE_RQ) => qr_retrieve::move_to(self, assoc, message).await,
             // A C-CANCEL for a find that already finished: nothing to do (PS3.7 9.3.2.3).
             (_, field::C_CANCEL_RQ) => Ok(()),
             _ => {

@@ -211,3 +211,18 @@ pub fn hex(bytes: &[u8]) -> String {
             s
         })
 }
+
+/// Opens a stored Part 10 file positioned at its data set: after the 128-byte preamble, `DICM`
+/// and the file meta group, whose length the group's first element gives (PS3.10 7.1). What a
+/// C-GET or C-MOVE sub-operation sends, byte for byte as it was received.
+pub fn open_data_set(path: &Path) -> io::Result<File> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(128))?;
+    let meta = dicom_object::meta::FileMetaTable::from_reader((&mut file).take(1 << 20))
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+    // The group length element itself: tag (4), VR (2), length (2), value (4).
+    let data_set_at = 128 + 4 + 12 + u64::from(meta.information_group_length);
+    file.seek(SeekFrom::Start(data_set_at))?;
+    Ok(file)
+}

@@ -92,6 +92,17 @@ pub struct DataSetFacts {
     pub filter: Option<String>,
     pub rows: Option<u16>,
     pub columns: Option<u16>,
+    // Kept for Study Root Query/Retrieve (`services::qr_find`), so a query reads the index and
+    // never a file. Records stored before these existed read them as absent.
+    pub study_date: Option<String>,
+    pub study_time: Option<String>,
+    pub study_id: Option<String>,
+    pub study_description: Option<String>,
+    pub patient_birth_date: Option<String>,
+    pub patient_sex: Option<String>,
+    pub series_number: Option<String>,
+    pub series_description: Option<String>,
+    pub instance_number: Option<String>,
 }
 
 /// The four UIDs that place an instance, all required to index it.
@@ -158,10 +169,15 @@ impl Attributes {
         tags::SOP_CLASS_UID,
         tags::SOP_INSTANCE_UID,
         tags::STUDY_DATE,
+        tags::STUDY_TIME,
         tags::ACCESSION_NUMBER,
         tags::MODALITY,
+        tags::STUDY_DESCRIPTION,
+        tags::SERIES_DESCRIPTION,
         tags::PATIENT_NAME,
         tags::PATIENT_ID,
+        tags::PATIENT_BIRTH_DATE,
+        tags::PATIENT_SEX,
         tags::KVP,
         tags::EXPOSURE_TIME,
         tags::EXPOSURE,
@@ -173,7 +189,9 @@ impl Attributes {
         tags::FILTER_MATERIAL,
         tags::STUDY_INSTANCE_UID,
         tags::SERIES_INSTANCE_UID,
+        tags::STUDY_ID,
         tags::SERIES_NUMBER,
+        tags::INSTANCE_NUMBER,
         tags::LATERALITY,
         tags::IMAGE_LATERALITY,
         tags::ROWS,
@@ -218,6 +236,15 @@ impl Attributes {
                 filter: text(obj, tags::FILTER_MATERIAL),
                 rows: unsigned(obj, tags::ROWS),
                 columns: unsigned(obj, tags::COLUMNS),
+                study_date: text(obj, tags::STUDY_DATE),
+                study_time: text(obj, tags::STUDY_TIME),
+                study_id: text(obj, tags::STUDY_ID),
+                study_description: text(obj, tags::STUDY_DESCRIPTION),
+                patient_birth_date: text(obj, tags::PATIENT_BIRTH_DATE),
+                patient_sex: text(obj, tags::PATIENT_SEX),
+                series_number: text(obj, tags::SERIES_NUMBER),
+                series_description: text(obj, tags::SERIES_DESCRIPTION),
+                instance_number: text(obj, tags::INSTANCE_NUMBER),
             },
         }
     }
@@ -238,6 +265,27 @@ pub fn get_instance(
     let txn = db.begin_read()?;
     let table = txn.open_table(db::INSTANCES)?;
     db::get_json(&table, "instances", sop_instance_uid)
+}
+
+/// Every indexed instance `keep` accepts, from one read snapshot (Study Root C-FIND, C-GET and
+/// C-MOVE). A record that does not decode is skipped with a log line rather than failing the
+/// query for everyone else's images.
+pub fn find_instances(
+    db: &db::Database,
+    mut keep: impl FnMut(&InstanceRecord) -> bool,
+) -> Result<Vec<InstanceRecord>, DbError> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(db::INSTANCES)?;
+    let mut found = Vec::new();
+    for entry in table.iter()? {
+        let (key, value) = entry?;
+        match serde_json::from_slice::<InstanceRecord>(value.value()) {
+            Ok(record) if keep(&record) => found.push(record),
+            Ok(_) => {}
+            Err(e) => tracing::error!(key = key.value(), "unreadable instance record skipped: {e}"),
+        }
+    }
+    Ok(found)
 }
 
 /// Adds an instance and updates its series and study, in the caller's transaction.

@@ -9,6 +9,7 @@
 pub mod files;
 pub mod incoming;
 pub mod index;
+pub mod query;
 pub mod retention;
 pub mod sop_classes;
 

@@ -106,7 +106,7 @@ impl Range {
 }
 
 /// HHMMSS from a TM value: colons and fractions dropped, padded with `pad`.
-fn time_key(value: &str, pad: char) -> String {
+pub fn time_key(value: &str, pad: char) -> String {
     let mut t: String = value
         .split('.')
         .next()
