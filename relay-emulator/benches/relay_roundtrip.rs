@@ -39,7 +39,12 @@ async fn main() {
     let gateway = SigningKey::generate();
     let gateway_trusts = Verification::strict(Keyring::new(vec![cloud.public_key()]));
     let cloud_trusts = Verification::strict(Keyring::new(vec![gateway.public_key()]));
-    let listener = Listener::new(config.clone(), "actions", ListenerOptions::default());
+    // The listener serves all 100 at once: the gateway's default (16, RELAY_MAX_CONCURRENT_
+    // MESSAGES) turns the rest away with 503 for the outbox to retry, which would time the
+    // retries rather than the relay.
+    let mut listening = config.clone();
+    listening.limits.max_concurrent_messages = 100;
+    let listener = Listener::new(listening, "actions", ListenerOptions::default());
     let mut status = listener.status();
     tokio::spawn(async move {
         listener
