@@ -262,6 +262,7 @@ async fn send_to_modality(dir: &Path) -> Vec<serde_json::Value> {
     config.bind = "127.0.0.1".parse().unwrap();
     config.mwl_port = 0;
     config.pacs_port = 0;
+    let gateway_name = config.name.clone();
     let service = relay.serve(config).await;
     let running = &service.dicom;
     let cloud_key = relay.cloud_key.clone();
@@ -279,10 +280,12 @@ async fn send_to_modality(dir: &Path) -> Vec<serde_json::Value> {
     let mut samples = Vec::with_capacity(ITEMS);
     for i in 0..ITEMS + 20 {
         let accession = format!("ACCB{i:06}");
+        // Addressed and sealed as the cloud's outbox does: the gateway refuses anything else.
         let action = Action::new(
             "bench",
             ActionCommand::CreateItem(cloud::worklist_item(&accession)),
-        );
+        )
+        .addressed(&gateway_name, time::Duration::minutes(15));
         let text = cloud_key.seal(&action);
         let started = Instant::now();
         sender.request(&text).await.unwrap();
