@@ -262,7 +262,6 @@ async fn send_to_modality(dir: &Path) -> Vec<serde_json::Value> {
     config.bind = "127.0.0.1".parse().unwrap();
     config.mwl_port = 0;
     config.pacs_port = 0;
-    let gateway_name = config.name.clone();
     let service = relay.serve(config).await;
     let running = &service.dicom;
     let cloud_key = relay.cloud_key.clone();
@@ -285,7 +284,7 @@ async fn send_to_modality(dir: &Path) -> Vec<serde_json::Value> {
             "bench",
             ActionCommand::CreateItem(cloud::worklist_item(&accession)),
         )
-        .addressed(&gateway_name, time::Duration::minutes(15));
+        .addressed(cloud::GATEWAY_NAME, time::Duration::minutes(15));
         let text = cloud_key.seal(&action);
         let started = Instant::now();
         sender.request(&text).await.unwrap();
