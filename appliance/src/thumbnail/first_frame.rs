@@ -144,12 +144,12 @@ fn read_meta_group<R: Read + Seek>(source: &mut R, start: u64) -> Result<Meta, T
         };
         let (header, value_len) = match vr {
             b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN"
-            | b"UR" | b"UT" | b"UV" => match field(8, 4) {
-                Some(l) => (12, u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize),
+            | b"UR" | b"UT" | b"UV" => match field(8, 4).and_then(|l| l.try_into().ok()) {
+                Some(l) => (12, u32::from_le_bytes(l) as usize),
                 None => return Err(bad("an element header is cut short")),
             },
-            _ => match field(6, 2) {
-                Some(l) => (8, usize::from(u16::from_le_bytes([l[0], l[1]]))),
+            _ => match field(6, 2).and_then(|l| l.try_into().ok()) {
+                Some(l) => (8, usize::from(u16::from_le_bytes(l))),
                 None => return Err(bad("an element header is cut short")),
             },
         };
@@ -273,10 +273,12 @@ fn first_frame<S: dicom_parser::StatefulDecode>(
             LazyDataToken::LazyValue { header, decoder } => {
                 let length = header.length().get().unwrap_or(0);
                 if depth == 0 && header.tag() == tags::PIXEL_DATA {
-                    let bits = number(tags::ROWS).unwrap_or(0)
-                        * number(tags::COLUMNS).unwrap_or(0)
-                        * number(tags::SAMPLES_PER_PIXEL).unwrap_or(1)
-                        * number(tags::BITS_ALLOCATED).unwrap_or(16);
+                    // Peer-declared numbers: saturating, so a huge one is "too large", not a wrap.
+                    let bits = number(tags::ROWS)
+                        .unwrap_or(0)
+                        .saturating_mul(number(tags::COLUMNS).unwrap_or(0))
+                        .saturating_mul(number(tags::SAMPLES_PER_PIXEL).unwrap_or(1))
+                        .saturating_mul(number(tags::BITS_ALLOCATED).unwrap_or(16));
                     let frame_bytes = if frames > 1 {
                         bits.div_ceil(8).min(u64::from(length))
                     } else {
@@ -285,12 +287,13 @@ fn first_frame<S: dicom_parser::StatefulDecode>(
                     if frame_bytes > MAX_FRAME_BYTES {
                         return Err(too_large(frame_bytes));
                     }
-                    // Read as it arrives (no allocation of the declared size up front).
+                    let frame_bytes = frame_bytes as u32; // at most MAX_FRAME_BYTES
+                                                          // Read as it arrives (no allocation of the declared size up front).
                     let mut bytes = Vec::new();
                     decoder
-                        .read_to_vec(frame_bytes as u32, &mut bytes)
+                        .read_to_vec(frame_bytes, &mut bytes)
                         .map_err(open_error)?;
-                    cut_short(bytes.len(), frame_bytes)?;
+                    cut_short(bytes.len(), u64::from(frame_bytes))?;
                     return Ok(Frame::Native {
                         vr: header.vr(),
                         bytes,
