@@ -292,22 +292,27 @@ const WIRE: [(&str, &str); 7] = [
 ];
 
 /// Thumbnail inputs: the synthetic mammogram native, and compressed by each encoder installed.
+/// Writes a mammogram data set as a Part 10 file in explicit VR little endian.
+fn write_mammogram(obj: InMemDicomObject, sop: &str, path: &Path) {
+    obj.with_meta(
+        FileMetaTableBuilder::new()
+            .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
+            .media_storage_sop_class_uid(
+                uids::DIGITAL_MAMMOGRAPHY_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION,
+            )
+            .media_storage_sop_instance_uid(sop),
+    )
+    .expect("a file meta table")
+    .write_to_file(path)
+    .unwrap_or_else(|e| panic!("writes {}: {e}", path.display()));
+}
+
 fn thumbnail_seeds(seeds: &mut Seeds, scratch: &Path, image: InMemDicomObject) {
     let sop = "2.25.42";
     let mut image = image;
     image.put(DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, text(sop)));
-    let file = image
-        .with_meta(
-            FileMetaTableBuilder::new()
-                .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
-                .media_storage_sop_class_uid(
-                    uids::DIGITAL_MAMMOGRAPHY_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION,
-                )
-                .media_storage_sop_instance_uid(sop),
-        )
-        .expect("a file meta table");
     let plain = scratch.join("plain.dcm");
-    file.write_to_file(&plain).expect("writes the plain object");
+    write_mammogram(image, sop, &plain);
     let mut files = vec![("native".to_string(), plain.clone())];
     let encoders: [(&str, &str, &[&str]); 5] = [
         ("rle", "dcmcrle", &[]),
@@ -342,17 +347,7 @@ fn thumbnail_seeds(seeds: &mut Seeds, scratch: &Path, image: InMemDicomObject) {
         VR::OW,
         PrimitiveValue::U16(frames.into()),
     ));
-    obj.with_meta(
-        FileMetaTableBuilder::new()
-            .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
-            .media_storage_sop_class_uid(
-                uids::DIGITAL_MAMMOGRAPHY_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION,
-            )
-            .media_storage_sop_instance_uid(sop),
-    )
-    .expect("a file meta table")
-    .write_to_file(&two)
-    .expect("writes the two-frame object");
+    write_mammogram(obj, sop, &two);
     seeds.put(
         "stored_file",
         "two-frames",
@@ -404,17 +399,7 @@ fn thumbnail_seeds(seeds: &mut Seeds, scratch: &Path, image: InMemDicomObject) {
         VR::OB,
         PrimitiveValue::U8(pixels.into()),
     ));
-    obj.with_meta(
-        FileMetaTableBuilder::new()
-            .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
-            .media_storage_sop_class_uid(
-                uids::DIGITAL_MAMMOGRAPHY_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION,
-            )
-            .media_storage_sop_instance_uid(sop),
-    )
-    .expect("a file meta table")
-    .write_to_file(&eight)
-    .expect("writes the 8-bit object");
+    write_mammogram(obj, sop, &eight);
     files.push(("native-8bit".into(), eight.clone()));
     match Process::new("dcmcjpeg")
         .args(["+eb"])
