@@ -102,7 +102,7 @@ impl Services {
                 let (context, command) = (message.context.clone(), message.command.clone());
                 let destinations = self.forwarder.destinations().to_vec();
                 let data = message.memory_data().map(<[u8]>::to_vec);
-                let (rsp, changed) = tokio::task::spawn_blocking(move || {
+                let answered = tokio::task::spawn_blocking(move || {
                     crate::forward::commitment::answer_report(
                         &db,
                         &name,
@@ -113,8 +113,18 @@ impl Services {
                         data.as_deref(),
                     )
                 })
-                .await
-                .expect("commitment report task");
+                .await;
+                // A panic while recording the report is a bug, not the PACS's: it is told
+                // "processing failure" (it reports again later) and the association goes on.
+                let (rsp, changed) = answered.unwrap_or_else(|e| {
+                    tracing::error!(calling_ae = %assoc.calling_ae, "Storage Commitment report not recorded: {e}");
+                    let failed = Command::response_to(
+                        &message.command,
+                        field::N_EVENT_REPORT_RSP,
+                        status::PROCESSING_FAILURE,
+                    );
+                    (failed, false)
+                });
                 if changed {
                     self.doorbell.ring();
                 }
