@@ -47,6 +47,11 @@ pub const APPLIED_ACTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("
 /// purging reads only what is due.
 pub const APPLIED_ACTIONS_BY_EXPIRY: TableDefinition<(u64, &str), ()> =
     TableDefinition::new("applied_actions_by_expiry");
+/// Accession numbers cancelled before their item arrived, with when (Unix milliseconds): a
+/// create that lands after its cancel (it was in flight when the cloud gave up waiting) is
+/// refused instead of offering a cancelled participant: [`crate::cloud::actions`].
+pub const CANCELLED_BEFORE_CREATE: TableDefinition<&str, u64> =
+    TableDefinition::new("cancelled_before_create");
 /// Objects waiting to be forwarded, by (destination `AE@host:port`, sequence): [`crate::forward::queue`].
 pub const FORWARD_QUEUE: TableDefinition<(&str, u64), &[u8]> =
     TableDefinition::new("forward_queue");
@@ -283,6 +288,7 @@ fn open_file(path: &Path) -> Result<redb::Database, DbError> {
     txn.open_table(COMMIT_PENDING)?;
     txn.open_table(COMMIT_TRANSACTIONS)?;
     txn.open_table(HEALTH)?;
+    txn.open_table(CANCELLED_BEFORE_CREATE)?;
     txn.commit()?;
     Ok(inner)
 }

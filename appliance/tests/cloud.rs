@@ -111,6 +111,24 @@ async fn worklist_actions_are_applied_idempotently_and_answered() {
         WorklistStatus::Discontinued
     );
 
+    // A cancel that overtook its create (the create was in flight when the cloud withdrew it):
+    // answered, remembered, and the late create is refused, so the item is never offered.
+    let early = rig
+        .send(Command::CancelItem {
+            accession_number: "ACCLATE".into(),
+            reason: None,
+        })
+        .await;
+    assert_eq!(early.outcome, Outcome::Cancelled, "{early:?}");
+    let late = rig
+        .send(Command::CreateItem(worklist_item("ACCLATE")))
+        .await;
+    assert!(
+        error_message(&late).contains("cancelled before it arrived"),
+        "{late:?}"
+    );
+    assert!(worklist::get(&db, "ACCLATE").unwrap().is_none());
+
     let missing = rig
         .send(Command::UpdateStatus {
             accession_number: "NOPE".into(),

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use redb::ReadableTable;
 use shared::wire::action::{Action, ActionReply, Command, Outcome, WorklistItem, WorklistStatus};
 use shared::wire::{Rejected, SigningKey, Verification};
 use thiserror::Error;
@@ -18,7 +19,7 @@ use uuid::Uuid;
 
 use super::admission::Admission;
 use super::applied::{self, Prior};
-use crate::db::{Database, DbError};
+use crate::db::{self, Database, DbError};
 use crate::service::health::{self, HealthProbe};
 use crate::worklist::{self, WorklistEntry, WorklistError};
 
@@ -142,8 +143,7 @@ impl Actions {
                 if let Some(reason) = &reason {
                     tracing::info!("cancelling {accession_number}: {reason}");
                 }
-                let cancel = Change::Status(WorklistStatus::Discontinued, Outcome::Cancelled);
-                apply(accession_number, cancel).await
+                apply(accession_number, Change::Cancel).await
             }
         }
     }
@@ -154,6 +154,9 @@ enum Change {
     Create(WorklistItem),
     /// Set this status (through the status machine) and answer with this outcome.
     Status(WorklistStatus, Outcome),
+    /// Take the item off the worklist (DISCONTINUED); when it has not arrived, make sure it
+    /// never will.
+    Cancel,
 }
 
 /// What the applied-actions record needs to apply one action once.
@@ -189,6 +192,7 @@ impl Once {
                     worklist::set_status(txn, &accession, status)?;
                     done
                 }
+                Change::Cancel => cancel(txn, &accession)?,
             };
             let applied = reply(outcome);
             applied::record(txn, id, &self.digest, &applied, self.keep_until)?;
@@ -231,9 +235,52 @@ fn create(
             )))
         };
     }
+    let cancelled = txn
+        .open_table(db::CANCELLED_BEFORE_CREATE)?
+        .get(item.accession_number.as_str())
+        .map_err(DbError::from)?
+        .is_some();
+    if cancelled {
+        return Err(WorklistError::Invalid(format!(
+            "worklist item {} was cancelled before it arrived; it is not offered",
+            item.accession_number
+        )));
+    }
     let entry = WorklistEntry::new(item, Some(action_id), None)?;
     worklist::insert(txn, &entry)?;
     Ok(Outcome::Created)
+}
+
+/// How long a cancel of an item that never arrived keeps its create out: far beyond any
+/// action's validity (24 h), so a create still in flight is refused when it lands.
+const CANCELLED_BEFORE_CREATE_KEPT_MS: u64 = 30 * 24 * 3600 * 1000;
+
+/// Cancels an item. An item the gateway does not have yet is remembered as cancelled, so that
+/// its create — in flight when the cloud, not hearing back, withdrew it and sent this cancel —
+/// is refused when it lands, and the participant is never offered.
+fn cancel(txn: &redb::WriteTransaction, accession: &str) -> Result<Outcome, WorklistError> {
+    if worklist::get_in(txn, accession)?.is_some() {
+        worklist::set_status(txn, accession, WorklistStatus::Discontinued)?;
+        return Ok(Outcome::Cancelled);
+    }
+    let mut table = txn.open_table(db::CANCELLED_BEFORE_CREATE)?;
+    let now = db::now_ms();
+    let stale: Vec<String> = table
+        .iter()
+        .map_err(DbError::from)?
+        .filter_map(Result::ok)
+        .filter(|(_, at)| now.saturating_sub(at.value()) > CANCELLED_BEFORE_CREATE_KEPT_MS)
+        .map(|(accession, _)| accession.value().to_string())
+        .collect();
+    for old in stale {
+        table.remove(old.as_str()).map_err(DbError::from)?;
+    }
+    table.insert(accession, now).map_err(DbError::from)?;
+    tracing::info!(
+        accession,
+        "cancel for an item not here (yet): its create will be refused"
+    );
+    Ok(Outcome::Cancelled)
 }
 
 fn same_item(entry: &WorklistEntry, item: &WorklistItem) -> bool {
