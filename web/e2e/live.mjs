@@ -118,6 +118,9 @@ try {
   await appointment.goto(`${BASE}/appointments/${appointmentId}`);
   await live(appointment);
   await axe(appointment, 'appointment');
+  // In progress and no image yet: the status sits in the inset box, not beside the name.
+  await appointment.waitForSelector('#delivery-inset #inset-status [data-status="in_progress"]', { timeout: 60000 });
+  if (await appointment.$('#heading-status')) throw new Error('status in the heading before any image');
   // Record when each new thumbnail enters the DOM (the moment the clinician could see it).
   await appointment.evaluate(() => {
     window.thumbTimes = [];
@@ -138,6 +141,9 @@ try {
         await appointment.waitForSelector(`#gallery img[alt="${slot} image"]`, { timeout: 10000 });
       }
       await appointment.waitForFunction(() => [...document.querySelectorAll('#gallery img.app-thumb')].every((i) => i.complete && i.naturalWidth > 0));
+      // Images have arrived: the tag moved up beside the participant's name, out of the inset.
+      await appointment.waitForSelector('h1 #heading-status [data-status="in_progress"]', { timeout: 10000 });
+      if (await appointment.$('#inset-status')) throw new Error('"Awaiting images" after images arrived');
       await appointment.screenshot({ path: join(ARTIFACTS, '2-appointment-four-images.png'), fullPage: true });
       step('four thumbnails');
     }
