@@ -282,7 +282,10 @@ fn worklist(command: WorklistCommand) -> anyhow::Result<()> {
         WorklistCommand::Add(add) => {
             let (item, station_ae) = item_of(add);
             let entry = WorklistEntry::new(item, None, station_ae)?;
-            db.write(|txn| worklist::insert(txn, &entry))?;
+            let cloud = appliance::cloud::CloudSettings::from_env()?;
+            let report_as = appliance::service::run::reports_local_items(cloud.as_ref())
+                .then_some(config.name.as_str());
+            control_socket::add_local_item(&db, &entry, report_as)?;
             println!("{}", serde_json::to_string(&entry)?);
         }
         WorklistCommand::List => {

@@ -125,6 +125,8 @@ fn worklist_add_then_serve_then_sigterm() {
         "ok   pacs_port",
         "ok   database",
         "FAIL relay_listener",
+        // ACCCLI01's walk-in event, queued for the cloud when the item was added.
+        "1 event(s) waiting",
     ] {
         assert!(report.contains(line), "missing {line:?} in\n{report}");
     }
@@ -158,6 +160,9 @@ fn worklist_add_then_serve_then_sigterm() {
         .output()
         .unwrap();
     assert!(text(&out).contains("ACCCLI02"), "{}", text(&out));
+    // Its walk-in event is queued with it; the refused duplicate queued nothing.
+    let report = text(&gateway(state.path()).arg("status").output().unwrap());
+    assert!(report.contains("2 event(s) waiting"), "{report}");
     let socket = state.path().join("gateway.sock");
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket).unwrap().permissions());

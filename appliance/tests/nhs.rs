@@ -205,6 +205,30 @@ async fn the_nhs_app_drives_a_procedure_and_hears_each_event_once() {
         deliveries.all().len() >= 6 && outbox::stats(&db).unwrap().depth == 0
     })
     .await;
+    // A participant added at the gateway is not reported to the NHS app, which has no walk-ins
+    // (an event it refused would hold back the events behind it).
+    let local = shared::wire::action::WorklistItem {
+        accession_number: "LOCALNHS01".into(),
+        participant: item.participant.clone(),
+        scheduled: item.scheduled.clone(),
+        procedure: item.procedure.clone(),
+    };
+    let added = appliance::service::control_socket::add_worklist_item(
+        &appliance::service::control_socket::socket_path(state.path()),
+        local,
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(added, appliance::service::control_socket::Added::Added(_)),
+        "{added:?}"
+    );
+    assert_eq!(
+        outbox::stats(&db).unwrap().depth,
+        0,
+        "nothing queued for it"
+    );
     // Nothing comes again once the outbox is empty (a redelivery would need a queued event).
     service.dicom.doorbell.ring();
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{ActionStatus, AppointmentStatus, DeliveryState};
+use crate::domain::{ActionStatus, AppointmentStatus, DeliveryState, WalkIn, WorklistMessage};
 
 /// The signed-in clinician, for the header.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,11 +33,16 @@ pub struct AppointmentRow {
     pub status: AppointmentStatus,
     /// Its worklist item's way to the modality, once sent.
     pub delivery: Option<Delivery>,
+    /// Set when the appointment was made from an item added at the gateway.
+    pub walk_in: Option<WalkIn>,
 }
 
-/// Where an appointment's worklist item is (its latest `worklist.create_item`).
+/// Where an appointment's worklist item is: its latest `worklist.create_item`, or the
+/// `worklist.cancel_item` queued after it (a withdrawn, needless cancel does not count).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Delivery {
+    /// The item itself, or (once cancelled) its removal from the worklist.
+    pub message: WorklistMessage,
     pub state: DeliveryState,
     pub action_id: String,
     pub attempts: i64,
@@ -147,8 +152,30 @@ pub struct AppointmentDetail {
     /// How many images the modality reported taken (MPPS COMPLETED), once it has.
     pub images_taken: Option<i64>,
     pub delivery: Option<Delivery>,
+    /// Set when the appointment was made from an item added at the gateway; while unconfirmed,
+    /// with the booked appointments it could be matched to.
+    pub walk_in: Option<WalkInDetail>,
     pub timeline: Vec<TimelineEntry>,
     pub images: Vec<ImageCard>,
+}
+
+/// A walk-in's standing and, while unconfirmed, the booked appointments of its clinic day whose
+/// worklist item has not reached the gateway (only those can take its place without the
+/// modality being offered the participant twice).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WalkInDetail {
+    pub state: WalkIn,
+    pub candidates: Vec<MatchCandidate>,
+}
+
+/// A booked appointment a walk-in may be matched to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatchCandidate {
+    pub id: i64,
+    pub clinic_name: String,
+    pub time: String,
+    pub participant_name: String,
+    pub nhs_number: String,
 }
 
 /// A gateway and how its links look from here.

@@ -261,3 +261,115 @@ async fn clinician_sees_delivery_retrying_refused_and_resends() {
     let _ = Path::new(&artifacts);
     running.stop().await;
 }
+
+/// Walk-ins in the browser (e2e/walk_in.mjs): a participant added at the gateway appears live on
+/// the clinic page; the clinician matches it to the booked appointment it is, then confirms a
+/// second one as a new appointment. The gateway's reports travel through the relay emulator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clinician_matches_and_confirms_walk_ins() {
+    let (site, crate_dir) = browser::site_and_crate_dir();
+    let artifacts = browser::artifacts("web-e2e-walk-in");
+    let db = TestDb::sqlite();
+    let emulator = support::emulator().await;
+    let gateway_key = SigningKey::generate();
+    let (state, seeded, web_key) = support::app_state(
+        db.open().await,
+        &support::seed_relay(&emulator, &gateway_key),
+    )
+    .await;
+    let running = support::serve(state, site).await;
+    let (email, password) = web::server::seed::DEMO_USERS[0];
+    let user = web::server::store::identity::authenticate(&running.state.db, email, password)
+        .await
+        .unwrap()
+        .unwrap();
+    let clinic = web::server::store::clinics::detail(
+        &running.state.db,
+        user.provider_id,
+        seeded.clinic_ids[0],
+    )
+    .await
+    .unwrap();
+    let booked = &clinic.appointments[3];
+    let mut script = Script::spawn(
+        &crate_dir,
+        "e2e/walk_in.mjs",
+        &[
+            ("BASE_URL", format!("http://{}", running.addr)),
+            ("USER1", email.to_string()),
+            ("PASS1", password.to_string()),
+            ("CLINIC_ID", seeded.clinic_ids[0].to_string()),
+            ("ARTIFACTS", artifacts.clone()),
+        ],
+    );
+    support::eventually("the events listener is up", || async {
+        emulator.listener_count(EVENTS) > 0
+    })
+    .await;
+    let send = |event| {
+        let (relay, key, web_key) = (
+            support::relay_client(&emulator),
+            gateway_key.clone(),
+            web_key.clone(),
+        );
+        async move {
+            let reply = gateway::send_event(relay, EVENTS, &key, &web_key, &event).await;
+            assert_eq!(reply.status, EventStatus::Accepted, "{reply:?}");
+        }
+    };
+    let day = web::server::db::today().replace('-', "");
+    script.step("watching").await;
+    send(gateway::local_item(
+        "LOCALBR01",
+        &booked.nhs_number.replace(' ', ""),
+        "TYPED^ATGATEWAY",
+        &day,
+    ))
+    .await;
+    script.tell("GATEWAY walk-in LOCALBR01").await;
+    let walk_in_id = script.step("listed").await;
+    let matched = script.step("matched").await;
+    assert_eq!(
+        matched,
+        booked.id.to_string(),
+        "the same NHS number is offered first"
+    );
+    let merged =
+        web::server::store::appointments::detail(&running.state.db, user.provider_id, booked.id)
+            .await
+            .unwrap();
+    assert_eq!(merged.accession_number.as_deref(), Some("LOCALBR01"));
+    assert!(matches!(
+        web::server::store::appointments::detail(
+            &running.state.db,
+            user.provider_id,
+            walk_in_id.parse().unwrap()
+        )
+        .await,
+        Err(web::server::db::StoreError::NotFound)
+    ));
+
+    script.step("watching again").await;
+    send(gateway::local_item(
+        "LOCALBR02",
+        "9434765919",
+        "NEW^WALKIN",
+        &day,
+    ))
+    .await;
+    script.tell("GATEWAY walk-in LOCALBR02").await;
+    let confirmed = script.step("confirmed").await;
+    let detail = web::server::store::appointments::detail(
+        &running.state.db,
+        user.provider_id,
+        confirmed.parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        detail.walk_in.map(|w| w.state),
+        Some(web::domain::WalkIn::Confirmed)
+    );
+    script.finish().await;
+    running.stop().await;
+}

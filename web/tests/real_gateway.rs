@@ -139,3 +139,150 @@ async fn a_cancel_while_the_gateway_is_down_never_lets_the_item_reach_the_workli
     let _ = gateway.kill().await;
     running.stop().await;
 }
+
+/// Runs the gateway binary with the state directory of `settings` and returns its stdout.
+async fn gateway_command(settings: &GatewaySettings, args: &[&str]) -> String {
+    let out = tokio::process::Command::new(&settings.binary)
+        .args(args)
+        .env("GATEWAY_STATE_DIR", &settings.state_dir)
+        .env("GATEWAY_NAME", &settings.name)
+        .env("GATEWAY_ENV_FILE", settings.state_dir.join("absent.env"))
+        .output()
+        .await
+        .expect("run the gateway binary");
+    assert!(
+        out.status.success(),
+        "gateway {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_added_at_the_gateway_while_the_cloud_is_away_arrives_as_a_walk_in() {
+    let (binary, _python, _peer_py) = real_gateway::tools();
+    let db = TestDb::sqlite();
+    let emulator = support::emulator().await;
+    let gateway_key = SigningKey::generate();
+    let (state, seeded, web_key) = support::app_state(
+        db.open().await,
+        &support::seed_relay(&emulator, &gateway_key),
+    )
+    .await;
+    let (email, password) = web::server::seed::DEMO_USERS[0];
+    let user = identity::authenticate(&state.db, email, password)
+        .await
+        .unwrap()
+        .unwrap();
+    let gateway_name = gateways::for_provider(&state.db, user.provider_id)
+        .await
+        .unwrap()
+        .remove(0)
+        .name;
+
+    // The cloud is away: the gateway runs, and nobody listens for its events.
+    let state_dir = support::tempdir::TempDir::new("web-walk-in");
+    let artifacts = support::browser::artifacts("web-walk-in");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let settings = GatewaySettings {
+        binary,
+        state_dir: state_dir.path().to_path_buf(),
+        name: gateway_name.clone(),
+        relay_endpoint: format!("ws://{}", emulator.addr()),
+        gateway_key,
+        web_key,
+        mwl_port: real_gateway::free_port(),
+        pacs_port: real_gateway::free_port(),
+        log: std::path::Path::new(&artifacts).join("gateway.log"),
+    };
+    let mut gateway = settings.start();
+    support::eventually(
+        "the gateway is up (its actions listener connected)",
+        || async { emulator.listener_count(ACTIONS) > 0 },
+    )
+    .await;
+
+    // A local operator adds a participant without stopping the service, and the radiographer
+    // runs the procedure from the worklist: MPPS and four views.
+    let day = web::server::db::today().replace('-', "");
+    let added = gateway_command(
+        &settings,
+        &[
+            "worklist",
+            "add",
+            "--accession",
+            "LOCALWALK01",
+            "--nhs-number",
+            "9434765919",
+            "--name",
+            "WALKIN^WENDY",
+            "--birth-date",
+            "19600101",
+            "--date",
+            &day,
+            "--time",
+            "101500",
+        ],
+    )
+    .await;
+    assert!(added.contains("LOCALWALK01"), "{added}");
+    let mwl = format!("127.0.0.1:{}", settings.mwl_port);
+    let pacs = format!("127.0.0.1:{}", settings.pacs_port);
+    gateway_command(
+        &settings,
+        &[
+            "emulate-modality",
+            "--mwl",
+            &mwl,
+            "--pacs",
+            &pacs,
+            "--accession",
+            "LOCALWALK01",
+            "--rows",
+            "256",
+            "--cols",
+            "208",
+        ],
+    )
+    .await;
+
+    // The cloud comes back; the queued events arrive in order and make a walk-in with its
+    // images, complete.
+    let running = support::serve(state, "unused-site".into()).await;
+    let db = &running.state.db;
+    let clinic_id = seeded.clinic_ids[0];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(150);
+    let walk_in = loop {
+        let clinic = clinics::detail(db, user.provider_id, clinic_id)
+            .await
+            .unwrap();
+        let found = clinic
+            .appointments
+            .into_iter()
+            .find(|a| a.walk_in.is_some());
+        if let Some(row) = found {
+            let detail = appointments::detail(db, user.provider_id, row.id)
+                .await
+                .unwrap();
+            if detail.status == AppointmentStatus::Complete && detail.images.len() == 4 {
+                break detail;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no complete walk-in with four images; see {}",
+            settings.log.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    assert_eq!(walk_in.accession_number.as_deref(), Some("LOCALWALK01"));
+    assert_eq!(
+        walk_in.walk_in.map(|w| w.state),
+        Some(web::domain::WalkIn::Unconfirmed)
+    );
+    assert_eq!(walk_in.time, "10:15");
+    assert_eq!(walk_in.nhs_number, "943 476 5919");
+    let _ = gateway.kill().await;
+    running.stop().await;
+}

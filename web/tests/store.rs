@@ -7,7 +7,7 @@ use shared::wire::event::{EventReply, EventStatus, MppsStatus};
 use shared::wire::{Keyring, SigningKey, Verification};
 use support::gateway;
 use support::TestDb;
-use web::domain::AppointmentStatus;
+use web::domain::{AppointmentStatus, DeliveryState, WorklistMessage};
 use web::server::db::{Db, StoreError};
 use web::server::events;
 use web::server::seed::{self, SeedRelay};
@@ -422,6 +422,61 @@ async fn scenario(db: Db) {
         actions::next_due(&db).await.unwrap().map(|t| t <= far),
         Some(true)
     );
+    // Until the removal is delivered the modality still offers the participant, and the pages
+    // say so: the delivery shown is the cancel's, refused with its reason, then delivered.
+    let removal = |id| {
+        let db = db.clone();
+        async move {
+            appointments::detail(&db, north.provider_id, id)
+                .await
+                .unwrap()
+                .delivery
+                .expect("a delivery")
+        }
+    };
+    let shown = removal(in_flight).await;
+    assert_eq!(
+        (shown.message, shown.state, shown.action_id.clone()),
+        (
+            WorklistMessage::Cancel,
+            DeliveryState::Queued,
+            cancel_id.clone()
+        )
+    );
+    assert!(actions::mark_sent(&db, &cancel_id).await.unwrap());
+    actions::mark_failed(
+        &db,
+        &cancel_id,
+        "worklist database is read-only",
+        None,
+        actions::Reached::No,
+    )
+    .await
+    .unwrap();
+    let shown = removal(in_flight).await;
+    assert_eq!(
+        (shown.message, shown.state),
+        (WorklistMessage::Cancel, DeliveryState::Refused)
+    );
+    assert_eq!(
+        shown.reason.as_deref(),
+        Some("worklist database is read-only")
+    );
+    let resent = service::resend_worklist_item(&state, &north, in_flight)
+        .await
+        .unwrap();
+    assert_eq!(resent, cancel_id, "re-send re-sends the removal");
+    assert!(actions::mark_sent(&db, &cancel_id).await.unwrap());
+    actions::mark_confirmed(&db, &cancel_id, "{}")
+        .await
+        .unwrap();
+    let shown = removal(in_flight).await;
+    assert_eq!(
+        (shown.message, shown.state),
+        (WorklistMessage::Cancel, DeliveryState::Delivered)
+    );
+    // With no removal queued (nothing reached the gateway), the create's withdrawal is shown.
+    assert_eq!(removal(sent).await.message, WorklistMessage::Create);
 
     // Isolation: the other provider's gateway reports a study with the same Study, Series and
     // SOP Instance UIDs; each provider keeps its own images, thumbnails stay scoped.

@@ -1,6 +1,6 @@
 //! Which state changes the cloud hears about, and how they read as events: an MPPS status
 //! ([`mpps_changed`]), a received image with its thumbnail ([`image_received`]), a refused
-//! one ([`image_refused`]) and where an image stands at each PACS ([`archive_state`]). Called inside the transaction of the change itself, so the change
+//! one ([`image_refused`]), an item a local operator added ([`local_item_added`]) and where an image stands at each PACS ([`archive_state`]). Called inside the transaction of the change itself, so the change
 //! and its event commit together.
 
 use dicom_dictionary_std::tags;
@@ -9,8 +9,8 @@ use redb::WriteTransaction;
 use serde::{Deserialize, Serialize};
 use shared::wire::event::{
     ArchiveState, Dose, Event, EventBody, ImageArchiveState, ImageReceived, ImageSummary,
-    ImageValidationFailed, MppsStatus as WireStatus, MppsStatusUpdate, PatientSummary,
-    SeriesSummary, StudySummary, Thumbnail,
+    ImageValidationFailed, LocalWorklistItem, MppsStatus as WireStatus, MppsStatusUpdate,
+    PatientSummary, SeriesSummary, StudySummary, Thumbnail,
 };
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -78,6 +78,29 @@ pub fn image_received(
         .clone()
         .unwrap_or_else(|| record.study_instance_uid.clone());
     outbox::enqueue(txn, event, &order_key)?;
+    Ok(())
+}
+
+/// Queues `worklist.item_added_locally` for an item a local operator added at the gateway, in
+/// the commit that inserts it and under its accession, so the cloud hears of the walk-in before
+/// any MPPS or image event of the procedure.
+pub fn local_item_added(
+    txn: &WriteTransaction,
+    source_system: &str,
+    entry: &worklist::WorklistEntry,
+) -> Result<(), DbError> {
+    let event = Event::new(
+        source_system,
+        EventBody::WorklistItemAddedLocally(LocalWorklistItem {
+            accession_number: entry.accession_number.clone(),
+            participant: entry.participant.clone(),
+            scheduled: entry.scheduled.clone(),
+            procedure: entry.procedure.clone(),
+            study_instance_uid: entry.study_instance_uid.clone(),
+            scheduled_station_ae: entry.scheduled_station_ae.clone(),
+        }),
+    );
+    outbox::enqueue(txn, event, &entry.accession_number)?;
     Ok(())
 }
 

@@ -57,6 +57,7 @@ pub fn socket_path(state_dir: &Path) -> PathBuf {
 pub async fn serve(
     path: PathBuf,
     db: Arc<Database>,
+    local: LocalItems,
     probe: HealthProbe,
     started: Instant,
     mut shutdown: watch::Receiver<bool>,
@@ -86,7 +87,7 @@ pub async fn serve(
                 serde_json::to_string(&report).expect("reports serialise")
             }
             Ok(Request::WorklistAdd { item, station_ae }) => {
-                let added = add_item(&db, item, station_ae).await;
+                let added = add_item(&db, &local, item, station_ae).await;
                 serde_json::to_string(&added).expect("replies serialise")
             }
             Err(why) => {
@@ -122,19 +123,60 @@ async fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
     serde_json::from_slice(&bytes).map_err(|e| format!("not a request: {e}"))
 }
 
+/// Adds an item entered at the gateway and, with `report_as` (the gateway's name), queues its
+/// `worklist.item_added_locally` event in the same commit, so the cloud shows it as a walk-in.
+/// `report_as` is `None` in NHS-compatible mode: the NHS app has no such event, and an event it
+/// refuses would hold back the procedure's MPPS and image events queued behind it. Both the
+/// control socket and `gateway worklist add` on a stopped service add items through here.
+pub fn add_local_item(
+    db: &Database,
+    entry: &WorklistEntry,
+    report_as: Option<&str>,
+) -> Result<(), worklist::WorklistError> {
+    db.write(|txn| {
+        worklist::insert(txn, entry)?;
+        if let Some(source_system) = report_as {
+            crate::cloud::events::local_item_added(txn, source_system, entry)?;
+        }
+        Ok(())
+    })
+}
+
+/// Who the events of locally added items are reported as (`None`: not reported).
+#[derive(Debug, Clone, Default)]
+pub struct LocalItems {
+    pub report_as: Option<String>,
+    /// Rung after an item's event is queued, so the outbox tries it at once.
+    pub doorbell: Option<crate::cloud::outbox::Doorbell>,
+}
+
 /// The same checks and insert as `gateway worklist add` on a stopped service.
-async fn add_item(db: &Arc<Database>, item: WorklistItem, station_ae: Option<String>) -> Added {
+async fn add_item(
+    db: &Arc<Database>,
+    local: &LocalItems,
+    item: WorklistItem,
+    station_ae: Option<String>,
+) -> Added {
     let entry = match WorklistEntry::new(item, None, station_ae) {
         Ok(entry) => entry,
         Err(e) => return Added::Refused(e.to_string()),
     };
     let db = db.clone();
     let written = entry.clone();
+    let report_as = local.report_as.clone();
     let result =
-        tokio::task::spawn_blocking(move || db.write(|txn| worklist::insert(txn, &written))).await;
+        tokio::task::spawn_blocking(move || add_local_item(&db, &written, report_as.as_deref()))
+            .await;
     match result {
         Ok(Ok(())) => {
-            tracing::info!(accession = %entry.accession_number, "worklist item added at the gateway (control socket)");
+            tracing::info!(
+                accession = %entry.accession_number,
+                reported = local.report_as.is_some(),
+                "worklist item added at the gateway (control socket)"
+            );
+            if let Some(doorbell) = &local.doorbell {
+                doorbell.ring();
+            }
             Added::Added(Box::new(entry))
         }
         Ok(Err(e)) => Added::Refused(e.to_string()),

@@ -30,6 +30,13 @@ pub enum ServeError {
     Signal(std::io::Error),
 }
 
+/// Whether items a local operator adds are reported to the cloud as walk-ins: always, except in
+/// NHS-compatible mode (the NHS app has no such event). Without a relay they are queued, for
+/// when one is configured.
+pub fn reports_local_items(cloud: Option<&CloudSettings>) -> bool {
+    cloud.is_none_or(|settings| !settings.nhs_compatible)
+}
+
 /// The running gateway: DICOM services, cloud link, control socket.
 pub struct Service {
     /// The DICOM side: its addresses, database, outbox doorbell and vital tasks.
@@ -54,6 +61,10 @@ impl Service {
         let limits = HealthLimits::for_config(&config);
         let forward_to = config.forward_to.clone();
         let retention = crate::storage::retention::Policy::for_config(&config);
+        let local_items = control_socket::LocalItems {
+            report_as: reports_local_items(cloud.as_ref()).then(|| config.name.clone()),
+            doorbell: None,
+        };
         let dicom = Gateway::open(config)?.start().await?;
         let started = Instant::now();
         let (stop, stopped) = watch::channel(false);
@@ -84,6 +95,10 @@ impl Service {
         let control_socket = tokio::spawn(control_socket::serve(
             control_socket::socket_path(&state_dir),
             dicom.db.clone(),
+            control_socket::LocalItems {
+                doorbell: Some(dicom.doorbell.clone()),
+                ..local_items
+            },
             probe,
             started,
             stopped,

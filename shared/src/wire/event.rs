@@ -41,6 +41,8 @@ pub enum EventBody {
     ImageValidationFailed(ImageValidationFailed),
     #[serde(rename = "image.archive_state")]
     ImageArchiveState(ImageArchiveState),
+    #[serde(rename = "worklist.item_added_locally")]
+    WorklistItemAddedLocally(LocalWorklistItem),
 }
 
 impl EventBody {
@@ -51,6 +53,7 @@ impl EventBody {
             EventBody::ImageReceived(_) => "study.image_received",
             EventBody::ImageValidationFailed(_) => "image.validation_failed",
             EventBody::ImageArchiveState(_) => "image.archive_state",
+            EventBody::WorklistItemAddedLocally(_) => "worklist.item_added_locally",
         }
     }
 }
@@ -208,6 +211,22 @@ pub struct ImageArchiveState {
     /// Why, for `failed`; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// A worklist item a local operator added at the gateway (`gateway worklist add`), typically
+/// while the cloud was unreachable. Queued in the same commit as the item and ahead of its MPPS
+/// and image events (same accession), so the cloud can show it as a walk-in appointment to
+/// confirm or to match to a booked one before the procedure's events arrive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalWorklistItem {
+    pub accession_number: String,
+    pub participant: super::action::Participant,
+    pub scheduled: super::action::Scheduled,
+    pub procedure: super::action::Procedure,
+    /// The Study Instance UID the gateway generated for the item (its images carry it).
+    pub study_instance_uid: String,
+    /// The modality AE the item is offered to, when the operator named one.
+    pub scheduled_station_ae: Option<String>,
 }
 
 /// Where an image stands at one hospital PACS.

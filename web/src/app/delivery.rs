@@ -1,6 +1,7 @@
 //! An appointment's worklist item on its way to the modality — queued, sending, retrying (when,
-//! and why), on the worklist, refused, withdrawn — shown where clinicians look (the clinic list
-//! and the appointment page), with "Re-send" for a refused or waiting one. The pages re-read it
+//! and why), on the worklist, refused, withdrawn — and, once cancelled, its removal from the
+//! worklist, shown where clinicians look (the clinic list and the appointment page), with
+//! "Re-send" for a refused or waiting one. The pages re-read it
 //! on every change the outbox announces, so it is live.
 
 use leptos::prelude::*;
@@ -31,8 +32,8 @@ pub fn DeliveryStatus(delivery: Delivery, appointment_id: i64) -> impl IntoView 
         _ => None,
     };
     view! {
-        <span class="app-delivery" data-delivery=state.as_str()>
-            <strong class=state.tag_class()>{state.label()}</strong>
+        <span class="app-delivery" data-delivery=state.as_str() data-message=delivery.message.as_str()>
+            <strong class=state.tag_class()>{state.label_for(delivery.message)}</strong>
             {detail.map(|d| view! { <span class="nhsuk-body-s app-delivery__detail">" "{d}</span> })}
         </span>
         {action_error(resend)}
@@ -40,7 +41,10 @@ pub fn DeliveryStatus(delivery: Delivery, appointment_id: i64) -> impl IntoView 
             <ActionForm action=resend>
                 <input type="hidden" name="appointment_id" value=appointment_id/>
                 <button type="submit" class="nhsuk-button nhsuk-button--small nhsuk-button--secondary app-resend">
-                    "Re-send"<span class="nhsuk-u-visually-hidden">" worklist item"</span>
+                    "Re-send"<span class="nhsuk-u-visually-hidden">{match delivery.message {
+                        crate::domain::WorklistMessage::Create => " worklist item",
+                        crate::domain::WorklistMessage::Cancel => " worklist removal",
+                    }}</span>
                 </button>
             </ActionForm>
         })}

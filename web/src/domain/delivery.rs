@@ -1,5 +1,7 @@
 //! Where an appointment's worklist item is on its way to the modality, as the clinician sees it:
-//! read from its `worklist.create_item` action's status and attempts.
+//! read from its latest worklist message's status and attempts — the `worklist.create_item`, or,
+//! once the appointment is cancelled, the `worklist.cancel_item` that takes the item off the
+//! worklist (until that is delivered, the modality still offers the participant).
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +23,26 @@ pub enum DeliveryState {
     Refused,
     /// Taken back before delivery: the appointment was cancelled.
     Withdrawn,
+}
+
+/// Which worklist message a delivery state is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorklistMessage {
+    /// `worklist.create_item`: the participant offered to the modality.
+    Create,
+    /// `worklist.cancel_item`: the participant taken off the worklist.
+    Cancel,
+}
+
+impl WorklistMessage {
+    /// The stored/test name (`data-message`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            WorklistMessage::Create => "create",
+            WorklistMessage::Cancel => "cancel",
+        }
+    }
 }
 
 impl DeliveryState {
@@ -65,6 +87,25 @@ impl DeliveryState {
         matches!(self, DeliveryState::Refused | DeliveryState::Retrying)
     }
 
+    /// What the clinician reads when the message is `message`: the item, or its removal.
+    pub const fn label_for(self, message: WorklistMessage) -> &'static str {
+        match (message, self) {
+            (WorklistMessage::Create, state) => state.label(),
+            (WorklistMessage::Cancel, DeliveryState::Queued) => "Removal from the worklist queued",
+            (WorklistMessage::Cancel, DeliveryState::Sending) => {
+                "Removing from the modality worklist"
+            }
+            (WorklistMessage::Cancel, DeliveryState::Retrying) => {
+                "Gateway not reachable, retrying the removal"
+            }
+            (WorklistMessage::Cancel, DeliveryState::Delivered) => {
+                "Removed from the modality worklist"
+            }
+            (WorklistMessage::Cancel, DeliveryState::Refused) => "Removal refused by the gateway",
+            (WorklistMessage::Cancel, DeliveryState::Withdrawn) => "Removal withdrawn",
+        }
+    }
+
     /// The NHS tag colour.
     pub const fn tag_class(self) -> &'static str {
         match self {
@@ -98,6 +139,25 @@ mod tests {
                 "{status} {attempts}"
             );
             assert_eq!(state.can_resend(), resend, "{state:?}");
+        }
+    }
+
+    #[test]
+    fn a_removal_reads_as_a_removal() {
+        for (state, words) in [
+            (DeliveryState::Queued, "Removal from the worklist queued"),
+            (
+                DeliveryState::Retrying,
+                "Gateway not reachable, retrying the removal",
+            ),
+            (
+                DeliveryState::Delivered,
+                "Removed from the modality worklist",
+            ),
+            (DeliveryState::Refused, "Removal refused by the gateway"),
+        ] {
+            assert_eq!(state.label_for(WorklistMessage::Cancel), words);
+            assert_eq!(state.label_for(WorklistMessage::Create), state.label());
         }
     }
 }

@@ -7,7 +7,7 @@ use base64::Engine;
 use shared::relay::{Listener, ListenerOptions};
 use shared::wire::event::{
     ArchiveState, Event, EventBody, EventReply, EventStatus, ImageArchiveState, ImageReceived,
-    MppsStatus, MppsStatusUpdate,
+    LocalWorklistItem, MppsStatus, MppsStatusUpdate,
 };
 use shared::wire::{Rejected, Verification};
 
@@ -19,7 +19,8 @@ use super::store::appointments::{self, Placement};
 use super::store::gateways::{self, GatewayRecord};
 use super::store::images::{self, NewImage};
 use super::store::received_events;
-use crate::domain::AppointmentStatus;
+use super::store::walk_ins;
+use crate::domain::{AppointmentStatus, WalkInDetails};
 
 /// Where an MPPS status takes the appointment.
 pub fn appointment_status_for(mpps: MppsStatus) -> AppointmentStatus {
@@ -202,10 +203,62 @@ async fn apply(
             let reported_at_ms = (event.timestamp.unix_timestamp_nanos() / 1_000_000) as i64;
             apply_archive_state(&mut tx, gateway, archive, reported_at_ms, &mut changes).await?
         }
+        EventBody::WorklistItemAddedLocally(item) => {
+            apply_local_item(&mut tx, gateway, item, &mut changes).await?
+        }
     };
     received_events::set_outcome(&mut tx, &event_id, &outcome).await?;
     tx.commit().await?;
     Ok(Applied::Accepted(changes))
+}
+
+/// Makes a walk-in appointment of an item a local operator added at the gateway. An item that
+/// cannot become one (a field the booking side cannot read, an accession another provider
+/// holds) is accepted all the same, with the reason as its outcome: its images then show under
+/// "Unmatched images", and refusing it would hold back the procedure's events behind it.
+async fn apply_local_item(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    gateway: &GatewayRecord,
+    item: &LocalWorklistItem,
+    changes: &mut Vec<Change>,
+) -> Result<String, StoreError> {
+    let p = &item.participant;
+    let details = match WalkInDetails::from_dicom(
+        &p.nhs_number,
+        &p.name,
+        &p.birth_date,
+        &p.sex,
+        &item.scheduled.date,
+        &item.scheduled.time,
+    ) {
+        Ok(details) => details,
+        Err(why) => {
+            tracing::warn!(gateway = %gateway.name, accession = %item.accession_number, "walk-in not recorded: {why}");
+            return Ok(format!("not a walk-in: {why}"));
+        }
+    };
+    let recorded = walk_ins::record(
+        tx,
+        walk_ins::LocalItem {
+            gateway_id: gateway.id,
+            gateway_name: &gateway.name,
+            accession_number: &item.accession_number,
+            details: &details,
+        },
+    )
+    .await?;
+    Ok(match recorded {
+        walk_ins::Recorded::Created(placement) => {
+            tracing::info!(gateway = %gateway.name, accession = %item.accession_number, appointment = placement.appointment_id, "walk-in recorded");
+            changes.push(appointment_change(&placement));
+            "walk-in".into()
+        }
+        walk_ins::Recorded::AlreadyKnown => "already known".into(),
+        walk_ins::Recorded::AccessionTaken => {
+            tracing::warn!(gateway = %gateway.name, accession = %item.accession_number, "walk-in not recorded: another provider's appointment has its accession number");
+            "accession number in use by another provider".into()
+        }
+    })
 }
 
 /// Records what the PACS has of the image (shown in the gallery); a refusal is also told on the

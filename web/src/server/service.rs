@@ -13,6 +13,7 @@ use super::store::actions::{self, NewAction};
 use super::store::appointments;
 use super::store::gateways;
 use super::store::identity::User;
+use super::store::walk_ins;
 use crate::domain::{ActionStatus, AppointmentStatus};
 use crate::model::GatewayRow;
 
@@ -345,4 +346,52 @@ pub async fn gateway_rows(state: &AppState, user: &User) -> Result<Vec<GatewayRo
         });
     }
     Ok(rows)
+}
+
+/// "Confirm walk-in": keeps an appointment made at the gateway as a new appointment.
+pub async fn confirm_walk_in(
+    state: &AppState,
+    user: &User,
+    appointment_id: i64,
+) -> Result<(), StoreError> {
+    let placement =
+        walk_ins::confirm(&state.db, user.provider_id, appointment_id, &user.name).await?;
+    state.bus.publish(Change::Appointment {
+        provider_id: placement.provider_id,
+        clinic_id: placement.clinic_id,
+        appointment_id,
+    });
+    Ok(())
+}
+
+/// "Match": the booked appointment takes the walk-in's place (see [`walk_ins::match_to`]).
+pub async fn match_walk_in(
+    state: &AppState,
+    user: &User,
+    walk_in_id: i64,
+    booked_id: i64,
+) -> Result<(), StoreError> {
+    let matched = walk_ins::match_to(
+        &state.db,
+        user.provider_id,
+        walk_in_id,
+        booked_id,
+        &user.name,
+    )
+    .await?;
+    for p in [matched.booked, matched.walk_in] {
+        state.bus.publish(Change::Appointment {
+            provider_id: p.provider_id,
+            clinic_id: p.clinic_id,
+            appointment_id: p.appointment_id,
+        });
+    }
+    if let Some(action_id) = matched.withdrawn {
+        state.bus.publish(Change::Action {
+            provider_id: user.provider_id,
+            action_id,
+            appointment_id: Some(booked_id),
+        });
+    }
+    Ok(())
 }

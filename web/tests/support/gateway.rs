@@ -5,11 +5,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shared::relay::{Config, Listener, ListenerOptions, ListenerStatus, Sender};
-use shared::wire::action::{Action, ActionReply, Command, Outcome, WorklistItem};
+use shared::wire::action::{
+    Action, ActionReply, Command, Outcome, Participant, Procedure, Scheduled, WorklistItem,
+};
 use shared::wire::event::{
     ArchiveState, Dose, Event, EventBody, EventReply, ImageArchiveState, ImageReceived,
-    ImageSummary, MppsStatus, MppsStatusUpdate, PatientSummary, SeriesSummary, StudySummary,
-    Thumbnail,
+    ImageSummary, LocalWorklistItem, MppsStatus, MppsStatusUpdate, PatientSummary, SeriesSummary,
+    StudySummary, Thumbnail,
 };
 use shared::wire::{Keyring, SigningKey, Verification};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -180,6 +182,32 @@ pub fn mpps(action_id: Option<Uuid>, accession: &str, status: MppsStatus) -> Eve
             status,
             mpps_instance_uid: format!("1.2.826.0.1.3680043.8.498.{}", accession.len()),
             images_taken: None,
+        }),
+    )
+}
+
+/// An item a local operator added at the gateway (a walk-in), scheduled today at 10:30.
+pub fn local_item(accession: &str, nhs_number: &str, name: &str, date: &str) -> Event {
+    Event::new(
+        "test-gateway",
+        EventBody::WorklistItemAddedLocally(LocalWorklistItem {
+            accession_number: accession.into(),
+            participant: Participant {
+                nhs_number: nhs_number.into(),
+                name: name.into(),
+                birth_date: "19650412".into(),
+                sex: "F".into(),
+            },
+            scheduled: Scheduled {
+                date: date.into(),
+                time: "103000".into(),
+            },
+            procedure: Procedure {
+                modality: "MG".into(),
+                study_description: "Breast screening".into(),
+            },
+            study_instance_uid: format!("1.2.826.0.1.3680043.8.498.7.{}", accession.len()),
+            scheduled_station_ae: None,
         }),
     )
 }

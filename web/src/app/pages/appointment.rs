@@ -1,5 +1,6 @@
-//! `/appointments/:id`: one participant's appointment — details, "Cancel appointment", the image
-//! gallery (right and left, CC and MLO, then any other view), the dose table and the history; live.
+//! `/appointments/:id`: one participant's appointment — details, "Cancel appointment", a walk-in's
+//! "Confirm" / "Match to a booked appointment", the image gallery (right and left, CC and MLO,
+//! then any other view), the dose table and the history; live.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -10,22 +11,47 @@ use crate::app::delivery::DeliveryStatus;
 use crate::app::error::AppError;
 use crate::app::live::use_live_resource;
 use crate::app::widgets::{action_error, StatusTag, SummaryRow};
-use crate::domain::AppointmentStatus;
-use crate::model::{AppointmentDetail, ArchiveBadge, ImageCard};
+use crate::domain::{AppointmentStatus, WalkIn};
+use crate::model::{AppointmentDetail, ArchiveBadge, ImageCard, WalkInDetail};
 
 #[component]
 pub fn Appointment() -> impl IntoView {
     let id = id_param("id");
     let cancel = ServerAction::<CancelAppointment>::new();
+    let walk_in = WalkInActions {
+        confirm: ServerAction::<ConfirmWalkIn>::new(),
+        matched: ServerAction::<MatchWalkIn>::new(),
+    };
+    // A matched walk-in is gone: what the clinician now looks at is the booked appointment.
+    let navigate = leptos_router::hooks::use_navigate();
+    Effect::new(move |_| {
+        if let Some(Ok(booked)) = walk_in.matched.value().get() {
+            navigate(&format!("/appointments/{booked}"), Default::default());
+        }
+    });
     let appointment = use_live_resource(
         move || format!("/live/appointments/{}", id()),
-        move || (id(), cancel.version().get()),
+        move || {
+            (
+                id(),
+                cancel.version().get() + walk_in.confirm.version().get(),
+            )
+        },
         |(id, _)| get_appointment(id),
     );
     view! {
         {action_error(cancel)}
-        {appointment.view(move |a| view! { <AppointmentView appointment=a cancel/> })}
+        {action_error(walk_in.confirm)}
+        {action_error(walk_in.matched)}
+        {appointment.view(move |a| view! { <AppointmentView appointment=a cancel walk_in/> })}
     }
+}
+
+/// The two things a clinician does with a walk-in.
+#[derive(Clone, Copy)]
+struct WalkInActions {
+    confirm: ServerAction<ConfirmWalkIn>,
+    matched: ServerAction<MatchWalkIn>,
 }
 
 const SIDES: [(&str, &str); 2] = [("R", "Right breast"), ("L", "Left breast")];
@@ -35,6 +61,7 @@ const VIEWS: [&str; 2] = ["CC", "MLO"];
 fn AppointmentView(
     appointment: AppointmentDetail,
     cancel: ServerAction<CancelAppointment>,
+    walk_in: WalkInActions,
 ) -> impl IntoView {
     let a = appointment;
     let title = format!("{} – Manage breast screening", a.participant_name);
@@ -72,6 +99,7 @@ fn AppointmentView(
                 {delivery.map(|d| view! { <div><DeliveryStatus delivery=d appointment_id=a.id/></div> })}
             </div>
         })}
+        {a.walk_in.clone().map(|w| view! { <WalkInPanel walk_in=w appointment_id=a.id actions=walk_in/> })}
         <dl class="nhsuk-summary-list">
             <SummaryRow key="NHS number">{a.nhs_number.clone()}</SummaryRow>
             <SummaryRow key="Date of birth">{a.birth_date.clone()}</SummaryRow>
@@ -160,6 +188,56 @@ fn AppointmentView(
     }
 }
 
+/// A walk-in added at the gateway: a warning callout with "Confirm walk-in" and "Match to this
+/// appointment" while unconfirmed; one line once confirmed.
+#[component]
+fn WalkInPanel(
+    walk_in: WalkInDetail,
+    appointment_id: i64,
+    actions: WalkInActions,
+) -> impl IntoView {
+    if walk_in.state == WalkIn::Confirmed {
+        return view! {
+            <p class="nhsuk-body" id="walk-in" data-walk-in="confirmed">
+                <strong class="nhsuk-tag nhsuk-tag--grey">"Walk-in"</strong>" Added at the gateway, confirmed as a new appointment."
+            </p>
+        }
+        .into_any();
+    }
+    let candidates = walk_in.candidates;
+    view! {
+        <div class="nhsuk-warning-callout" id="walk-in" data-walk-in="unconfirmed">
+            <h2 class="nhsuk-warning-callout__label">
+                <span role="text"><span class="nhsuk-u-visually-hidden">"Important: "</span>"Walk-in added at the gateway"</span>
+            </h2>
+            <p>"This participant was added to the modality worklist at the gateway, not booked here. Confirm it as a new appointment, or match it to the booked appointment it is."</p>
+            <ActionForm action=actions.confirm>
+                <input type="hidden" name="appointment_id" value=appointment_id/>
+                <button type="submit" class="nhsuk-button" id="confirm-walk-in">"Confirm walk-in"</button>
+            </ActionForm>
+            {if candidates.is_empty() {
+                view! { <p class="nhsuk-body-s" id="no-match-candidates">"No booked appointment on this day can take its place: each has been sent to the modality already."</p> }.into_any()
+            } else {
+                view! {
+                    <ActionForm action=actions.matched>
+                        <input type="hidden" name="walk_in_id" value=appointment_id/>
+                        <div class="nhsuk-form-group">
+                            <label class="nhsuk-label" for="match-target">"Booked appointment"</label>
+                            <select class="nhsuk-select" id="match-target" name="booked_id">
+                                {candidates.into_iter().map(|c| view! {
+                                    <option value=c.id>{format!("{} {} ({}) – {}", c.time, c.participant_name, c.nhs_number, c.clinic_name)}</option>
+                                }).collect_view()}
+                            </select>
+                        </div>
+                        <button type="submit" class="nhsuk-button nhsuk-button--secondary" id="match-walk-in">"Match to this appointment"</button>
+                    </ActionForm>
+                }.into_any()
+            }}
+        </div>
+    }
+    .into_any()
+}
+
 #[component]
 fn Thumbnail(card: ImageCard) -> impl IntoView {
     let alt = format!("{}{} image", card.laterality, card.view);
@@ -212,4 +290,25 @@ pub async fn cancel_appointment(appointment_id: i64) -> Result<Option<String>, A
     crate::server::service::cancel_appointment(&state, &user, appointment_id)
         .await
         .map_err(context::fail)
+}
+
+/// Keeps a walk-in added at the gateway as a new appointment.
+#[server(endpoint = "/confirm_walk_in")]
+pub async fn confirm_walk_in(appointment_id: i64) -> Result<(), AppError> {
+    use crate::app::context;
+    let (state, user) = context::user().await?;
+    crate::server::service::confirm_walk_in(&state, &user, appointment_id)
+        .await
+        .map_err(context::fail)
+}
+
+/// Merges a walk-in into the booked appointment it is; returns the booked appointment's id.
+#[server(endpoint = "/match_walk_in")]
+pub async fn match_walk_in(walk_in_id: i64, booked_id: i64) -> Result<i64, AppError> {
+    use crate::app::context;
+    let (state, user) = context::user().await?;
+    crate::server::service::match_walk_in(&state, &user, walk_in_id, booked_id)
+        .await
+        .map_err(context::fail)?;
+    Ok(booked_id)
 }

@@ -9,7 +9,7 @@ use crate::app::delivery::DeliveryStatus;
 use crate::app::error::AppError;
 use crate::app::live::use_live_resource;
 use crate::app::widgets::{action_error, StatusTag};
-use crate::domain::AppointmentStatus;
+use crate::domain::{AppointmentStatus, WalkIn};
 use crate::model::ClinicDetail;
 
 #[component]
@@ -49,7 +49,14 @@ fn ClinicView(clinic: ClinicDetail, send: ServerAction<SendToModality>) -> impl 
                     view! {
                         <tr class="nhsuk-table__row" id=format!("appointment-{}", a.id)>
                             <td class="nhsuk-table__cell">{a.time}</td>
-                            <td class="nhsuk-table__cell"><A href=format!("/appointments/{}", a.id)>{a.participant_name}</A></td>
+                            <td class="nhsuk-table__cell">
+                                <A href=format!("/appointments/{}", a.id)>{a.participant_name}</A>
+                                {a.walk_in.map(|w| view! {
+                                    " "<strong class="nhsuk-tag nhsuk-tag--grey app-walk-in" data-walk-in=w.as_str()>
+                                        {if w == WalkIn::Unconfirmed { "Walk-in: confirm or match" } else { "Walk-in" }}
+                                    </strong>
+                                })}
+                            </td>
                             <td class="nhsuk-table__cell">{a.nhs_number}</td>
                             <td class="nhsuk-table__cell app-status">
                                 <StatusTag status=a.status/>

@@ -4,7 +4,7 @@
 
 use sqlx::{Any, Transaction};
 
-use crate::domain::{ActionStatus, AppointmentStatus, DeliveryState};
+use crate::domain::{ActionStatus, AppointmentStatus, DeliveryState, WorklistMessage};
 use crate::model::{ActionDetail, ActionRow, Delivery};
 
 use super::super::db::{col, date_time, now_ms, Db, StoreError};
@@ -286,8 +286,8 @@ pub fn refuse_stale_create(appointment: AppointmentStatus) -> Result<(), StoreEr
     }
 }
 
-/// Where each of the given appointments' worklist items is: the latest `worklist.create_item` of
-/// each, as the clinic and appointment pages show it.
+/// Where each of the given appointments' worklist items is, as the clinic and appointment pages
+/// show it: the latest `worklist.create_item` of each, or the `worklist.cancel_item` behind it.
 pub async fn deliveries(
     db: &Db,
     appointment_ids: &[i64],
@@ -303,20 +303,33 @@ pub async fn deliveries(
         .collect::<Vec<_>>()
         .join(",");
     let rows = sqlx::query(&format!(
-        "SELECT appointment_id, id, status, attempts, next_attempt_at, last_error FROM gateway_actions
-         WHERE action_type = $1 AND appointment_id IN ({list}) ORDER BY appointment_seq"
+        "SELECT appointment_id, id, action_type, status, attempts, next_attempt_at, last_error
+         FROM gateway_actions
+         WHERE action_type IN ($1, $2) AND appointment_id IN ({list}) ORDER BY appointment_seq"
     ))
     .bind(CREATE_ITEM)
+    .bind(CANCEL_ITEM)
     .fetch_all(&db.pool)
     .await?;
     for r in &rows {
         let status = ActionStatus::parse(&col::<String>(r, "status")?)?;
+        let message = if col::<String>(r, "action_type")? == CANCEL_ITEM {
+            // A cancel withdrawn as needless (its create never reached the gateway) leaves the
+            // create's state as the one that tells.
+            if status == ActionStatus::Withdrawn {
+                continue;
+            }
+            WorklistMessage::Cancel
+        } else {
+            WorklistMessage::Create
+        };
         let attempts: i64 = col(r, "attempts")?;
         let state = DeliveryState::of(status, attempts);
         let next: Option<i64> = col(r, "next_attempt_at")?;
         out.insert(
             col(r, "appointment_id")?,
             Delivery {
+                message,
                 state,
                 action_id: col(r, "id")?,
                 attempts,

@@ -251,7 +251,7 @@ pub async fn detail(
 ) -> Result<AppointmentDetail, StoreError> {
     let r = sqlx::query(
         "SELECT a.id, a.clinic_id, c.name AS clinic_name, a.starts_at, a.status, a.accession_number,
-                a.images_taken, p.family_name, p.given_name, p.nhs_number, p.birth_date
+                a.images_taken, a.walk_in, p.family_name, p.given_name, p.nhs_number, p.birth_date
          FROM appointments a JOIN clinics c ON c.id = a.clinic_id
          JOIN participants p ON p.id = a.participant_id
          WHERE a.id = $1 AND c.provider_id = $2",
@@ -292,6 +292,15 @@ pub async fn detail(
         delivery: super::actions::deliveries(db, &[appointment_id])
             .await?
             .remove(&appointment_id),
+        walk_in: super::walk_ins::detail(
+            db,
+            provider_id,
+            appointment_id,
+            col::<Option<String>>(&r, "walk_in")?
+                .as_deref()
+                .and_then(crate::domain::WalkIn::parse),
+        )
+        .await?,
         timeline,
         images: super::images::for_appointment(db, appointment_id).await?,
     })

@@ -1,6 +1,6 @@
 //! Clinics and their appointment lists.
 
-use crate::domain::{AppointmentStatus, NhsNumber};
+use crate::domain::{AppointmentStatus, NhsNumber, WalkIn};
 use crate::model::{AppointmentRow, ClinicDetail, ClinicSummary};
 
 use super::super::db::{col, Db, StoreError};
@@ -8,6 +8,29 @@ use super::super::db::{col, Db, StoreError};
 /// Adds a clinic.
 pub async fn create(
     db: &Db,
+    provider_id: i64,
+    gateway_id: Option<i64>,
+    name: &str,
+    location: &str,
+    date: &str,
+) -> Result<i64, StoreError> {
+    insert(&db.pool, provider_id, gateway_id, name, location, date).await
+}
+
+/// Adds a clinic inside the caller's transaction (a walk-in's day that had none).
+pub async fn create_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    provider_id: i64,
+    gateway_id: Option<i64>,
+    name: &str,
+    location: &str,
+    date: &str,
+) -> Result<i64, StoreError> {
+    insert(&mut **tx, provider_id, gateway_id, name, location, date).await
+}
+
+async fn insert<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
     provider_id: i64,
     gateway_id: Option<i64>,
     name: &str,
@@ -23,7 +46,7 @@ pub async fn create(
     .bind(name)
     .bind(location)
     .bind(date)
-    .fetch_one(&db.pool)
+    .fetch_one(executor)
     .await?;
     col(&row, "id")
 }
@@ -63,7 +86,7 @@ pub async fn detail(db: &Db, provider_id: i64, clinic_id: i64) -> Result<ClinicD
         .ok_or(StoreError::NotFound)?;
     let clinic = summary(&row)?;
     let rows = sqlx::query(
-        "SELECT a.id, a.starts_at, a.status, p.family_name, p.given_name, p.nhs_number
+        "SELECT a.id, a.starts_at, a.status, a.walk_in, p.family_name, p.given_name, p.nhs_number
          FROM appointments a JOIN participants p ON p.id = a.participant_id
          WHERE a.clinic_id = $1 ORDER BY a.starts_at, a.id",
     )
@@ -90,6 +113,9 @@ pub async fn detail(db: &Db, provider_id: i64, clinic_id: i64) -> Result<ClinicD
                 ),
                 nhs_number: display_nhs_number(&col::<String>(r, "nhs_number")?),
                 status: AppointmentStatus::parse(&col::<String>(r, "status")?)?,
+                walk_in: col::<Option<String>>(r, "walk_in")?
+                    .as_deref()
+                    .and_then(WalkIn::parse),
             })
         })
         .collect::<Result<_, StoreError>>()?;

@@ -8,3 +8,4 @@ pub mod gateways;
 pub mod identity;
 pub mod images;
 pub mod received_events;
+pub mod walk_ins;

@@ -47,3 +47,17 @@ pub async fn set_outcome(
         .await?;
     Ok(())
 }
+
+/// What applying a received event did, `None` if it was never received (support's question
+/// "did the cloud get it, and what did it do with it?").
+pub async fn outcome(
+    db: &super::super::db::Db,
+    event_id: &str,
+) -> Result<Option<String>, StoreError> {
+    let row = sqlx::query("SELECT outcome FROM received_events WHERE event_id = $1")
+        .bind(event_id)
+        .fetch_optional(&db.pool)
+        .await?;
+    row.map(|r| super::super::db::col(&r, "outcome"))
+        .transpose()
+}

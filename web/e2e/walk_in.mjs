@@ -1,0 +1,127 @@
+// Browser test of walk-ins (web/tests/browser.rs drives it and plays the gateway, which reports
+// items a local operator added while the cloud was away): the clinic page lists the walk-in live
+// with "Walk-in: confirm or match"; on its appointment page the clinician matches it to the booked
+// appointment it is (the page moves there, with the walk-in's accession number), and confirms a
+// second one as a new appointment. Same line protocol as live.mjs: `STEP …` out, `GATEWAY …` in.
+//
+// Env: BASE_URL, USER1, PASS1, CLINIC_ID, ARTIFACTS, CHROMIUM.
+import { chromium } from 'playwright-core';
+import { createInterface } from 'node:readline';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const env = (name, fallback) => {
+  const v = process.env[name] ?? fallback;
+  if (v === undefined) throw new Error(`${name} is not set`);
+  return v;
+};
+const BASE = env('BASE_URL');
+const ARTIFACTS = env('ARTIFACTS');
+mkdirSync(ARTIFACTS, { recursive: true });
+const here = dirname(fileURLToPath(import.meta.url));
+const axeSource = readFileSync(join(here, '..', 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
+const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+async function expectLine(prefix) {
+  const { value, done } = await lines.next();
+  if (done) throw new Error(`stdin closed while waiting for ${prefix}`);
+  if (!value.startsWith(prefix)) throw new Error(`expected ${prefix}, got ${value}`);
+  return value.slice(prefix.length).trim();
+}
+const step = (text) => console.log(`STEP ${text}`);
+const errors = [];
+function watch(page) {
+  page.on('pageerror', (e) => errors.push(`${page.url()}: ${e.message}`));
+}
+async function live(page) {
+  await page.waitForSelector('body[data-hydrated="true"]', { timeout: 60000 });
+  await page.waitForSelector('#live[data-live="connected"]', { timeout: 60000 });
+}
+async function axe(page, name) {
+  await page.evaluate(axeSource);
+  const result = await page.evaluate(async () => await window.axe.run(document, {
+    runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] },
+  }));
+  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  if (bad.length) throw new Error(`axe: serious/critical violations on ${name}: ${bad.map((v) => v.id).join(', ')}`);
+}
+// The clinic row of a walk-in in `state`: found by its tag, as the clinician would.
+async function walkInRow(page, state) {
+  return page.waitForSelector(`#appointments tbody tr:has(.app-walk-in[data-walk-in="${state}"])`, { timeout: 60000 });
+}
+
+const browser = await chromium.launch({
+  executablePath: env('CHROMIUM', '/usr/bin/chromium'),
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+let failed = false;
+try {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  watch(page);
+  await page.goto(`${BASE}/sign-in`);
+  await page.waitForSelector('body[data-hydrated="true"]', { timeout: 60000 });
+  await page.fill('#email', env('USER1'));
+  await page.fill('#password', env('PASS1'));
+  await Promise.all([page.waitForURL('**/clinics'), page.click('#sign-in')]);
+  await page.goto(`${BASE}/clinics/${env('CLINIC_ID')}`);
+  await live(page);
+  step('watching');
+
+  // The first walk-in appears on the open clinic page without a reload.
+  const first = await expectLine('GATEWAY walk-in');
+  const row = await walkInRow(page, 'unconfirmed');
+  const rowText = (await row.textContent()).replace(/\s+/g, ' ');
+  if (!rowText.includes('Walk-in: confirm or match')) throw new Error(`walk-in row: ${rowText}`);
+  await axe(page, 'clinic with a walk-in');
+  await page.screenshot({ path: join(ARTIFACTS, '1-clinic-walk-in.png'), fullPage: true });
+  const walkInId = (await row.getAttribute('id')).replace('appointment-', '');
+  step(`listed ${walkInId}`);
+
+  // Its page: the warning callout; match it to the booked appointment offered first.
+  await Promise.all([page.waitForURL(`**/appointments/${walkInId}`), (await row.$('a')).click()]);
+  await live(page);
+  const callout = await page.waitForSelector('#walk-in.nhsuk-warning-callout[data-walk-in="unconfirmed"]');
+  if (!(await callout.textContent()).includes('Walk-in added at the gateway')) throw new Error('callout text');
+  await axe(page, 'unconfirmed walk-in');
+  await page.screenshot({ path: join(ARTIFACTS, '2-walk-in.png'), fullPage: true });
+  const booked = await page.$eval('#match-target', (s) => s.value);
+  await Promise.all([page.waitForURL(`**/appointments/${booked}`), page.click('#match-walk-in')]);
+  await live(page);
+  await page.waitForFunction((acc) => document.body.textContent.includes(acc), first, { timeout: 60000 });
+  if (await page.$('#walk-in')) throw new Error('the booked appointment still reads as a walk-in');
+  await page.screenshot({ path: join(ARTIFACTS, '3-matched.png'), fullPage: true });
+  step(`matched ${booked}`);
+
+  // A second walk-in: confirmed as a new appointment.
+  await page.goto(`${BASE}/clinics/${env('CLINIC_ID')}`);
+  await live(page);
+  step('watching again');
+  await expectLine('GATEWAY walk-in');
+  const second = await walkInRow(page, 'unconfirmed');
+  const secondId = (await second.getAttribute('id')).replace('appointment-', '');
+  await Promise.all([page.waitForURL(`**/appointments/${secondId}`), (await second.$('a')).click()]);
+  await live(page);
+  await page.click('#confirm-walk-in');
+  await page.waitForSelector('#walk-in[data-walk-in="confirmed"]', { timeout: 60000 });
+  await axe(page, 'confirmed walk-in');
+  await page.screenshot({ path: join(ARTIFACTS, '4-confirmed.png'), fullPage: true });
+  step(`confirmed ${secondId}`);
+
+  if (errors.length) throw new Error(`page errors:\n${errors.join('\n')}`);
+  console.log('RESULT 1 passed, 0 failed');
+} catch (e) {
+  failed = true;
+  console.error(`FAILED: ${e.stack || e}`);
+  for (const ctx of browser.contexts()) {
+    for (const [i, p] of ctx.pages().entries()) {
+      await p.screenshot({ path: join(ARTIFACTS, `failure-${i}.png`), fullPage: true }).catch(() => {});
+    }
+  }
+  console.log('RESULT 0 passed, 1 failed');
+} finally {
+  await browser.close();
+}
+process.exit(failed ? 1 : 0);
