@@ -48,5 +48,8 @@ EOF
 say "C-STORE ingest vs dcmtk storescp, Orthanc and a pynetdicom SCP"
 BENCH_OUT="$out/store.json" "$here/scripts/bench-store.sh"
 
+say "forwarding to the hospital PACS (storescp, Orthanc) vs dcmtk storescu of the same files"
+BENCH_OUT="$out/forward.json" "$here/scripts/bench-forward.sh"
+
 python3 "$here/scripts/bench-report.py" "$out" "$here"
 say "make bench took $(( ($(date +%s) - started) / 60 )) min; see BENCHMARKS.md"
