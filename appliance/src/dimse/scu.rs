@@ -18,6 +18,9 @@ use crate::dimse::{
     DataSetError, DataSink,
 };
 
+/// How much of a data set is read from its file at a time while it is sent.
+const READ_AHEAD: usize = 1 << 20;
+
 /// What went wrong talking to a peer.
 #[derive(Debug, Error)]
 pub enum ScuError {
@@ -338,6 +341,9 @@ impl Scu {
         for pdu in message_pdus(context_id, &command, None, peer_max) {
             self.send(&pdu).await?;
         }
+        // Read ahead in large blocks: a file's reads each cost a hop to the blocking pool, so
+        // reading it one PDU (16 KiB, often) at a time would bound the send rate.
+        let mut data = tokio::io::BufReader::with_capacity(READ_AHEAD, &mut data);
         let mut pdus = DataPdus::new(&mut data, context_id, peer_max);
         while let Some(pdu) = pdus.next_pdu().await? {
             self.send(&pdu).await?;

@@ -136,8 +136,8 @@ pub fn due(
 /// The wait before asking again after the `attempts`-th request: the timeout, doubling, at most
 /// 16 times it.
 pub fn retry_after(timeout: Duration, attempts: u32) -> Duration {
-    let factor = 1u32 << attempts.saturating_sub(1).min(4);
-    timeout.saturating_mul(factor.min(MAX_BACKOFF_FACTOR))
+    shared::backoff::Exponential::new(timeout, timeout.saturating_mul(MAX_BACKOFF_FACTOR))
+        .delay(attempts)
 }
 
 /// Counts a request for `references` under a new Transaction UID and stores it, before the

@@ -95,6 +95,7 @@ pub fn head(
 }
 
 /// How an entry is finished: where it went and what the association negotiated.
+#[derive(Clone, Copy)]
 pub struct Finish<'a> {
     pub destination: &'a Destination,
     pub sequence: u64,
@@ -107,10 +108,23 @@ pub struct Finish<'a> {
     pub source_system: &'a str,
 }
 
-/// Takes an entry off the queue and records its outcome, with the `image.archive_state` event
-/// when the object's state at this PACS changes (not for a repeat of the same outcome) and its
-/// pending commitment, in one transaction.
-pub fn finish(db: &Database, finish: Finish<'_>) -> Result<(), DbError> {
+/// Takes entries off the queue and records their outcomes, with the `image.archive_state` event
+/// when an object's state at this PACS changes (not for a repeat of the same outcome) and its
+/// pending commitment, in one transaction: one commit for a batch of objects, not one each. A
+/// crash before it commits sends those objects again, which a PACS takes as the same instance.
+pub fn finish(db: &Database, finished: &[Finish<'_>]) -> Result<(), DbError> {
+    if finished.is_empty() {
+        return Ok(());
+    }
+    db.write(|txn| {
+        for finish in finished {
+            finish_in(txn, finish)?;
+        }
+        Ok::<(), DbError>(())
+    })
+}
+
+fn finish_in(txn: &WriteTransaction, finish: &Finish<'_>) -> Result<(), DbError> {
     let Finish {
         destination,
         sequence,
@@ -118,41 +132,39 @@ pub fn finish(db: &Database, finish: Finish<'_>) -> Result<(), DbError> {
         outcome,
         commitment,
         source_system,
-    } = finish;
+    } = *finish;
     let key = destination.key();
     let uid = entry.sop_instance_uid.as_str();
-    db.write(|txn| {
-        txn.open_table(FORWARD_QUEUE)?
-            .remove((key.as_str(), sequence))?;
-        let bytes = serde_json::to_vec(outcome).expect("outcomes serialise");
-        let previous = txn
-            .open_table(FORWARD_RESULTS)?
-            .insert((key.as_str(), uid), bytes.as_slice())?
-            .and_then(|v| serde_json::from_slice::<Outcome>(v.value()).ok());
-        let (state, reason) = match outcome {
-            Outcome::Forwarded { .. } => (ArchiveState::Forwarded, None),
-            Outcome::Failed { reason, .. } => (ArchiveState::Failed, Some(reason.clone())),
-        };
-        let changed = !matches!(
-            (&previous, outcome),
-            (Some(Outcome::Forwarded { .. }), Outcome::Forwarded { .. })
-                | (Some(Outcome::Failed { .. }), Outcome::Failed { .. })
-        );
-        if changed {
-            crate::cloud::events::archive_state(
-                txn,
-                source_system,
-                &destination.ae_title,
-                uid,
-                state,
-                reason,
-            )?;
-        }
-        if commitment && matches!(outcome, Outcome::Forwarded { .. }) {
-            super::commitment::expect(txn, destination, &entry.sop_class_uid, uid)?;
-        }
-        Ok::<(), DbError>(())
-    })
+    txn.open_table(FORWARD_QUEUE)?
+        .remove((key.as_str(), sequence))?;
+    let bytes = serde_json::to_vec(outcome).expect("outcomes serialise");
+    let previous = txn
+        .open_table(FORWARD_RESULTS)?
+        .insert((key.as_str(), uid), bytes.as_slice())?
+        .and_then(|v| serde_json::from_slice::<Outcome>(v.value()).ok());
+    let (state, reason) = match outcome {
+        Outcome::Forwarded { .. } => (ArchiveState::Forwarded, None),
+        Outcome::Failed { reason, .. } => (ArchiveState::Failed, Some(reason.clone())),
+    };
+    let changed = !matches!(
+        (&previous, outcome),
+        (Some(Outcome::Forwarded { .. }), Outcome::Forwarded { .. })
+            | (Some(Outcome::Failed { .. }), Outcome::Failed { .. })
+    );
+    if changed {
+        crate::cloud::events::archive_state(
+            txn,
+            source_system,
+            &destination.ae_title,
+            uid,
+            state,
+            reason,
+        )?;
+    }
+    if commitment && matches!(outcome, Outcome::Forwarded { .. }) {
+        super::commitment::expect(txn, destination, &entry.sop_class_uid, uid)?;
+    }
+    Ok(())
 }
 
 /// Records a failed attempt on the head entry (the PACS unreachable, the association lost), so

@@ -232,16 +232,16 @@ impl Sender {
                 // Nothing in this batch is acceptable to the PACS as it is: each is failed
                 // with the reason, so the queue moves on.
                 Err(ScuError::NothingAccepted { .. }) => {
-                    for (sequence, entry) in batch {
-                        let reason = not_accepted(entry);
-                        tracing::warn!(destination = %self.destination,
-                            sop_instance_uid = %entry.sop_instance_uid, "not forwarded, given up: {reason}");
-                        let outcome = Outcome::Failed {
-                            at_ms: now_ms(),
-                            reason,
-                        };
-                        self.finish(*sequence, entry, &outcome, false)?;
-                    }
+                    let outcomes: Vec<(u64, &Queued, Outcome)> = batch
+                        .iter()
+                        .map(|(sequence, entry)| {
+                            let reason = not_accepted(entry);
+                            tracing::warn!(destination = %self.destination,
+                                sop_instance_uid = %entry.sop_instance_uid, "not forwarded, given up: {reason}");
+                            (*sequence, entry, Outcome::Failed { at_ms: now_ms(), reason })
+                        })
+                        .collect();
+                    self.finish(&outcomes, false)?;
                     return Ok(());
                 }
                 Err(e) => return Err(RoundError::Retry(e.to_string())),
@@ -256,11 +256,16 @@ impl Sender {
         let Some(o) = open.as_mut() else {
             return Err(RoundError::Retry("no association".into()));
         };
+        // Outcomes are recorded together once the batch is sent (or stops), one commit for all.
+        let mut outcomes: Vec<(u64, &Queued, Outcome)> = Vec::with_capacity(batch.len());
         for (sequence, entry) in batch {
             let started = Instant::now();
             let outcome = match self.send_one(&mut o.scu, entry).await {
                 Sent::Done(outcome) => outcome,
-                Sent::Retry(error) => return Err(RoundError::Retry(error)),
+                Sent::Retry(error) => {
+                    self.finish(&outcomes, o.commitment)?;
+                    return Err(RoundError::Retry(error));
+                }
             };
             o.last_used = Instant::now();
             match &outcome {
@@ -277,32 +282,34 @@ impl Sender {
                     "not forwarded, given up: {reason}"
                 ),
             }
-            self.finish(*sequence, entry, &outcome, o.commitment)?;
+            outcomes.push((*sequence, entry, outcome));
         }
+        self.finish(&outcomes, o.commitment)?;
         self.request_commitments(open).await?;
         Ok(())
     }
 
     fn finish(
         &self,
-        sequence: u64,
-        entry: &Queued,
-        outcome: &Outcome,
+        outcomes: &[(u64, &Queued, Outcome)],
         commitment: bool,
     ) -> Result<(), DbError> {
-        queue::finish(
-            &self.db,
-            queue::Finish {
+        let finished: Vec<queue::Finish<'_>> = outcomes
+            .iter()
+            .map(|(sequence, entry, outcome)| queue::Finish {
                 destination: &self.destination,
-                sequence,
+                sequence: *sequence,
                 entry,
                 outcome,
                 commitment,
                 source_system: &self.source_system,
-            },
-        )?;
-        // The archive-state event it may have queued.
-        self.doorbell.ring();
+            })
+            .collect();
+        queue::finish(&self.db, &finished)?;
+        // The archive-state events they may have queued.
+        if !finished.is_empty() {
+            self.doorbell.ring();
+        }
         Ok(())
     }
 
