@@ -154,7 +154,8 @@ fn main() -> anyhow::Result<()> {
             ip_drop_in,
         } => doctor(env_file, ip_drop_in),
         Command::EmulateModality(args) => emulate_modality(args),
-        Command::Worklist(command) => worklist(command),
+        Command::Worklist(WorklistCommand::Add(add)) => worklist_add(add),
+        Command::Worklist(WorklistCommand::List) => worklist_list(),
         Command::RenderThumbnail {
             memory_mib,
             cpu_secs,
@@ -256,45 +257,49 @@ fn emulate_modality(args: EmulateModality) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `add` goes through the running service's control socket when there is one (a clinic working
-/// offline adds participants at the gateway without stopping it); otherwise, and for `list`,
-/// it opens the state database itself, so the service must be stopped.
-fn worklist(command: WorklistCommand) -> anyhow::Result<()> {
+/// `worklist add`: through the running service's control socket when there is one (a clinic
+/// working offline adds participants at the gateway without stopping it); otherwise it opens
+/// the state database itself.
+fn worklist_add(add: AddItem) -> anyhow::Result<()> {
     envfile::load_into_env(&envfile::path());
     let config = Config::from_env()?;
-    let command = match command {
-        WorklistCommand::Add(add) => match add_through_the_service(&config, add)? {
-            None => return Ok(()),
-            Some(add) => WorklistCommand::Add(add),
-        },
-        other => other,
+    let Some(add) = add_through_the_service(&config, add)? else {
+        return Ok(());
     };
+    let db = open_stopped_state(&config)?;
+    let (item, station_ae) = item_of(add);
+    let entry = WorklistEntry::new(item, None, station_ae)?;
+    let cloud = appliance::cloud::CloudSettings::from_env()?;
+    let report_as = appliance::service::run::reports_local_items(cloud.as_ref())
+        .then_some(config.name.as_str());
+    control_socket::add_local_item(&db, &entry, report_as)?;
+    println!("{}", serde_json::to_string(&entry)?);
+    Ok(())
+}
+
+/// `worklist list`: every item as a JSON line, read from the state database (the service must
+/// be stopped).
+fn worklist_list() -> anyhow::Result<()> {
+    envfile::load_into_env(&envfile::path());
+    let config = Config::from_env()?;
+    let db = open_stopped_state(&config)?;
+    for item in worklist::stored_json(&db)? {
+        println!("{item}");
+    }
+    Ok(())
+}
+
+/// Opens the state database of a stopped service (redb allows one process at a time).
+fn open_stopped_state(config: &Config) -> anyhow::Result<Database> {
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("creating {}", config.state_dir.display()))?;
     let path = appliance::db::path_in(&config.state_dir);
-    let db = Database::open(&path).with_context(|| {
+    Database::open(&path).with_context(|| {
         format!(
             "opening {} (is `gateway serve` running? stop it first)",
             path.display()
         )
-    })?;
-    match command {
-        WorklistCommand::Add(add) => {
-            let (item, station_ae) = item_of(add);
-            let entry = WorklistEntry::new(item, None, station_ae)?;
-            let cloud = appliance::cloud::CloudSettings::from_env()?;
-            let report_as = appliance::service::run::reports_local_items(cloud.as_ref())
-                .then_some(config.name.as_str());
-            control_socket::add_local_item(&db, &entry, report_as)?;
-            println!("{}", serde_json::to_string(&entry)?);
-        }
-        WorklistCommand::List => {
-            for item in worklist::stored_json(&db)? {
-                println!("{item}");
-            }
-        }
-    }
-    Ok(())
+    })
 }
 
 /// Hands an `add` to the running service; gives the command back when no service answers.

@@ -1,5 +1,6 @@
-//! Capped exponential backoff, the one retry schedule both outboxes use: the gateway's event
-//! courier and the cloud's action outbox. (Reconnecting a relay listener follows the Microsoft
+//! Capped exponential backoff, the one retry schedule the outboxes and queues use: the gateway's
+//! event courier, PACS forwarding, Storage Commitment requests and thumbnail retries, and the
+//! cloud's action outbox. (Reconnecting a relay listener follows the Microsoft
 //! SDKs' fixed schedule instead: [`crate::relay::Backoff`].)
 
 use std::time::Duration;

@@ -87,13 +87,15 @@ pub enum AfterFailure {
     Quarantine,
 }
 
+/// 2 s after the first crash, doubling, at most 32 s (the attempts run out before that).
+const RETRY: shared::backoff::Exponential =
+    shared::backoff::Exponential::new(Duration::from_secs(2), Duration::from_secs(32));
+
 pub fn after_failure(attempts: u32) -> AfterFailure {
     if attempts >= MAX_ATTEMPTS {
         AfterFailure::Quarantine
     } else {
-        AfterFailure::Retry(Duration::from_secs(
-            2u64 << attempts.saturating_sub(1).min(4),
-        ))
+        AfterFailure::Retry(RETRY.delay(attempts))
     }
 }
 

@@ -202,10 +202,21 @@ pub async fn attempt(
         // Anything else (its gateway gone, a corrupt payload) will not get better by itself.
         Err(other) => {
             let error = other.to_string();
-            actions::mark_failed(&state.db, &action.id, &error, None, Reached::No).await?;
-            Ok(Attempt::Failed(error))
+            failed(state, action, error, None, Reached::No).await
         }
     }
+}
+
+/// Records the attempt as failed for good, with why (and the reply, when there was one).
+async fn failed(
+    state: &AppState,
+    action: &actions::Queued,
+    error: String,
+    reply: Option<&str>,
+    reached: Reached,
+) -> Result<Attempt, StoreError> {
+    actions::mark_failed(&state.db, &action.id, &error, reply, reached).await?;
+    Ok(Attempt::Failed(error))
 }
 
 /// Why a worklist item must not (or no longer) be sent, if so: its appointment is not waiting
@@ -266,8 +277,7 @@ async fn send_and_record(
         Ok(p) => p,
         Err(e) => {
             let error = e.to_string();
-            actions::mark_failed(&state.db, &action.id, &error, None, Reached::No).await?;
-            return Ok(Attempt::Failed(error));
+            return failed(state, action, error, None, Reached::No).await;
         }
     };
     let corrupt = |e: String| StoreError::Corrupt(format!("action {} payload: {e}", action.id));
@@ -294,15 +304,7 @@ async fn send_and_record(
                     None => "the gateway's reply names no action".to_string(),
                 };
                 tracing::warn!(action = %action.id, "outbox: {error}");
-                actions::mark_failed(
-                    &state.db,
-                    &action.id,
-                    &error,
-                    Some(&reply_text),
-                    Reached::Maybe,
-                )
-                .await?;
-                Ok(Attempt::Failed(error))
+                failed(state, action, error, Some(&reply_text), Reached::Maybe).await
             }
             Ok(reply) if reply.is_success() => {
                 // The health first: once the action reads `confirmed`, its report is on record.
@@ -332,27 +334,11 @@ async fn send_and_record(
                     Outcome::Error { message } => message,
                     other => format!("unexpected reply {other:?}"),
                 };
-                actions::mark_failed(
-                    &state.db,
-                    &action.id,
-                    &error,
-                    Some(&reply_text),
-                    Reached::No,
-                )
-                .await?;
-                Ok(Attempt::Failed(error))
+                failed(state, action, error, Some(&reply_text), Reached::No).await
             }
             Err(rejected) => {
                 let error = format!("reply refused: {rejected}");
-                actions::mark_failed(
-                    &state.db,
-                    &action.id,
-                    &error,
-                    Some(&reply_text),
-                    Reached::Maybe,
-                )
-                .await?;
-                Ok(Attempt::Failed(error))
+                failed(state, action, error, Some(&reply_text), Reached::Maybe).await
             }
         },
         Err(e) if e.is_retryable() => {
@@ -367,8 +353,7 @@ async fn send_and_record(
         }
         Err(e) => {
             let error = e.to_string();
-            actions::mark_failed(&state.db, &action.id, &error, None, reached(&e)).await?;
-            Ok(Attempt::Failed(error))
+            failed(state, action, error, None, reached(&e)).await
         }
     }
 }

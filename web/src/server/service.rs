@@ -34,14 +34,7 @@ pub async fn send_to_modality(
     let mut tx = state.db.begin().await?;
     let a = appointments::for_worklist(&mut tx, user.provider_id, appointment_id).await?;
     a.status.transition(AppointmentStatus::SentToModality)?;
-    let gateway = match a.gateway_id {
-        Some(id) => gateways::get(&state.db, user.provider_id, id).await?,
-        None => gateways::for_provider(&state.db, user.provider_id)
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| StoreError::Refused("this provider has no gateway".into()))?,
-    };
+    let gateway = clinic_gateway(state, user, a.gateway_id).await?;
     let accession = accession_number(&a.clinic_date);
     let mut action = Action::new(
         &state.source_system,
@@ -117,6 +110,22 @@ pub async fn send_to_modality(
     Ok(action_id)
 }
 
+/// The gateway a clinic's worklist messages go to: its own, else the provider's first.
+async fn clinic_gateway(
+    state: &AppState,
+    user: &User,
+    clinic_gateway_id: Option<i64>,
+) -> Result<gateways::GatewayRecord, StoreError> {
+    match clinic_gateway_id {
+        Some(id) => gateways::get(&state.db, user.provider_id, id).await,
+        None => gateways::for_provider(&state.db, user.provider_id)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Refused("this provider has no gateway".into())),
+    }
+}
+
 /// `ACC` + YYYYMMDD + 4 hex: the NHS app's form, at most 16 characters (DICOM SH).
 fn accession_number(clinic_date: &str) -> String {
     let hex = uuid::Uuid::new_v4().simple().to_string();
@@ -175,14 +184,7 @@ pub async fn cancel_appointment(
             _ => true,
         };
         if needs_cancel {
-            let gateway = match a.gateway_id {
-                Some(id) => gateways::get(&state.db, user.provider_id, id).await?,
-                None => gateways::for_provider(&state.db, user.provider_id)
-                    .await?
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| StoreError::Refused("this provider has no gateway".into()))?,
-            };
+            let gateway = clinic_gateway(state, user, a.gateway_id).await?;
             let action = Action::new(
                 &state.source_system,
                 Command::CancelItem {
