@@ -147,6 +147,24 @@ if [ -n "$participants" ]; then
   say "adding $participants worklist items"
   for i in $(seq -w 1 "$participants"); do add_item "ARMDAY$i" "94347659$i" "Participant^$i"; done
   start_server
+  # Thumbnails render in child processes (one per image, each its own qemu under emulation), so
+  # memory is sampled over the whole process tree: the peak of the sum, every 0.2 s.
+  tree_rss() {
+    local pids="$1" all="$1"
+    while [ -n "$pids" ]; do
+      pids="$(pgrep -d, -P "$pids" || true)"
+      [ -z "$pids" ] || all="$all,$pids"
+    done
+    ps -o rss= -p "$all" 2>/dev/null | awk '{ s += $1 } END { print s + 0 }'
+  }
+  echo 0 >"$work/tree_peak"
+  ( peak=0
+    while kill -0 "$server" 2>/dev/null; do
+      now="$(tree_rss "$server")"
+      if [ "$now" -gt "$peak" ]; then peak="$now"; echo "$peak" >"$work/tree_peak"; fi
+      sleep 0.2
+    done ) &
+  sampler=$!
   say "ingesting $participants participants x 4 full-size views (emulate-modality from the host)"
   started=$(date +%s)
   for i in $(seq -w 1 "$participants"); do
@@ -157,15 +175,19 @@ if [ -n "$participants" ]; then
   wait_for_thumbnails $((participants * 4)) $((participants * 4 * 30))
   wall=$(($(date +%s) - started))
   hwm="$(awk '/^VmHWM/ {print $2}' "/proc/$server/status")"
-  # utime and stime, fields 14 and 15 of /proc/PID/stat, are the whole process's (every thread).
-  ticks="$(awk '{print $14 + $15}' "/proc/$server/stat")"
+  tree_peak="$(cat "$work/tree_peak")"
+  # utime and stime (fields 14, 15 of /proc/PID/stat) are the whole process's, every thread;
+  # cutime and cstime (16, 17) its render children's, each counted once it has been reaped.
+  ticks="$(awk '{print $14 + $15 + $16 + $17}' "/proc/$server/stat")"
   cpu="$(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz }')"
   stored="$(du -sm "$state/storage" | cut -f1)"
   printf 'clinic day (%s): %d participants, %d views (%s MB stored), %d thumbnails in %d s wall\n' \
     "$label" "$participants" $((participants * 4)) "$stored" "$(thumbnails)" "$wall"
-  printf 'gateway peak RSS (VmHWM): %d KiB = %.0f MiB; CPU (user+sys, from start-up): %s s\n' \
-    "$hwm" "$(awk -v k="$hwm" 'BEGIN { print k / 1024 }')" "$cpu"
+  printf 'gateway peak RSS (VmHWM): %d KiB = %.0f MiB; with its render children (peak of the sum, sampled): %.0f MiB; CPU (user+sys, children included, from start-up): %s s\n' \
+    "$hwm" "$(awk -v k="$hwm" 'BEGIN { print k / 1024 }')" \
+    "$(awk -v k="$tree_peak" 'BEGIN { print k / 1024 }')" "$cpu"
   stop_server
+  wait "$sampler" 2>/dev/null || true
   exit 0
 fi
 
