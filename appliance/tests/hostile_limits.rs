@@ -515,13 +515,24 @@ fn pdus_flooded_during_a_worklist_stream_are_not_queued_without_bound() {
             other => break other,
         }
     };
-    // It failed once in a full run under load (the connection closed mid-stream): the log says why.
-    assert_eq!(
-        (pending, final_status),
-        (ITEMS, Some(0x0000)),
-        "the C-FIND stream ended early; gateway log:\n{}",
-        gw.log()
-    );
+    // Between responses the gateway reads the association for a C-CANCEL. Whether it meets the
+    // flood there (then it aborts mid-stream, rightly: only a C-CANCEL may come now) or only
+    // after the last response depends on scheduling; either way it answers in order and never
+    // more than it matched.
+    match (pending, final_status) {
+        (ITEMS, Some(0x0000)) => {}
+        (sent, None) if sent <= ITEMS => {
+            let log = gw.log();
+            assert!(
+                log.contains("data PDV before its command"),
+                "the stream ended after {sent} of {ITEMS} without the abort for the flood:\n{log}"
+            );
+        }
+        other => panic!(
+            "C-FIND stream {other:?}, not {ITEMS} pending then 0000; gateway log:\n{}",
+            gw.log()
+        ),
+    }
     // The flood then reaches the message reader, which refuses it and aborts the association.
     while peer.read_pdu().is_some() {}
     let sent = flooding.join().unwrap();

@@ -138,14 +138,15 @@ async fn events_survive_sigkill_and_a_cloud_outage() {
         .await
         .expect("the procedure succeeds");
 
-    // Wait until every event is queued (2 MPPS + 4 images), then kill the gateway outright.
+    // Wait until every event is queued (the walk-in the local add reports, 2 MPPS, 4 images),
+    // then kill the gateway outright.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let s = setup.clone();
         let depth = tokio::task::spawn_blocking(move || s.queue_depth())
             .await
             .unwrap();
-        if depth == Some(6) {
+        if depth == Some(7) {
             break;
         }
         assert!(Instant::now() < deadline, "events never queued: {depth:?}");
@@ -168,7 +169,7 @@ async fn events_survive_sigkill_and_a_cloud_outage() {
     let depth = tokio::task::spawn_blocking(move || s.queue_depth())
         .await
         .unwrap();
-    assert_eq!(depth, Some(6), "nothing is dropped while the cloud is away");
+    assert_eq!(depth, Some(7), "nothing is dropped while the cloud is away");
 
     // The cloud comes back: every event arrives, none twice.
     let cloud = relay.cloud(accept_all).await;
@@ -185,7 +186,12 @@ async fn events_survive_sigkill_and_a_cloud_outage() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let received = cloud.events();
-    assert_eq!(received.len(), 6, "every event once");
+    assert_eq!(received.len(), 7, "every event once");
+    assert!(
+        matches!(received[0].body, EventBody::WorklistItemAddedLocally(_)),
+        "the walk-in arrives before its procedure's events: {:?}",
+        received[0].body.event_type()
+    );
     assert_eq!(*cloud.duplicates.lock().unwrap(), 0);
     let images = received
         .iter()
