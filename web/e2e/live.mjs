@@ -206,7 +206,11 @@ try {
     if (!rowText.includes(patientId) || !rowText.includes('TEST^PATIENT')) {
       throw new Error(`unmatched row lacks the patient details: ${rowText}`);
     }
-    await axe(clinics, 'clinics with unmatched images');
+    const refused = await clinics.waitForSelector('#refused-images tr:has-text("STRAY_MODALITY")', { timeout: 60000 });
+    if (!(await refused.textContent()).includes('C-STORE status 0x0122')) {
+      throw new Error(`refused row lacks the reason: ${await refused.textContent()}`);
+    }
+    await axe(clinics, 'clinics with unmatched and refused images');
     await clinics.screenshot({ path: join(ARTIFACTS, '3-unmatched.png'), fullPage: true });
     step('unmatched');
     await clinics.close();

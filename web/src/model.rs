@@ -59,6 +59,21 @@ pub struct ClinicDetail {
     pub appointments: Vec<AppointmentRow>,
 }
 
+/// A C-STORE one of the provider's gateways refused that names no appointment (refused before
+/// its data set was read, or for an accession number nobody booked): what the modality was told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefusedImage {
+    pub id: i64,
+    pub gateway_name: String,
+    pub sop_instance_uid: Option<String>,
+    pub accession_number: Option<String>,
+    /// The modality that sent it.
+    pub calling_ae_title: String,
+    pub reason: String,
+    /// When the gateway refused it, formatted.
+    pub refused_at: String,
+}
+
 /// A study the provider's gateway reported whose accession number matches no appointment: the
 /// patient details as the modality recorded them, to find whose it is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

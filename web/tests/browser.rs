@@ -180,6 +180,20 @@ async fn clinician_sees_status_and_thumbnails_live_and_other_provider_gets_404()
         1,
     ))
     .await;
+    // And a C-STORE the gateway refused before it knew whose it was.
+    send(shared::wire::event::Event::new(
+        "test-gateway",
+        shared::wire::event::EventBody::ImageValidationFailed(
+            shared::wire::event::ImageValidationFailed {
+                action_id: None,
+                accession_number: None,
+                sop_instance_uid: Some("1.2.826.0.1.3680043.8.498.99".into()),
+                calling_ae_title: "STRAY_MODALITY".into(),
+                reason: "SOP class not stored here (C-STORE status 0x0122)".into(),
+            },
+        ),
+    ))
+    .await;
     script
         .tell(&format!("GATEWAY stray {stray_accession} {stray_patient}"))
         .await;
@@ -279,10 +293,7 @@ async fn clinician_matches_and_confirms_walk_ins() {
     .await;
     let running = support::serve(state, site).await;
     let (email, password) = web::server::seed::DEMO_USERS[0];
-    let user = web::server::store::identity::authenticate(&running.state.db, email, password)
-        .await
-        .unwrap()
-        .unwrap();
+    let user = support::demo_user(&running.state.db, 0).await;
     let clinic = web::server::store::clinics::detail(
         &running.state.db,
         user.provider_id,

@@ -307,6 +307,44 @@ async fn scenario(db: Db) {
         .timeline
         .iter()
         .any(|t| t.text.contains("MODALITY1") && t.text.contains("missing SOP Instance UID")));
+    assert!(images::refused(&db, north.provider_id)
+        .await
+        .unwrap()
+        .is_empty());
+    // One that names no appointment (refused before its data set was read) is listed for the
+    // provider, with what the modality was told; the other provider does not see it.
+    let orphan = shared::wire::event::Event::new(
+        "test-gateway",
+        shared::wire::event::EventBody::ImageValidationFailed(
+            shared::wire::event::ImageValidationFailed {
+                action_id: None,
+                accession_number: None,
+                sop_instance_uid: Some("1.2.3.4.5".into()),
+                calling_ae_title: "MODALITY2".into(),
+                reason: "SOP class not stored here (C-STORE status 0x0122)".into(),
+            },
+        ),
+    );
+    let reply = event_reply(&state, &gateway, &web_key, &gateway_key.seal(&orphan)).await;
+    assert_eq!(reply.status, EventStatus::Accepted);
+    let listed = images::refused(&db, north.provider_id).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (
+            listed[0].calling_ae_title.as_str(),
+            listed[0].sop_instance_uid.as_deref(),
+            listed[0].reason.as_str()
+        ),
+        (
+            "MODALITY2",
+            Some("1.2.3.4.5"),
+            "SOP class not stored here (C-STORE status 0x0122)"
+        )
+    );
+    assert!(images::refused(&db, south.provider_id)
+        .await
+        .unwrap()
+        .is_empty());
 
     // Cancelling: scoped; a checked-in appointment needs no message, a sent one cancels its
     // worklist item through the outbox; a cancelled appointment cannot be cancelled again.

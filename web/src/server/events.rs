@@ -196,7 +196,16 @@ async fn apply(
                     changes.push(appointment_change(&p));
                     "recorded".to_string()
                 }
-                None => "unmatched".to_string(),
+                None => {
+                    images::record_refused(
+                        &mut tx,
+                        gateway.id,
+                        failed,
+                        (event.timestamp.unix_timestamp_nanos() / 1_000_000) as i64,
+                    )
+                    .await?;
+                    "unmatched: listed as refused".to_string()
+                }
             }
         }
         EventBody::ImageArchiveState(archive) => {

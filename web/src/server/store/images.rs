@@ -6,7 +6,7 @@
 
 use sqlx::{Any, Transaction};
 
-use crate::model::{ArchiveBadge, DoseRow, ImageCard, UnmatchedStudy};
+use crate::model::{ArchiveBadge, DoseRow, ImageCard, RefusedImage, UnmatchedStudy};
 
 use super::super::db::{col, Db, StoreError};
 
@@ -306,6 +306,54 @@ pub async fn unmatched(db: &Db, provider_id: i64) -> Result<Vec<UnmatchedStudy>,
                 study_date: col(r, "study_date")?,
                 description: col(r, "description")?,
                 images: col(r, "images")?,
+            })
+        })
+        .collect()
+}
+
+/// Keeps a refused C-STORE that names no appointment, for the clinics page.
+pub async fn record_refused(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    gateway_id: i64,
+    failed: &shared::wire::event::ImageValidationFailed,
+    refused_at_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO refused_images (gateway_id, sop_instance_uid, accession_number, calling_ae_title, reason, refused_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(gateway_id)
+    .bind(failed.sop_instance_uid.as_deref())
+    .bind(failed.accession_number.as_deref())
+    .bind(&failed.calling_ae_title)
+    .bind(&failed.reason)
+    .bind(refused_at_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The C-STOREs the provider's gateways refused that name no appointment, newest first.
+pub async fn refused(db: &Db, provider_id: i64) -> Result<Vec<RefusedImage>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT r.id, g.name AS gateway_name, r.sop_instance_uid, r.accession_number,
+                r.calling_ae_title, r.reason, r.refused_at
+         FROM refused_images r JOIN gateways g ON g.id = r.gateway_id
+         WHERE g.provider_id = $1 ORDER BY r.refused_at DESC, r.id DESC LIMIT 200",
+    )
+    .bind(provider_id)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(RefusedImage {
+                id: col(r, "id")?,
+                gateway_name: col(r, "gateway_name")?,
+                sop_instance_uid: col(r, "sop_instance_uid")?,
+                accession_number: col(r, "accession_number")?,
+                calling_ae_title: col(r, "calling_ae_title")?,
+                reason: col(r, "reason")?,
+                refused_at: super::super::db::date_time(col(r, "refused_at")?),
             })
         })
         .collect()
