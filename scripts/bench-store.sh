@@ -12,37 +12,9 @@
 # BENCHMARKS.md to $BENCH_OUT when set. Usage: scripts/bench-store.sh [small_count] [mg_count]
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
-source "$here/scripts/env.sh"
-source "$here/scripts/apt.sh"
 small_count="${1:-200}"
 mg_count="${2:-40}"
-rounds="${BENCH_ROUNDS:-3}"
-py="${DICOM_TEST_PYTHON:-$SCREENING_CACHE/venv/bin/python}"
-command -v storescu >/dev/null || { echo "dcmtk missing: run scripts/deps.sh" >&2; exit 1; }
-[ -x "$py" ] || { echo "$py missing: run scripts/deps.sh" >&2; exit 1; }
-command -v Orthanc >/dev/null || apt_install "the store bench's Orthanc reference" orthanc
-
-say "building the gateway (release, as shipped)"
-cargo build --release --locked -p appliance --manifest-path "$here/Cargo.toml" >&2
-gateway="$CARGO_TARGET_DIR/release/gateway"
-
-data="$SCREENING_CACHE/bench-data"
-if [ "$(ls "$data/small" 2>/dev/null | wc -l)" -lt "$small_count" ]; then
-  say "generating $small_count small images"
-  rm -rf "$data/small"
-  "$py" "$here/appliance/tests/peers/peer.py" make-mg --out "$data/small" --count "$small_count" \
-    --rows 512 --cols 512 --accession BENCHSMALL >/dev/null
-fi
-if [ "$(ls "$data/mg" 2>/dev/null | wc -l)" -lt "$mg_count" ]; then
-  say "generating $mg_count full-size mammograms (27 MB each; takes a while once)"
-  rm -rf "$data/mg"
-  "$py" "$here/appliance/tests/peers/peer.py" make-mg --out "$data/mg" --count "$mg_count" \
-    --accession BENCHMG >/dev/null
-fi
-small_files=("$data"/small/*.dcm); small_files=("${small_files[@]:0:$small_count}")
-mg_files=("$data"/mg/*.dcm); mg_files=("${mg_files[@]:0:$mg_count}")
-small_mb=$(du -cm "${small_files[@]}" | tail -1 | cut -f1)
-mg_mb=$(du -cm "${mg_files[@]}" | tail -1 | cut -f1)
+source "$here/scripts/bench-common.sh"
 
 work="$(mktemp -d)"
 results="$work/results"; mkdir -p "$results"
@@ -53,11 +25,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 300); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.1; done
-  echo "port $1 never opened" >&2; exit 1
-}
 kib() { awk -v k="$1" '$1 == k":" {print $2}' "/proc/$server_pid/status"; }
 
 # Starts receiver $1 on a fresh store in $work/store; sets server_pid, port, ae, count_dir.

@@ -9,7 +9,7 @@ use support::real_gateway::{self, GatewaySettings};
 use support::{TestDb, ACTIONS};
 use web::domain::AppointmentStatus;
 use web::server::service;
-use web::server::store::{actions, appointments, clinics, gateways, identity};
+use web::server::store::{actions, appointments, clinics};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_while_the_gateway_is_down_never_lets_the_item_reach_the_worklist() {
@@ -22,16 +22,8 @@ async fn a_cancel_while_the_gateway_is_down_never_lets_the_item_reach_the_workli
         &support::seed_relay(&emulator, &gateway_key),
     )
     .await;
-    let (email, password) = web::server::seed::DEMO_USERS[0];
-    let user = identity::authenticate(&state.db, email, password)
-        .await
-        .unwrap()
-        .unwrap();
-    let gateway_name = gateways::for_provider(&state.db, user.provider_id)
-        .await
-        .unwrap()
-        .remove(0)
-        .name;
+    let user = support::demo_user(&state.db, 0).await;
+    let gateway_name = support::first_gateway_name(&state.db, user.provider_id).await;
     let running = support::serve(state, "unused-site".into()).await;
     let db = &running.state.db;
     let clinic = clinics::detail(db, user.provider_id, seeded.clinic_ids[0])
@@ -170,16 +162,8 @@ async fn a_participant_added_at_the_gateway_while_the_cloud_is_away_arrives_as_a
         &support::seed_relay(&emulator, &gateway_key),
     )
     .await;
-    let (email, password) = web::server::seed::DEMO_USERS[0];
-    let user = identity::authenticate(&state.db, email, password)
-        .await
-        .unwrap()
-        .unwrap();
-    let gateway_name = gateways::for_provider(&state.db, user.provider_id)
-        .await
-        .unwrap()
-        .remove(0)
-        .name;
+    let user = support::demo_user(&state.db, 0).await;
+    let gateway_name = support::first_gateway_name(&state.db, user.provider_id).await;
 
     // The cloud is away: the gateway runs, and nobody listens for its events.
     let state_dir = support::tempdir::TempDir::new("web-walk-in");

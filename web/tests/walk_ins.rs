@@ -15,7 +15,7 @@ use web::server::events;
 use web::server::seed::{self, SeedRelay};
 use web::server::service;
 use web::server::state::AppState;
-use web::server::store::{actions, appointments, clinics, gateways, identity, received_events};
+use web::server::store::{actions, appointments, clinics, gateways, received_events};
 
 async fn deliver(
     state: &AppState,
@@ -69,14 +69,8 @@ async fn scenario(db: Db) {
     let seeded = seed::seed(&db, &relay).await.unwrap();
     let web_key = SigningKey::generate();
     let state = AppState::new(db.clone(), web_key.clone(), Keyring::new(vec![]));
-    let north = identity::authenticate(&db, seed::DEMO_USERS[0].0, seed::DEMO_USERS[0].1)
-        .await
-        .unwrap()
-        .unwrap();
-    let south = identity::authenticate(&db, seed::DEMO_USERS[1].0, seed::DEMO_USERS[1].1)
-        .await
-        .unwrap()
-        .unwrap();
+    let north = support::demo_user(&db, 0).await;
+    let south = support::demo_user(&db, 1).await;
     let north_gateway = gateways::by_id(&db, seeded.gateway_ids[0]).await.unwrap();
     let south_gateway = gateways::by_id(&db, seeded.gateway_ids[1]).await.unwrap();
     let clinic_id = seeded.clinic_ids[0];
@@ -299,7 +293,11 @@ async fn scenario(db: Db) {
         .appointments
         .remove(0);
     assert_eq!(row.participant_name, "NEWCOMER, Anna");
-    // Confirmed once; not again, and then not matchable.
+    // Not by the other provider; confirmed once; not again, and then not matchable.
+    assert!(matches!(
+        service::confirm_walk_in(&state, &south, row.id).await,
+        Err(StoreError::NotFound)
+    ));
     service::confirm_walk_in(&state, &north, row.id)
         .await
         .unwrap();

@@ -167,3 +167,21 @@ where
     }
     panic!("never happened: {what}");
 }
+
+/// The seeded demo user `n` (0: the north provider's clinician, 1: the south's), signed in.
+pub async fn demo_user(db: &Db, n: usize) -> web::server::store::identity::User {
+    let (email, password) = seed::DEMO_USERS[n];
+    web::server::store::identity::authenticate(db, email, password)
+        .await
+        .expect("sign-in query")
+        .expect("the demo user signs in")
+}
+
+/// The name of a provider's first gateway (the one its seeded clinic uses).
+pub async fn first_gateway_name(db: &Db, provider_id: i64) -> String {
+    web::server::store::gateways::for_provider(db, provider_id)
+        .await
+        .expect("gateways query")
+        .remove(0)
+        .name
+}
