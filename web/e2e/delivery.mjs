@@ -5,65 +5,20 @@
 // Same line protocol as live.mjs: `STEP …` out, `GATEWAY …` in.
 //
 // Env: BASE_URL, USER1, PASS1, CLINIC_ID, ARTIFACTS, CHROMIUM.
-import { chromium } from 'playwright-core';
-import { createInterface } from 'node:readline';
-import { mkdirSync, readFileSync } from 'node:fs';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { env, expectLine, step, watch, live, axe, run } from './lib.mjs';
 
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined) throw new Error(`${name} is not set`);
-  return v;
-};
 const BASE = env('BASE_URL');
 const ARTIFACTS = env('ARTIFACTS');
 mkdirSync(ARTIFACTS, { recursive: true });
-const here = dirname(fileURLToPath(import.meta.url));
-const axeSource = readFileSync(join(here, '..', 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
-const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-async function expectLine(prefix) {
-  const { value, done } = await lines.next();
-  if (done) throw new Error(`stdin closed while waiting for ${prefix}`);
-  if (!value.startsWith(prefix)) throw new Error(`expected ${prefix}, got ${value}`);
-  return value.slice(prefix.length).trim();
-}
-const step = (text) => console.log(`STEP ${text}`);
-const errors = [];
-function watch(page) {
-  page.on('pageerror', (e) => errors.push(`${page.url()}: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && /Content Security Policy|Content-Security-Policy/i.test(m.text())) {
-      errors.push(`${page.url()}: CSP: ${m.text()}`);
-    }
-  });
-}
-async function live(page) {
-  await page.waitForSelector('body[data-hydrated="true"]', { timeout: 60000 });
-  await page.waitForSelector('#live[data-live="connected"]', { timeout: 60000 });
-}
-async function axe(page, name) {
-  await page.evaluate(axeSource);
-  const result = await page.evaluate(async () => await window.axe.run(document, {
-    runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] },
-  }));
-  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  if (bad.length) throw new Error(`axe: serious/critical violations on ${name}: ${bad.map((v) => v.id).join(', ')}`);
-}
 // The row's delivery element once it reads `state`, and its text.
 async function deliveryIs(page, scope, state) {
   const el = await page.waitForSelector(`${scope} [data-delivery="${state}"]`, { timeout: 60000 });
   return (await el.textContent()).trim();
 }
 
-const browser = await chromium.launch({
-  executablePath: env('CHROMIUM', '/usr/bin/chromium'),
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
-let failed = false;
-try {
+await run(ARTIFACTS, async (browser) => {
   const context = await browser.newContext();
   const page = await context.newPage();
   watch(page);
@@ -117,19 +72,4 @@ try {
   await axe(appointment, 'appointment awaiting images');
   await appointment.screenshot({ path: join(ARTIFACTS, '4-appointment-inset.png'), fullPage: true });
   step('inset');
-
-  if (errors.length) throw new Error(`page errors:\n${errors.join('\n')}`);
-  console.log('RESULT 1 passed, 0 failed');
-} catch (e) {
-  failed = true;
-  console.error(`FAILED: ${e.stack || e}`);
-  for (const ctx of browser.contexts()) {
-    for (const [i, p] of ctx.pages().entries()) {
-      await p.screenshot({ path: join(ARTIFACTS, `failure-${i}.png`), fullPage: true }).catch(() => {});
-    }
-  }
-  console.log('RESULT 0 passed, 1 failed');
-} finally {
-  await browser.close();
-}
-process.exit(failed ? 1 : 0);
+});
