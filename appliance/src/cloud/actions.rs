@@ -265,13 +265,13 @@ fn cancel(txn: &redb::WriteTransaction, accession: &str) -> Result<Outcome, Work
     }
     let mut table = txn.open_table(db::CANCELLED_BEFORE_CREATE)?;
     let now = db::now_ms();
-    let stale: Vec<String> = table
-        .iter()
-        .map_err(DbError::from)?
-        .filter_map(Result::ok)
-        .filter(|(_, at)| now.saturating_sub(at.value()) > CANCELLED_BEFORE_CREATE_KEPT_MS)
-        .map(|(accession, _)| accession.value().to_string())
-        .collect();
+    let mut stale = Vec::new();
+    for row in table.iter().map_err(DbError::from)? {
+        let (old, at) = row.map_err(DbError::from)?;
+        if now.saturating_sub(at.value()) > CANCELLED_BEFORE_CREATE_KEPT_MS {
+            stale.push(old.value().to_string());
+        }
+    }
     for old in stale {
         table.remove(old.as_str()).map_err(DbError::from)?;
     }

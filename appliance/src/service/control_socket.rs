@@ -142,12 +142,13 @@ pub fn add_local_item(
     })
 }
 
-/// Who the events of locally added items are reported as (`None`: not reported).
-#[derive(Debug, Clone, Default)]
+/// How the running service reports the items added through the socket.
+#[derive(Debug, Clone)]
 pub struct LocalItems {
+    /// Who their events are reported as (`None`: not reported).
     pub report_as: Option<String>,
     /// Rung after an item's event is queued, so the outbox tries it at once.
-    pub doorbell: Option<crate::cloud::outbox::Doorbell>,
+    pub doorbell: crate::cloud::outbox::Doorbell,
 }
 
 /// The same checks and insert as `gateway worklist add` on a stopped service.
@@ -174,9 +175,7 @@ async fn add_item(
                 reported = local.report_as.is_some(),
                 "worklist item added at the gateway (control socket)"
             );
-            if let Some(doorbell) = &local.doorbell {
-                doorbell.ring();
-            }
+            local.doorbell.ring();
             Added::Added(Box::new(entry))
         }
         Ok(Err(e)) => Added::Refused(e.to_string()),

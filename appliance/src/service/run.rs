@@ -61,10 +61,8 @@ impl Service {
         let limits = HealthLimits::for_config(&config);
         let forward_to = config.forward_to.clone();
         let retention = crate::storage::retention::Policy::for_config(&config);
-        let local_items = control_socket::LocalItems {
-            report_as: reports_local_items(cloud.as_ref()).then(|| config.name.clone()),
-            doorbell: None,
-        };
+        let report_local_items_as =
+            reports_local_items(cloud.as_ref()).then(|| config.name.clone());
         let dicom = Gateway::open(config)?.start().await?;
         let started = Instant::now();
         let (stop, stopped) = watch::channel(false);
@@ -96,8 +94,8 @@ impl Service {
             control_socket::socket_path(&state_dir),
             dicom.db.clone(),
             control_socket::LocalItems {
-                doorbell: Some(dicom.doorbell.clone()),
-                ..local_items
+                report_as: report_local_items_as,
+                doorbell: dicom.doorbell.clone(),
             },
             probe,
             started,
