@@ -6,7 +6,7 @@ use crate::domain::{AppointmentStatus, NhsNumber};
 use crate::model::{AppointmentDetail, TimelineEntry};
 
 use super::super::db::{clock_time, col, now_ms, Db, StoreError};
-use super::clinics::display_nhs_number;
+use super::clinics::{display_name, display_nhs_number};
 
 /// Adds a participant; the NHS number must be valid.
 pub async fn create_participant(
@@ -279,10 +279,9 @@ pub async fn detail(
         clinic_id: col(&r, "clinic_id")?,
         clinic_name: col(&r, "clinic_name")?,
         time: col(&r, "starts_at")?,
-        participant_name: format!(
-            "{}, {}",
-            col::<String>(&r, "family_name")?.to_uppercase(),
-            col::<String>(&r, "given_name")?
+        participant_name: display_name(
+            &col::<String>(&r, "family_name")?,
+            &col::<String>(&r, "given_name")?,
         ),
         nhs_number: display_nhs_number(&col::<String>(&r, "nhs_number")?),
         birth_date: col(&r, "birth_date")?,

@@ -106,10 +106,9 @@ pub async fn detail(db: &Db, provider_id: i64, clinic_id: i64) -> Result<ClinicD
                 delivery: deliveries.remove(&id),
                 id,
                 time: col(r, "starts_at")?,
-                participant_name: format!(
-                    "{}, {}",
-                    col::<String>(r, "family_name")?.to_uppercase(),
-                    col::<String>(r, "given_name")?
+                participant_name: display_name(
+                    &col::<String>(r, "family_name")?,
+                    &col::<String>(r, "given_name")?,
                 ),
                 nhs_number: display_nhs_number(&col::<String>(r, "nhs_number")?),
                 status: AppointmentStatus::parse(&col::<String>(r, "status")?)?,
@@ -123,6 +122,11 @@ pub async fn detail(db: &Db, provider_id: i64, clinic_id: i64) -> Result<ClinicD
         clinic,
         appointments,
     })
+}
+
+/// `SMITH, Jane`: how the pages name a participant.
+pub fn display_name(family_name: &str, given_name: &str) -> String {
+    format!("{}, {given_name}", family_name.to_uppercase())
 }
 
 /// `943 476 5919`, or the stored text as is if it is somehow not a valid number.

@@ -15,7 +15,7 @@ use crate::model::{MatchCandidate, WalkInDetail};
 
 use super::super::db::{col, now_ms, Db, StoreError};
 use super::appointments::{self, Placement};
-use super::clinics::display_nhs_number;
+use super::clinics::{display_name, display_nhs_number};
 use super::{actions, clinics};
 
 /// The item as the gateway reported it.
@@ -264,27 +264,26 @@ pub async fn confirm(
 /// attempt that may have arrived. Returns the create to withdraw, if any.
 async fn replaceable(
     tx: &mut Transaction<'_, Any>,
-    booked: &Standing,
+    booked: &Placement,
+    walk_in: Option<WalkIn>,
 ) -> Result<Result<Option<String>, &'static str>, StoreError> {
-    if booked.walk_in.is_some() {
+    if walk_in.is_some() {
         return Ok(Err("it is itself a walk-in"));
     }
-    match booked.placement.status {
+    match booked.status {
         AppointmentStatus::CheckedIn => return Ok(Ok(None)),
         AppointmentStatus::SentToModality => {}
         _ => return Ok(Err("the modality has already started or finished it")),
     }
-    Ok(
-        match actions::create_of(tx, booked.placement.appointment_id).await? {
-            Some(create)
-                if matches!(create.status, ActionStatus::Pending | ActionStatus::Failed)
-                    && !create.maybe_delivered =>
-            {
-                Ok(Some(create.id))
-            }
-            _ => Err("its worklist item has (or may have) reached the gateway; cancel it instead"),
-        },
-    )
+    Ok(match actions::create_of(tx, booked.appointment_id).await? {
+        Some(create)
+            if matches!(create.status, ActionStatus::Pending | ActionStatus::Failed)
+                && !create.maybe_delivered =>
+        {
+            Ok(Some(create.id))
+        }
+        _ => Err("its worklist item has (or may have) reached the gateway; cancel it instead"),
+    })
 }
 
 /// The booked appointments of the walk-in's clinic day (any of the provider's clinics) it may
@@ -297,7 +296,8 @@ pub async fn candidates(
     let mut tx = db.begin().await?;
     let w = standing(&mut tx, provider_id, appointment_id).await?;
     let rows = sqlx::query(
-        "SELECT a.id, c.name AS clinic_name, a.starts_at, p.family_name, p.given_name, p.nhs_number
+        "SELECT a.id, a.clinic_id, a.status, c.name AS clinic_name, a.starts_at, p.family_name,
+                p.given_name, p.nhs_number
          FROM appointments a JOIN clinics c ON c.id = a.clinic_id
          JOIN participants p ON p.id = a.participant_id
          WHERE c.provider_id = $1 AND c.clinic_date = $2 AND a.walk_in IS NULL AND a.status IN ($3, $4)
@@ -312,19 +312,23 @@ pub async fn candidates(
     .await?;
     let mut out = Vec::new();
     for r in &rows {
-        let id: i64 = col(r, "id")?;
-        let booked = standing(&mut tx, provider_id, id).await?;
-        if replaceable(&mut tx, &booked).await?.is_err() {
+        let booked = Placement {
+            appointment_id: col(r, "id")?,
+            clinic_id: col(r, "clinic_id")?,
+            provider_id,
+            status: AppointmentStatus::parse(&col::<String>(r, "status")?)?,
+        };
+        // The query already left out walk-ins.
+        if replaceable(&mut tx, &booked, None).await?.is_err() {
             continue;
         }
         out.push(MatchCandidate {
-            id,
+            id: booked.appointment_id,
             clinic_name: col(r, "clinic_name")?,
             time: col(r, "starts_at")?,
-            participant_name: format!(
-                "{}, {}",
-                col::<String>(r, "family_name")?.to_uppercase(),
-                col::<String>(r, "given_name")?
+            participant_name: display_name(
+                &col::<String>(r, "family_name")?,
+                &col::<String>(r, "given_name")?,
             ),
             nhs_number: display_nhs_number(&col::<String>(r, "nhs_number")?),
         });
@@ -381,7 +385,7 @@ pub async fn match_to(
             "a walk-in can only be matched to an appointment on its own clinic day".into(),
         ));
     }
-    let withdraw = match replaceable(&mut tx, &booked).await? {
+    let withdraw = match replaceable(&mut tx, &booked.placement, booked.walk_in).await? {
         Ok(create) => create,
         Err(why) => {
             return Err(StoreError::Refused(format!(
