@@ -11,9 +11,8 @@ mod support;
 use std::path::Path;
 
 use shared::wire::event::{EventStatus, MppsStatus};
-use shared::wire::SigningKey;
 use support::browser::{self, Script, ScriptEnv};
-use support::{gateway, TestDb, ACTIONS, EVENTS};
+use support::{gateway, ACTIONS, EVENTS};
 
 const IMAGES: usize = 20;
 const VIEWS: [(&str, &str); 4] = [("R", "CC"), ("R", "MLO"), ("L", "CC"), ("L", "MLO")];
@@ -23,14 +22,14 @@ async fn clinician_sees_status_and_thumbnails_live_and_other_provider_gets_404()
     let (site, crate_dir) = browser::site_and_crate_dir();
     let artifacts = browser::artifacts("web-e2e");
 
-    let db = TestDb::sqlite();
-    let emulator = support::emulator().await;
-    let gateway_key = SigningKey::generate();
-    let (state, seeded, web_key) = support::app_state(
-        db.open().await,
-        &support::seed_relay(&emulator, &gateway_key),
-    )
-    .await;
+    let support::Rig {
+        db: _db,
+        emulator,
+        gateway_key,
+        state,
+        seeded,
+        web_key,
+    } = support::Rig::sqlite().await;
     let running = support::serve(state, site).await;
     let gateway_id = seeded.gateway_ids[0];
     support::eventually("events listener connected", || async {
@@ -211,14 +210,14 @@ async fn clinician_sees_delivery_retrying_refused_and_resends() {
     use std::sync::Arc;
     let (site, crate_dir) = browser::site_and_crate_dir();
     let artifacts = browser::artifacts("web-e2e-delivery");
-    let db = TestDb::sqlite();
-    let emulator = support::emulator().await;
-    let gateway_key = SigningKey::generate();
-    let (state, seeded, web_key) = support::app_state(
-        db.open().await,
-        &support::seed_relay(&emulator, &gateway_key),
-    )
-    .await;
+    let support::Rig {
+        db: _db,
+        emulator,
+        gateway_key,
+        state,
+        seeded,
+        web_key,
+    } = support::Rig::sqlite().await;
     let running = support::serve(state, site).await;
     let mut script = Script::spawn(
         &crate_dir,
@@ -283,14 +282,14 @@ async fn clinician_sees_delivery_retrying_refused_and_resends() {
 async fn clinician_matches_and_confirms_walk_ins() {
     let (site, crate_dir) = browser::site_and_crate_dir();
     let artifacts = browser::artifacts("web-e2e-walk-in");
-    let db = TestDb::sqlite();
-    let emulator = support::emulator().await;
-    let gateway_key = SigningKey::generate();
-    let (state, seeded, web_key) = support::app_state(
-        db.open().await,
-        &support::seed_relay(&emulator, &gateway_key),
-    )
-    .await;
+    let support::Rig {
+        db: _db,
+        emulator,
+        gateway_key,
+        state,
+        seeded,
+        web_key,
+    } = support::Rig::sqlite().await;
     let running = support::serve(state, site).await;
     let (email, password) = web::server::seed::DEMO_USERS[0];
     let user = support::demo_user(&running.state.db, 0).await;

@@ -4,9 +4,8 @@
 
 mod support;
 
-use shared::wire::SigningKey;
 use support::real_gateway::{self, GatewaySettings};
-use support::{TestDb, ACTIONS};
+use support::ACTIONS;
 use web::domain::AppointmentStatus;
 use web::server::service;
 use web::server::store::{actions, appointments, clinics};
@@ -14,14 +13,14 @@ use web::server::store::{actions, appointments, clinics};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_while_the_gateway_is_down_never_lets_the_item_reach_the_worklist() {
     let (binary, python, peer_py) = real_gateway::tools();
-    let db = TestDb::sqlite();
-    let emulator = support::emulator().await;
-    let gateway_key = SigningKey::generate();
-    let (state, seeded, web_key) = support::app_state(
-        db.open().await,
-        &support::seed_relay(&emulator, &gateway_key),
-    )
-    .await;
+    let support::Rig {
+        db: _db,
+        emulator,
+        gateway_key,
+        state,
+        seeded,
+        web_key,
+    } = support::Rig::sqlite().await;
     let user = support::demo_user(&state.db, 0).await;
     let gateway_name = support::first_gateway_name(&state.db, user.provider_id).await;
     let running = support::serve(state, "unused-site".into()).await;
@@ -154,14 +153,14 @@ async fn gateway_command(settings: &GatewaySettings, args: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_participant_added_at_the_gateway_while_the_cloud_is_away_arrives_as_a_walk_in() {
     let (binary, _python, _peer_py) = real_gateway::tools();
-    let db = TestDb::sqlite();
-    let emulator = support::emulator().await;
-    let gateway_key = SigningKey::generate();
-    let (state, seeded, web_key) = support::app_state(
-        db.open().await,
-        &support::seed_relay(&emulator, &gateway_key),
-    )
-    .await;
+    let support::Rig {
+        db: _db,
+        emulator,
+        gateway_key,
+        state,
+        seeded,
+        web_key,
+    } = support::Rig::sqlite().await;
     let user = support::demo_user(&state.db, 0).await;
     let gateway_name = support::first_gateway_name(&state.db, user.provider_id).await;
 

@@ -185,3 +185,33 @@ pub async fn first_gateway_name(db: &Db, provider_id: i64) -> String {
         .remove(0)
         .name
 }
+
+/// Where most end-to-end tests start: the relay emulator, a SQLite database seeded to trust a
+/// fresh gateway key, and the app state (not yet serving). Keep `db` bound for the test's
+/// length: dropping it deletes the database.
+pub struct Rig {
+    pub db: TestDb,
+    pub emulator: Emulator,
+    pub gateway_key: SigningKey,
+    pub state: AppState,
+    pub seeded: Seeded,
+    pub web_key: SigningKey,
+}
+
+impl Rig {
+    pub async fn sqlite() -> Rig {
+        let db = TestDb::sqlite();
+        let emulator = emulator().await;
+        let gateway_key = SigningKey::generate();
+        let (state, seeded, web_key) =
+            app_state(db.open().await, &seed_relay(&emulator, &gateway_key)).await;
+        Rig {
+            db,
+            emulator,
+            gateway_key,
+            state,
+            seeded,
+            web_key,
+        }
+    }
+}
