@@ -45,10 +45,22 @@ say "gateway: worklist $MWL_AET on :$MWL_PORT, storage $PACS_AET on :$PACS_PORT"
 SIGNING_KEY="$GATEWAY_SIGNING_KEY" PEER_PUBLIC_KEYS="$WEB_PUBLIC_KEY" "$bin/gateway" serve &
 pids+=($!)
 
-say "web app on http://$WEB_ADDR (sign in as clinician@north.example / screening-demo-1)"
+say "web app on http://$WEB_ADDR"
 SIGNING_KEY="$WEB_SIGNING_KEY" PEER_PUBLIC_KEYS="$GATEWAY_PUBLIC_KEY" \
   GATEWAY_PUBLIC_KEY="$GATEWAY_PUBLIC_KEY" "$bin/web" serve &
 pids+=($!)
+
+# The seed makes clinicians only; the demo administrator is made as a hospital would make its
+# first one, with `web admin create` (after the web app has seeded the empty database).
+for _ in $(seq 1 150); do
+  (exec 3<>"/dev/tcp/${WEB_ADDR%:*}/${WEB_ADDR##*:}") 2>/dev/null && break
+  sleep 0.2
+done
+WEB_ADMIN_PASSWORD="$DEMO_ADMIN_PASSWORD" "$bin/web" admin create --if-absent \
+  --email "$DEMO_ADMIN_EMAIL" --name "Demo Administrator" \
+  --provider "North Breast Screening Service" --ods-code RXN
+say "sign in as clinician@north.example / screening-demo-1, or as the administrator"
+say "  $DEMO_ADMIN_EMAIL / $DEMO_ADMIN_PASSWORD (users, gateway settings, payloads, re-drive)"
 
 say "running; Ctrl-C to stop. Play the modality for a participant sent from the web app with:"
 say "  $bin/gateway emulate-modality --mwl 127.0.0.1:$MWL_PORT --pacs 127.0.0.1:$PACS_PORT --accession ACC…"

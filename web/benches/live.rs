@@ -616,7 +616,7 @@ async fn sign_in(addr: SocketAddr, email: &str, password: &str) -> String {
     let body = format!("email={}&password={password}", email.replace('@', "%40"));
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     let request = format!(
-        "POST /api/sign_in HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+        "POST /api/sign_in HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\nConnection: close\r\n\
          Content-Type: application/x-www-form-urlencoded\r\nAccept: application/json\r\n\
          Content-Length: {}\r\n\r\n{body}",
         body.len()

@@ -3,14 +3,49 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{ActionStatus, AppointmentStatus, DeliveryState, WalkIn, WorklistMessage};
+use crate::domain::{
+    ActionStatus, AppointmentStatus, DeliveryState, Role, WalkIn, WorklistMessage,
+};
 
-/// The signed-in clinician, for the header.
+/// The signed-in user, for the header (administrators also get the admin menu).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SignedInUser {
     pub name: String,
     pub email: String,
     pub provider_name: String,
+    pub role: Role,
+}
+
+/// One account on the users page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountRow {
+    pub id: i64,
+    pub name: String,
+    pub email: String,
+    pub role: Role,
+    /// When it was disabled, if it is.
+    pub disabled_at: Option<String>,
+    /// The administrator looking at the page (who cannot disable themself).
+    pub is_you: bool,
+}
+
+/// A gateway's settings as the administrator's form shows them (empty for a new gateway).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GatewayForm {
+    pub id: Option<i64>,
+    pub name: String,
+    pub relay_namespace: String,
+    pub relay_endpoint: String,
+    pub actions_hc: String,
+    pub events_hc: String,
+    pub key_name: String,
+    pub key_env_var: String,
+    /// One base64 public key per line.
+    pub public_keys: String,
+    pub message_type: String,
+    pub destination: String,
+    /// The message types offered, as (value, label).
+    pub message_types: Vec<(String, String)>,
 }
 
 /// One clinic in the clinics list.
@@ -213,6 +248,8 @@ pub struct GatewayRow {
     pub sent: i64,
     pub confirmed: i64,
     pub failed: i64,
+    /// Whether the viewer may probe it and change its settings (an administrator).
+    pub may_manage: bool,
 }
 
 /// One message to a gateway: the outbox and audit row.
@@ -231,14 +268,17 @@ pub struct ActionRow {
     pub failed_at: Option<String>,
     pub next_attempt_at: Option<String>,
     pub last_error: Option<String>,
+    /// Whether the viewer may re-drive it now: an administrator, and a status that allows it.
+    pub may_redrive: bool,
 }
 
 /// One action with what was sent and what came back, for support staff.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActionDetail {
     pub row: ActionRow,
-    /// The action envelope as queued (pretty JSON; the signature is added at each send).
-    pub payload: String,
+    /// The action envelope as queued (pretty JSON; the signature is added at each send). Only
+    /// administrators get it: it carries patient data.
+    pub payload: Option<String>,
     /// The gateway's last reply (pretty JSON), if any.
     pub reply: Option<String>,
 }

@@ -4,105 +4,11 @@
 
 mod support;
 
-use std::net::SocketAddr;
-
 use shared::wire::SigningKey;
+use support::http_client::{header, http, sign_in};
 use support::TestDb;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use web::server::seed::DEMO_USERS;
 use web::server::store::{appointments, clinics, gateways, identity};
-
-struct Reply {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-/// One HTTP/1.1 request. With `whole` false only the status line and headers are read (for
-/// streams that never end).
-async fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    cookie: Option<&str>,
-    form: Option<&str>,
-    whole: bool,
-) -> Reply {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let body = form.unwrap_or("");
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(cookie) = cookie {
-        request.push_str(&format!("Cookie: {cookie}\r\n"));
-    }
-    if form.is_some() {
-        request.push_str(&format!(
-            "Content-Type: application/x-www-form-urlencoded\r\nAccept: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    if form.is_none() {
-        // As a browser navigates: pages answer redirects with a real 302 only to HTML requests.
-        request.push_str("Accept: text/html,*/*\r\n");
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut bytes = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        let n = stream.read(&mut buf).await.unwrap();
-        if n == 0 {
-            break;
-        }
-        bytes.extend_from_slice(&buf[..n]);
-        if !whole && bytes.windows(4).any(|w| w == b"\r\n\r\n") {
-            break;
-        }
-    }
-    let text = String::from_utf8_lossy(&bytes).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Reply {
-        status,
-        head: head.to_string(),
-        body: body.to_string(),
-    }
-}
-
-async fn sign_in(addr: SocketAddr, email: &str, password: &str) -> String {
-    let reply = http(
-        addr,
-        "POST",
-        "/api/sign_in",
-        None,
-        Some(&format!(
-            "email={}&password={password}",
-            email.replace('@', "%40")
-        )),
-        true,
-    )
-    .await;
-    reply
-        .head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .starts_with("set-cookie:")
-                .then(|| l[11..].trim().to_string())
-        })
-        .and_then(|c| c.split(';').next().map(str::to_string))
-        .unwrap_or_else(|| {
-            panic!(
-                "no session cookie after signing in as {email}: {}",
-                reply.head
-            )
-        })
-}
 
 #[tokio::test]
 async fn another_providers_records_are_404_on_every_route() {
@@ -187,12 +93,6 @@ async fn another_providers_records_are_404_on_every_route() {
         ),
         (
             "POST",
-            "/api/check_gateway".into(),
-            Some(format!("gateway_id={gateway}&check=echo")),
-            true,
-        ),
-        (
-            "POST",
             "/api/cancel_appointment".into(),
             Some(format!("appointment_id={third}")),
             true,
@@ -220,7 +120,8 @@ async fn another_providers_records_are_404_on_every_route() {
         );
     }
 
-    // The send above queued an action; re-drive it and read the lists.
+    // The send above queued an action. Re-drive and probes are administrators': another
+    // provider's administrator gets 404, the owner's clinician 403, the owner's administrator 200.
     let action = web::server::store::actions::list(db, north_user.provider_id, None, 10)
         .await
         .unwrap();
@@ -229,33 +130,39 @@ async fn another_providers_records_are_404_on_every_route() {
         .find(|a| a.appointment_id == Some(other_appointment))
         .unwrap()
         .id;
-    let form = format!("action_id={action_id}");
-    assert_eq!(
-        http(
-            addr,
-            "POST",
-            "/api/redrive_action",
-            Some(&south),
-            Some(&form),
-            true
-        )
+    let south_user = identity::authenticate(db, DEMO_USERS[1].0, DEMO_USERS[1].1)
         .await
-        .status,
-        404
-    );
-    assert_eq!(
-        http(
-            addr,
-            "POST",
-            "/api/redrive_action",
-            Some(&north),
-            Some(&form),
-            true
-        )
-        .await
-        .status,
-        200
-    );
+        .unwrap()
+        .unwrap();
+    let mut admins = vec![];
+    for provider in [north_user.provider_id, south_user.provider_id] {
+        support::administrator(db, provider).await;
+        admins.push(
+            sign_in(
+                addr,
+                &support::admin_email(provider),
+                support::ADMIN_PASSWORD,
+            )
+            .await,
+        );
+    }
+    let (north_admin, south_admin) = (&admins[0], &admins[1]);
+    for (path, form) in [
+        ("/api/redrive_action", format!("action_id={action_id}")),
+        (
+            "/api/check_gateway",
+            format!("gateway_id={gateway}&check=echo"),
+        ),
+    ] {
+        for (who, cookie, status) in [
+            ("South's administrator", south_admin, 404),
+            ("North's clinician", &north, 403),
+            ("North's administrator", north_admin, 200),
+        ] {
+            let reply = http(addr, "POST", path, Some(cookie), Some(&form), true).await;
+            assert_eq!(reply.status, status, "{who} {path}: {}", reply.body);
+        }
+    }
     // Re-sending another provider's worklist item is a 404; the owner's is found (re-sent if
     // the outbox has tried it already, else refused as merely queued).
     let form = format!("appointment_id={other_appointment}");
@@ -299,6 +206,23 @@ async fn another_providers_records_are_404_on_every_route() {
         let ours = http(addr, method, &path, Some(&north), form.as_deref(), true).await;
         assert_eq!(ours.status, 200, "North {method} {path}");
         assert!(ours.body.contains("worklist.create_item"), "{}", ours.body);
+        // The payload carries the participant's details: administrators only.
+        let nhs_number = detail.appointments[1].nhs_number.replace(' ', "");
+        assert!(
+            !ours.body.contains(&nhs_number),
+            "a clinician sees the payload: {}",
+            ours.body
+        );
+        let admin = http(
+            addr,
+            method,
+            &path,
+            Some(north_admin),
+            form.as_deref(),
+            true,
+        )
+        .await;
+        assert!(admin.body.contains(&nhs_number), "{}", admin.body);
     }
     for (path, form, north_marker) in [
         (
@@ -374,14 +298,6 @@ async fn another_providers_records_are_404_on_every_route() {
         200
     );
     running.stop().await;
-}
-
-/// The value of a response header (case-insensitive name), if present.
-fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
-    reply.head.lines().find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 mod support;
 
 use support::real_gateway::{self, GatewaySettings};
-use support::ACTIONS;
+use support::{ACTIONS, EVENTS};
 use web::domain::AppointmentStatus;
 use web::server::service;
 use web::server::store::{actions, appointments, clinics};
@@ -63,6 +63,8 @@ async fn a_cancel_while_the_gateway_is_down_never_lets_the_item_reach_the_workli
         state_dir: state_dir.path().to_path_buf(),
         name: gateway_name,
         relay_endpoint: format!("ws://{}", emulator.addr()),
+        actions_hc: ACTIONS.into(),
+        events_hc: EVENTS.into(),
         gateway_key,
         web_key,
         mwl_port: real_gateway::free_port(),
@@ -173,6 +175,8 @@ async fn a_participant_added_at_the_gateway_while_the_cloud_is_away_arrives_as_a
         state_dir: state_dir.path().to_path_buf(),
         name: gateway_name.clone(),
         relay_endpoint: format!("ws://{}", emulator.addr()),
+        actions_hc: ACTIONS.into(),
+        events_hc: EVENTS.into(),
         gateway_key,
         web_key,
         mwl_port: real_gateway::free_port(),

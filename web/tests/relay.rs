@@ -20,6 +20,8 @@ struct World {
     gateway_key: SigningKey,
     web_key: SigningKey,
     user: identity::User,
+    /// An administrator of the same provider (re-drive and probes are theirs).
+    admin: identity::User,
     clinic_id: i64,
     gateway_id: i64,
 }
@@ -41,6 +43,7 @@ async fn world_on(db: TestDb) -> World {
         .await
         .unwrap()
         .unwrap();
+    let admin = support::administrator(&state.db, user.provider_id).await;
     let running = support::serve(state, "unused-site".into()).await;
     World {
         _db: db,
@@ -49,6 +52,7 @@ async fn world_on(db: TestDb) -> World {
         gateway_key,
         web_key,
         user,
+        admin,
         clinic_id: seeded.clinic_ids[0],
         gateway_id: seeded.gateway_ids[0],
     }
@@ -206,14 +210,27 @@ async fn an_error_reply_fails_the_action_and_a_redrive_sends_it_again() {
     drop(refusing);
 
     let mut gw = w.gateway(gateway::reply_created()).await;
-    service::redrive(&w.running.state, &w.user, &action_id)
+    // Re-drive is an administrator's: a clinician is refused and nothing is re-queued.
+    assert!(matches!(
+        service::redrive(&w.running.state, &w.user, &action_id).await,
+        Err(web::server::db::StoreError::Forbidden(_))
+    ));
+    assert_eq!(
+        actions::get(&w.running.state.db, w.user.provider_id, &action_id)
+            .await
+            .unwrap()
+            .status
+            .as_str(),
+        "failed"
+    );
+    service::redrive(&w.running.state, &w.admin, &action_id)
         .await
         .unwrap();
     assert_eq!(gw.next().await.action_id.to_string(), action_id);
     let done = w.wait_action(&action_id, "confirmed").await;
     assert_eq!(done.attempts, 2);
     // A confirmed action cannot be re-driven.
-    assert!(service::redrive(&w.running.state, &w.user, &action_id)
+    assert!(service::redrive(&w.running.state, &w.admin, &action_id)
         .await
         .is_err());
     w.running.stop().await;
@@ -321,9 +338,19 @@ async fn gateway_checks_record_the_health_reply_for_the_gateways_page() {
             },
         ))
         .await;
+    assert!(matches!(
+        service::check_gateway(
+            &w.running.state,
+            &w.user,
+            w.gateway_id,
+            service::GatewayCheck::Echo
+        )
+        .await,
+        Err(web::server::db::StoreError::Forbidden(_))
+    ));
     let echo = service::check_gateway(
         &w.running.state,
-        &w.user,
+        &w.admin,
         w.gateway_id,
         service::GatewayCheck::Echo,
     )
@@ -331,7 +358,7 @@ async fn gateway_checks_record_the_health_reply_for_the_gateways_page() {
     .unwrap();
     let health = service::check_gateway(
         &w.running.state,
-        &w.user,
+        &w.admin,
         w.gateway_id,
         service::GatewayCheck::Health,
     )
@@ -501,7 +528,7 @@ async fn cancelling_during_an_outage_withdraws_the_create_and_the_gateway_never_
     let mut gw = w.gateway(gateway::reply_created()).await;
     let echo = service::check_gateway(
         &w.running.state,
-        &w.user,
+        &w.admin,
         w.gateway_id,
         service::GatewayCheck::Echo,
     )

@@ -71,6 +71,9 @@ async fn scenario(db: Db) {
         .unwrap()
         .unwrap();
     assert_ne!(north.provider_id, south.provider_id);
+    // Re-drive and probes are administrators'; the scoping checks below use them.
+    let north_admin = support::administrator(&db, north.provider_id).await;
+    let south_admin = support::administrator(&db, south.provider_id).await;
     let token = identity::create_session(&db, north.id).await.unwrap();
     assert_eq!(
         identity::user_for_session(&db, &token).await.unwrap(),
@@ -153,11 +156,17 @@ async fn scenario(db: Db) {
         "south reads north's action",
     );
     not_found(
-        service::redrive(&state, &south, &action_id).await,
+        service::redrive(&state, &south_admin, &action_id).await,
         "south re-drives north's action",
     );
     not_found(
-        service::check_gateway(&state, &south, seeded.gateway_ids[0], GatewayCheck::Echo).await,
+        service::check_gateway(
+            &state,
+            &south_admin,
+            seeded.gateway_ids[0],
+            GatewayCheck::Echo,
+        )
+        .await,
         "south checks north's gateway",
     );
     let south_gateways = service::gateway_rows(&state, &south).await.unwrap();
@@ -402,7 +411,7 @@ async fn scenario(db: Db) {
         .iter()
         .all(|a| a.appointment_id != Some(sent)));
     assert!(matches!(
-        service::redrive(&state, &north, &create_id).await,
+        service::redrive(&state, &north_admin, &create_id).await,
         Err(StoreError::Refused(_))
     ));
 
@@ -444,7 +453,7 @@ async fn scenario(db: Db) {
         .await
         .unwrap();
     assert!(!due_ids(actions::due(&db, far, 50).await.unwrap()).contains(&cancel_id));
-    match service::redrive(&state, &north, &create_id).await {
+    match service::redrive(&state, &north_admin, &create_id).await {
         Err(StoreError::Refused(why)) => assert!(why.contains("cancelled"), "{why}"),
         other => panic!("re-driving a cancelled appointment's item must be refused: {other:?}"),
     }

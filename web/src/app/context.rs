@@ -46,6 +46,7 @@ pub async fn user() -> Result<(AppState, User), AppError> {
 pub fn fail(e: StoreError) -> AppError {
     let (status, error) = match e {
         StoreError::NotFound => (StatusCode::NOT_FOUND, AppError::NotFound),
+        StoreError::Forbidden(why) => (StatusCode::FORBIDDEN, AppError::Forbidden(why)),
         e @ (StoreError::Illegal(_) | StoreError::Refused(_)) => {
             (StatusCode::CONFLICT, AppError::Refused(e.to_string()))
         }

@@ -21,6 +21,9 @@ pub enum AppError {
     /// re-driven, a provider without a gateway (409).
     #[error("{0}")]
     Refused(String),
+    /// The user's role does not allow this (403): administrators' pages and actions.
+    #[error("{0}")]
+    Forbidden(String),
     /// The request itself is wrong: bad credentials, an unknown check.
     #[error("{0}")]
     Invalid(String),
@@ -51,6 +54,7 @@ mod tests {
             AppError::SignInFirst,
             AppError::Refused("an appointment cannot go from complete to cancelled".into()),
             AppError::Invalid("unknown check ping".into()),
+            AppError::Forbidden("only an administrator may do this".into()),
             AppError::Internal("database: pool timed out".into()),
             AppError::ServerFn(ServerFnErrorErr::Request("offline".into())),
         ];

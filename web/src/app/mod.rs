@@ -22,8 +22,16 @@ use leptos_router::{path, SsrMode};
 use crate::model::SignedInUser;
 use error::AppError;
 use pages::{
-    action::Action, actions::Actions, appointment::Appointment, clinic::Clinic, clinics::Clinics,
-    gateways::Gateways, not_found::NotFound, sign_in::SignInPage,
+    action::Action,
+    actions::Actions,
+    appointment::Appointment,
+    clinic::Clinic,
+    clinics::Clinics,
+    gateway_settings::{GatewaySettings, NewGateway},
+    gateways::Gateways,
+    not_found::NotFound,
+    sign_in::SignInPage,
+    users::Users,
 };
 
 /// The HTML document around the app.
@@ -85,6 +93,9 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/gateways") view=Gateways ssr=SsrMode::Async/>
                         <Route path=path!("/actions") view=Actions ssr=SsrMode::Async/>
                         <Route path=path!("/actions/:id") view=Action ssr=SsrMode::Async/>
+                        <Route path=path!("/admin/users") view=Users ssr=SsrMode::Async/>
+                        <Route path=path!("/admin/gateways/new") view=NewGateway ssr=SsrMode::Async/>
+                        <Route path=path!("/admin/gateways/:id") view=GatewaySettings ssr=SsrMode::Async/>
                     </Routes>
                 </main>
             </div>
@@ -101,7 +112,9 @@ pub fn App() -> impl IntoView {
 #[component]
 fn Header() -> impl IntoView {
     let sign_out = ServerAction::<SignOut>::new();
-    let user = Resource::new(|| (), |_| current_user());
+    // Re-read on every navigation: signing in or out moves to another page without a reload.
+    let location = leptos_router::hooks::use_location();
+    let user = Resource::new(move || location.pathname.get(), |_| current_user());
     view! {
         <header class="nhsuk-header" role="banner">
             <div class="nhsuk-header__container nhsuk-width-container">
@@ -124,6 +137,12 @@ fn Header() -> impl IntoView {
                         <li><A href="/clinics">"Clinics"</A></li>
                         <li><A href="/gateways">"Gateways"</A></li>
                         <li><A href="/actions">"Gateway actions"</A></li>
+                        <Suspense fallback=|| ()>
+                            {move || Suspend::new(async move {
+                                let administrator = user.await.ok().flatten().is_some_and(|u| u.role.administers());
+                                administrator.then(|| view! { <li><A href="/admin/users">"Users"</A></li> })
+                            })}
+                        </Suspense>
                         <li>
                             <ActionForm action=sign_out>
                                 <button type="submit" class="app-link-button">"Sign out"</button>
@@ -136,7 +155,7 @@ fn Header() -> impl IntoView {
     }
 }
 
-/// The signed-in clinician, or `None`.
+/// The signed-in user, or `None`.
 #[server(endpoint = "/current_user")]
 pub async fn current_user() -> Result<Option<SignedInUser>, AppError> {
     let (_, user) = context::signed_in().await?;
@@ -144,6 +163,7 @@ pub async fn current_user() -> Result<Option<SignedInUser>, AppError> {
         name: u.name,
         email: u.email,
         provider_name: u.provider_name,
+        role: u.role,
     }))
 }
 

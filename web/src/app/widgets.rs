@@ -26,12 +26,17 @@ pub fn ErrorSummary(message: String) -> impl IntoView {
     }
 }
 
-/// A failed read, as a page: the 404 page for a record that is absent or not the user's,
-/// otherwise an error summary.
+/// A failed read, as a page: the 404 page for a record that is absent or not the user's, a
+/// refusal for a page the user's role may not see (403), otherwise an error summary.
 #[component]
 pub fn Failure(error: AppError) -> impl IntoView {
     match error {
         AppError::NotFound => view! { <NotFound/> }.into_any(),
+        AppError::Forbidden(why) => view! {
+            <h1>"You cannot see this page"</h1>
+            <p class="nhsuk-body" id="forbidden">{why}</p>
+        }
+        .into_any(),
         other => view! { <ErrorSummary message=other.to_string()/> }.into_any(),
     }
 }
@@ -76,12 +81,13 @@ pub fn SummaryRow(
     }
 }
 
-/// The "Re-drive" button of one action, shown only when its status allows a re-drive.
+/// The "Re-drive" button of one action, shown only when the viewer may re-drive it (an
+/// administrator, and a status that allows it).
 #[component]
 pub fn RedriveForm(
     redrive: ServerAction<RedriveAction>,
     action_id: String,
-    status: ActionStatus,
+    allowed: bool,
     /// The small button of a table row rather than the page's own.
     #[prop(optional)]
     small: bool,
@@ -91,7 +97,7 @@ pub fn RedriveForm(
     } else {
         "nhsuk-button nhsuk-button--secondary"
     };
-    status.can_redrive().then(|| {
+    allowed.then(|| {
         view! {
             <ActionForm action=redrive>
                 <input type="hidden" name="action_id" value=action_id/>

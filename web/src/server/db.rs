@@ -31,6 +31,9 @@ pub enum StoreError {
     Illegal(#[from] IllegalTransition),
     #[error("{0}")]
     Refused(String),
+    /// The user's role does not allow it (403): the page says so, and the record is not shown.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("database: {0}")]

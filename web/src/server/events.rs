@@ -4,7 +4,6 @@
 //! answered `accepted`, `duplicate` or `error`.
 
 use base64::Engine;
-use shared::relay::{Listener, ListenerOptions};
 use shared::wire::event::{
     ArchiveState, Event, EventBody, EventReply, EventStatus, ImageArchiveState, ImageReceived,
     LocalWorklistItem, MppsStatus, MppsStatusUpdate,
@@ -16,7 +15,7 @@ use super::db::{now_ms, StoreError};
 use super::relay_link;
 use super::state::AppState;
 use super::store::appointments::{self, Placement};
-use super::store::gateways::{self, GatewayRecord};
+use super::store::gateways::GatewayRecord;
 use super::store::images::{self, NewImage};
 use super::store::received_events;
 use super::store::walk_ins;
@@ -29,76 +28,6 @@ pub fn appointment_status_for(mpps: MppsStatus) -> AppointmentStatus {
         MppsStatus::Completed => AppointmentStatus::Complete,
         MppsStatus::Discontinued => AppointmentStatus::Cancelled,
     }
-}
-
-/// Starts one events listener per gateway; they run until `shutdown` fires.
-pub async fn spawn_listeners(
-    state: &AppState,
-    shutdown: tokio::sync::watch::Receiver<bool>,
-) -> Result<usize, StoreError> {
-    let all = gateways::all(&state.db).await?;
-    let mut started = 0;
-    for gateway in all {
-        let config = match relay_link::relay_config(&gateway, state.env.as_ref()) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!("events listener for {} not started: {e}", gateway.name);
-                // Show why on the gateways page.
-                // A receiver keeps the last value after its sender is gone.
-                let rx = tokio::sync::watch::channel(shared::relay::ListenerStatus {
-                    last_error: Some(format!("not started: {e}")),
-                    ..Default::default()
-                })
-                .1;
-                if let Ok(mut map) = state.listeners.write() {
-                    map.insert(gateway.id, rx);
-                }
-                continue;
-            }
-        };
-        let listener = Listener::new(config, &gateway.events_hc, ListenerOptions::default());
-        let mut status = listener.status();
-        if let Ok(mut map) = state.listeners.write() {
-            map.insert(gateway.id, status.clone());
-        }
-        // Announce link changes so the gateways page updates live.
-        {
-            let bus = state.bus.clone();
-            let (provider_id, gateway_id) = (gateway.provider_id, gateway.id);
-            tokio::spawn(async move {
-                let mut connected = status.borrow().connected;
-                while status.changed().await.is_ok() {
-                    let now = status.borrow().connected;
-                    if now != connected {
-                        connected = now;
-                        bus.publish(Change::Gateway {
-                            provider_id,
-                            gateway_id,
-                        });
-                    }
-                }
-            });
-        }
-        let handler_state = state.clone();
-        let handler_gateway = gateway.clone();
-        let mut stop = shutdown.clone();
-        tokio::spawn(async move {
-            listener
-                .run(
-                    move |text: String| {
-                        let state = handler_state.clone();
-                        let gateway = handler_gateway.clone();
-                        async move { handle(&state, &gateway, &text).await }
-                    },
-                    async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    },
-                )
-                .await;
-        });
-        started += 1;
-    }
-    Ok(started)
 }
 
 /// Handles one received event text and returns the signed reply text.

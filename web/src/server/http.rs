@@ -34,6 +34,7 @@ pub fn router(state: AppState, options: LeptosOptions) -> Router {
         .route("/images/{id}/thumbnail", get(thumbnail))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state.clone());
+    let guard_state = state.clone();
     let context = move || provide_context(state.clone());
     let app = Router::new()
         .leptos_routes_with_context(&options, routes, context.clone(), {
@@ -46,7 +47,52 @@ pub fn router(state: AppState, options: LeptosOptions) -> Router {
         ))
         .with_state(options)
         .merge(extra);
-    security_headers(app)
+    let secure = guard_state.secure_cookies;
+    security_headers(
+        app.layer(axum::middleware::from_fn_with_state(
+            guard_state,
+            same_site_only,
+        )),
+        secure,
+    )
+}
+
+/// Refuses, with 403 and one log line, any request that could change something (every method
+/// but GET, HEAD and OPTIONS: server functions, sign-in and sign-out) unless it comes from this
+/// site — the CSRF defence beside `SameSite=Lax`. Pages and data this app answers with are never
+/// stored by browsers or proxies: they carry patient data.
+async fn same_site_only(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::Method;
+    let reads = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    if !reads {
+        if let Err(why) = auth::same_origin(request.headers(), state.public_origin.as_deref()) {
+            tracing::warn!(
+                path = request.uri().path(),
+                "cross-site request refused: {why}"
+            );
+            return (StatusCode::FORBIDDEN, "cross-site request refused\n").into_response();
+        }
+    }
+    let mut response = next.run(request).await;
+    let private = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/html") || t.starts_with("application/json"));
+    if private && !response.headers().contains_key(header::CACHE_CONTROL) {
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        );
+    }
+    response
 }
 
 async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<User, Response> {
@@ -60,6 +106,7 @@ async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<User, Respon
 fn error_response(e: StoreError) -> Response {
     match e {
         StoreError::NotFound => StatusCode::NOT_FOUND.into_response(),
+        StoreError::Forbidden(_) => StatusCode::FORBIDDEN.into_response(),
         other => {
             tracing::error!("{other}");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
@@ -196,11 +243,32 @@ pub fn page_csp(nonce: &str) -> String {
     )
 }
 
-/// The headers every response carries (a page's CSP is set by the page, see [`page_csp`]).
-fn security_headers(router: Router) -> Router {
+/// The headers every response carries (a page's CSP is set by the page, see [`page_csp`]); with
+/// `https`, browsers are also told to use nothing else for two years (HSTS).
+fn security_headers(router: Router, https: bool) -> Router {
     use axum::http::HeaderValue;
     use tower_http::set_header::SetResponseHeaderLayer;
+    let router = if https {
+        router.layer(SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+        ))
+    } else {
+        router
+    };
     router
+        .layer(SetResponseHeaderLayer::overriding(
+            header::HeaderName::from_static("cross-origin-opener-policy"),
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::HeaderName::from_static("cross-origin-resource-policy"),
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::HeaderName::from_static("permissions-policy"),
+            HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=()"),
+        ))
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),

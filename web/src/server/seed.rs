@@ -1,13 +1,15 @@
-//! Demo data for a first start: two providers, a clinician each, a gateway each pointing at the
-//! local relay emulator, and today's clinic of ten checked-in appointments with fictitious
-//! participants whose NHS numbers are in the 999 test range with valid check digits.
+//! Demo data for a first start (`WEB_SEED=true`, which `make run` sets): two providers, a
+//! clinician each, a gateway each pointing at the local relay emulator, and today's clinic of ten
+//! checked-in appointments with fictitious participants whose NHS numbers are in the 999 test
+//! range with valid check digits.
 
 use super::db::{today, Db, StoreError};
-use super::store::gateways::NewGateway;
+use super::store::gateways::GatewaySettings;
 use super::store::{appointments, clinics, gateways, identity};
-use crate::domain::NhsNumber;
+use crate::domain::{NhsNumber, Role};
 
-/// The demo sign-ins (also in the README).
+/// The demo sign-ins (also in the README): clinicians. No administrator is seeded: the first one
+/// is made with `web admin create` (`make run` does that for the demo).
 pub const DEMO_USERS: [(&str, &str); 2] = [
     ("clinician@north.example", "screening-demo-1"),
     ("clinician@south.example", "screening-demo-2"),
@@ -92,7 +94,7 @@ pub async fn seed(db: &Db, relay: &SeedRelay) -> Result<Seeded, StoreError> {
     for (i, (name, ods, user_name, location)) in providers.into_iter().enumerate() {
         let provider_id = identity::create_provider(db, name, ods).await?;
         let (email, password) = DEMO_USERS[i];
-        identity::create_user(db, provider_id, email, user_name, password).await?;
+        identity::create_user(db, provider_id, email, user_name, password, Role::Clinician).await?;
         let suffix = if i == 0 {
             String::new()
         } else {
@@ -100,8 +102,8 @@ pub async fn seed(db: &Db, relay: &SeedRelay) -> Result<Seeded, StoreError> {
         };
         let gateway_id = gateways::create(
             db,
-            &NewGateway {
-                provider_id,
+            provider_id,
+            &GatewaySettings {
                 name: format!("{}-gateway", ods.to_lowercase()),
                 relay_namespace: relay.namespace.clone(),
                 relay_endpoint: relay.endpoint.clone(),

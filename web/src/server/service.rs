@@ -15,7 +15,7 @@ use super::store::gateways;
 use super::store::identity::User;
 use super::store::walk_ins;
 use crate::domain::{ActionStatus, AppointmentStatus};
-use crate::model::GatewayRow;
+use crate::model::{ActionDetail, ActionRow, GatewayRow};
 
 /// A gateway check a user can ask for from the gateways page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,7 +252,7 @@ pub async fn resend_worklist_item(
             delivery.state.label().to_lowercase()
         )));
     }
-    redrive(state, user, &delivery.action_id).await?;
+    requeue(state, user, &delivery.action_id).await?;
     appointments::note(
         &state.db,
         appointment_id,
@@ -267,8 +267,14 @@ pub async fn resend_worklist_item(
     Ok(delivery.action_id)
 }
 
-/// Puts a failed or waiting action back in the queue now.
+/// Puts a failed or waiting action back in the queue now: an administrator's tool on the actions
+/// pages (a clinician re-sends their appointment's worklist item from its page instead).
 pub async fn redrive(state: &AppState, user: &User, action_id: &str) -> Result<(), StoreError> {
+    super::admin::require_administrator(user, "re-drive gateway actions")?;
+    requeue(state, user, action_id).await
+}
+
+async fn requeue(state: &AppState, user: &User, action_id: &str) -> Result<(), StoreError> {
     let appointment_id = actions::redrive(&state.db, user.provider_id, action_id).await?;
     state.outbox_wake.notify_one();
     state.bus.publish(Change::Action {
@@ -286,6 +292,7 @@ pub async fn check_gateway(
     gateway_id: i64,
     check: GatewayCheck,
 ) -> Result<String, StoreError> {
+    super::admin::require_administrator(user, "probe gateways")?;
     let gateway = gateways::get(&state.db, user.provider_id, gateway_id).await?;
     let command = match check {
         GatewayCheck::Echo => Command::Echo(serde_json::json!({ "from": user.email })),
@@ -317,6 +324,34 @@ pub async fn check_gateway(
     Ok(action_id)
 }
 
+/// One of the provider's gateway actions; its payload only for an administrator.
+pub async fn action_detail(
+    state: &AppState,
+    user: &User,
+    action_id: &str,
+) -> Result<ActionDetail, StoreError> {
+    let mut detail = actions::detail(&state.db, user.provider_id, action_id).await?;
+    if !user.administers() {
+        detail.payload = None;
+        detail.row.may_redrive = false;
+    }
+    Ok(detail)
+}
+
+/// The provider's gateway actions, newest first, optionally in one status; re-drive offered only
+/// to an administrator.
+pub async fn action_list(
+    state: &AppState,
+    user: &User,
+    status: &str,
+) -> Result<Vec<ActionRow>, StoreError> {
+    let mut rows = actions::list(&state.db, user.provider_id, Some(status), 200).await?;
+    for row in &mut rows {
+        row.may_redrive &= user.administers();
+    }
+    Ok(rows)
+}
+
 /// The user's gateways with their link state and queue figures.
 pub async fn gateway_rows(state: &AppState, user: &User) -> Result<Vec<GatewayRow>, StoreError> {
     let mut rows = Vec::new();
@@ -345,6 +380,7 @@ pub async fn gateway_rows(state: &AppState, user: &User) -> Result<Vec<GatewayRo
             sent,
             confirmed,
             failed,
+            may_manage: user.administers(),
         });
     }
     Ok(rows)

@@ -10,7 +10,8 @@ use tokio::task::JoinHandle;
 use super::db::StoreError;
 use super::outbox::{self, RetryPolicy};
 use super::state::AppState;
-use super::store::actions;
+use super::store::{actions, identity};
+use super::throttle;
 
 /// Where the browser client and the NHS assets were built, unless `WEB_SITE_ROOT` says otherwise:
 /// `$CARGO_TARGET_DIR/web-site` as `web/build-client.sh` writes it.
@@ -59,7 +60,7 @@ pub async fn start(state: AppState, options: ServeOptions) -> Result<Running, St
     let (shutdown, stop) = watch::channel(false);
     let mut tasks = Vec::new();
 
-    super::events::spawn_listeners(&state, stop.clone()).await?;
+    super::listeners::Listeners::start_all(&state, stop.clone()).await?;
 
     let mut outbox_stop = stop.clone();
     tasks.push(tokio::spawn(outbox::run(
@@ -70,6 +71,11 @@ pub async fn start(state: AppState, options: ServeOptions) -> Result<Running, St
         },
     )));
 
+    let mut purge_stop = stop.clone();
+    tasks.push(tokio::spawn(purge_expired(state.clone(), async move {
+        let _ = purge_stop.wait_for(|s| *s).await;
+    })));
+
     let leptos_options = LeptosOptions::builder()
         .output_name("web")
         .site_root(options.site_root.clone())
@@ -79,11 +85,15 @@ pub async fn start(state: AppState, options: ServeOptions) -> Result<Running, St
     let app = super::http::router(state.clone(), leptos_options);
     let mut http_stop = stop.clone();
     tasks.push(tokio::spawn(async move {
-        let served = axum::serve(listener, app.into_make_service())
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|s| *s).await;
-            })
-            .await;
+        // The peer address reaches handlers (sign-in throttling counts failures per address).
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = http_stop.wait_for(|s| *s).await;
+        })
+        .await;
         if let Err(e) = served {
             tracing::error!("http server: {e}");
         }
@@ -94,6 +104,27 @@ pub async fn start(state: AppState, options: ServeOptions) -> Result<Running, St
         shutdown,
         tasks,
     })
+}
+
+/// Every ten minutes, deletes expired sessions and sign-in failures that no longer count.
+async fn purge_expired(state: AppState, stop: impl std::future::Future<Output = ()>) {
+    tokio::pin!(stop);
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = every.tick() => {}
+        }
+        let sessions = identity::purge_sessions(&state.db).await;
+        let failures = throttle::purge(&state.db, &state.sign_in_limits).await;
+        match (sessions, failures) {
+            (Ok(s), Ok(f)) if s + f > 0 => {
+                tracing::info!("purged {s} expired sessions and {f} old sign-in failures")
+            }
+            (Ok(_), Ok(_)) => {}
+            (Err(e), _) | (_, Err(e)) => tracing::error!("purging expired sessions: {e}"),
+        }
+    }
 }
 
 impl Running {

@@ -1,14 +1,15 @@
 //! What every request handler, server function and background task shares.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use shared::relay::ListenerStatus;
 use shared::wire::{Keyring, SigningKey};
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 use super::bus::Bus;
 use super::db::Db;
+use super::listeners::Listeners;
+use super::throttle::Limits;
 
 /// Reads an environment variable by name: the process environment, or a map in tests.
 pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -24,14 +25,23 @@ pub struct AppState {
     pub fallback_keys: Keyring,
     /// Wakes the outbox worker when an action is queued or re-driven.
     pub outbox_wake: Arc<Notify>,
-    /// The events listener of each gateway, by gateway id.
-    pub listeners: Arc<RwLock<HashMap<i64, watch::Receiver<ListenerStatus>>>>,
+    /// The events listener of each gateway.
+    pub listeners: Arc<Listeners>,
     /// Where gateway relay keys are read from: the process environment, or a map in tests.
     pub env: EnvLookup,
     /// `source_system` of our actions.
     pub source_system: String,
-    /// Mark session cookies `Secure` (`WEB_SECURE_COOKIES`, for deployments behind HTTPS).
+    /// Mark session cookies `Secure` and send HSTS (`WEB_SECURE_COOKIES`, on unless the app is
+    /// plain HTTP on localhost).
     pub secure_cookies: bool,
+    /// How many failed sign-ins each account and address may have.
+    pub sign_in_limits: Limits,
+    /// Take the client's address from `X-Forwarded-For` (`WEB_TRUST_FORWARDED_FOR`, only behind
+    /// a proxy that sets it).
+    pub trust_forwarded_for: bool,
+    /// The site's origin as browsers see it (`WEB_PUBLIC_ORIGIN`, behind a proxy); mutations
+    /// must come from it. Unset: the request's own `Host`.
+    pub public_origin: Option<String>,
 }
 
 impl AppState {
@@ -47,15 +57,14 @@ impl AppState {
             env: Arc::new(|name| std::env::var(name).ok()),
             source_system: "screening-web".into(),
             secure_cookies: false,
+            sign_in_limits: Limits::default(),
+            trust_forwarded_for: false,
+            public_origin: None,
         }
     }
 
     /// The current status of a gateway's events listener, if one runs.
     pub fn listener_status(&self, gateway_id: i64) -> Option<ListenerStatus> {
-        self.listeners
-            .read()
-            .ok()?
-            .get(&gateway_id)
-            .map(|rx| rx.borrow().clone())
+        self.listeners.status(gateway_id)
     }
 }

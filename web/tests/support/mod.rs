@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod gateway;
+pub mod http_client;
 pub mod postgres;
 pub mod real_gateway;
 
@@ -83,7 +84,7 @@ pub mod tempdir {
     }
 }
 
-/// The relay emulator with both providers' hybrid connections.
+/// The relay emulator with both providers' hybrid connections, and a third pair.
 pub async fn emulator() -> Emulator {
     let config = EmulatorConfig::new(
         NAMESPACE,
@@ -93,6 +94,9 @@ pub async fn emulator() -> Emulator {
             EVENTS.into(),
             format!("{ACTIONS}-2"),
             format!("{EVENTS}-2"),
+            // For gateways an administrator adds while the app runs.
+            format!("{ACTIONS}-3"),
+            format!("{EVENTS}-3"),
         ],
     );
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
@@ -175,6 +179,35 @@ pub async fn demo_user(db: &Db, n: usize) -> web::server::store::identity::User 
         .await
         .expect("sign-in query")
         .expect("the demo user signs in")
+}
+
+/// The password of every [`administrator`].
+pub const ADMIN_PASSWORD: &str = "administrator-password";
+
+/// The e-mail address of the provider's [`administrator`].
+pub fn admin_email(provider_id: i64) -> String {
+    format!("admin-{provider_id}@example.test")
+}
+
+/// A new administrator of the provider, signed in (the seed makes none: `web admin create` does).
+pub async fn administrator(db: &Db, provider_id: i64) -> web::server::store::identity::User {
+    use web::server::store::identity;
+    let email = admin_email(provider_id);
+    let password = ADMIN_PASSWORD;
+    identity::create_user(
+        db,
+        provider_id,
+        &email,
+        "Test Administrator",
+        password,
+        web::domain::Role::Administrator,
+    )
+    .await
+    .expect("create the administrator");
+    identity::authenticate(db, &email, password)
+        .await
+        .expect("sign-in query")
+        .expect("the administrator signs in")
 }
 
 /// The name of a provider's first gateway (the one its seeded clinic uses).

@@ -9,7 +9,7 @@ use serde_json::Value;
 use shared::wire::SigningKey;
 use tokio::process::{Child, Command};
 
-use super::{ACTIONS, EVENTS, KEY, KEY_NAME, NAMESPACE};
+use super::{KEY, KEY_NAME, NAMESPACE};
 
 fn target_dir() -> String {
     option_env!("CARGO_TARGET_DIR")
@@ -77,6 +77,9 @@ pub struct GatewaySettings {
     pub state_dir: PathBuf,
     pub name: String,
     pub relay_endpoint: String,
+    /// The hybrid connections it listens for actions on and sends events to.
+    pub actions_hc: String,
+    pub events_hc: String,
     pub gateway_key: SigningKey,
     pub web_key: SigningKey,
     pub mwl_port: u16,
@@ -107,8 +110,8 @@ impl GatewaySettings {
             .env("PEER_PUBLIC_KEYS", self.web_key.public_key().to_base64())
             .env("AZURE_RELAY_NAMESPACE", NAMESPACE)
             .env("AZURE_RELAY_ENDPOINT", &self.relay_endpoint)
-            .env("AZURE_RELAY_HYBRID_CONNECTION", ACTIONS)
-            .env("AZURE_RELAY_EVENTS_HYBRID_CONNECTION", EVENTS)
+            .env("AZURE_RELAY_HYBRID_CONNECTION", &self.actions_hc)
+            .env("AZURE_RELAY_EVENTS_HYBRID_CONNECTION", &self.events_hc)
             .env("AZURE_RELAY_KEY_NAME", KEY_NAME)
             .env("AZURE_RELAY_SHARED_ACCESS_KEY", KEY)
             .env("RUST_LOG", "info")

@@ -50,9 +50,11 @@ fn ActionView(action: ActionDetail, redrive: ServerAction<RedriveAction>) -> imp
             <SummaryRow key="Last error">{or_dash(&r.last_error)}</SummaryRow>
         </dl>
         {r.appointment_id.map(|a| view! { <p><A href=format!("/appointments/{a}")>{format!("Appointment {a}")}</A></p> })}
-        <RedriveForm redrive action_id=r.id status=r.status/>
-        <h2>"Payload"</h2>
-        <pre class="app-json" tabindex="0">{action.payload}</pre>
+        <RedriveForm redrive action_id=r.id allowed=r.may_redrive/>
+        {action.payload.map(|payload| view! {
+            <h2>"Payload"</h2>
+            <pre class="app-json" tabindex="0" id="payload">{payload}</pre>
+        })}
         <h2>"Gateway reply"</h2>
         {match action.reply {
             Some(reply) => view! { <pre class="app-json" tabindex="0">{reply}</pre> }.into_any(),
@@ -61,12 +63,12 @@ fn ActionView(action: ActionDetail, redrive: ServerAction<RedriveAction>) -> imp
     }
 }
 
-/// One gateway action with its payload and reply.
+/// One gateway action with its reply, and its payload for an administrator.
 #[server(endpoint = "/get_action")]
 pub async fn get_action(id: String) -> Result<ActionDetail, AppError> {
     use crate::app::context;
     let (state, user) = context::user().await?;
-    crate::server::store::actions::detail(&state.db, user.provider_id, &id)
+    crate::server::service::action_detail(&state, &user, &id)
         .await
         .map_err(context::fail)
 }

@@ -87,7 +87,7 @@ fn ActionTable(rows: Vec<ActionRow>, redrive: ServerAction<RedriveAction>) -> im
                             <td class="nhsuk-table__cell">{r.attempts}</td>
                             <td class="nhsuk-table__cell">{detail}</td>
                             <td class="nhsuk-table__cell">
-                                <RedriveForm redrive action_id=id status=r.status small=true/>
+                                <RedriveForm redrive action_id=id allowed=r.may_redrive small=true/>
                             </td>
                         </tr>
                     }
@@ -102,7 +102,7 @@ fn ActionTable(rows: Vec<ActionRow>, redrive: ServerAction<RedriveAction>) -> im
 pub async fn list_actions(status: String) -> Result<Vec<ActionRow>, AppError> {
     use crate::app::context;
     let (state, user) = context::user().await?;
-    crate::server::store::actions::list(&state.db, user.provider_id, Some(&status), 200)
+    crate::server::service::action_list(&state, &user, &status)
         .await
         .map_err(context::fail)
 }

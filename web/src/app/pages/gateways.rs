@@ -1,5 +1,5 @@
-//! `/gateways`: each gateway's relay link, last health reply and outbox queue, with "Send echo"
-//! and "Check health"; live.
+//! `/gateways`: each gateway's relay link, last health reply and outbox queue; live. For an
+//! administrator also "Send echo", "Check health", "Change settings" and "Add a gateway".
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -17,9 +17,18 @@ pub fn Gateways() -> impl IntoView {
         move || check.version().get(),
         |_| list_gateways(),
     );
+    let viewer = Resource::new(|| (), |_| crate::app::current_user());
     view! {
         <Title text="Gateways – Manage breast screening"/>
         <h1>"Gateways"</h1>
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                let administrator = viewer.await.ok().flatten().is_some_and(|u| u.role.administers());
+                administrator.then(|| view! {
+                    <a class="nhsuk-button nhsuk-button--secondary" href="/admin/gateways/new" id="add-gateway">"Add a gateway"</a>
+                })
+            })}
+        </Suspense>
         {move || match check.value().get() {
             Some(Err(e)) => view! { <ErrorSummary message=e.to_string()/> }.into_any(),
             Some(Ok(_)) => view! { <p class="nhsuk-body" role="status">"Check queued; see Gateway actions for the reply."</p> }.into_any(),
@@ -56,7 +65,11 @@ fn GatewayCard(gateway: GatewayRow, check: ServerAction<CheckGateway>) -> impl I
                     <SummaryRow key="Messages">{format!("{} to {}", g.message_type, g.destination)}</SummaryRow>
                     <SummaryRow key="Queue">{format!("{} pending, {} sent, {} confirmed, {} failed", g.pending, g.sent, g.confirmed, g.failed)}</SummaryRow>
                 </dl>
+                {g.may_manage.then(|| view! {
                 <div class="app-button-row">
+                    <a class="nhsuk-button nhsuk-button--secondary" href=format!("/admin/gateways/{}", g.id)>
+                        "Change settings"<span class="nhsuk-u-visually-hidden">{format!(" of {}", g.name)}</span>
+                    </a>
                     <ActionForm action=check>
                         <input type="hidden" name="gateway_id" value=g.id/>
                         <input type="hidden" name="check" value="echo"/>
@@ -68,6 +81,7 @@ fn GatewayCard(gateway: GatewayRow, check: ServerAction<CheckGateway>) -> impl I
                         <button type="submit" class="nhsuk-button nhsuk-button--secondary">"Check health"</button>
                     </ActionForm>
                 </div>
+                })}
             </div>
         </section>
     }

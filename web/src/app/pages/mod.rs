@@ -8,9 +8,11 @@ pub mod actions;
 pub mod appointment;
 pub mod clinic;
 pub mod clinics;
+pub mod gateway_settings;
 pub mod gateways;
 pub mod not_found;
 pub mod sign_in;
+pub mod users;
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;

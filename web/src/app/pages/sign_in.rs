@@ -27,24 +27,44 @@ pub fn SignInPage() -> impl IntoView {
     }
 }
 
-/// Signs in with email and password, sets the session cookie and goes to the clinics.
+/// Signs in with email and password, sets the session cookie and goes to the clinics. Too many
+/// failures for the account or this address answer 429 without checking the password.
 #[server(endpoint = "/sign_in")]
 pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
     use crate::app::context;
-    use crate::server::{auth, store::identity};
+    use crate::server::{auth, throttle};
     let state = context::state()?;
-    let user = identity::authenticate(&state.db, &email, &password)
+    let request = context::request()?;
+    let address = auth::client_address(
+        &request.headers,
+        &request.extensions,
+        state.trust_forwarded_for,
+    );
+    let response = expect_context::<leptos_axum::ResponseOptions>();
+    match auth::sign_in(&state, &email, &password, address)
         .await
         .map_err(context::fail)?
-        .ok_or_else(|| AppError::Invalid("The email address or password is not right".into()))?;
-    let token = identity::create_session(&state.db, user.id)
-        .await
-        .map_err(context::fail)?;
-    let response = expect_context::<leptos_axum::ResponseOptions>();
-    response.insert_header(
-        auth::SET_COOKIE_HEADER,
-        auth::session_cookie(&token, state.secure_cookies),
-    );
-    leptos_axum::redirect("/clinics");
-    Ok(())
+    {
+        auth::SignIn::Session(_, token) => {
+            response.insert_header(
+                auth::SET_COOKIE_HEADER,
+                auth::session_cookie(&token, state.secure_cookies),
+            );
+            leptos_axum::redirect("/clinics");
+            Ok(())
+        }
+        auth::SignIn::Refused => {
+            response.set_status(http::StatusCode::UNAUTHORIZED);
+            Err(AppError::Invalid(
+                "The email address or password is not right".into(),
+            ))
+        }
+        auth::SignIn::Throttled(wait_ms) => {
+            response.set_status(http::StatusCode::TOO_MANY_REQUESTS);
+            Err(AppError::Refused(format!(
+                "Too many failed sign-ins. Try again in {}.",
+                throttle::in_words(wait_ms)
+            )))
+        }
+    }
 }

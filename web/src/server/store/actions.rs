@@ -458,6 +458,7 @@ fn row(r: &sqlx::any::AnyRow) -> Result<ActionRow, StoreError> {
             None
         },
         last_error: col(r, "last_error")?,
+        may_redrive: status.can_redrive(),
         status,
     })
 }
@@ -523,7 +524,7 @@ pub async fn detail(db: &Db, provider_id: i64, id: &str) -> Result<ActionDetail,
     };
     Ok(ActionDetail {
         row,
-        payload: pretty(col(&r, "payload")?),
+        payload: Some(pretty(col(&r, "payload")?)),
         reply: col::<Option<String>>(&r, "reply")?.map(pretty),
     })
 }

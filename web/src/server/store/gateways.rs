@@ -20,7 +20,7 @@ pub struct GatewayRecord {
     pub key_env_var: String,
     /// The gateway's message-signing public key (base64); its events and replies must verify.
     pub public_key: Option<String>,
-    /// `dicom_worklist` (worklist.create_item) or `fhir_service_request`.
+    /// What "Send to modality" produces: `dicom_worklist` (worklist.create_item).
     pub message_type: String,
     /// Where on site the gateway delivers: the modality worklist it serves.
     pub destination: String,
@@ -28,10 +28,11 @@ pub struct GatewayRecord {
     pub last_health: Option<String>,
 }
 
-/// Fields of a new gateway.
-#[derive(Debug, Clone)]
-pub struct NewGateway {
-    pub provider_id: i64,
+/// What an administrator sets on a gateway: how to reach it through the relay, how to check what
+/// it signs, and what "Send to modality" produces for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewaySettings {
+    /// The gateway's own name (`GATEWAY_NAME` on the appliance): actions are addressed to it.
     pub name: String,
     pub relay_namespace: String,
     pub relay_endpoint: Option<String>,
@@ -39,19 +40,86 @@ pub struct NewGateway {
     pub events_hc: String,
     pub key_name: String,
     pub key_env_var: String,
+    /// Comma-separated base64 Ed25519 public keys; during a key rotation both the old and the
+    /// new key are listed, then the old one is removed.
     pub public_key: Option<String>,
     pub message_type: String,
     pub destination: String,
 }
 
-/// Adds a gateway.
-pub async fn create(db: &Db, g: &NewGateway) -> Result<i64, StoreError> {
+/// The message types "Send to modality" can produce, with what the page calls them.
+pub const MESSAGE_TYPES: [(&str, &str); 1] = [("dicom_worklist", "DICOM modality worklist item")];
+
+impl GatewaySettings {
+    /// Why these settings cannot be saved, naming the field, or `Ok`.
+    pub fn check(&self) -> Result<(), StoreError> {
+        let refuse = |why: String| Err(StoreError::Refused(why));
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        };
+        for (label, value) in [
+            ("Gateway name", &self.name),
+            ("Relay namespace", &self.relay_namespace),
+            ("Actions hybrid connection", &self.actions_hc),
+            ("Events hybrid connection", &self.events_hc),
+            ("Relay key name", &self.key_name),
+            ("Destination", &self.destination),
+        ] {
+            if !plain(value) {
+                return refuse(format!(
+                    "{label} must be letters, digits, '-', '_' or '.', not {value:?}"
+                ));
+            }
+        }
+        if self.actions_hc == self.events_hc {
+            return refuse("the actions and events hybrid connections must differ".into());
+        }
+        let env_var = &self.key_env_var;
+        if env_var.is_empty()
+            || env_var.starts_with(|c: char| c.is_ascii_digit())
+            || !env_var
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        {
+            return refuse(format!(
+                "Relay key variable must be an environment variable name such as \
+                 AZURE_RELAY_SHARED_ACCESS_KEY, not {env_var:?}"
+            ));
+        }
+        if let Some(endpoint) = &self.relay_endpoint {
+            match url::Url::parse(endpoint) {
+                Ok(u) if matches!(u.scheme(), "ws" | "wss") => {}
+                _ => {
+                    return refuse(format!(
+                        "Relay endpoint must be a ws:// or wss:// address, not {endpoint:?}"
+                    ))
+                }
+            }
+        }
+        if let Some(keys) = &self.public_key {
+            if let Err(e) = shared::wire::Keyring::from_list(keys) {
+                return refuse(format!("Public keys: {e}"));
+            }
+        }
+        if !MESSAGE_TYPES.iter().any(|(t, _)| *t == self.message_type) {
+            return refuse(format!("unknown message type {:?}", self.message_type));
+        }
+        Ok(())
+    }
+}
+
+/// Adds one of the provider's gateways, after [`GatewaySettings::check`].
+pub async fn create(db: &Db, provider_id: i64, g: &GatewaySettings) -> Result<i64, StoreError> {
+    g.check()?;
+    refuse_taken_name(db, &g.name, None).await?;
     let row = sqlx::query(
         "INSERT INTO gateways (provider_id, name, relay_namespace, relay_endpoint, actions_hc, events_hc,
              key_name, key_env_var, public_key, message_type, destination)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
     )
-    .bind(g.provider_id)
+    .bind(provider_id)
     .bind(&g.name)
     .bind(&g.relay_namespace)
     .bind(g.relay_endpoint.as_deref())
@@ -65,6 +133,74 @@ pub async fn create(db: &Db, g: &NewGateway) -> Result<i64, StoreError> {
     .fetch_one(&db.pool)
     .await?;
     col(&row, "id")
+}
+
+/// Changes one of the provider's gateways; the caller restarts its listener.
+pub async fn update(
+    db: &Db,
+    provider_id: i64,
+    id: i64,
+    g: &GatewaySettings,
+) -> Result<(), StoreError> {
+    g.check()?;
+    refuse_taken_name(db, &g.name, Some(id)).await?;
+    let done = sqlx::query(
+        "UPDATE gateways SET name = $1, relay_namespace = $2, relay_endpoint = $3, actions_hc = $4,
+             events_hc = $5, key_name = $6, key_env_var = $7, public_key = $8, message_type = $9,
+             destination = $10
+         WHERE id = $11 AND provider_id = $12",
+    )
+    .bind(&g.name)
+    .bind(&g.relay_namespace)
+    .bind(g.relay_endpoint.as_deref())
+    .bind(&g.actions_hc)
+    .bind(&g.events_hc)
+    .bind(&g.key_name)
+    .bind(&g.key_env_var)
+    .bind(g.public_key.as_deref())
+    .bind(&g.message_type)
+    .bind(&g.destination)
+    .bind(id)
+    .bind(provider_id)
+    .execute(&db.pool)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// Gateway names are global: a signed action names its gateway, and two gateways of one name
+/// would each accept the other's actions.
+async fn refuse_taken_name(db: &Db, name: &str, except: Option<i64>) -> Result<(), StoreError> {
+    let row = sqlx::query("SELECT id FROM gateways WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&db.pool)
+        .await?;
+    match row {
+        Some(r) if Some(col::<i64>(&r, "id")?) != except => Err(StoreError::Refused(format!(
+            "a gateway named {name} already exists"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+impl GatewayRecord {
+    /// The settings an administrator edits.
+    pub fn settings(&self) -> GatewaySettings {
+        GatewaySettings {
+            name: self.name.clone(),
+            relay_namespace: self.relay_namespace.clone(),
+            relay_endpoint: self.relay_endpoint.clone(),
+            actions_hc: self.actions_hc.clone(),
+            events_hc: self.events_hc.clone(),
+            key_name: self.key_name.clone(),
+            key_env_var: self.key_env_var.clone(),
+            public_key: self.public_key.clone(),
+            message_type: self.message_type.clone(),
+            destination: self.destination.clone(),
+        }
+    }
 }
 
 const SELECT: &str =
@@ -159,4 +295,97 @@ pub async fn record_health(db: &Db, gateway_id: i64, summary: &str) -> Result<()
         .execute(&db.pool)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> GatewaySettings {
+        GatewaySettings {
+            name: "rxn-gateway".into(),
+            relay_namespace: "screening.servicebus.windows.net".into(),
+            relay_endpoint: None,
+            actions_hc: "gateway-actions".into(),
+            events_hc: "gateway-events".into(),
+            key_name: "RootManageSharedAccessKey".into(),
+            key_env_var: "AZURE_RELAY_SHARED_ACCESS_KEY".into(),
+            public_key: Some(
+                shared::wire::SigningKey::generate()
+                    .public_key()
+                    .to_base64(),
+            ),
+            message_type: "dicom_worklist".into(),
+            destination: "modality_worklist".into(),
+        }
+    }
+
+    #[test]
+    fn settings_are_checked_field_by_field() {
+        type Change = fn(&mut GatewaySettings);
+        let cases: [(&str, Change, Option<&str>); 10] = [
+            ("as given", |_| {}, None),
+            (
+                "emulator endpoint",
+                |g| g.relay_endpoint = Some("ws://127.0.0.1:9350".into()),
+                None,
+            ),
+            (
+                "two keys in rotation",
+                |g| {
+                    let two = format!(
+                        "{},{}",
+                        g.public_key.clone().unwrap(),
+                        shared::wire::SigningKey::generate()
+                            .public_key()
+                            .to_base64()
+                    );
+                    g.public_key = Some(two);
+                },
+                None,
+            ),
+            ("empty name", |g| g.name.clear(), Some("Gateway name")),
+            (
+                "name with a space",
+                |g| g.name = "north gateway".into(),
+                Some("Gateway name"),
+            ),
+            (
+                "same hybrid connection",
+                |g| g.events_hc = g.actions_hc.clone(),
+                Some("must differ"),
+            ),
+            (
+                "lower-case variable",
+                |g| g.key_env_var = "relay_key".into(),
+                Some("environment variable"),
+            ),
+            (
+                "http endpoint",
+                |g| g.relay_endpoint = Some("http://relay".into()),
+                Some("ws://"),
+            ),
+            (
+                "bad key",
+                |g| g.public_key = Some("AAAA".into()),
+                Some("Public keys"),
+            ),
+            (
+                "FHIR before it is built",
+                |g| g.message_type = "fhir_service_request".into(),
+                Some("message type"),
+            ),
+        ];
+        for (what, change, refused) in cases {
+            let mut g = good();
+            change(&mut g);
+            match (g.check(), refused) {
+                (Ok(()), None) => {}
+                (Err(StoreError::Refused(why)), Some(word)) => {
+                    assert!(why.contains(word), "{what}: {why}")
+                }
+                (other, _) => panic!("{what}: {other:?}"),
+            }
+        }
+    }
 }
