@@ -117,6 +117,10 @@ struct ServeArgs {
     /// that sets it; otherwise a client could name any address).
     #[arg(long, env = "WEB_TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set)]
     trust_forwarded_for: bool,
+    /// Seconds between the health probes each gateway gets; one unreachable since its last
+    /// contact reads offline (and its clinics say so) within one interval.
+    #[arg(long, env = "WEB_PROBE_INTERVAL_SECS", default_value_t = 60)]
+    probe_interval_secs: u64,
 }
 
 #[tokio::main]
@@ -175,6 +179,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     state.secure_cookies = args.secure_cookies;
     state.public_origin = args.public_origin;
     state.trust_forwarded_for = args.trust_forwarded_for;
+    state.probe_interval = std::time::Duration::from_secs(args.probe_interval_secs.max(1));
     let running = startup::start(
         state,
         ServeOptions {

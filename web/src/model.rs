@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    ActionStatus, AppointmentStatus, DeliveryState, Role, WalkIn, WorklistMessage,
+    ActionStatus, AppointmentStatus, DeliveryState, Liveness, Role, WalkIn, WorklistMessage,
 };
 
 /// The signed-in user, for the header (administrators also get the admin menu).
@@ -56,6 +56,8 @@ pub struct ClinicSummary {
     pub location: String,
     pub date: String,
     pub appointments: i64,
+    /// The gateway the clinic's sends go through.
+    pub gateway_id: Option<i64>,
 }
 
 /// One row of a clinic's appointment list.
@@ -92,6 +94,9 @@ pub struct Delivery {
 pub struct ClinicDetail {
     pub clinic: ClinicSummary,
     pub appointments: Vec<AppointmentRow>,
+    /// The banner when the clinic's gateway is offline ("… sends will be delivered when it
+    /// returns").
+    pub gateway_offline: Option<String>,
 }
 
 /// A C-STORE one of the provider's gateways refused that names no appointment (refused before
@@ -238,6 +243,14 @@ pub struct GatewayRow {
     pub events_hc: String,
     pub message_type: String,
     pub destination: String,
+    /// Online, degraded or offline, from the evidence (`domain::liveness`).
+    pub liveness: Liveness,
+    /// What it rests on: the last contact, the relay's words, the failing checks.
+    pub liveness_detail: String,
+    /// The gateway's event queue from its last health report (depth, oldest, last error).
+    pub event_queue: Option<String>,
+    /// Its last health report's failing checks, "name: what was seen".
+    pub failing_checks: Vec<String>,
     /// Whether this app's events listener for the gateway is connected to the relay.
     pub listener_connected: bool,
     pub listener_last_traffic: Option<String>,

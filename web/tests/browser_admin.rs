@@ -153,3 +153,66 @@ async fn administrator_adds_a_gateway_and_a_send_through_it_reaches_it_without_a
     script.finish().await;
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_page_and_the_clinic_say_offline_while_the_gateway_is_down_and_clear_after() {
+    let (site, crate_dir) = browser::site_and_crate_dir();
+    let (binary, _python, _peer_py) = real_gateway::tools();
+    let artifacts = browser::artifacts("web-e2e-liveness");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let support::Rig {
+        db: _db,
+        emulator,
+        gateway_key,
+        mut state,
+        seeded,
+        web_key,
+    } = support::Rig::sqlite().await;
+    let interval = std::time::Duration::from_secs(2);
+    state.probe_interval = interval;
+    let running = support::serve(state, site).await;
+    let clinician = support::demo_user(&running.state.db, 0).await;
+    let state_dir = support::tempdir::TempDir::new("web-liveness-gateway");
+    let gateway = GatewaySettings {
+        binary,
+        state_dir: state_dir.path().to_path_buf(),
+        name: support::first_gateway_name(&running.state.db, clinician.provider_id).await,
+        relay_endpoint: format!("ws://{}", emulator.addr()),
+        actions_hc: ACTIONS.into(),
+        events_hc: EVENTS.into(),
+        gateway_key,
+        web_key,
+        mwl_port: real_gateway::free_port(),
+        pacs_port: real_gateway::free_port(),
+        log: std::path::Path::new(&artifacts).join("gateway.log"),
+    };
+    let mut process = gateway.start();
+    let (email, password) = web::server::seed::DEMO_USERS[0];
+    let mut script = Script::spawn(
+        &crate_dir,
+        "e2e/liveness.mjs",
+        &[
+            ("BASE_URL", format!("http://{}", running.addr)),
+            ("USER1", email.to_string()),
+            ("PASS1", password.to_string()),
+            ("CLINIC_ID", seeded.clinic_ids[0].to_string()),
+            ("GATEWAY_ID", seeded.gateway_ids[0].to_string()),
+            ("ARTIFACTS", artifacts.clone()),
+        ],
+    );
+    script.step("reachable").await;
+    process.kill().await.unwrap();
+    script.tell("GATEWAY stopped").await;
+    let offline_ms = script.step("offline").await;
+    process = gateway.start();
+    script.tell("GATEWAY started").await;
+    let back_ms = script.step("back").await;
+    eprintln!(
+        "liveness: offline on the page {offline_ms} ms after the stop, clear {back_ms} ms after the \
+         start (probe interval {} ms)",
+        interval.as_millis()
+    );
+    script.finish().await;
+    drop(process);
+    running.stop().await;
+}

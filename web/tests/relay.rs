@@ -27,13 +27,15 @@ struct World {
 }
 
 async fn world() -> World {
-    world_on(TestDb::sqlite()).await
+    world_on(TestDb::sqlite(), None).await
 }
 
-async fn world_on(db: TestDb) -> World {
+/// The world, with the liveness monitor probing every `probe_interval` when given (else the
+/// default minute, so that no probe reaches a test's stand-in gateway).
+async fn world_on(db: TestDb, probe_interval: Option<std::time::Duration>) -> World {
     let emulator = support::emulator().await;
     let gateway_key = SigningKey::generate();
-    let (state, seeded, web_key) = support::app_state(
+    let (mut state, seeded, web_key) = support::app_state(
         db.open().await,
         &support::seed_relay(&emulator, &gateway_key),
     )
@@ -44,6 +46,9 @@ async fn world_on(db: TestDb) -> World {
         .unwrap()
         .unwrap();
     let admin = support::administrator(&state.db, user.provider_id).await;
+    if let Some(interval) = probe_interval {
+        state.probe_interval = interval;
+    }
     let running = support::serve(state, "unused-site".into()).await;
     World {
         _db: db,
@@ -387,7 +392,7 @@ async fn gateway_checks_record_the_health_reply_for_the_gateways_page() {
 
 #[tokio::test]
 async fn on_postgresql_the_outbox_and_the_events_listener_work_the_same() {
-    let w = world_on(TestDb::postgres()).await;
+    let w = world_on(TestDb::postgres(), None).await;
     w.events_listener_connected().await;
     let mut gw = w.gateway(gateway::reply_created()).await;
     let appointment_id = w.first_appointment().await;
@@ -546,5 +551,115 @@ async fn cancelling_during_an_outage_withdraws_the_create_and_the_gateway_never_
         "nothing else reached the gateway"
     );
     assert_eq!(w.action(&create).await.status, "withdrawn");
+    w.running.stop().await;
+}
+
+#[tokio::test]
+async fn probes_find_a_gateway_offline_then_online_and_never_pile_up_or_clutter_the_list() {
+    use shared::wire::action::{Command, HealthCheck, HealthReport};
+    use web::domain::Liveness;
+    let w = world_on(
+        TestDb::sqlite(),
+        Some(std::time::Duration::from_millis(300)),
+    )
+    .await;
+    let state = &w.running.state;
+    let row = || async {
+        service::gateway_rows(state, &w.user)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|g| g.id == w.gateway_id)
+            .unwrap()
+    };
+    // Nobody listens: probes fail at once (tried once, not retried) and the gateway is offline,
+    // with the relay's words.
+    support::eventually("a failed probe", || async {
+        actions::probe_outstanding(&state.db, w.gateway_id)
+            .await
+            .unwrap()
+            || gateways::by_id(&state.db, w.gateway_id)
+                .await
+                .unwrap()
+                .last_unreachable_at
+                .is_some()
+    })
+    .await;
+    support::eventually("offline with the reason", || async {
+        let r = row().await;
+        r.liveness.is_offline() && r.liveness_detail.starts_with("never heard from: ")
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let probes =
+        sqlx::query("SELECT status, attempts FROM gateway_actions WHERE destination = 'probe'")
+            .fetch_all(&state.db.pool)
+            .await
+            .unwrap();
+    assert!(probes.len() >= 2, "probes keep coming: {}", probes.len());
+    let outstanding = probes
+        .iter()
+        .filter(|r| {
+            matches!(
+                sqlx::Row::get::<String, _>(*r, "status").as_str(),
+                "pending" | "sent"
+            )
+        })
+        .count();
+    assert!(
+        outstanding <= 1,
+        "probes pile up: {outstanding} outstanding"
+    );
+    assert!(probes
+        .iter()
+        .all(|r| sqlx::Row::get::<i64, _>(r, "attempts") <= 1));
+    // Not on the actions page: they would bury the clinic's own actions.
+    assert!(actions::list(&state.db, w.user.provider_id, None, 100)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The gateway answers, with one failing check: degraded, then healthy: online.
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let reply_failing = failing.clone();
+    let _gw = w
+        .gateway(Arc::new(
+            move |action: &shared::wire::action::Action| match &action.command {
+                Command::Health => {
+                    let bad = reply_failing.load(std::sync::atomic::Ordering::SeqCst);
+                    let mut checks = std::collections::BTreeMap::new();
+                    checks.insert(
+                        "event_queue".to_string(),
+                        HealthCheck {
+                            ok: !bad,
+                            detail: "3 event(s) waiting, oldest 900 s".into(),
+                            metrics: Default::default(),
+                        },
+                    );
+                    Outcome::Ok {
+                        health: HealthReport {
+                            healthy: !bad,
+                            version: "9.9.9".into(),
+                            listener_uptime_seconds: 5,
+                            checks,
+                        },
+                    }
+                }
+                _ => Outcome::Created,
+            },
+        ))
+        .await;
+    support::eventually("degraded by the failing check", || async {
+        let r = row().await;
+        matches!(&r.liveness, Liveness::Degraded(why) if why.contains("event_queue"))
+            && r.event_queue.as_deref() == Some("3 event(s) waiting, oldest 900 s")
+            && r.failing_checks == ["event_queue: 3 event(s) waiting, oldest 900 s"]
+    })
+    .await;
+    failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    support::eventually("online", || async {
+        row().await.liveness == Liveness::Online
+    })
+    .await;
     w.running.stop().await;
 }

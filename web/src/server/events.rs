@@ -15,7 +15,7 @@ use super::db::{now_ms, StoreError};
 use super::relay_link;
 use super::state::AppState;
 use super::store::appointments::{self, Placement};
-use super::store::gateways::GatewayRecord;
+use super::store::gateways::{self, GatewayRecord};
 use super::store::images::{self, NewImage};
 use super::store::received_events;
 use super::store::walk_ins;
@@ -55,6 +55,10 @@ async fn receive(
             return EventReply::rejected(&rejected);
         }
     };
+    // A verified event is the gateway speaking: the best evidence that it is there.
+    if let Err(e) = gateways::record_contact(&state.db, gateway.id).await {
+        tracing::error!(gateway = %gateway.name, "recording contact: {e}");
+    }
     match apply(state, gateway, &event).await {
         Ok(Applied::Duplicate) => EventReply::new(event.event_id, EventStatus::Duplicate),
         Ok(Applied::Accepted(changes)) => {

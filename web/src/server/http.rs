@@ -145,13 +145,16 @@ async fn clinic_stream(
         Ok(u) => u,
         Err(r) => return r,
     };
-    if let Err(e) = clinics::detail(&state.db, user.provider_id, clinic_id).await {
-        return error_response(e);
-    }
+    let gateway = match clinics::detail(&state.db, user.provider_id, clinic_id).await {
+        Ok(detail) => detail.clinic.gateway_id,
+        Err(e) => return error_response(e),
+    };
+    // The clinic's gateway changing (offline, back) changes the page's banner.
     stream_of(&state, move |c| match c {
         Change::Appointment { clinic_id: c, .. } | Change::Image { clinic_id: c, .. } => {
             *c == clinic_id
         }
+        Change::Gateway { gateway_id, .. } => Some(*gateway_id) == gateway,
         _ => false,
     })
 }

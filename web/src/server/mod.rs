@@ -7,6 +7,7 @@ pub mod db;
 pub mod events;
 pub mod http;
 pub mod listeners;
+pub mod liveness;
 pub mod outbox;
 pub mod passwords;
 pub mod relay_link;

@@ -292,7 +292,17 @@ async fn send_and_record(
     let mut sender = Sender::new(config, &gateway.actions_hc);
     sender.connect_timeout = policy.connect_timeout;
     sender.reply_timeout = policy.reply_timeout;
-    match sender.request(&text).await {
+    let sent = sender.request(&text).await;
+    // Evidence for the liveness monitor: a verified reply (of any outcome) is contact; the relay
+    // finding no listener, or a timeout, is the opposite.
+    match &sent {
+        Ok(reply_text) if ActionReply::open(reply_text, &verification).is_ok() => {
+            gateways::record_contact(&state.db, gateway.id).await?
+        }
+        Err(e) => gateways::record_unreachable(&state.db, gateway.id, &e.to_string()).await?,
+        Ok(_) => {}
+    }
+    match sent {
         Ok(reply_text) => match ActionReply::open(&reply_text, &verification) {
             // A signed reply to some other action says nothing about this one.
             Ok(reply) if !reply_is_for(&reply, sealed.action_id) => {
@@ -320,7 +330,8 @@ async fn send_and_record(
                     } else {
                         format!("unhealthy: {}", failing.join(", "))
                     };
-                    gateways::record_health(&state.db, gateway.id, &summary).await?;
+                    let report = serde_json::to_string(health).unwrap_or_default();
+                    gateways::record_health(&state.db, gateway.id, &summary, &report).await?;
                     state.bus.publish(Change::Gateway {
                         provider_id: gateway.provider_id,
                         gateway_id: gateway.id,
@@ -341,6 +352,11 @@ async fn send_and_record(
                 failed(state, action, error, Some(&reply_text), Reached::Maybe).await
             }
         },
+        // A liveness probe is tried once: the next one is due within the interval anyway.
+        Err(e) if action.destination == actions::PROBE => {
+            let error = format!("probe: {e}");
+            failed(state, action, error, None, reached(&e)).await
+        }
         Err(e) if e.is_retryable() => {
             let error = e.to_string();
             let next_attempt_at = now_ms() + policy.delay(attempts).as_millis() as i64;

@@ -10,12 +10,12 @@ use super::bus::Change;
 use super::db::StoreError;
 use super::state::AppState;
 use super::store::actions::{self, NewAction};
-use super::store::appointments;
 use super::store::gateways;
 use super::store::identity::User;
 use super::store::walk_ins;
-use crate::domain::{ActionStatus, AppointmentStatus};
-use crate::model::{ActionDetail, ActionRow, GatewayRow};
+use super::store::{appointments, clinics};
+use crate::domain::{ActionStatus, AppointmentStatus, Liveness};
+use crate::model::{ActionDetail, ActionRow, ClinicDetail, GatewayRow};
 
 /// A gateway check a user can ask for from the gateways page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -352,15 +352,48 @@ pub async fn action_list(
     Ok(rows)
 }
 
-/// The user's gateways with their link state and queue figures.
+/// The user's gateways with their liveness, link state, event queue and queue figures.
 pub async fn gateway_rows(state: &AppState, user: &User) -> Result<Vec<GatewayRow>, StoreError> {
     let mut rows = Vec::new();
     for g in gateways::for_provider(&state.db, user.provider_id).await? {
         let [pending, sent, confirmed, failed, _withdrawn] =
             gateways::queue_counts(&state.db, g.id).await?;
         let link = state.listener_status(g.id);
+        let liveness = super::liveness::assess(state, &g);
+        let report = super::liveness::report(&g);
+        let clock = |ms: Option<i64>| ms.map_or_else(|| "never".to_string(), super::db::date_time);
+        let liveness_detail = match &liveness {
+            Liveness::Online => format!("last contact {}", clock(g.last_contact_at)),
+            Liveness::Degraded(why) => format!("{why}; last contact {}", clock(g.last_contact_at)),
+            Liveness::Offline { last_contact_ms } => format!(
+                "{}{}",
+                last_contact_ms.map_or_else(
+                    || "never heard from".to_string(),
+                    |ms| format!("since {}", super::db::date_time(ms))
+                ),
+                g.last_unreachable_error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ),
+        };
         rows.push(GatewayRow {
             id: g.id,
+            liveness,
+            liveness_detail,
+            event_queue: report
+                .as_ref()
+                .and_then(|r| r.checks.get("event_queue"))
+                .map(|c| c.detail.clone()),
+            failing_checks: report
+                .map(|r| {
+                    r.checks
+                        .into_iter()
+                        .filter(|(_, c)| !c.ok)
+                        .map(|(name, c)| format!("{name}: {}", c.detail))
+                        .collect()
+                })
+                .unwrap_or_default(),
             name: g.name,
             namespace: g.relay_namespace,
             actions_hc: g.actions_hc,
@@ -384,6 +417,29 @@ pub async fn gateway_rows(state: &AppState, user: &User) -> Result<Vec<GatewayRo
         });
     }
     Ok(rows)
+}
+
+/// A clinic with the banner its page shows while its gateway is offline.
+pub async fn clinic_detail(
+    state: &AppState,
+    user: &User,
+    clinic_id: i64,
+) -> Result<ClinicDetail, StoreError> {
+    let mut detail = clinics::detail(&state.db, user.provider_id, clinic_id).await?;
+    if let Some(gateway_id) = detail.clinic.gateway_id {
+        let gateway = gateways::get(&state.db, user.provider_id, gateway_id).await?;
+        if let Liveness::Offline { last_contact_ms } = super::liveness::assess(state, &gateway) {
+            let since = last_contact_ms.map_or_else(
+                || "has not been heard from yet".to_string(),
+                |ms| format!("has been offline since {}", super::db::date_time(ms)),
+            );
+            detail.gateway_offline = Some(format!(
+                "The gateway {} {since}. Sends will be delivered when it returns.",
+                gateway.name
+            ));
+        }
+    }
+    Ok(detail)
 }
 
 /// "Confirm walk-in": keeps an appointment made at the gateway as a new appointment.

@@ -71,6 +71,14 @@ pub async fn start(state: AppState, options: ServeOptions) -> Result<Running, St
         },
     )));
 
+    let mut liveness_stop = stop.clone();
+    tasks.push(tokio::spawn(super::liveness::run(
+        state.clone(),
+        async move {
+            let _ = liveness_stop.wait_for(|s| *s).await;
+        },
+    )));
+
     let mut purge_stop = stop.clone();
     tasks.push(tokio::spawn(purge_expired(state.clone(), async move {
         let _ = purge_stop.wait_for(|s| *s).await;

@@ -42,6 +42,9 @@ pub struct AppState {
     /// The site's origin as browsers see it (`WEB_PUBLIC_ORIGIN`, behind a proxy); mutations
     /// must come from it. Unset: the request's own `Host`.
     pub public_origin: Option<String>,
+    /// How often each gateway is probed (`WEB_PROBE_INTERVAL_SECS`); a gateway unreachable
+    /// since its last contact reads offline within one interval.
+    pub probe_interval: std::time::Duration,
 }
 
 impl AppState {
@@ -60,6 +63,7 @@ impl AppState {
             sign_in_limits: Limits::default(),
             trust_forwarded_for: false,
             public_origin: None,
+            probe_interval: std::time::Duration::from_secs(60),
         }
     }
 

@@ -34,6 +34,12 @@ fn ClinicView(clinic: ClinicDetail, send: ServerAction<SendToModality>) -> impl 
         <Title text=title/>
         <span class="nhsuk-caption-l">{clinic.clinic.location.clone()}</span>
         <h1>{clinic.clinic.name.clone()}</h1>
+        {clinic.gateway_offline.clone().map(|notice| view! {
+            <div class="nhsuk-warning-callout" id="gateway-offline">
+                <h2 class="nhsuk-warning-callout__label"><span role="text"><span class="nhsuk-u-visually-hidden">"Important: "</span>"Gateway offline"</span></h2>
+                <p>{notice}</p>
+            </div>
+        })}
         <p class="nhsuk-body">{format!("Clinic date {}", clinic.clinic.date)}</p>
         <table class="nhsuk-table" id="appointments">
             <caption class="nhsuk-table__caption">"Appointments"</caption>
@@ -85,7 +91,7 @@ fn ClinicView(clinic: ClinicDetail, send: ServerAction<SendToModality>) -> impl 
 pub async fn get_clinic(id: i64) -> Result<ClinicDetail, AppError> {
     use crate::app::context;
     let (state, user) = context::user().await?;
-    crate::server::store::clinics::detail(&state.db, user.provider_id, id)
+    crate::server::service::clinic_detail(&state, &user, id)
         .await
         .map_err(context::fail)
 }

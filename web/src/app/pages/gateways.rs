@@ -1,4 +1,6 @@
-//! `/gateways`: each gateway's relay link, last health reply and outbox queue; live. For an
+//! `/gateways`: each gateway's liveness (online / degraded / offline since, from the evidence),
+//! its event queue and failing checks from its last health report, this app's events listener,
+//! and the outbox queue; live. For an
 //! administrator also "Send echo", "Check health", "Change settings" and "Add a gateway".
 
 use leptos::prelude::*;
@@ -48,12 +50,27 @@ fn GatewayCard(gateway: GatewayRow, check: ServerAction<CheckGateway>) -> impl I
     } else {
         view! { <strong class="nhsuk-tag nhsuk-tag--red">"Not connected"</strong> }.into_any()
     };
+    let liveness = view! {
+        <strong class=g.liveness.tag_class() data-liveness=g.liveness.as_str()>{g.liveness.label()}</strong>
+        " "<span class="app-liveness-detail">{g.liveness_detail.clone()}</span>
+    };
+    let failing = (!g.failing_checks.is_empty()).then(|| {
+        let checks = g.failing_checks.clone();
+        view! {
+            <SummaryRow key="Failing checks">
+                <ul class="nhsuk-list">{checks.into_iter().map(|c| view! { <li>{c}</li> }).collect_view()}</ul>
+            </SummaryRow>
+        }
+    });
     let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "–".into());
     view! {
         <section class="nhsuk-card" id=format!("gateway-{}", g.id)>
             <div class="nhsuk-card__content">
                 <h2 class="nhsuk-card__heading">{g.name.clone()}</h2>
                 <dl class="nhsuk-summary-list">
+                    <SummaryRow key="Gateway">{liveness}</SummaryRow>
+                    {failing}
+                    <SummaryRow key="Event queue at the gateway">{or_dash(&g.event_queue)}</SummaryRow>
                     <SummaryRow key="Events listener">{link}</SummaryRow>
                     <SummaryRow key="Last traffic">{or_dash(&g.listener_last_traffic)}</SummaryRow>
                     <SummaryRow key="Listener error">{or_dash(&g.listener_error)}</SummaryRow>

@@ -81,9 +81,14 @@ pub struct Queued {
     pub provider_id: i64,
     pub appointment_id: Option<i64>,
     pub action_type: String,
+    /// `probe` for the liveness monitor's health checks, which are tried once, never retried.
+    pub destination: String,
     pub payload: String,
     pub attempts: i64,
 }
+
+/// The destination of the liveness monitor's scheduled health checks.
+pub const PROBE: &str = "probe";
 
 /// An action is held while an earlier action of its appointment is undelivered (pending, sent
 /// or failed): a cancel must never overtake its create. `$1`/`$2` are the two statuses that let
@@ -96,7 +101,8 @@ const NOT_HELD: &str = "NOT EXISTS (SELECT 1 FROM gateway_actions e
 /// holds back, oldest first.
 pub async fn due(db: &Db, now: i64, limit: i64) -> Result<Vec<Queued>, StoreError> {
     let rows = sqlx::query(&format!(
-        "SELECT a.id, a.gateway_id, g.provider_id, a.appointment_id, a.action_type, a.payload, a.attempts
+        "SELECT a.id, a.gateway_id, g.provider_id, a.appointment_id, a.action_type, a.destination,
+                a.payload, a.attempts
          FROM gateway_actions a JOIN gateways g ON g.id = a.gateway_id
          WHERE a.status = $3 AND a.next_attempt_at <= $4 AND {NOT_HELD}
          ORDER BY a.next_attempt_at, a.created_at, a.appointment_seq LIMIT $5"
@@ -116,6 +122,7 @@ pub async fn due(db: &Db, now: i64, limit: i64) -> Result<Vec<Queued>, StoreErro
                 provider_id: col(r, "provider_id")?,
                 appointment_id: col(r, "appointment_id")?,
                 action_type: col(r, "action_type")?,
+                destination: col(r, "destination")?,
                 payload: col(r, "payload")?,
                 attempts: col(r, "attempts")?,
             })
@@ -477,8 +484,9 @@ pub async fn list(
     let rows = match status_filter.filter(|s| !s.is_empty()) {
         Some(s) => {
             sqlx::query(&format!(
-            "{LIST} WHERE g.provider_id = $1 AND a.status = $2 ORDER BY a.created_at DESC LIMIT $3"
-        ))
+                "{LIST} WHERE g.provider_id = $1 AND a.status = $2 AND a.destination <> '{PROBE}'
+             ORDER BY a.created_at DESC LIMIT $3"
+            ))
             .bind(provider_id)
             .bind(s)
             .bind(limit)
@@ -487,7 +495,8 @@ pub async fn list(
         }
         None => {
             sqlx::query(&format!(
-                "{LIST} WHERE g.provider_id = $1 ORDER BY a.created_at DESC LIMIT $2"
+                "{LIST} WHERE g.provider_id = $1 AND a.destination <> '{PROBE}'
+                 ORDER BY a.created_at DESC LIMIT $2"
             ))
             .bind(provider_id)
             .bind(limit)
@@ -496,6 +505,38 @@ pub async fn list(
         }
     };
     rows.iter().map(row).collect()
+}
+
+/// Whether a liveness probe to the gateway is still queued or in flight (then no other is
+/// queued: an outage must not pile them up).
+pub async fn probe_outstanding(db: &Db, gateway_id: i64) -> Result<bool, StoreError> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n FROM gateway_actions
+         WHERE gateway_id = $1 AND destination = $2 AND status IN ($3, $4)",
+    )
+    .bind(gateway_id)
+    .bind(PROBE)
+    .bind(PENDING)
+    .bind(ActionStatus::Sent.as_str())
+    .fetch_one(&db.pool)
+    .await?;
+    Ok(col::<i64>(&row, "n")? > 0)
+}
+
+/// Deletes settled liveness probes older than `before_ms` (kept a day for support; they are
+/// not listed on the actions page). Returns how many.
+pub async fn purge_probes(db: &Db, before_ms: i64) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "DELETE FROM gateway_actions WHERE destination = $1 AND created_at < $2
+           AND status NOT IN ($3, $4)",
+    )
+    .bind(PROBE)
+    .bind(before_ms)
+    .bind(PENDING)
+    .bind(ActionStatus::Sent.as_str())
+    .execute(&db.pool)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// One action of the provider.

@@ -51,7 +51,7 @@ async fn insert<'e>(
     col(&row, "id")
 }
 
-const SUMMARY: &str = "SELECT c.id, c.name, c.location, c.clinic_date,
+const SUMMARY: &str = "SELECT c.id, c.name, c.location, c.clinic_date, c.gateway_id,
         (SELECT COUNT(*) FROM appointments a WHERE a.clinic_id = c.id) AS n
      FROM clinics c";
 
@@ -62,6 +62,7 @@ fn summary(row: &sqlx::any::AnyRow) -> Result<ClinicSummary, StoreError> {
         location: col(row, "location")?,
         date: col(row, "clinic_date")?,
         appointments: col(row, "n")?,
+        gateway_id: col(row, "gateway_id")?,
     })
 }
 
@@ -121,6 +122,7 @@ pub async fn detail(db: &Db, provider_id: i64, clinic_id: i64) -> Result<ClinicD
     Ok(ClinicDetail {
         clinic,
         appointments,
+        gateway_offline: None,
     })
 }
 

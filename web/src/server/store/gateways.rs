@@ -26,6 +26,13 @@ pub struct GatewayRecord {
     pub destination: String,
     pub last_health_at: Option<i64>,
     pub last_health: Option<String>,
+    /// The gateway's last health report (`shared::wire::action::HealthReport` JSON).
+    pub last_health_report: Option<String>,
+    /// When anything real last came back from it: an event, or a reply to any action.
+    pub last_contact_at: Option<i64>,
+    /// When a send to it last found no listener or timed out, and the relay's words.
+    pub last_unreachable_at: Option<i64>,
+    pub last_unreachable_error: Option<String>,
 }
 
 /// What an administrator sets on a gateway: how to reach it through the relay, how to check what
@@ -205,7 +212,8 @@ impl GatewayRecord {
 
 const SELECT: &str =
     "SELECT id, provider_id, name, relay_namespace, relay_endpoint, actions_hc, events_hc,
-        key_name, key_env_var, public_key, message_type, destination, last_health_at, last_health
+        key_name, key_env_var, public_key, message_type, destination, last_health_at, last_health,
+        last_health_report, last_contact_at, last_unreachable_at, last_unreachable_error
      FROM gateways";
 
 fn record(r: &sqlx::any::AnyRow) -> Result<GatewayRecord, StoreError> {
@@ -224,6 +232,10 @@ fn record(r: &sqlx::any::AnyRow) -> Result<GatewayRecord, StoreError> {
         destination: col(r, "destination")?,
         last_health_at: col(r, "last_health_at")?,
         last_health: col(r, "last_health")?,
+        last_health_report: col(r, "last_health_report")?,
+        last_contact_at: col(r, "last_contact_at")?,
+        last_unreachable_at: col(r, "last_unreachable_at")?,
+        last_unreachable_error: col(r, "last_unreachable_error")?,
     })
 }
 
@@ -286,14 +298,46 @@ pub async fn queue_counts(
     Ok(counts)
 }
 
-/// Remembers the gateway's latest health report (a summary line).
-pub async fn record_health(db: &Db, gateway_id: i64, summary: &str) -> Result<(), StoreError> {
-    sqlx::query("UPDATE gateways SET last_health_at = $1, last_health = $2 WHERE id = $3")
+/// Remembers the gateway's latest health report: a summary line and the report itself.
+pub async fn record_health(
+    db: &Db,
+    gateway_id: i64,
+    summary: &str,
+    report: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE gateways SET last_health_at = $1, last_health = $2, last_health_report = $3
+         WHERE id = $4",
+    )
+    .bind(now_ms())
+    .bind(summary)
+    .bind(report)
+    .bind(gateway_id)
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+/// Something real came back from the gateway now: a verified event or a reply.
+pub async fn record_contact(db: &Db, gateway_id: i64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE gateways SET last_contact_at = $1 WHERE id = $2")
         .bind(now_ms())
-        .bind(summary)
         .bind(gateway_id)
         .execute(&db.pool)
         .await?;
+    Ok(())
+}
+
+/// A send to the gateway found no listener or timed out now.
+pub async fn record_unreachable(db: &Db, gateway_id: i64, error: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE gateways SET last_unreachable_at = $1, last_unreachable_error = $2 WHERE id = $3",
+    )
+    .bind(now_ms())
+    .bind(error)
+    .bind(gateway_id)
+    .execute(&db.pool)
+    .await?;
     Ok(())
 }
 
