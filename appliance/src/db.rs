@@ -37,6 +37,9 @@ pub const SERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("series");
 pub const STUDIES: TableDefinition<&str, &[u8]> = TableDefinition::new("studies");
 /// Queued events by sequence number (ascending = oldest first): [`crate::cloud::outbox`].
 pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+/// Events the cloud refused for good, by their outbox sequence: kept for an operator to retry or
+/// drop (`gateway events`), out of the way of their accession's later events.
+pub const PARKED_EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("parked_events");
 /// Instances waiting for their thumbnail and image event, by SOP Instance UID:
 /// [`crate::thumbnail::jobs`].
 pub const THUMBNAIL_JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("thumbnail_jobs");
@@ -282,6 +285,7 @@ fn open_file(path: &Path) -> Result<redb::Database, DbError> {
     }
     txn.open_table(APPLIED_ACTIONS_BY_EXPIRY)?;
     txn.open_table(OUTBOX)?;
+    txn.open_table(PARKED_EVENTS)?;
     txn.open_table(FORWARD_QUEUE)?;
     txn.open_table(FORWARD_RESULTS)?;
     txn.open_table(COMMITMENTS)?;

@@ -58,6 +58,10 @@ enum Command {
     /// process at a time). The cloud app creates items through the relay instead.
     #[command(subcommand)]
     Worklist(WorklistCommand),
+    /// Events waiting for the cloud, and the ones it refused (parked): list them, send one
+    /// again, or drop one for good. Through the running service, or on a stopped one's state.
+    #[command(subcommand)]
+    Events(EventsCommand),
     /// Internal: render one stored object's thumbnail under resource limits and write it as
     /// JSON on stdout. `gateway serve` runs it as a child process per thumbnail, so a decoder
     /// crash costs that thumbnail, never the service.
@@ -102,6 +106,22 @@ struct EmulateModality {
     /// End the procedure DISCONTINUED instead of COMPLETED.
     #[arg(long)]
     discontinue: bool,
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// One JSON line per event: id, queued or parked, type, accession or study, attempts, why.
+    List,
+    /// Send it again now (a parked one goes back to the end of the queue).
+    Retry {
+        /// The event's id, from `gateway events list`.
+        event_id: String,
+    },
+    /// Remove it for good: the cloud will never hear of it. Logged.
+    Drop {
+        /// The event's id, from `gateway events list`.
+        event_id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -156,6 +176,7 @@ fn main() -> anyhow::Result<()> {
         Command::EmulateModality(args) => emulate_modality(args),
         Command::Worklist(WorklistCommand::Add(add)) => worklist_add(add),
         Command::Worklist(WorklistCommand::List) => worklist_list(),
+        Command::Events(command) => events(command),
         Command::RenderThumbnail {
             memory_mib,
             cpu_secs,
@@ -285,6 +306,42 @@ fn worklist_list() -> anyhow::Result<()> {
     let db = open_stopped_state(&config)?;
     for item in worklist::stored_json(&db)? {
         println!("{item}");
+    }
+    Ok(())
+}
+
+/// `events list|retry|drop`: through the running service's control socket when there is one,
+/// else on the stopped service's state. Exits 1 when no event has the id.
+fn events(command: EventsCommand) -> anyhow::Result<()> {
+    use control_socket::{EventsReply, Request};
+    envfile::load_into_env(&envfile::path());
+    let config = Config::from_env()?;
+    let request = match command {
+        EventsCommand::List => Request::EventsList,
+        EventsCommand::Retry { event_id } => Request::EventsRetry { event_id },
+        EventsCommand::Drop { event_id } => Request::EventsDrop { event_id },
+    };
+    let path = control_socket::socket_path(&config.state_dir);
+    let reply = if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+        let runtime = tokio::runtime::Runtime::new()?;
+        runtime
+            .block_on(control_socket::ask_events(&path, &request))
+            .with_context(|| format!("asking the running gateway on {}", path.display()))?
+    } else {
+        control_socket::handle_events(&open_stopped_state(&config)?, request)
+    };
+    match reply {
+        EventsReply::Listed(events) => {
+            for event in events {
+                println!("{}", serde_json::to_string(&event)?);
+            }
+        }
+        EventsReply::Handled(appliance::cloud::outbox::Handled::NotFound) => {
+            eprintln!("no queued or parked event has that id (see gateway events list)");
+            std::process::exit(1);
+        }
+        EventsReply::Handled(done) => println!("{}", serde_json::to_string(&done)?),
+        EventsReply::Failed(why) => anyhow::bail!("{why}"),
     }
     Ok(())
 }

@@ -455,3 +455,132 @@ async fn a_refused_c_store_reaches_the_cloud_as_validation_failed() {
     assert!(refusal.reason.contains("C-STORE status 0x"), "{refusal:?}");
     rig.stop().await;
 }
+
+/// `gateway events …` as an operator runs it on the same state directory as the service.
+fn events_cli(state: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .arg("events")
+        .args(args)
+        .env("GATEWAY_STATE_DIR", state)
+        .env("GATEWAY_ENV_FILE", "/nonexistent/gateway.env")
+        .env("MWL_PORT", "0")
+        .env("PACS_PORT", "0")
+        .env("GATEWAY_BIND", "127.0.0.1")
+        .output()
+        .unwrap()
+}
+
+fn mpps(accession: &str, status: MppsStatus) -> Event {
+    Event::new(
+        "gw-test",
+        EventBody::MppsStatusUpdate(MppsStatusUpdate {
+            action_id: None,
+            accession_number: accession.into(),
+            status,
+            mpps_instance_uid: format!("1.2.3.{accession}"),
+            images_taken: None,
+        }),
+    )
+}
+
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_the_cloud_refuses_is_parked_out_of_the_way_until_an_operator_retries_or_drops_it()
+{
+    let rig = Rig::start().await;
+    let running = &rig.service.dicom;
+    let db = running.db.clone();
+    // The first delivery and the fourth are refused for good; the rest accepted.
+    let cloud = rig
+        .relay
+        .cloud(|n| {
+            if n == 1 || n == 4 {
+                EventStatus::Refused
+            } else {
+                EventStatus::Accepted
+            }
+        })
+        .await;
+    let (first, second) = (
+        mpps("ACC8", MppsStatus::InProgress),
+        mpps("ACC8", MppsStatus::Completed),
+    );
+    db.write(|txn| {
+        outbox::enqueue(txn, first.clone(), "ACC8")?;
+        outbox::enqueue(txn, second.clone(), "ACC8")
+    })
+    .unwrap();
+    running.doorbell.ring();
+
+    // Refused: parked, and the accession's later event is delivered all the same.
+    until("the refused event parked and the next delivered", || {
+        let stats = outbox::stats(&db).unwrap();
+        stats.depth == 0 && stats.parked == 1 && cloud.events().len() == 1
+    })
+    .await;
+    assert_eq!(cloud.events()[0].event_id, second.event_id);
+    let health = match rig.send(Command::Health).await.outcome {
+        Outcome::Ok { health } => health,
+        other => panic!("{other:?}"),
+    };
+    let queue = &health.checks["event_queue"];
+    assert!(!queue.ok, "a parked event needs a person: {queue:?}");
+    assert!(
+        queue.detail.contains("1 parked") && queue.detail.contains("refused by the cloud"),
+        "{}",
+        queue.detail
+    );
+
+    // The operator sees it (through the running service) and sends it again: accepted.
+    let state = rig._state.path();
+    let listed = events_cli(state, &["list"]);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["event_id"], first.event_id.to_string());
+    assert_eq!(lines[0]["state"], "parked");
+    assert_eq!(lines[0]["order_key"], "ACC8");
+    let first_id = first.event_id.to_string();
+    let retried = events_cli(state, &["retry", &first_id]);
+    assert!(
+        retried.status.success(),
+        "{}",
+        String::from_utf8_lossy(&retried.stderr)
+    );
+    until("the retried event delivered", || {
+        cloud.events().iter().any(|e| e.event_id == first.event_id)
+    })
+    .await;
+    assert_eq!(outbox::stats(&db).unwrap().parked, 0);
+
+    // Another refusal, dropped: gone from both tables, never delivered.
+    let third = mpps("ACC9", MppsStatus::InProgress);
+    db.write(|txn| outbox::enqueue(txn, third.clone(), "ACC9"))
+        .unwrap();
+    running.doorbell.ring();
+    until("the second refusal parked", || {
+        outbox::stats(&db).unwrap().parked == 1
+    })
+    .await;
+    let third_id = third.event_id.to_string();
+    assert!(events_cli(state, &["drop", &third_id]).status.success());
+    assert_eq!(outbox::stats(&db).unwrap(), outbox::Stats::default());
+    assert!(!cloud.events().iter().any(|e| e.event_id == third.event_id));
+    let unknown = events_cli(state, &["drop", &third_id]);
+    assert_eq!(unknown.status.code(), Some(1), "an id nobody has");
+    rig.stop().await;
+}

@@ -9,6 +9,11 @@
 //! head event is failing waits, other studies go on. Failures are retried with capped
 //! exponential backoff **for as long as it takes**: nothing here is ever marked failed and
 //! forgotten (the NHS gateway gives up after three tries). A restart resumes from the table.
+//!
+//! The one exception is an event the cloud answers `refused` (it will never record it as it
+//! is): that one is *parked* in its own table, with the reason, so its accession's later events
+//! go on; an operator lists, retries or drops it with `gateway events`, and the health report
+//! counts it until then.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -18,11 +23,11 @@ use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use shared::backoff::Exponential;
 use shared::relay::Sender;
-use shared::wire::event::{Event, EventReply};
+use shared::wire::event::{Event, EventReply, EventStatus};
 use shared::wire::{SigningKey, Verification};
 use tokio::sync::Notify;
 
-use crate::db::{now_ms, Database, DbError, OUTBOX};
+use crate::db::{now_ms, Database, DbError, OUTBOX, PARKED_EVENTS};
 
 /// The longest wait between two attempts at one event.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -52,6 +57,44 @@ pub struct Stats {
     pub oldest_seconds: Option<u64>,
     /// The most recent delivery error of the oldest event, if it has failed.
     pub oldest_error: Option<String>,
+    /// Events the cloud refused, parked for an operator.
+    #[serde(default)]
+    pub parked: u64,
+    /// Why the most recently parked one was refused.
+    #[serde(default)]
+    pub newest_parked_reason: Option<String>,
+}
+
+/// Where an event waits: in the queue, or parked after the cloud refused it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Waiting {
+    Queued,
+    Parked,
+}
+
+/// One event as `gateway events list` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Listed {
+    pub event_id: String,
+    pub state: Waiting,
+    pub event_type: String,
+    pub order_key: String,
+    pub queued_at_ms: u64,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// What `gateway events retry|drop` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Handled {
+    /// Back in the queue (a parked one, at its end), due now.
+    Retrying,
+    /// Removed for good.
+    Dropped,
+    /// No queued or parked event has that id.
+    NotFound,
 }
 
 /// Adds an event to the outbox in the caller's transaction; returns its sequence number. Call
@@ -86,12 +129,17 @@ pub fn list(db: &Database) -> Result<Vec<(u64, Queued)>, DbError> {
     Ok(out)
 }
 
-/// Queue depth and the age of the oldest event.
+/// Queue depth, the age of the oldest event, and the parked ones.
 pub fn stats(db: &Database) -> Result<Stats, DbError> {
     let txn = db.begin_read()?;
     let table = txn.open_table(OUTBOX)?;
     let depth = table.len()?;
     let oldest = match table.first()? {
+        Some((key, value)) => Some(decode(key.value(), value.value())?),
+        None => None,
+    };
+    let parked = txn.open_table(PARKED_EVENTS)?;
+    let newest_parked = match parked.last()? {
         Some((key, value)) => Some(decode(key.value(), value.value())?),
         None => None,
     };
@@ -101,6 +149,94 @@ pub fn stats(db: &Database) -> Result<Stats, DbError> {
             .as_ref()
             .map(|q| now_ms().saturating_sub(q.queued_at_ms) / 1000),
         oldest_error: oldest.and_then(|q| q.last_error),
+        parked: parked.len()?,
+        newest_parked_reason: newest_parked.and_then(|q| q.last_error),
+    })
+}
+
+/// Every queued event, then every parked one, oldest first.
+pub fn list_all(db: &Database) -> Result<Vec<Listed>, DbError> {
+    let txn = db.begin_read()?;
+    let mut out = Vec::new();
+    for (table, state) in [(OUTBOX, Waiting::Queued), (PARKED_EVENTS, Waiting::Parked)] {
+        for row in txn.open_table(table)?.iter()? {
+            let (key, value) = row?;
+            let q = decode(key.value(), value.value())?;
+            out.push(Listed {
+                event_id: q.event.event_id.to_string(),
+                state,
+                event_type: q.event.body.event_type().to_string(),
+                order_key: q.order_key,
+                queued_at_ms: q.queued_at_ms,
+                attempts: q.attempts,
+                last_error: q.last_error,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The sequence of the event with this id in `table`, and the event.
+fn find(table: &redb::Table<u64, &[u8]>, event_id: &str) -> Result<Option<(u64, Queued)>, DbError> {
+    for row in table.iter()? {
+        let (key, value) = row?;
+        let q = decode(key.value(), value.value())?;
+        if q.event.event_id.to_string() == event_id {
+            return Ok(Some((key.value(), q)));
+        }
+    }
+    Ok(None)
+}
+
+/// `gateway events retry`: a parked event goes back to the end of the queue with its attempts
+/// reset; a queued one waiting out its backoff is due now. Ring the doorbell afterwards.
+pub fn retry(db: &Database, event_id: &str) -> Result<Handled, DbError> {
+    db.write(|txn| {
+        let mut queue = txn.open_table(OUTBOX)?;
+        if let Some((sequence, mut q)) = find(&queue, event_id)? {
+            q.next_attempt_ms = now_ms();
+            let bytes = serde_json::to_vec(&q).expect("events serialise");
+            queue.insert(sequence, bytes.as_slice())?;
+            return Ok(Handled::Retrying);
+        }
+        let mut parked = txn.open_table(PARKED_EVENTS)?;
+        let Some((sequence, mut q)) = find(&parked, event_id)? else {
+            return Ok(Handled::NotFound);
+        };
+        parked.remove(sequence)?;
+        q.attempts = 0;
+        q.next_attempt_ms = now_ms();
+        let next = queue.last()?.map_or(1, |(key, _)| key.value() + 1);
+        let bytes = serde_json::to_vec(&q).expect("events serialise");
+        queue.insert(next, bytes.as_slice())?;
+        Ok(Handled::Retrying)
+    })
+}
+
+/// `gateway events drop`: removes a queued or parked event for good (the cloud never hears of
+/// it); logged as a warning with what it was.
+pub fn drop_event(db: &Database, event_id: &str) -> Result<Handled, DbError> {
+    let dropped = db.write(|txn| {
+        for table in [OUTBOX, PARKED_EVENTS] {
+            let mut t = txn.open_table(table)?;
+            if let Some((sequence, q)) = find(&t, event_id)? {
+                t.remove(sequence)?;
+                return Ok::<_, DbError>(Some(q));
+            }
+        }
+        Ok(None)
+    })?;
+    Ok(match dropped {
+        Some(q) => {
+            tracing::warn!(
+                event_id,
+                "event {} for {} dropped by an operator; the cloud will not hear of it",
+                q.event.body.event_type(),
+                q.order_key
+            );
+            Handled::Dropped
+        }
+        None => Handled::NotFound,
     })
 }
 
@@ -132,6 +268,8 @@ impl Doorbell {
 enum Delivery {
     Delivered,
     Failed(String),
+    /// The cloud will never take it as it is: park it.
+    Refused(String),
 }
 
 /// Which of the cloud's replies mean "delivered".
@@ -234,6 +372,18 @@ impl Courier {
                         queued.attempts + 1
                     );
                 }
+                Delivery::Refused(why) => {
+                    queued.attempts += 1;
+                    tracing::warn!(
+                        event_id = %queued.event.event_id,
+                        "{} for {} refused by the cloud: {why}; parked (gateway events list), \
+                         its later events go on",
+                        queued.event.body.event_type(),
+                        queued.order_key
+                    );
+                    queued.last_error = Some(format!("refused by the cloud: {why}"));
+                    self.park(sequence, queued).await?;
+                }
                 Delivery::Failed(why) => {
                     queued.attempts += 1;
                     let delay = backoff(queued.attempts);
@@ -270,6 +420,9 @@ impl Courier {
                 ))
             }
             Ok(reply) if reply.is_delivered() => Delivery::Delivered,
+            Ok(reply) if reply.status == EventStatus::Refused => {
+                Delivery::Refused(reply.message.unwrap_or_else(|| "no reason given".into()))
+            }
             Ok(reply) => Delivery::Failed(format!(
                 "the cloud refused it: {}",
                 reply.message.unwrap_or_else(|| "no reason given".into())
@@ -283,6 +436,23 @@ impl Courier {
         tokio::task::spawn_blocking(move || {
             db.write(|txn| {
                 txn.open_table(OUTBOX)?.remove(sequence)?;
+                Ok::<_, DbError>(())
+            })
+        })
+        .await
+        .expect("outbox write does not panic")
+    }
+
+    /// Moves an event from the queue to the parked table in one commit.
+    async fn park(&self, sequence: u64, queued: Queued) -> Result<(), DbError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            db.write(|txn| {
+                txn.open_table(OUTBOX)?.remove(sequence)?;
+                let mut parked = txn.open_table(PARKED_EVENTS)?;
+                let key = parked.last()?.map_or(1, |(key, _)| key.value() + 1);
+                let bytes = serde_json::to_vec(&queued).expect("events serialise");
+                parked.insert(key, bytes.as_slice())?;
                 Ok::<_, DbError>(())
             })
         })

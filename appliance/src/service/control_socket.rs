@@ -19,6 +19,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
 use super::health::{self, HealthProbe};
+use crate::cloud::outbox;
 use crate::db::Database;
 use crate::worklist::{self, WorklistEntry};
 
@@ -38,6 +39,25 @@ pub enum Request {
         item: WorklistItem,
         station_ae: Option<String>,
     },
+    /// Every queued and parked event (`gateway events list`).
+    EventsList,
+    /// `gateway events retry`: a parked event back in the queue, or a waiting one due now.
+    EventsRetry {
+        event_id: String,
+    },
+    /// `gateway events drop`: an event removed for good.
+    EventsDrop {
+        event_id: String,
+    },
+}
+
+/// The answer to an `Events…` request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventsReply {
+    Listed(Vec<outbox::Listed>),
+    Handled(outbox::Handled),
+    Failed(String),
 }
 
 /// The answer to `WorklistAdd`.
@@ -90,6 +110,14 @@ pub async fn serve(
                 let added = add_item(&db, &local, item, station_ae).await;
                 serde_json::to_string(&added).expect("replies serialise")
             }
+            Ok(
+                request @ (Request::EventsList
+                | Request::EventsRetry { .. }
+                | Request::EventsDrop { .. }),
+            ) => {
+                let reply = events(&db, &local.doorbell, request).await;
+                serde_json::to_string(&reply).expect("replies serialise")
+            }
             Err(why) => {
                 tracing::warn!("control socket: refused a request: {why}");
                 serde_json::to_string(&Added::Refused(why)).expect("replies serialise")
@@ -121,6 +149,38 @@ async fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
         return Ok(Request::Status);
     }
     serde_json::from_slice(&bytes).map_err(|e| format!("not a request: {e}"))
+}
+
+/// Lists, retries or drops events for `gateway events`, on the running service's database (and
+/// rings the courier after a retry, so it goes at once).
+async fn events(db: &Arc<Database>, doorbell: &outbox::Doorbell, request: Request) -> EventsReply {
+    let db = db.clone();
+    let retried = matches!(request, Request::EventsRetry { .. });
+    let reply = tokio::task::spawn_blocking(move || handle_events(&db, request))
+        .await
+        .unwrap_or_else(|e| EventsReply::Failed(format!("event request failed: {e}")));
+    if retried && reply == EventsReply::Handled(outbox::Handled::Retrying) {
+        doorbell.ring();
+    }
+    reply
+}
+
+/// The events requests on an open database: the running service's, or a stopped one's.
+pub fn handle_events(db: &Database, request: Request) -> EventsReply {
+    let result = match request {
+        Request::EventsList => outbox::list_all(db).map(EventsReply::Listed),
+        Request::EventsRetry { event_id } => outbox::retry(db, &event_id).map(EventsReply::Handled),
+        Request::EventsDrop { event_id } => {
+            outbox::drop_event(db, &event_id).map(EventsReply::Handled)
+        }
+        other => return EventsReply::Failed(format!("not an events request: {other:?}")),
+    };
+    result.unwrap_or_else(|e| EventsReply::Failed(e.to_string()))
+}
+
+/// Asks the running service an `Events…` request.
+pub async fn ask_events(path: &Path, request: &Request) -> std::io::Result<EventsReply> {
+    serde_json::from_str(&ask(path, request).await?).map_err(invalid)
 }
 
 /// Adds an item entered at the gateway and, with `report_as` (the gateway's name), queues its

@@ -417,16 +417,27 @@ fn queue_check(db: &Database, limits: &HealthLimits) -> HealthCheck {
     match outbox::stats(db) {
         Ok(stats) => {
             let age = stats.oldest_seconds.unwrap_or(0);
-            let ok = age <= limits.max_event_age.as_secs();
+            // A parked event needs a person: the cloud will not take it until someone acts.
+            let ok = age <= limits.max_event_age.as_secs() && stats.parked == 0;
             let mut metrics = Map::new();
             metrics.insert("depth".into(), json!(stats.depth));
             metrics.insert("oldest_seconds".into(), json!(stats.oldest_seconds));
+            metrics.insert("parked".into(), json!(stats.parked));
             let mut detail = match stats.oldest_seconds {
                 None => "no events waiting".to_string(),
                 Some(age) => format!("{} event(s) waiting, oldest {age} s", stats.depth),
             };
             if let Some(error) = stats.oldest_error {
                 detail.push_str(&format!("; last error: {error}"));
+            }
+            if stats.parked > 0 {
+                detail.push_str(&format!(
+                    "; {} parked (gateway events list), newest {}",
+                    stats.parked,
+                    stats
+                        .newest_parked_reason
+                        .unwrap_or_else(|| "refused by the cloud".into())
+                ));
             }
             check(ok, detail, metrics)
         }

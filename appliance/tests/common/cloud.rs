@@ -148,7 +148,8 @@ impl Relay {
                                 let mut deliveries = deliveries.lock().unwrap();
                                 *deliveries += 1;
                                 let status = answer(*deliveries);
-                                if status != EventStatus::Error {
+                                if matches!(status, EventStatus::Accepted | EventStatus::Duplicate)
+                                {
                                     received.push(event.clone());
                                 }
                                 status

@@ -291,13 +291,17 @@ pub struct EventReply {
     pub message: Option<String>,
 }
 
-/// `accepted` and `duplicate` let the gateway drop the event from its outbox; `error` keeps it.
+/// `accepted` and `duplicate` let the gateway drop the event from its outbox; `error` keeps it
+/// (tried again later: the cloud could not record it now); `refused` says the cloud will never
+/// take it as it is, so the gateway parks it for an operator (`gateway events list|retry|drop`)
+/// instead of retrying for ever and holding back its accession's later events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventStatus {
     Accepted,
     Duplicate,
     Error,
+    Refused,
 }
 
 impl EventReply {
@@ -318,6 +322,16 @@ impl EventReply {
             event_id: rejected.id,
             status: EventStatus::Error,
             message: Some(rejected.reason.clone()),
+        }
+    }
+
+    /// The `refused` reply for an event the cloud will never record as it is, with why.
+    pub fn refused(event_id: Uuid, reason: &str) -> EventReply {
+        EventReply {
+            schema_version: SCHEMA_VERSION,
+            event_id: Some(event_id),
+            status: EventStatus::Refused,
+            message: Some(reason.to_string()),
         }
     }
 
@@ -541,5 +555,6 @@ mod tests {
         assert!(EventReply::new(id, EventStatus::Accepted).is_delivered());
         assert!(EventReply::new(id, EventStatus::Duplicate).is_delivered());
         assert!(!EventReply::new(id, EventStatus::Error).is_delivered());
+        assert!(!EventReply::refused(id, "cannot be read").is_delivered());
     }
 }

@@ -71,6 +71,11 @@ async fn receive(
             // The same event delivered twice at once: the other delivery recorded it.
             EventReply::new(event.event_id, EventStatus::Duplicate)
         }
+        // It will never apply as it is: the gateway parks it instead of retrying for ever.
+        Err(e @ (StoreError::Refused(_) | StoreError::Illegal(_))) => {
+            tracing::warn!(gateway = %gateway.name, event = %event.event_id, "event refused: {e}");
+            EventReply::refused(event.event_id, &e.to_string())
+        }
         Err(e) => {
             tracing::error!(gateway = %gateway.name, event = %event.event_id, "event not applied: {e}");
             EventReply::rejected(&Rejected {
