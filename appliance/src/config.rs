@@ -2,7 +2,7 @@
 //! the NHS gateway where it has one (`MWL_AET`, `MWL_PORT`, `PACS_AET`, `PACS_PORT`).
 
 use std::collections::HashSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use thiserror::Error;
 /// Every variable the gateway reads. `gateway doctor` calls any other name in the env file a
 /// likely typo, and a test checks that the packaged `gateway.env` documents each of these.
 pub const SETTINGS: &[&str] = &[
+    "METRICS_ADDR",
     "MWL_AET",
     "MWL_PORT",
     "PACS_AET",
@@ -82,6 +83,8 @@ pub const SETTING_ALIASES: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct Config {
     /// AE title of the worklist and MPPS SCP.
+    /// Where Prometheus scrapes `/metrics` (`METRICS_ADDR`, e.g. 127.0.0.1:9464); off when unset.
+    pub metrics_addr: Option<SocketAddr>,
     pub mwl_aet: String,
     pub mwl_port: u16,
     /// AE title of the storage SCP.
@@ -212,6 +215,7 @@ impl Config {
     /// Defaults for everything but the state directory.
     pub fn new(state_dir: PathBuf) -> Config {
         Config {
+            metrics_addr: None,
             mwl_aet: "SCREENING_MWL".into(),
             mwl_port: 4243,
             pacs_aet: "SCREENING_PACS".into(),
@@ -258,6 +262,9 @@ impl Config {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let state_dir = get("GATEWAY_STATE_DIR").unwrap_or_else(|| "/var/lib/gateway".into());
         let mut config = Config::new(PathBuf::from(state_dir));
+        if let Some(v) = get("METRICS_ADDR") {
+            config.metrics_addr = Some(parse("METRICS_ADDR", &v)?);
+        }
         if let Some(v) = get("MWL_AET") {
             config.mwl_aet = ae_title("MWL_AET", &v)?;
         }

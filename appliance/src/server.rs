@@ -577,5 +577,13 @@ async fn associate(
     let assoc = Association::new(established, peer);
     tracing::info!(%peer, calling_ae = %assoc.calling_ae, called_ae = %assoc.called_ae,
         contexts = assoc.contexts().len(), tls = over_tls, "association established");
+    let service = match role {
+        Role::Worklist => "worklist",
+        Role::Storage => "storage",
+    };
+    metrics::counter!(crate::service::metrics::ASSOCIATIONS, "service" => service).increment(1);
+    let open = metrics::gauge!(crate::service::metrics::ASSOCIATIONS_OPEN);
+    open.increment(1.0);
     services.serve(role, assoc).await;
+    open.decrement(1.0);
 }

@@ -21,6 +21,24 @@ fn gateway(state: &std::path::Path) -> Command {
     cmd
 }
 
+/// `GET /metrics` from the running gateway, retried while the exporter and the first sample of
+/// the queue gauges come up.
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let mut body = String::new();
+        if let Ok(mut tcp) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let _ = tcp.read_to_string(&mut body);
+        }
+        if body.contains("gateway_event_queue_depth") || std::time::Instant::now() > deadline {
+            return body;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn worklist_add_then_serve_then_sigterm() {
     let state = tempfile::tempdir().unwrap();
@@ -67,8 +85,10 @@ fn worklist_add_then_serve_then_sigterm() {
     assert!(!out.status.success());
     assert!(text(&out).contains("accession number"), "{}", text(&out));
 
+    let metrics_port = shared::loopback::free_port();
     let mut child = gateway(state.path())
         .arg("serve")
+        .env("METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -171,6 +191,29 @@ fn worklist_add_then_serve_then_sigterm() {
         0o600,
         "the control socket is the service user's alone"
     );
+
+    // Prometheus at METRICS_ADDR: the associations, a C-STORE and the C-FINDs counted.
+    let stored = dcmtk("storescu")
+        .args(["-aet", "MODALITY1", "-aec", "CLI_PACS", "127.0.0.1", &pacs])
+        .arg(sample("CT_small.dcm"))
+        .output()
+        .unwrap();
+    assert!(stored.status.success(), "{}", text(&stored));
+    let metrics = scrape(metrics_port);
+    for series in [
+        "gateway_associations_total{service=\"storage\"}",
+        "gateway_associations_total{service=\"worklist\"} 2",
+        "gateway_associations_open",
+        "gateway_cstore_total{status=\"success\"} 1",
+        "gateway_cstore_bytes_total",
+        "gateway_cstore_seconds_bucket",
+        "gateway_cfind_seconds_count 2",
+        "gateway_event_queue_depth",
+        "gateway_events_parked 0",
+        "gateway_forward_queue_depth 0",
+    ] {
+        assert!(metrics.contains(series), "no {series} in\n{metrics}");
+    }
 
     // While it runs, redb is locked: the CLI says so instead of corrupting anything.
     let out = gateway(state.path())

@@ -121,6 +121,10 @@ struct ServeArgs {
     /// contact reads offline (and its clinics say so) within one interval.
     #[arg(long, env = "WEB_PROBE_INTERVAL_SECS", default_value_t = 60)]
     probe_interval_secs: u64,
+    /// Serve Prometheus metrics at http://ADDRESS/metrics (e.g. 127.0.0.1:9465) on a listener
+    /// of their own; off when unset.
+    #[arg(long, env = "WEB_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
 }
 
 #[tokio::main]
@@ -184,12 +188,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         state,
         ServeOptions {
             addr: args.addr,
+            metrics_addr: args.metrics_addr,
             site_root: args.site_root.unwrap_or_else(startup::default_site_root),
             retry: RetryPolicy::default(),
         },
     )
     .await?;
     println!("web app on http://{}", running.addr);
+    if let Some(metrics) = running.metrics_addr {
+        println!("  metrics on http://{metrics}/metrics");
+    }
     if args.seed {
         for (email, password) in seed::DEMO_USERS {
             println!("  demo sign-in: {email} / {password}");

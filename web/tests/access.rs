@@ -668,3 +668,73 @@ async fn web_serve_defaults_are_safe_for_production() {
     serve.start_kill().unwrap();
     let _ = serve.wait().await;
 }
+
+#[tokio::test]
+async fn the_metrics_listener_shows_sign_in_failures_streams_outbox_states_and_gateways() {
+    let rig = Rig::sqlite().await;
+    let running = support::serve(rig.state.clone(), "unused-site".into()).await;
+    let addr = running.addr;
+    let metrics = running.metrics_addr.expect("a metrics listener");
+    assert_ne!(
+        metrics.port(),
+        addr.port(),
+        "metrics are not on the public port"
+    );
+    assert_eq!(
+        try_sign_in(addr, DEMO_USERS[0].0, "wrong-password")
+            .await
+            .status,
+        401
+    );
+    let cookie = sign_in(addr, DEMO_USERS[0].0, DEMO_USERS[0].1).await;
+    let stream = http(addr, "GET", "/live/provider", Some(&cookie), None, false).await;
+    assert_eq!(stream.status, 200);
+    let user = support::demo_user(&running.state.db, 0).await;
+    let appointment = clinics::detail(
+        &running.state.db,
+        user.provider_id,
+        rig.seeded.clinic_ids[0],
+    )
+    .await
+    .unwrap()
+    .appointments[0]
+        .id;
+    web::server::service::send_to_modality(&running.state, &user, appointment)
+        .await
+        .unwrap();
+    let gateway = gateways::by_id(&running.state.db, rig.seeded.gateway_ids[0])
+        .await
+        .unwrap();
+    let scrape = || async {
+        http(metrics, "GET", "/metrics", None, None, true)
+            .await
+            .body
+    };
+    support::eventually("the metrics show the traffic", || async {
+        let body = scrape().await;
+        body.contains("web_sign_in_failures_total{reason=\"wrong\"}")
+            && body.contains("web_outbox_attempts_total")
+    })
+    .await;
+    let body = scrape().await;
+    for series in [
+        "web_sse_clients".to_string(),
+        "web_outbox_actions{status=\"pending\"}".into(),
+        format!(
+            "web_relay_listener_connected{{gateway=\"{}\"}} 1",
+            gateway.name
+        ),
+        format!(
+            "web_gateway_liveness{{gateway=\"{}\",state=\"offline\"}} 1",
+            gateway.name
+        ),
+    ] {
+        assert!(body.contains(&series), "no {series} in\n{body}");
+    }
+    // The public site does not serve them.
+    assert_eq!(
+        http(addr, "GET", "/metrics", None, None, true).await.status,
+        404
+    );
+    running.stop().await;
+}

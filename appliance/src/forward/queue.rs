@@ -214,6 +214,13 @@ pub fn outcome(
         .transpose()
 }
 
+/// Objects waiting to be forwarded, to every destination together (for the metrics).
+pub fn depth(db: &Database) -> Result<u64, DbError> {
+    use redb::ReadableTableMetadata;
+    let txn = db.begin_read()?;
+    Ok(txn.open_table(FORWARD_QUEUE)?.len()?)
+}
+
 /// Queue depth, the oldest entry's age and error, and the outcomes so far.
 pub fn stats(db: &Database, destination: &Destination) -> Result<Stats, DbError> {
     let key = destination.key();

@@ -28,6 +28,8 @@ pub enum ServeError {
     Server(#[from] ServerError),
     #[error("cannot listen for SIGTERM: {0}")]
     Signal(std::io::Error),
+    #[error("METRICS_ADDR={0}: cannot serve metrics there: {1}")]
+    Metrics(std::net::SocketAddr, String),
 }
 
 /// Whether items a local operator adds are reported to the cloud as walk-ins: always, except in
@@ -147,6 +149,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             "AZURE_RELAY_NAMESPACE is not set: running the DICOM services without the cloud link"
         );
     }
+    let metrics_addr = config.metrics_addr;
+    if let Some(addr) = metrics_addr {
+        super::metrics::install(addr).map_err(|e| ServeError::Metrics(addr, e.to_string()))?;
+    }
     let service = Service::start(config, cloud).await?;
     let summary = service.summary();
     tracing::info!("gateway {} started: {summary}", env!("CARGO_PKG_VERSION"));
@@ -158,6 +164,18 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             link.listener.clone(),
             stopped.clone(),
         ));
+    }
+    if metrics_addr.is_some() {
+        tokio::spawn(super::metrics::sample(
+            service.dicom.db.clone(),
+            stopped.clone(),
+        ));
+        if let Some(link) = &service.cloud {
+            tokio::spawn(super::metrics::follow_relay(
+                link.listener.clone(),
+                stopped.clone(),
+            ));
+        }
     }
     let watchdog = tokio::spawn(systemd::watchdog(service.dicom.liveness.clone(), stopped));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -92,7 +92,13 @@ impl Services {
         let command_field = message.command.command_field;
         match (role, command_field) {
             (_, field::C_ECHO_RQ) => echo::handle(assoc, message).await,
-            (Role::Worklist, field::C_FIND_RQ) => worklist::handle(self, assoc, message).await,
+            (Role::Worklist, field::C_FIND_RQ) => {
+                let started = std::time::Instant::now();
+                let answered = worklist::handle(self, assoc, message).await;
+                metrics::histogram!(crate::service::metrics::CFIND_SECONDS)
+                    .record(started.elapsed().as_secs_f64());
+                answered
+            }
             (Role::Worklist, field::N_CREATE_RQ) => mpps::create(self, assoc, message).await,
             (Role::Worklist, field::N_SET_RQ) => mpps::set(self, assoc, message).await,
             (Role::Storage, field::C_STORE_RQ) => store::handle(self, assoc, message).await,

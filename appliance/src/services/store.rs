@@ -107,11 +107,15 @@ pub async fn handle(
                 })
                 .await
                 .expect("store task");
+                metrics::histogram!(crate::service::metrics::CSTORE_SECONDS)
+                    .record(started.elapsed().as_secs_f64());
                 match result {
                     Ok(Stored::New(record)) => {
+                        metrics::counter!(crate::service::metrics::CSTORE_BYTES)
+                            .increment(record.file_size);
                         tracing::info!(
                             sop_instance_uid = %record.sop_instance_uid,
-                            accession = ?record.data_set.accession_number,
+                            accession = record.data_set.accession_number.as_deref().unwrap_or_default(),
                             calling_ae = %record.calling_ae,
                             bytes = record.file_size,
                             persist_ms = started.elapsed().as_millis() as u64,
@@ -143,6 +147,14 @@ pub async fn handle(
         }
     }
     report_refusal(services, &announced, &rsp).await;
+    let refused = rsp
+        .status
+        .is_some_and(|c| c != status::SUCCESS && !status::is_warning(c));
+    metrics::counter!(
+        crate::service::metrics::CSTORE,
+        "status" => if refused { "refused" } else { "success" }
+    )
+    .increment(1);
     assoc.send(context.id, &rsp, None).await
 }
 

@@ -35,6 +35,7 @@ pub async fn sign_in(
     let who = address.map_or_else(|| "unknown address".into(), |a| a.to_string());
     if let Some(wait) = throttle::wait_needed(&state.db, limits, email, address).await? {
         tracing::warn!(from = %who, "sign-in throttled for {}: too many failures", email.trim());
+        metrics::counter!(super::metrics::SIGN_IN_FAILURES, "reason" => "throttled").increment(1);
         return Ok(SignIn::Throttled(wait));
     }
     match identity::authenticate(&state.db, email, password).await? {
@@ -46,6 +47,7 @@ pub async fn sign_in(
         None => {
             throttle::record_failure(&state.db, limits, email, address).await?;
             tracing::warn!(from = %who, "sign-in failed for {}", email.trim());
+            metrics::counter!(super::metrics::SIGN_IN_FAILURES, "reason" => "wrong").increment(1);
             Ok(SignIn::Refused)
         }
     }

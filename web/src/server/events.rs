@@ -39,6 +39,13 @@ pub async fn handle(state: &AppState, gateway: &GatewayRecord, text: &str) -> St
             reason: e.to_string(),
         }),
     };
+    let outcome = match reply.status {
+        EventStatus::Accepted => "accepted",
+        EventStatus::Duplicate => "duplicate",
+        EventStatus::Refused => "refused",
+        EventStatus::Error => "error",
+    };
+    metrics::counter!(super::metrics::EVENTS_RECEIVED, "outcome" => outcome).increment(1);
     state.signing.seal(&reply)
 }
 

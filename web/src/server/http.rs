@@ -117,11 +117,14 @@ fn error_response(e: StoreError) -> Response {
 /// An SSE response of the bus changes `wanted` picks, after a `ready` event that tells the page
 /// it is subscribed (so nothing it should see can slip past before the stream starts).
 fn stream_of(state: &AppState, wanted: impl Fn(&Change) -> bool + Send + 'static) -> Response {
+    let client = super::metrics::SseClient::open();
     let changes = state
         .bus
         .subscribe()
         .filter(move |c| ready(matches!(c, Change::Resync) || wanted(c)))
-        .map(|c| {
+        .map(move |c| {
+            // Held by the stream: dropped, and counted out, when the client goes.
+            let _open = &client;
             Ok::<_, Infallible>(
                 SseEvent::default()
                     .event(c.event_name())

@@ -8,6 +8,7 @@ pub mod events;
 pub mod http;
 pub mod listeners;
 pub mod liveness;
+pub mod metrics;
 pub mod outbox;
 pub mod passwords;
 pub mod relay_link;

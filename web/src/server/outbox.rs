@@ -138,6 +138,14 @@ async fn send_one(
 ) -> Result<(), StoreError> {
     let outcome = attempt(state, policy, action).await?;
     tracing::info!(action = %action.id, kind = %action.action_type, "outbox: {outcome:?}");
+    let counted = match &outcome {
+        Attempt::Confirmed => "confirmed",
+        Attempt::Failed(_) => "failed",
+        Attempt::Retry { .. } => "retry",
+        Attempt::Withdrawn(_) => "withdrawn",
+        Attempt::Skipped => "skipped",
+    };
+    metrics::counter!(super::metrics::OUTBOX_ATTEMPTS, "outcome" => counted).increment(1);
     if let Some(appointment_id) = action.appointment_id {
         let line = match &outcome {
             Attempt::Confirmed => Some(format!("Gateway confirmed {}", action.action_type)),

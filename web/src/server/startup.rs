@@ -23,6 +23,8 @@ pub fn default_site_root() -> String {
 /// A running server.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The metrics listener's address, when one was asked for.
+    pub metrics_addr: Option<SocketAddr>,
     pub state: AppState,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -32,6 +34,8 @@ pub struct Running {
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub addr: SocketAddr,
+    /// Where Prometheus scrapes `/metrics` (`WEB_METRICS_ADDR`); none when unset.
+    pub metrics_addr: Option<SocketAddr>,
     pub site_root: String,
     pub retry: RetryPolicy,
 }
@@ -53,6 +57,16 @@ pub async fn start(state: AppState, options: ServeOptions) -> Result<Running, St
     let addr = listener
         .local_addr()
         .map_err(|e| StartError::Bind(options.addr, e))?;
+    super::metrics::install();
+    let metrics_listener = match options.metrics_addr {
+        Some(at) => Some(
+            super::metrics::bind(at)
+                .await
+                .map_err(|e| StartError::Bind(at, e))?,
+        ),
+        None => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
     let requeued = actions::requeue_interrupted(&state.db).await?;
     if requeued > 0 {
         tracing::warn!("{requeued} actions were interrupted mid-send; sending them again");
@@ -78,6 +92,21 @@ pub async fn start(state: AppState, options: ServeOptions) -> Result<Running, St
             let _ = liveness_stop.wait_for(|s| *s).await;
         },
     )));
+
+    if let Some(listener) = metrics_listener {
+        let app = super::metrics::router(state.clone());
+        let mut metrics_stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = metrics_stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!("metrics listener: {e}");
+            }
+        }));
+    }
 
     let mut purge_stop = stop.clone();
     tasks.push(tokio::spawn(purge_expired(state.clone(), async move {
@@ -108,6 +137,7 @@ pub async fn start(state: AppState, options: ServeOptions) -> Result<Running, St
     }));
     Ok(Running {
         addr,
+        metrics_addr,
         state,
         shutdown,
         tasks,

@@ -148,6 +148,8 @@ pub async fn serve(state: AppState, site_root: String) -> Running {
         state,
         ServeOptions {
             addr: "127.0.0.1:0".parse().unwrap(),
+            // Every test server serves metrics too, on a port of its own.
+            metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
             site_root,
             retry: fast_retry(),
         },
