@@ -5,6 +5,7 @@
 #     security, and listens on port 104 as the unprivileged user `gateway`;
 #   - C-ECHO and C-STORE from dcmtk answer (run in the container's network namespace);
 #   - `journalctl -u gateway` shows the start-up line, and priorities separate warnings;
+#   - the journal's own fields find an accession's and a calling AE's lines (ACCESSION=, CALLING_AE=);
 #   - an upgrade to a rebuilt package keeps the data and the edited conffile and restarts it;
 #   - `remove` keeps /var/lib/gateway and `purge` deletes it.
 # Needs root. When systemd-nspawn cannot boot here, it says so loudly and falls back to dpkg in a
@@ -166,6 +167,26 @@ done
 [ "$(ct find /var/lib/gateway/thumbnails -name '*.jpg' | wc -l)" = "${#samples[@]}" ] ||
   fail "not every image got a thumbnail (uncompressed, JPEG lossless, JPEG 2000 lossless/lossy, RLE)"
 check "C-STORE of ${#samples[@]} images, one per codec; each has its thumbnail (codecs work in the musl build)"
+
+# The journal's own fields: one procedure's lines by accession, one modality's by calling AE.
+cp "$(sample_path CT_small.dcm)" "$work/accession.dcm"
+dcmodify -q -nb -gin -m "(0008,0050)=ACCJOURNAL1" "$work/accession.dcm"
+net storescu -aet JOURNALMOD -aec SCREENING_PACS 127.0.0.1 4244 "$work/accession.dcm" ||
+  fail "C-STORE of the object with accession ACCJOURNAL1"
+for _ in $(seq 50); do
+  ct journalctl -u gateway ACCESSION=ACCJOURNAL1 --no-pager -o cat >"$work/accession.txt"
+  grep -q '^stored .*accession=ACCJOURNAL1' "$work/accession.txt" && break
+  sleep 0.2
+done
+grep -q '^stored .*accession=ACCJOURNAL1' "$work/accession.txt" ||
+  fail "journalctl -u gateway ACCESSION=ACCJOURNAL1 finds no stored line: $(cat "$work/accession.txt")"
+ct journalctl -u gateway CALLING_AE=JOURNALMOD --no-pager -o cat >"$work/calling.txt"
+grep -q 'association established' "$work/calling.txt" ||
+  fail "journalctl -u gateway CALLING_AE=JOURNALMOD finds no association line"
+if grep -qv 'JOURNALMOD' "$work/calling.txt"; then
+  fail "CALLING_AE=JOURNALMOD matched another modality's lines: $(cat "$work/calling.txt")"
+fi
+check "journalctl -u gateway ACCESSION=… and CALLING_AE=… find one procedure's and one modality's lines"
 
 # Read into files first: `journalctl | grep -q` fails under pipefail when grep stops early.
 ct journalctl -u gateway --no-pager >"$work/journal.txt"

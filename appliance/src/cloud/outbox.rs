@@ -366,6 +366,7 @@ impl Courier {
                     self.remove(sequence).await?;
                     tracing::info!(
                         event_id = %queued.event.event_id,
+                        accession = %queued.order_key,
                         "delivered {} for {} after {} attempt(s)",
                         queued.event.body.event_type(),
                         queued.order_key,
@@ -376,6 +377,7 @@ impl Courier {
                     queued.attempts += 1;
                     tracing::warn!(
                         event_id = %queued.event.event_id,
+                        accession = %queued.order_key,
                         "{} for {} refused by the cloud: {why}; parked (gateway events list), \
                          its later events go on",
                         queued.event.body.event_type(),
@@ -390,6 +392,7 @@ impl Courier {
                     queued.next_attempt_ms = now_ms() + delay.as_millis() as u64;
                     tracing::warn!(
                         event_id = %queued.event.event_id,
+                        accession = %queued.order_key,
                         "{} for {} not delivered (attempt {}): {why}; retrying in {}s",
                         queued.event.body.event_type(),
                         queued.order_key,

@@ -1,8 +1,11 @@
-//! Where log lines go. Under systemd, stderr is a journald stream: each line starts with its
-//! syslog priority (`<3>` error … `<7>` debug), which journald turns into `PRIORITY=`, so
-//! `journalctl -u gateway -p err` finds the errors; no timestamp, journald adds its own. The
-//! fields are written into the line (`storage SCP listening pacs_addr=0.0.0.0:4244`), because
-//! plain `journalctl` shows only the message text. Elsewhere: ordinary timestamped stderr lines.
+//! Where log lines go. Under systemd (stderr is a journald stream) each event is sent to the
+//! journal over its native protocol: `PRIORITY=` from the level, so `journalctl -u gateway -p
+//! err` finds the errors; every field as a journal field of its own, upper-cased, so
+//! `journalctl -u gateway ACCESSION=ACC1` or `CALLING_AE=MODALITY1` finds one procedure's or one
+//! modality's lines; and the fields also written into `MESSAGE` (`stored
+//! sop_instance_uid=1.2.3 accession=ACC1 …`), because plain `journalctl` shows only the message
+//! text. Should the journal socket refuse an entry, the line goes to stderr with its `<N>`
+//! priority prefix instead. Elsewhere: ordinary timestamped stderr lines.
 //!
 //! Secrets stay out: relay keys, tokens and signing keys are never put in a log line, their
 //! `Debug` impls are redacted, and the websocket library, which would log the handshake with its
@@ -12,9 +15,6 @@ use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd};
 
 use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::fmt::format::{Format, Writer};
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
-use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber: `LOG_LEVEL` (or `RUST_LOG`) filters, `info` by default.
@@ -32,18 +32,113 @@ pub fn init() {
     for directive in quiet {
         filter = filter.add_directive(directive.parse().expect("a valid directive"));
     }
-    let builder = tracing_subscriber::fmt()
+    if stderr_is_journal() {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(Journal)
+            .init();
+        return;
+    }
+    tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(false);
-    if stderr_is_journal() {
-        let inner = Format::default()
-            .without_time()
-            .with_level(false)
-            .with_target(false);
-        builder.event_format(Priority(inner)).init();
-    } else {
-        builder.init();
+        .with_ansi(false)
+        .init();
+}
+
+/// Sends each event to the journal with its fields (see the module comment). Written here
+/// because `tracing-journald` leaves the fields out of `MESSAGE`, which is what support staff
+/// read; the protocol itself is `libsystemd`'s.
+struct Journal;
+
+impl<S: Subscriber> tracing_subscriber::Layer<S> for Journal {
+    fn on_event(&self, event: &Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let level = event.metadata().level();
+        let message = fields.message_line();
+        let mut vars = fields.journal_fields();
+        vars.push(("SYSLOG_IDENTIFIER".into(), "gateway".into()));
+        vars.push(("TARGET".into(), event.metadata().target().to_string()));
+        let sent =
+            libsystemd::logging::journal_send(journal_priority(level), &message, vars.into_iter());
+        if sent.is_err() {
+            // One event, one line: journald would give continuation lines the default priority.
+            eprintln!("<{}>{}", priority(level), message.replace('\n', "\\n"));
+        }
+    }
+}
+
+fn journal_priority(level: &Level) -> libsystemd::logging::Priority {
+    use libsystemd::logging::Priority;
+    match *level {
+        Level::ERROR => Priority::Error,
+        Level::WARN => Priority::Warning,
+        Level::INFO => Priority::Info,
+        _ => Priority::Debug,
+    }
+}
+
+/// One event's message and fields, in the order written.
+#[derive(Default)]
+struct Fields {
+    message: String,
+    pairs: Vec<(&'static str, String)>,
+}
+
+impl Fields {
+    /// `message key=value …`, as plain `journalctl` shows it.
+    fn message_line(&self) -> String {
+        let mut line = self.message.clone();
+        for (name, value) in &self.pairs {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(&format!("{name}={value}"));
+        }
+        line
+    }
+
+    /// Each field as the journal names it: upper case, letters, digits and `_` only, not
+    /// starting with `_` (those are the journal's own trusted fields).
+    fn journal_fields(&self) -> Vec<(String, String)> {
+        self.pairs
+            .iter()
+            .filter_map(|(name, value)| {
+                let key: String = name
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() {
+                            c.to_ascii_uppercase()
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
+                let key = key.trim_start_matches(|c: char| c == '_' || c.is_ascii_digit());
+                (!key.is_empty()).then(|| (key.to_string(), value.clone()))
+            })
+            .collect()
+    }
+}
+
+impl tracing::field::Visit for Fields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.message = value.to_string();
+        } else {
+            self.pairs.push((field.name(), value.to_string()));
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            self.message = format!("{value:?}");
+        } else {
+            self.pairs.push((field.name(), format!("{value:?}")));
+        }
     }
 }
 
@@ -71,30 +166,6 @@ fn priority(level: &Level) -> u8 {
     }
 }
 
-/// Formats each event with the wrapped format as one line, prefixed with its priority.
-struct Priority<F>(F);
-
-impl<S, N, F> FormatEvent<S, N> for Priority<F>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-    F: FormatEvent<S, N>,
-{
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
-        // One event, one journal entry: journald splits at newlines and would give the
-        // continuation lines the default priority, so embedded newlines are escaped.
-        let mut line = String::new();
-        self.0.format_event(ctx, Writer::new(&mut line), event)?;
-        let line = line.trim_end_matches('\n').replace('\n', "\\n");
-        writeln!(writer, "<{}>{line}", priority(event.metadata().level()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +176,52 @@ mod tests {
         assert_eq!(priority(&Level::WARN), 4);
         assert_eq!(priority(&Level::INFO), 6);
         assert_eq!(priority(&Level::DEBUG), 7);
+    }
+
+    #[test]
+    fn fields_become_journal_fields_and_stay_in_the_message() {
+        use tracing_subscriber::layer::SubscriberExt;
+        /// Each event's message line and journal fields.
+        type Entry = (String, Vec<(String, String)>);
+        #[derive(Clone, Default)]
+        struct Seen(std::sync::Arc<std::sync::Mutex<Vec<Entry>>>);
+        impl<S: Subscriber> tracing_subscriber::Layer<S> for Seen {
+            fn on_event(&self, event: &Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+                let mut fields = Fields::default();
+                event.record(&mut fields);
+                self.0
+                    .lock()
+                    .unwrap()
+                    .push((fields.message_line(), fields.journal_fields()));
+            }
+        }
+        let seen = Seen::default();
+        let subscriber = tracing_subscriber::registry().with(seen.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            let accession = "ACC1";
+            tracing::info!(accession, calling_ae = %"MODALITY1", bytes = 12u64, "stored");
+            tracing::warn!(_hidden = 1, "r#type" = "x", "odd names");
+        });
+        let seen = seen.0.lock().unwrap();
+        assert_eq!(
+            seen[0].0,
+            "stored accession=ACC1 calling_ae=MODALITY1 bytes=12"
+        );
+        assert_eq!(
+            seen[0].1,
+            [
+                ("ACCESSION".to_string(), "ACC1".to_string()),
+                ("CALLING_AE".into(), "MODALITY1".into()),
+                ("BYTES".into(), "12".into())
+            ]
+        );
+        assert_eq!(
+            seen[1].1,
+            [
+                ("HIDDEN".to_string(), "1".to_string()),
+                ("R_TYPE".into(), "x".into())
+            ]
+        );
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub async fn create(
     match result {
         Ok(change) => tracing::info!(
             calling_ae = %assoc.calling_ae, mpps = %uid,
-            linked_accession = ?change.record.linked_accession,
+            accession = change.record.linked_accession.as_deref().unwrap_or_default(),
             "MPPS N-CREATE: IN PROGRESS"
         ),
         Err(e) => set_refusal(&mut rsp, &e, &assoc.calling_ae, &uid, "N-CREATE"),
@@ -153,7 +153,8 @@ pub async fn set(
     match result {
         Ok(change) => tracing::info!(
             calling_ae = %assoc.calling_ae, mpps = %uid, status = ?change.record.status,
-            worklist = ?change.worklist.as_ref().map(|w| (&w.accession_number, w.status)),
+            accession = change.worklist.as_ref().map(|w| w.accession_number.as_str()).unwrap_or_default(),
+            worklist_status = ?change.worklist.as_ref().map(|w| w.status),
             "MPPS N-SET"
         ),
         Err(e) => set_refusal(&mut rsp, &e, &assoc.calling_ae, &uid, "N-SET"),
