@@ -117,8 +117,8 @@ struct ServeArgs {
     /// that sets it; otherwise a client could name any address).
     #[arg(long, env = "WEB_TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set)]
     trust_forwarded_for: bool,
-    /// Seconds between the health probes each gateway gets; one unreachable since its last
-    /// contact reads offline (and its clinics say so) within one interval.
+    /// Within how many seconds a gateway that goes away reads offline, on the gateways page and
+    /// in its clinics' banner: each gateway gets a signed health probe twice an interval.
     #[arg(long, env = "WEB_PROBE_INTERVAL_SECS", default_value_t = 60)]
     probe_interval_secs: u64,
     /// Serve Prometheus metrics at http://ADDRESS/metrics (e.g. 127.0.0.1:9465) on a listener

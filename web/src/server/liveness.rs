@@ -46,13 +46,15 @@ pub fn report(gateway: &GatewayRecord) -> Option<HealthReport> {
     serde_json::from_str(gateway.last_health_report.as_deref()?).ok()
 }
 
-/// Runs until `stop`: a probe to every gateway each interval (none while one is outstanding),
-/// and a look at every gateway's liveness four times an interval, announcing changes.
+/// Runs until `stop`: a probe to every gateway twice an interval (none while one is
+/// outstanding), so that a gateway that goes away reads offline within one interval, and a look
+/// at every gateway's liveness four times an interval, announcing changes.
 pub async fn run(state: AppState, stop: impl std::future::Future<Output = ()>) {
     tokio::pin!(stop);
     let interval = state.probe_interval;
-    // The first probe after one interval: a restart does not storm every gateway at once.
-    let mut probe = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    let every = interval / 2;
+    // The first probe after one period: a restart does not storm every gateway at once.
+    let mut probe = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     let mut look = tokio::time::interval((interval / 4).max(Duration::from_millis(250)));
     let mut last_seen: HashMap<i64, Liveness> = HashMap::new();
     loop {

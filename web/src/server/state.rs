@@ -42,8 +42,8 @@ pub struct AppState {
     /// The site's origin as browsers see it (`WEB_PUBLIC_ORIGIN`, behind a proxy); mutations
     /// must come from it. Unset: the request's own `Host`.
     pub public_origin: Option<String>,
-    /// How often each gateway is probed (`WEB_PROBE_INTERVAL_SECS`); a gateway unreachable
-    /// since its last contact reads offline within one interval.
+    /// Within how long a gateway that goes away reads offline (`WEB_PROBE_INTERVAL_SECS`): it
+    /// is probed twice an interval.
     pub probe_interval: std::time::Duration,
 }
 
