@@ -58,6 +58,33 @@ pub enum Command {
     Echo(Value),
     /// `health`: the gateway's self-checks.
     Health,
+    /// `fhir.order` / `fhir.revoke`: a FHIR message the cloud wrote, for the gateway to deliver
+    /// to an HTTP endpoint inside the hospital (an integration engine) on its own allow-list.
+    DeliverFhir(FhirDelivery),
+}
+
+/// `parameters` of `fhir.order` and `fhir.revoke`. The gateway does not read the bundle: it
+/// checks the destination against its allow-list and delivers the bytes as they are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FhirDelivery {
+    /// The endpoint's URL (a FHIR base: the bundle is POSTed to it).
+    pub destination: String,
+    /// The appointment's accession number, which the ServiceRequest carries as its identifier.
+    pub accession_number: String,
+    #[serde(skip)]
+    pub purpose: FhirPurpose,
+    /// A FHIR R4 transaction `Bundle` (a `Patient` and its `ServiceRequest`).
+    pub bundle: Value,
+}
+
+/// What a FHIR delivery asks of the hospital.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FhirPurpose {
+    /// `fhir.order`: the participant is to be imaged (`ServiceRequest.status = active`).
+    #[default]
+    Order,
+    /// `fhir.revoke`: the appointment was cancelled (`ServiceRequest.status = revoked`).
+    Revoke,
 }
 
 impl Command {
@@ -69,6 +96,10 @@ impl Command {
             Command::CancelItem { .. } => "worklist.cancel_item",
             Command::Echo(_) => "echo",
             Command::Health => "health",
+            Command::DeliverFhir(d) => match d.purpose {
+                FhirPurpose::Order => "fhir.order",
+                FhirPurpose::Revoke => "fhir.revoke",
+            },
         }
     }
 }
@@ -261,6 +292,16 @@ impl Action {
             }
             "echo" => Command::Echo(raw.parameters),
             "health" => Command::Health,
+            kind @ ("fhir.order" | "fhir.revoke") => {
+                let mut d: FhirDelivery =
+                    serde_json::from_value(raw.parameters).map_err(malformed)?;
+                d.purpose = if kind == "fhir.order" {
+                    FhirPurpose::Order
+                } else {
+                    FhirPurpose::Revoke
+                };
+                Command::DeliverFhir(d)
+            }
             other => return Err(rejected(format!("Unsupported action: {other}"))),
         };
         Ok(Action {
@@ -302,6 +343,7 @@ impl Action {
             }),
             Command::Echo(payload) => payload.clone(),
             Command::Health => Value::Null,
+            Command::DeliverFhir(d) => to_value(d),
         };
         to_value(RawAction {
             schema_version: SCHEMA_VERSION,
@@ -326,6 +368,9 @@ impl Serialize for Action {
         self.to_value().serialize(serializer)
     }
 }
+
+/// How much of a FHIR endpoint's answer a reply carries.
+pub const FHIR_ANSWER_LIMIT: usize = 16 * 1024;
 
 /// The gateway's answer to one action, sent back on the same rendezvous socket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -361,6 +406,17 @@ pub enum Outcome {
     Ok {
         health: HealthReport,
     },
+    /// A FHIR delivery the endpoint accepted (2xx): its HTTP status and answer (JSON when it
+    /// answered JSON, else its text), cut to [`FHIR_ANSWER_LIMIT`] bytes.
+    Delivered {
+        http_status: u16,
+        answer: Value,
+    },
+    /// A FHIR delivery the gateway holds durably but has not delivered yet: the cloud asks
+    /// again later (the same action id), and is answered from the gateway's record.
+    Queued {
+        message: String,
+    },
     Error {
         message: String,
     },
@@ -389,9 +445,10 @@ impl ActionReply {
         }
     }
 
-    /// Whether the cloud should mark the action confirmed (everything but `error`).
+    /// Whether the cloud should mark the action confirmed (everything but `error` and
+    /// `queued`).
     pub fn is_success(&self) -> bool {
-        !matches!(self.outcome, Outcome::Error { .. })
+        !matches!(self.outcome, Outcome::Error { .. } | Outcome::Queued { .. })
     }
 
     /// Verifies and parses a reply received by the sender.
@@ -495,6 +552,18 @@ mod tests {
             },
             Command::Echo(json!({"probe": 1})),
             Command::Health,
+            Command::DeliverFhir(FhirDelivery {
+                destination: "https://engine.trust.local/fhir".into(),
+                accession_number: "A".into(),
+                purpose: FhirPurpose::Order,
+                bundle: json!({"resourceType": "Bundle", "type": "transaction"}),
+            }),
+            Command::DeliverFhir(FhirDelivery {
+                destination: "https://engine.trust.local/fhir".into(),
+                accession_number: "A".into(),
+                purpose: FhirPurpose::Revoke,
+                bundle: json!({"resourceType": "Bundle", "type": "transaction"}),
+            }),
         ] {
             let action = Action::new("test", command);
             let text = key.seal(&action);
