@@ -22,6 +22,8 @@ pub const SETTINGS: &[&str] = &[
     "RETENTION_DELETE_FORWARDED",
     "PACS_COMMIT_TIMEOUT_SECS",
     "PACS_FORWARD_TLS_CA_FILE",
+    "FHIR_DESTINATIONS",
+    "FHIR_CA_FILE",
     "QR_ALLOWED_AETS",
     "QR_MOVE_DESTINATIONS",
     "QR_MAX_MATCHES",
@@ -156,6 +158,9 @@ pub struct Config {
     pub forward_to: Vec<crate::forward::Destination>,
     /// Study Root Query/Retrieve on the storage AE; off unless `QR_ALLOWED_AETS` is set.
     pub query_retrieve: QrSettings,
+    /// Where the FHIR messages the cloud sends may be delivered (`FHIR_DESTINATIONS`,
+    /// `FHIR_CA_FILE`); none unless set.
+    pub fhir: crate::fhir::FhirSettings,
 }
 
 /// Who may query and retrieve the stored images, and where C-MOVE may send them.
@@ -239,6 +244,7 @@ impl Config {
             disk_min_free_percent: 5.0,
             storage_min_free_mib: 256,
             forward_to: Vec::new(),
+            fhir: crate::fhir::FhirSettings::default(),
             query_retrieve: QrSettings {
                 allowed_aets: None,
                 move_destinations: Vec::new(),
@@ -331,6 +337,16 @@ impl Config {
                 }
             }
         }
+        if let Some(v) = get("FHIR_DESTINATIONS") {
+            for entry in v.split([',', ' ']).map(str::trim).filter(|e| !e.is_empty()) {
+                let destination = crate::fhir::Destination::parse(entry)
+                    .map_err(|e| invalid("FHIR_DESTINATIONS", &v, &e.to_string()))?;
+                if !config.fhir.destinations.contains(&destination) {
+                    config.fhir.destinations.push(destination);
+                }
+            }
+        }
+        config.fhir.ca_file = get("FHIR_CA_FILE").map(PathBuf::from);
         if let Some(v) = get("QR_ALLOWED_AETS") {
             let set = list(&v)
                 .map(|ae| ae_title("QR_ALLOWED_AETS", ae))
@@ -664,6 +680,23 @@ mod tests {
             let e = from(&[(name, value)]).unwrap_err().to_string();
             assert!(e.contains(name), "{e}");
         }
+    }
+
+    #[test]
+    fn fhir_destinations_are_a_list_of_urls() {
+        let c = from(&[(
+            "FHIR_DESTINATIONS",
+            "https://engine.trust.local/fhir, http://10.1.2.3:8080/r4/ https://engine.trust.local/fhir/",
+        )])
+        .unwrap();
+        let urls: Vec<String> = c.fhir.destinations.iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            urls,
+            ["https://engine.trust.local/fhir", "http://10.1.2.3:8080/r4"]
+        );
+        assert!(from(&[]).unwrap().fhir.destinations.is_empty());
+        let e = from(&[("FHIR_DESTINATIONS", "engine.trust.local")]).unwrap_err();
+        assert!(e.to_string().starts_with("FHIR_DESTINATIONS"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The gateway's state database (redb): worklist items, MPPS steps, the image index, the event
-//! outbox, the thumbnail jobs, the applied cloud actions and the forwarding queue. Every table is declared here and created by
+//! outbox, the thumbnail jobs, the applied cloud actions, the FHIR deliveries and the forwarding queue. Every table is declared here and created by
 //! [`Database::open`], so the whole schema reads in one place and no reader meets a missing
 //! table.
 //!
@@ -72,6 +72,8 @@ pub const COMMIT_PENDING: TableDefinition<(&str, &str), u64> =
 pub const COMMIT_TRANSACTIONS: TableDefinition<&str, &[u8]> =
     TableDefinition::new("commit_transactions");
 /// A scratch table the `health` check writes to, proving the database takes writes.
+/// FHIR deliveries by action id ([`crate::fhir::queue`]).
+pub const FHIR_DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("fhir_deliveries");
 pub const HEALTH: TableDefinition<&str, u64> = TableDefinition::new("health");
 
 /// Unix milliseconds, the clock of every timestamp the tables keep (0 if the clock is before
@@ -280,6 +282,7 @@ fn open_file(path: &Path) -> Result<redb::Database, DbError> {
         STUDIES,
         THUMBNAIL_JOBS,
         APPLIED_ACTIONS,
+        FHIR_DELIVERIES,
     ] {
         txn.open_table(table)?;
     }

@@ -6,7 +6,8 @@
 //!   (allow-list at accept, ARTIM, association limits);
 //! - the domain: [`worklist`] and [`mpps`] (state), [`storage`] (files and index),
 //!   [`thumbnail`] (render, durable jobs, the worker pool), [`db`] (redb: every table);
-//! - the cloud side: [`cloud`] (the relay link, actions in, the event outbox out);
+//! - the cloud side: [`cloud`] (the relay link, actions in, the event outbox out), and
+//!   [`fhir`] (the FHIR messages it sends delivered to the hospital's integration engine);
 //! - running as a service: [`service`] (`gateway serve`'s wiring, systemd, logging, health, the
 //!   control socket, `gateway doctor`) and [`config`] (environment settings);
 //! - [`modality`]: the built-in modality emulator.
@@ -16,6 +17,7 @@ pub mod cloud;
 pub mod config;
 pub mod db;
 pub mod dimse;
+pub mod fhir;
 pub mod forward;
 pub mod modality;
 pub mod mpps;

@@ -70,6 +70,8 @@ pub enum ServerError {
     Bind(SocketAddr, std::io::Error),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Fhir(#[from] crate::fhir::sender::FhirError),
 }
 
 /// The gateway's DICOM side, opened but not yet listening.

@@ -58,9 +58,18 @@ pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsErr
 /// The forwarding SCU's configuration: the PACS's certificate must chain to a CA in
 /// `PACS_FORWARD_TLS_CA_FILE` and name the destination's host; no client certificate.
 pub fn client_config(ca_file: &Path) -> Result<Arc<ClientConfig>, TlsError> {
+    client_config_for("PACS_FORWARD_TLS_CA_FILE", ca_file)
+}
+
+/// A client configuration trusting only the CA certificates in `ca_file`, named by `setting`
+/// in errors (also FHIR delivery's `FHIR_CA_FILE`).
+pub fn client_config_for(
+    setting: &'static str,
+    ca_file: &Path,
+) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
-    for cert in certificates("PACS_FORWARD_TLS_CA_FILE", ca_file)? {
+    for cert in certificates(setting, ca_file)? {
         roots.add(cert)?;
     }
     let config = ClientConfig::builder_with_provider(provider)

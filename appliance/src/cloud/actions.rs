@@ -20,6 +20,7 @@ use uuid::Uuid;
 use super::admission::Admission;
 use super::applied::{self, Prior};
 use crate::db::{self, Database, DbError};
+use crate::fhir::Deliveries;
 use crate::service::health::{self, HealthProbe};
 use crate::worklist::{self, WorklistEntry, WorklistError};
 
@@ -29,6 +30,7 @@ pub struct Actions {
     verification: Verification,
     admission: Admission,
     key: SigningKey,
+    fhir: Arc<Deliveries>,
     probe: HealthProbe,
     started: Instant,
 }
@@ -57,6 +59,7 @@ impl Actions {
         verification: Verification,
         admission: Admission,
         key: SigningKey,
+        fhir: Arc<Deliveries>,
         probe: HealthProbe,
     ) -> Actions {
         Actions {
@@ -64,6 +67,7 @@ impl Actions {
             verification,
             admission,
             key,
+            fhir,
             probe,
             started: Instant::now(),
         }
@@ -109,9 +113,11 @@ impl Actions {
 
     async fn execute(&self, action: Action, keep_until: OffsetDateTime) -> ActionReply {
         let id = action.action_id;
+        let kind = action.command.action_type();
+        let digest = action.content_digest();
         let once = Once {
             id,
-            digest: action.content_digest(),
+            digest: digest.clone(),
             keep_until,
         };
         let db = self.db.clone();
@@ -144,6 +150,20 @@ impl Actions {
                     tracing::info!("cancelling {accession_number}: {reason}");
                 }
                 apply(accession_number, Change::Cancel).await
+            }
+            // Recorded in the FHIR queue, which answers repeats itself.
+            Command::DeliverFhir(delivery) => {
+                let accession = delivery.accession_number.clone();
+                let keep_until_ms =
+                    u64::try_from(keep_until.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+                let outcome = self
+                    .fhir
+                    .accept(&id.to_string(), &digest, keep_until_ms, delivery, kind)
+                    .await;
+                ActionReply {
+                    accession_number: Some(accession),
+                    ..ActionReply::new(id, outcome)
+                }
             }
         }
     }
@@ -214,6 +234,8 @@ fn status_word(outcome: &Outcome) -> &'static str {
         Outcome::Cancelled => "cancelled",
         Outcome::Echo { .. } => "echo",
         Outcome::Ok { .. } => "ok",
+        Outcome::Delivered { .. } => "delivered",
+        Outcome::Queued { .. } => "queued",
         Outcome::Error { .. } => "error",
     }
 }

@@ -13,6 +13,7 @@ use super::actions::Actions;
 use super::admission::Admission;
 use super::outbox::{Courier, Doorbell, Replies};
 use crate::db::Database;
+use crate::fhir::Deliveries;
 use crate::service::health::HealthProbe;
 use crate::service::systemd::Liveness;
 
@@ -119,6 +120,7 @@ impl CloudLink {
     pub fn start(
         settings: CloudSettings,
         db: Arc<Database>,
+        fhir: Arc<Deliveries>,
         probe: HealthProbe,
         doorbell: Doorbell,
         liveness: &Liveness,
@@ -157,6 +159,7 @@ impl CloudLink {
                 nhs_compatible: settings.nhs_compatible,
             },
             settings.signing_key.clone(),
+            fhir.clone(),
             HealthProbe {
                 listener: Some(status.clone()),
                 ..probe
@@ -189,6 +192,14 @@ impl CloudLink {
                     .await
             }
         });
+        tasks.spawn({
+            let shutdown = until(shutdown.clone());
+            let alive = liveness.register("FHIR sender");
+            async move {
+                let _alive = alive;
+                fhir.run(shutdown).await
+            }
+        });
         let alive = liveness.register("event sender");
         let delivering = courier.run(until(shutdown));
         tasks.spawn(async move {
@@ -201,7 +212,7 @@ impl CloudLink {
         }
     }
 
-    /// Waits for both tasks to finish after shutdown was signalled.
+    /// Waits for its tasks to finish after shutdown was signalled.
     pub async fn join(mut self) {
         while self.tasks.join_next().await.is_some() {}
     }

@@ -13,7 +13,7 @@ use shared::relay::{probe, RelayError};
 
 use super::envfile;
 use super::health::HealthLimits;
-use super::ip_allow::{self, NotPossible};
+use super::ip_allow::{self, HospitalPeer, NotPossible};
 use crate::cloud::CloudSettings;
 use crate::config::{Config, SETTINGS, SETTING_ALIASES};
 
@@ -188,9 +188,16 @@ fn drop_in_for(config: &Config, cloud: Option<&CloudSettings>) -> Result<String,
         config.allowed_source_addresses.as_ref(),
         relay.and_then(|r| r.proxy.as_ref()),
         relay.map(|r| &r.endpoint),
-        &config.forward_to,
+        &hospital_peers(config),
         &ip_allow::System,
     )
+}
+
+/// Every system inside the hospital the gateway calls: PACS it forwards to, FHIR endpoints.
+fn hospital_peers(config: &Config) -> Vec<HospitalPeer> {
+    let pacs = config.forward_to.iter().map(HospitalPeer::from);
+    let fhir = config.fhir.destinations.iter().map(HospitalPeer::from);
+    pacs.chain(fhir).collect()
 }
 
 /// Query/Retrieve hands out patients' images, so it is named when on, and warned about when an AE

@@ -83,10 +83,11 @@ pub async fn report(db: &Arc<Database>, probe: &HealthProbe, started: Instant) -
     let task_db = db.clone();
     let limits = probe.limits.clone();
     let workers = probe.thumbnails.status();
-    let (database, queue, thumbnails) = tokio::task::spawn_blocking(move || {
+    let (database, queue, fhir, thumbnails) = tokio::task::spawn_blocking(move || {
         (
             database_check(&task_db),
             queue_check(&task_db, &limits),
+            fhir_check(&task_db, &limits),
             match thumbnail::all_jobs(&task_db) {
                 Ok(jobs) => thumbnail_check(&workers, &jobs, OffsetDateTime::now_utc(), &limits),
                 Err(e) => check(
@@ -116,6 +117,7 @@ pub async fn report(db: &Arc<Database>, probe: &HealthProbe, started: Instant) -
     checks.insert("store".into(), store);
     checks.insert("database".into(), database);
     checks.insert("event_queue".into(), queue);
+    checks.insert("fhir_deliveries".into(), fhir);
     checks.insert("thumbnail_jobs".into(), thumbnails);
     match &probe.listener {
         Some(listener) => {
@@ -447,6 +449,41 @@ fn queue_check(db: &Database, limits: &HealthLimits) -> HealthCheck {
             Map::new(),
         ),
     }
+}
+
+/// FHIR deliveries waiting for their endpoint: failing once the oldest has waited longer than an
+/// event may (the hospital's integration engine is down or refusing connections).
+fn fhir_check(db: &Database, limits: &HealthLimits) -> HealthCheck {
+    let pending = match crate::fhir::queue::pending(db) {
+        Ok(p) => p,
+        Err(e) => {
+            return check(
+                false,
+                format!("cannot read the FHIR deliveries: {e}"),
+                Map::new(),
+            )
+        }
+    };
+    let now = crate::db::now_ms();
+    let oldest = pending.first().map(|(_, d)| d);
+    let oldest_seconds = oldest.map(|d| now.saturating_sub(d.queued_ms) / 1000);
+    let mut metrics = Map::new();
+    metrics.insert("depth".into(), json!(pending.len()));
+    metrics.insert("oldest_seconds".into(), json!(oldest_seconds));
+    let Some(oldest) = oldest else {
+        return check(true, "no FHIR deliveries waiting".into(), metrics);
+    };
+    let age = oldest_seconds.unwrap_or(0);
+    let mut detail = format!(
+        "{} FHIR deliver{} waiting, oldest {age} s (to {})",
+        pending.len(),
+        if pending.len() == 1 { "y" } else { "ies" },
+        oldest.destination
+    );
+    if let Some(error) = &oldest.last_error {
+        detail.push_str(&format!("; last error: {error}"));
+    }
+    check(age <= limits.max_event_age.as_secs(), detail, metrics)
 }
 
 fn listener_check(status: &ListenerStatus) -> HealthCheck {

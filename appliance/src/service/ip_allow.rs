@@ -74,13 +74,51 @@ fn nameservers_in(text: &str) -> Vec<IpAddr> {
         .collect()
 }
 
-/// The drop-in for these modalities and this relay route: through `proxy` when there is one,
-/// else straight to `endpoint` (both `None` without a cloud link).
+/// A system inside the hospital the gateway itself calls: a PACS it forwards to
+/// (`PACS_FORWARD`) or an integration engine it delivers FHIR to (`FHIR_DESTINATIONS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HospitalPeer {
+    /// The comment line above its addresses, naming the setting it comes from.
+    pub comment: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl From<&crate::forward::Destination> for HospitalPeer {
+    fn from(destination: &crate::forward::Destination) -> HospitalPeer {
+        HospitalPeer {
+            comment: format!("PACS_FORWARD {destination}: the hospital PACS"),
+            host: destination.host.clone(),
+            port: destination.port,
+        }
+    }
+}
+
+impl From<&crate::fhir::Destination> for HospitalPeer {
+    fn from(destination: &crate::fhir::Destination) -> HospitalPeer {
+        let url = destination.url();
+        HospitalPeer {
+            comment: format!("FHIR_DESTINATIONS {destination}: the integration engine"),
+            // An IPv6 host comes bracketed from the URL; the resolver and parser want it bare.
+            host: url
+                .host_str()
+                .unwrap_or("")
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port: url.port_or_known_default().unwrap_or(443),
+        }
+    }
+}
+
+/// The drop-in for these modalities, this relay route (through `proxy` when there is one, else
+/// straight to `endpoint`; both `None` without a cloud link) and the hospital systems the
+/// gateway calls.
 pub fn drop_in(
     allowed_sources: Option<&HashSet<IpAddr>>,
     proxy: Option<&Url>,
     endpoint: Option<&Url>,
-    pacs: &[crate::forward::Destination],
+    hospital: &[HospitalPeer],
     lookup: &dyn Lookup,
 ) -> Result<String, NotPossible> {
     let sources = allowed_sources
@@ -117,30 +155,27 @@ pub fn drop_in(
         },
         (None, None) => {}
     }
-    // The hospital PACS the images are forwarded to (PACS_FORWARD), by address or by name.
-    let mut pacs_by_name = false;
-    for destination in pacs {
-        let addresses = match destination.host.parse::<IpAddr>() {
+    // The hospital systems the gateway calls, by address or by name.
+    let mut hospital_by_name = false;
+    for peer in hospital {
+        let addresses = match peer.host.parse::<IpAddr>() {
             Ok(ip) => BTreeSet::from([ip]),
             Err(_) => {
-                pacs_by_name = true;
-                let found = lookup
-                    .resolve(&destination.host, destination.port)
-                    .map_err(|why| NotPossible::Unresolvable {
-                        host: destination.host.clone(),
+                hospital_by_name = true;
+                let found = lookup.resolve(&peer.host, peer.port).map_err(|why| {
+                    NotPossible::Unresolvable {
+                        host: peer.host.clone(),
                         why,
-                    })?;
+                    }
+                })?;
                 sorted(found)
             }
         };
-        sections.push((
-            format!("PACS_FORWARD {destination}: the hospital PACS"),
-            addresses,
-        ));
+        sections.push((peer.comment.clone(), addresses));
     }
-    if pacs_by_name && !sections.iter().any(|(c, _)| c.starts_with("DNS servers")) {
+    if hospital_by_name && !sections.iter().any(|(c, _)| c.starts_with("DNS servers")) {
         sections.push((
-            "DNS servers (/etc/resolv.conf), to find the PACS".to_string(),
+            "DNS servers (/etc/resolv.conf), to find the hospital systems".to_string(),
             sorted(lookup.nameservers()),
         ));
     }
@@ -300,19 +335,54 @@ mod tests {
 
     #[test]
     fn the_forwarding_pacs_is_allowed_by_address_or_name() {
-        let pacs = [
+        let pacs: Vec<HospitalPeer> = [
             crate::forward::Destination::parse("PACS@10.3.3.3:104").unwrap(),
             crate::forward::Destination::parse("VNA@pacs.trust.nhs.uk:11112").unwrap(),
-        ];
+        ]
+        .iter()
+        .map(HospitalPeer::from)
+        .collect();
         let text = drop_in(Some(&set(&["10.0.0.5"])), None, None, &pacs, &Fake).unwrap();
         assert_eq!(
             allowed(&text),
             vec!["localhost", "10.0.0.5", "10.3.3.3", "10.4.4.4", "10.1.1.1"],
             "{text}"
         );
-        let unknown = [crate::forward::Destination::parse("PACS@nowhere.invalid:104").unwrap()];
+        let unknown = [HospitalPeer::from(
+            &crate::forward::Destination::parse("PACS@nowhere.invalid:104").unwrap(),
+        )];
         let e = drop_in(Some(&set(&["10.0.0.5"])), None, None, &unknown, &Fake).unwrap_err();
         assert!(matches!(e, NotPossible::Unresolvable { .. }), "{e}");
+    }
+
+    #[test]
+    fn fhir_destinations_are_allowed_by_address_or_name() {
+        let engines: Vec<HospitalPeer> = [
+            "http://10.6.6.6:8080/fhir",
+            "https://[fd00::6]/fhir",
+            "https://pacs.trust.nhs.uk/fhir",
+        ]
+        .iter()
+        .map(|url| HospitalPeer::from(&crate::fhir::Destination::parse(url).unwrap()))
+        .collect();
+        assert_eq!(engines[1].port, 443);
+        let text = drop_in(Some(&set(&["10.0.0.5"])), None, None, &engines, &Fake).unwrap();
+        assert_eq!(
+            allowed(&text),
+            vec![
+                "localhost",
+                "10.0.0.5",
+                "10.6.6.6",
+                "fd00::6",
+                "10.4.4.4",
+                "10.1.1.1"
+            ],
+            "{text}"
+        );
+        assert!(
+            text.contains("# FHIR_DESTINATIONS http://10.6.6.6:8080/fhir: the integration engine"),
+            "{text}"
+        );
     }
 
     #[test]

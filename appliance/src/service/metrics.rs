@@ -29,6 +29,10 @@ pub const EVENT_QUEUE: &str = "gateway_event_queue_depth";
 pub const EVENTS_PARKED: &str = "gateway_events_parked";
 /// Objects waiting to be forwarded to a PACS.
 pub const FORWARD_QUEUE: &str = "gateway_forward_queue_depth";
+/// FHIR delivery attempts by outcome: delivered, refused (by the endpoint), retry.
+pub const FHIR_DELIVERIES: &str = "gateway_fhir_deliveries_total";
+/// FHIR deliveries waiting for their endpoint.
+pub const FHIR_QUEUE: &str = "gateway_fhir_queue_depth";
 /// 1 while the relay listener for actions is connected.
 pub const RELAY_CONNECTED: &str = "gateway_relay_connected";
 /// Times the relay listener connected again after losing its connection.
@@ -59,11 +63,13 @@ pub async fn sample(db: Arc<Database>, mut stop: watch::Receiver<bool>) {
         let read = tokio::task::spawn_blocking(move || {
             let events = crate::cloud::outbox::stats(&db)?;
             let forward = crate::forward::queue::depth(&db)?;
-            Ok::<_, crate::db::DbError>((events, forward))
+            let fhir = crate::fhir::queue::pending(&db)?.len();
+            Ok::<_, crate::db::DbError>((events, forward, fhir))
         })
         .await;
         match read {
-            Ok(Ok((events, forward))) => {
+            Ok(Ok((events, forward, fhir))) => {
+                metrics::gauge!(FHIR_QUEUE).set(fhir as f64);
                 metrics::gauge!(EVENT_QUEUE).set(events.depth as f64);
                 metrics::gauge!(EVENTS_PARKED).set(events.parked as f64);
                 metrics::gauge!(FORWARD_QUEUE).set(forward as f64);

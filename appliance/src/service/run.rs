@@ -3,6 +3,7 @@
 //! the real process has (the environment, systemd, the signals). The integration tests start the
 //! same [`Service`], so they run the wiring the appliance runs.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
@@ -14,6 +15,7 @@ use super::health::{HealthLimits, HealthProbe};
 use super::systemd;
 use crate::cloud::{CloudConfigError, CloudLink, CloudSettings};
 use crate::config::Config;
+use crate::fhir::Deliveries;
 use crate::server::{Gateway, Running, ServerError};
 
 /// How long open associations get to finish when the service stops.
@@ -62,10 +64,12 @@ impl Service {
         let (mwl_aet, pacs_aet) = (config.mwl_aet.clone(), config.pacs_aet.clone());
         let limits = HealthLimits::for_config(&config);
         let forward_to = config.forward_to.clone();
+        let fhir = config.fhir.clone();
         let retention = crate::storage::retention::Policy::for_config(&config);
         let report_local_items_as =
             reports_local_items(cloud.as_ref()).then(|| config.name.clone());
         let dicom = Gateway::open(config)?.start().await?;
+        let fhir = Arc::new(Deliveries::new(dicom.db.clone(), fhir)?);
         let started = Instant::now();
         let (stop, stopped) = watch::channel(false);
         let probe = HealthProbe {
@@ -82,6 +86,7 @@ impl Service {
             CloudLink::start(
                 settings,
                 dicom.db.clone(),
+                fhir.clone(),
                 probe.clone(),
                 dicom.doorbell.clone(),
                 &dicom.liveness,

@@ -183,7 +183,8 @@ async fn tunnel(proxy: &Url, host: &str, port: u16) -> Result<TcpStream, RelayEr
 
 /// TLS with the ring provider and the OS trust store (where trusts add their intercepting
 /// proxies' CAs), falling back to the compiled-in Mozilla roots only when the OS store is empty.
-fn tls_config() -> Arc<rustls::ClientConfig> {
+/// The gateway's other outbound HTTPS (FHIR delivery) uses it too.
+pub fn tls_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {

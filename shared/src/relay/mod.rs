@@ -18,6 +18,7 @@ mod sender;
 
 pub use backoff::Backoff;
 pub use config::{Config, ConfigError, Limits, Settings};
+pub use connect::tls_config;
 pub use error::RelayError;
 pub use listener::{Listener, ListenerOptions, ListenerStatus};
 pub use sender::Sender;
