@@ -45,8 +45,10 @@ else
   say "dcmtk, GDCM tools, Orthanc and python3-venv present"
 fi
 dicom_venv="$SCREENING_CACHE/venv"
-dicom_pip=(pynetdicom==3.0.4 pydicom==3.0.2 pydicom-data==1.0.0 numpy)
-if ! "$dicom_venv/bin/python" -c 'import pynetdicom, pydicom, numpy, data_store' 2>/dev/null; then
+# fhir.resources 6.4 is the last release on FHIR R4 (4.0.1), and needs pydantic 1: the
+# independent validator of the FHIR orders the gateway delivers (web/tests/fhir.rs).
+dicom_pip=(pynetdicom==3.0.4 pydicom==3.0.2 pydicom-data==1.0.0 numpy fhir.resources==6.4.0 pydantic==1.10.21)
+if ! "$dicom_venv/bin/python" -c 'import pynetdicom, pydicom, numpy, data_store, fhir.resources' 2>/dev/null; then
   say "creating the DICOM test virtualenv in $dicom_venv"
   python3 -m venv "$dicom_venv"
   "$dicom_venv/bin/pip" install -q --disable-pip-version-check "${dicom_pip[@]}"

@@ -44,6 +44,8 @@ pub fn DeliveryStatus(delivery: Delivery, appointment_id: i64) -> impl IntoView 
                     "Re-send"<span class="nhsuk-u-visually-hidden">{match delivery.message {
                         crate::domain::WorklistMessage::Create => " worklist item",
                         crate::domain::WorklistMessage::Cancel => " worklist removal",
+                        crate::domain::WorklistMessage::FhirOrder => " order",
+                        crate::domain::WorklistMessage::FhirRevoke => " order cancellation",
                     }}</span>
                 </button>
             </ActionForm>

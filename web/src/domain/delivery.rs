@@ -33,6 +33,10 @@ pub enum WorklistMessage {
     Create,
     /// `worklist.cancel_item`: the participant taken off the worklist.
     Cancel,
+    /// `fhir.order`: the ServiceRequest, delivered by the gateway to the hospital's system.
+    FhirOrder,
+    /// `fhir.revoke`: the ServiceRequest revoked there.
+    FhirRevoke,
 }
 
 impl WorklistMessage {
@@ -41,6 +45,8 @@ impl WorklistMessage {
         match self {
             WorklistMessage::Create => "create",
             WorklistMessage::Cancel => "cancel",
+            WorklistMessage::FhirOrder => "fhir_order",
+            WorklistMessage::FhirRevoke => "fhir_revoke",
         }
     }
 }
@@ -103,6 +109,33 @@ impl DeliveryState {
             }
             (WorklistMessage::Cancel, DeliveryState::Refused) => "Removal refused by the gateway",
             (WorklistMessage::Cancel, DeliveryState::Withdrawn) => "Removal withdrawn",
+            // What the hospital's system has, never "on the worklist": that is its business.
+            (WorklistMessage::FhirOrder, DeliveryState::Queued) => "Order queued",
+            (WorklistMessage::FhirOrder, DeliveryState::Sending) => {
+                "Sending the order to the hospital system"
+            }
+            (WorklistMessage::FhirOrder, DeliveryState::Retrying) => {
+                "Order not delivered yet, retrying"
+            }
+            (WorklistMessage::FhirOrder, DeliveryState::Delivered) => {
+                "Order accepted by the hospital system"
+            }
+            (WorklistMessage::FhirOrder, DeliveryState::Refused) => "Order refused",
+            (WorklistMessage::FhirOrder, DeliveryState::Withdrawn) => {
+                "Order withdrawn before delivery"
+            }
+            (WorklistMessage::FhirRevoke, DeliveryState::Queued) => "Order cancellation queued",
+            (WorklistMessage::FhirRevoke, DeliveryState::Sending) => "Cancelling the order",
+            (WorklistMessage::FhirRevoke, DeliveryState::Retrying) => {
+                "Order cancellation not delivered yet, retrying"
+            }
+            (WorklistMessage::FhirRevoke, DeliveryState::Delivered) => {
+                "Order cancelled at the hospital system"
+            }
+            (WorklistMessage::FhirRevoke, DeliveryState::Refused) => "Order cancellation refused",
+            (WorklistMessage::FhirRevoke, DeliveryState::Withdrawn) => {
+                "Order cancellation withdrawn"
+            }
         }
     }
 

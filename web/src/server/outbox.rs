@@ -233,7 +233,7 @@ async fn stale(state: &AppState, action: &actions::Queued) -> Result<Option<Stri
     let Some(appointment_id) = action.appointment_id else {
         return Ok(None);
     };
-    if action.action_type != actions::CREATE_ITEM {
+    if !actions::sends_appointment(&action.action_type) {
         return Ok(None);
     }
     let placement =
@@ -323,6 +323,26 @@ async fn send_and_record(
                 };
                 tracing::warn!(action = %action.id, "outbox: {error}");
                 failed(state, action, error, Some(&reply_text), Reached::Maybe).await
+            }
+            // The gateway holds a FHIR delivery it has not made yet: ask again later, when its
+            // record will carry the endpoint's answer.
+            Ok(ActionReply {
+                outcome: Outcome::Queued { message },
+                ..
+            }) => {
+                let next_attempt_at = now_ms() + policy.delay(attempts).as_millis() as i64;
+                actions::mark_retry(
+                    &state.db,
+                    &action.id,
+                    &format!("the gateway has it, not yet delivered: {message}"),
+                    next_attempt_at,
+                    Reached::Maybe,
+                )
+                .await?;
+                Ok(Attempt::Retry {
+                    error: message,
+                    next_attempt_at,
+                })
             }
             Ok(reply) if reply.is_success() => {
                 // The health first: once the action reads `confirmed`, its report is on record.

@@ -3,7 +3,8 @@
 //! transaction and wakes the outbox worker, so no request waits on the relay.
 
 use shared::wire::action::{
-    Action, Command, Participant, Procedure, Scheduled, SourceReference, WorklistItem,
+    Action, Command, FhirDelivery, FhirPurpose, Participant, Procedure, Scheduled, SourceReference,
+    WorklistItem,
 };
 
 use super::bus::Change;
@@ -14,7 +15,7 @@ use super::store::gateways;
 use super::store::identity::User;
 use super::store::walk_ins;
 use super::store::{appointments, clinics};
-use crate::domain::{ActionStatus, AppointmentStatus, Liveness};
+use crate::domain::{fhir, ActionStatus, AppointmentStatus, Liveness};
 use crate::model::{ActionDetail, ActionRow, ClinicDetail, GatewayRow};
 
 /// A gateway check a user can ask for from the gateways page.
@@ -36,8 +37,10 @@ pub async fn send_to_modality(
     a.status.transition(AppointmentStatus::SentToModality)?;
     let gateway = clinic_gateway(state, user, a.gateway_id).await?;
     let accession = accession_number(&a.clinic_date);
-    let mut action = Action::new(
-        &state.source_system,
+    let fhir = gateway.message_type == gateways::FHIR_SERVICE_REQUEST;
+    let command = if fhir {
+        fhir_delivery(&a, &accession, &gateway.destination, FhirPurpose::Order)
+    } else {
         Command::CreateItem(WorklistItem {
             accession_number: accession.clone(),
             participant: Participant {
@@ -56,10 +59,11 @@ pub async fn send_to_modality(
             },
             procedure: Procedure {
                 modality: "MG".into(),
-                study_description: "Screening mammography, bilateral".into(),
+                study_description: STUDY_DESCRIPTION.into(),
             },
-        }),
-    );
+        })
+    };
+    let mut action = Action::new(&state.source_system, command);
     action.source_reference = Some(SourceReference {
         appointment_id: a.id.to_string(),
         participant_id: a.participant_id.to_string(),
@@ -89,10 +93,18 @@ pub async fn send_to_modality(
     appointments::add_timeline(
         &mut tx,
         a.id,
-        &format!(
-            "Worklist item {accession} queued for gateway {} (action {action_id})",
-            gateway.name
-        ),
+        &if fhir {
+            format!(
+                "FHIR order {accession} queued for gateway {}, to deliver to {} (action \
+                 {action_id})",
+                gateway.name, gateway.destination
+            )
+        } else {
+            format!(
+                "Worklist item {accession} queued for gateway {} (action {action_id})",
+                gateway.name
+            )
+        },
     )
     .await?;
     tx.commit().await?;
@@ -108,6 +120,37 @@ pub async fn send_to_modality(
         appointment_id: Some(a.id),
     });
     Ok(action_id)
+}
+
+const STUDY_DESCRIPTION: &str = "Screening mammography, bilateral";
+
+/// The FHIR order (or its revocation) for an appointment, for the gateway to deliver to
+/// `destination`.
+fn fhir_delivery(
+    a: &appointments::ForWorklist,
+    accession: &str,
+    destination: &str,
+    purpose: FhirPurpose,
+) -> Command {
+    let order = fhir::Order {
+        accession_number: accession.to_string(),
+        nhs_number: a.nhs_number.clone(),
+        family_name: a.family_name.clone(),
+        given_name: a.given_name.clone(),
+        birth_date: a.birth_date.clone(),
+        sex: a.sex.clone(),
+        date: a.clinic_date.clone(),
+        starts_at: a.starts_at.clone(),
+        description: STUDY_DESCRIPTION.to_string(),
+        revoked: purpose == FhirPurpose::Revoke,
+    };
+    let uuid = || uuid::Uuid::new_v4().to_string();
+    Command::DeliverFhir(FhirDelivery {
+        destination: destination.to_string(),
+        accession_number: accession.to_string(),
+        purpose,
+        bundle: order.bundle(&uuid(), &uuid()),
+    })
 }
 
 /// The gateway a clinic's worklist messages go to: its own, else the provider's first.
@@ -152,7 +195,11 @@ pub async fn cancel_appointment(
     let mut action_id = None;
     let mut withdrawn = None;
     if let Some(accession) = accession.filter(|_| a.status != AppointmentStatus::CheckedIn) {
-        let needs_cancel = match actions::create_of(&mut tx, a.id).await? {
+        let create = actions::create_of(&mut tx, a.id).await?;
+        let ordered = create
+            .as_ref()
+            .map(|c| (c.action_type.clone(), c.destination.clone()));
+        let needs_cancel = match create {
             Some(create)
                 if matches!(create.status, ActionStatus::Pending | ActionStatus::Failed) =>
             {
@@ -185,13 +232,21 @@ pub async fn cancel_appointment(
         };
         if needs_cancel {
             let gateway = clinic_gateway(state, user, a.gateway_id).await?;
-            let action = Action::new(
-                &state.source_system,
-                Command::CancelItem {
-                    accession_number: accession.clone(),
-                    reason: Some(format!("cancelled by {}", user.name)),
-                },
-            );
+            // The cancellation matches what was sent: the FHIR order is revoked where it went.
+            let (command, destination) = match ordered {
+                Some((kind, destination)) if kind == actions::FHIR_ORDER => (
+                    fhir_delivery(&a, &accession, &destination, FhirPurpose::Revoke),
+                    destination,
+                ),
+                _ => (
+                    Command::CancelItem {
+                        accession_number: accession.clone(),
+                        reason: Some(format!("cancelled by {}", user.name)),
+                    },
+                    gateway.destination.clone(),
+                ),
+            };
+            let action = Action::new(&state.source_system, command);
             let id = action.action_id.to_string();
             actions::insert(
                 &mut tx,
@@ -200,7 +255,7 @@ pub async fn cancel_appointment(
                     gateway_id: gateway.id,
                     appointment_id: Some(a.id),
                     action_type: action.command.action_type(),
-                    destination: &gateway.destination,
+                    destination: &destination,
                     payload: &action.to_value().to_string(),
                 },
             )
@@ -208,7 +263,14 @@ pub async fn cancel_appointment(
             appointments::add_timeline(
                 &mut tx,
                 a.id,
-                &format!("Cancellation of worklist item {accession} queued (action {id})"),
+                &format!(
+                    "Cancellation of {} {accession} queued (action {id})",
+                    if action.command.action_type() == actions::FHIR_REVOKE {
+                        "FHIR order"
+                    } else {
+                        "worklist item"
+                    }
+                ),
             )
             .await?;
             action_id = Some(id);

@@ -92,6 +92,11 @@ pub const MWL_AET: &str = "SCREENING_MWL";
 impl GatewaySettings {
     /// Starts `gateway serve`; the process is killed when the handle drops.
     pub fn start(&self) -> Child {
+        self.start_with(&[])
+    }
+
+    /// Starts `gateway serve` with these settings added.
+    pub fn start_with(&self, extra: &[(&str, &str)]) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -115,6 +120,7 @@ impl GatewaySettings {
             .env("AZURE_RELAY_KEY_NAME", KEY_NAME)
             .env("AZURE_RELAY_SHARED_ACCESS_KEY", KEY)
             .env("RUST_LOG", "info")
+            .envs(extra.iter().copied())
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .kill_on_drop(true)

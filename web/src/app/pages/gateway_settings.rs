@@ -90,7 +90,7 @@ fn SettingsForm(form: GatewayForm, save: ServerAction<SaveGateway>) -> impl Into
                     }).collect_view()}
                 </select>
             </div>
-            {field("destination", "Destination", "Where on site the gateway delivers it: modality_worklist.", form.destination)}
+            {field("destination", "Destination", "For a worklist item: modality_worklist. For FHIR: the integration engine's URL, which must also be in the gateway's FHIR_DESTINATIONS (for example https://engine.trust.local/fhir).", form.destination)}
             <button type="submit" class="nhsuk-button" id="save-gateway">"Save gateway"</button>
         </ActionForm>
     }

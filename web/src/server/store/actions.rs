@@ -19,6 +19,15 @@ const WITHDRAWN: &str = ActionStatus::Withdrawn.as_str();
 pub const CREATE_ITEM: &str = "worklist.create_item";
 /// The action type that takes it off again.
 pub const CANCEL_ITEM: &str = "worklist.cancel_item";
+/// For a gateway whose message type is FHIR: the order (a ServiceRequest) in place of the
+/// worklist item, and its revocation in place of the cancel.
+pub const FHIR_ORDER: &str = "fhir.order";
+pub const FHIR_REVOKE: &str = "fhir.revoke";
+
+/// Whether an action type sends an appointment to the modality (the item, or the order).
+pub fn sends_appointment(action_type: &str) -> bool {
+    action_type == CREATE_ITEM || action_type == FHIR_ORDER
+}
 
 /// A new outbox row.
 #[derive(Debug, Clone)]
@@ -257,7 +266,7 @@ pub async fn redrive(db: &Db, provider_id: i64, id: &str) -> Result<Option<i64>,
         )));
     }
     let appointment_status: Option<String> = col(&row, "appointment_status")?;
-    if col::<String>(&row, "action_type")? == CREATE_ITEM {
+    if sends_appointment(&col::<String>(&row, "action_type")?) {
         if let Some(s) = appointment_status {
             refuse_stale_create(AppointmentStatus::parse(&s)?)?;
         }
@@ -312,23 +321,25 @@ pub async fn deliveries(
     let rows = sqlx::query(&format!(
         "SELECT appointment_id, id, action_type, status, attempts, next_attempt_at, last_error
          FROM gateway_actions
-         WHERE action_type IN ($1, $2) AND appointment_id IN ({list}) ORDER BY appointment_seq"
+         WHERE action_type IN ($1, $2, $3, $4) AND appointment_id IN ({list})
+         ORDER BY appointment_seq"
     ))
     .bind(CREATE_ITEM)
     .bind(CANCEL_ITEM)
+    .bind(FHIR_ORDER)
+    .bind(FHIR_REVOKE)
     .fetch_all(&db.pool)
     .await?;
     for r in &rows {
         let status = ActionStatus::parse(&col::<String>(r, "status")?)?;
-        let message = if col::<String>(r, "action_type")? == CANCEL_ITEM {
+        let message = match col::<String>(r, "action_type")?.as_str() {
+            CREATE_ITEM => WorklistMessage::Create,
+            FHIR_ORDER => WorklistMessage::FhirOrder,
             // A cancel withdrawn as needless (its create never reached the gateway) leaves the
             // create's state as the one that tells.
-            if status == ActionStatus::Withdrawn {
-                continue;
-            }
-            WorklistMessage::Cancel
-        } else {
-            WorklistMessage::Create
+            _ if status == ActionStatus::Withdrawn => continue,
+            FHIR_REVOKE => WorklistMessage::FhirRevoke,
+            _ => WorklistMessage::Cancel,
         };
         let attempts: i64 = col(r, "attempts")?;
         let state = DeliveryState::of(status, attempts);
@@ -355,6 +366,10 @@ pub async fn deliveries(
 #[derive(Debug, Clone)]
 pub struct CreateOf {
     pub id: String,
+    /// `worklist.create_item` or `fhir.order`: what its cancellation must be.
+    pub action_type: String,
+    /// Where it went (a FHIR order's endpoint: its revocation goes there too).
+    pub destination: String,
     pub status: ActionStatus,
     /// Some attempt may have reached the gateway (see [`Reached`]).
     pub maybe_delivered: bool,
@@ -366,17 +381,20 @@ pub async fn create_of(
     appointment_id: i64,
 ) -> Result<Option<CreateOf>, StoreError> {
     let r = sqlx::query(
-        "SELECT id, status, maybe_delivered FROM gateway_actions
-         WHERE appointment_id = $1 AND action_type = $2
+        "SELECT id, action_type, destination, status, maybe_delivered FROM gateway_actions
+         WHERE appointment_id = $1 AND action_type IN ($2, $3)
          ORDER BY appointment_seq DESC LIMIT 1",
     )
     .bind(appointment_id)
     .bind(CREATE_ITEM)
+    .bind(FHIR_ORDER)
     .fetch_optional(&mut **tx)
     .await?;
     r.map(|r| {
         Ok(CreateOf {
             id: col(&r, "id")?,
+            action_type: col(&r, "action_type")?,
+            destination: col(&r, "destination")?,
             status: ActionStatus::parse(&col::<String>(&r, "status")?)?,
             maybe_delivered: col::<i64>(&r, "maybe_delivered")? != 0,
         })
@@ -414,7 +432,7 @@ pub async fn withdraw_needless_cancels(
 ) -> Result<u64, StoreError> {
     let done = sqlx::query(
         "UPDATE gateway_actions SET status = $1, next_attempt_at = NULL, last_error = $2
-         WHERE appointment_id = $3 AND action_type = $4 AND status = $5 AND attempts = 0
+         WHERE appointment_id = $3 AND action_type IN ($4, $7) AND status = $5 AND attempts = 0
            AND appointment_seq > (SELECT c.appointment_seq FROM gateway_actions c
                                   WHERE c.id = $6 AND c.maybe_delivered = 0)",
     )
@@ -424,6 +442,7 @@ pub async fn withdraw_needless_cancels(
     .bind(CANCEL_ITEM)
     .bind(PENDING)
     .bind(create_id)
+    .bind(FHIR_REVOKE)
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected())

@@ -55,9 +55,23 @@ pub struct GatewaySettings {
 }
 
 /// The message types "Send to modality" can produce, with what the page calls them.
-pub const MESSAGE_TYPES: [(&str, &str); 1] = [("dicom_worklist", "DICOM modality worklist item")];
+pub const MESSAGE_TYPES: [(&str, &str); 2] = [
+    (DICOM_WORKLIST, "DICOM modality worklist item"),
+    (
+        FHIR_SERVICE_REQUEST,
+        "FHIR R4 ServiceRequest, delivered by the gateway to the destination URL",
+    ),
+];
+/// The worklist item on the gateway's own modality worklist (`destination` is a label).
+pub const DICOM_WORKLIST: &str = "dicom_worklist";
+/// A FHIR order the gateway POSTs to `destination`, an http(s) URL on its `FHIR_DESTINATIONS`.
+pub const FHIR_SERVICE_REQUEST: &str = "fhir_service_request";
 
 impl GatewaySettings {
+    pub fn sends_fhir(&self) -> bool {
+        self.message_type == FHIR_SERVICE_REQUEST
+    }
+
     /// Why these settings cannot be saved, naming the field, or `Ok`.
     pub fn check(&self) -> Result<(), StoreError> {
         let refuse = |why: String| Err(StoreError::Refused(why));
@@ -72,7 +86,6 @@ impl GatewaySettings {
             ("Actions hybrid connection", &self.actions_hc),
             ("Events hybrid connection", &self.events_hc),
             ("Relay key name", &self.key_name),
-            ("Destination", &self.destination),
         ] {
             if !plain(value) {
                 return refuse(format!(
@@ -112,6 +125,29 @@ impl GatewaySettings {
         }
         if !MESSAGE_TYPES.iter().any(|(t, _)| *t == self.message_type) {
             return refuse(format!("unknown message type {:?}", self.message_type));
+        }
+        let destination = &self.destination;
+        if self.sends_fhir() {
+            match url::Url::parse(destination) {
+                Ok(u)
+                    if matches!(u.scheme(), "http" | "https")
+                        && u.host_str().is_some()
+                        && u.username().is_empty()
+                        && u.password().is_none()
+                        && u.query().is_none()
+                        && u.fragment().is_none() => {}
+                _ => {
+                    return refuse(format!(
+                        "Destination must be the integration engine's http:// or https:// URL \
+                         (no credentials or query), as listed in the gateway's \
+                         FHIR_DESTINATIONS, not {destination:?}"
+                    ))
+                }
+            }
+        } else if !plain(destination) {
+            return refuse(format!(
+                "Destination must be letters, digits, '-', '_' or '.', not {destination:?}"
+            ));
         }
         Ok(())
     }
@@ -367,7 +403,7 @@ mod tests {
     #[test]
     fn settings_are_checked_field_by_field() {
         type Change = fn(&mut GatewaySettings);
-        let cases: [(&str, Change, Option<&str>); 10] = [
+        let cases: [(&str, Change, Option<&str>); 14] = [
             ("as given", |_| {}, None),
             (
                 "emulator endpoint",
@@ -415,8 +451,34 @@ mod tests {
                 Some("Public keys"),
             ),
             (
-                "FHIR before it is built",
-                |g| g.message_type = "fhir_service_request".into(),
+                "FHIR to a URL",
+                |g| {
+                    g.message_type = FHIR_SERVICE_REQUEST.into();
+                    g.destination = "https://engine.trust.local/fhir".into();
+                },
+                None,
+            ),
+            (
+                "FHIR to a label",
+                |g| g.message_type = FHIR_SERVICE_REQUEST.into(),
+                Some("http:// or https:// URL"),
+            ),
+            (
+                "FHIR with credentials",
+                |g| {
+                    g.message_type = FHIR_SERVICE_REQUEST.into();
+                    g.destination = "https://u:p@engine.trust.local/fhir".into();
+                },
+                Some("no credentials"),
+            ),
+            (
+                "worklist to a URL",
+                |g| g.destination = "https://engine.trust.local/fhir".into(),
+                Some("Destination must be letters"),
+            ),
+            (
+                "unknown message type",
+                |g| g.message_type = "hl7v2".into(),
                 Some("message type"),
             ),
         ];
