@@ -422,7 +422,9 @@ async fn scenario(db: Db) {
     let create_id = service::send_to_modality(&state, &north, in_flight)
         .await
         .unwrap();
-    assert!(actions::mark_sent(&db, &create_id).await.unwrap());
+    assert!(actions::mark_sent(&db, &create_id, &support::CLAIM)
+        .await
+        .unwrap());
     let cancel_id = service::cancel_appointment(&state, &north, in_flight)
         .await
         .unwrap()
@@ -448,7 +450,9 @@ async fn scenario(db: Db) {
         due.contains(&create_id) && !due.contains(&cancel_id),
         "{due:?}"
     );
-    assert!(actions::mark_sent(&db, &create_id).await.unwrap());
+    assert!(actions::mark_sent(&db, &create_id, &support::CLAIM)
+        .await
+        .unwrap());
     actions::mark_failed(&db, &create_id, "refused", None, actions::Reached::No)
         .await
         .unwrap();
@@ -469,6 +473,43 @@ async fn scenario(db: Db) {
         actions::next_due(&db).await.unwrap().map(|t| t <= far),
         Some(true)
     );
+    // Several replicas: of two claims on one due action exactly one wins; a claim whose lease
+    // ran out (its replica died mid-send) is due again and taken over by another replica, the
+    // action marked as maybe delivered; the dead replica's claim is then no good.
+    let shared = clinic.appointments[4].id;
+    let shared_id = service::send_to_modality(&state, &north, shared)
+        .await
+        .unwrap();
+    let claim = |replica, secs| actions::Claim {
+        replica,
+        lease: std::time::Duration::from_secs(secs),
+    };
+    assert!(actions::mark_sent(&db, &shared_id, &claim("a", 0))
+        .await
+        .unwrap());
+    let now = web::server::db::now_ms();
+    assert!(due_ids(actions::due(&db, now + 1, 50).await.unwrap()).contains(&shared_id));
+    let (claim_b, claim_c) = (claim("b", 300), claim("c", 300));
+    let (b, c) = tokio::join!(
+        actions::mark_sent(&db, &shared_id, &claim_b),
+        actions::mark_sent(&db, &shared_id, &claim_c),
+    );
+    assert!(
+        b.unwrap() ^ c.unwrap(),
+        "exactly one replica takes over an expired claim"
+    );
+    assert!(!actions::mark_sent(&db, &shared_id, &claim("a", 300))
+        .await
+        .unwrap());
+    assert!(!due_ids(actions::due(&db, now + 1, 50).await.unwrap()).contains(&shared_id));
+    let mut tx = db.begin().await.unwrap();
+    let taken_over = actions::create_of(&mut tx, shared).await.unwrap().unwrap();
+    tx.rollback().await.unwrap();
+    assert!(
+        taken_over.maybe_delivered,
+        "a takeover may resend what was delivered"
+    );
+
     // Until the removal is delivered the modality still offers the participant, and the pages
     // say so: the delivery shown is the cancel's, refused with its reason, then delivered.
     let removal = |id| {
@@ -490,7 +531,9 @@ async fn scenario(db: Db) {
             cancel_id.clone()
         )
     );
-    assert!(actions::mark_sent(&db, &cancel_id).await.unwrap());
+    assert!(actions::mark_sent(&db, &cancel_id, &support::CLAIM)
+        .await
+        .unwrap());
     actions::mark_failed(
         &db,
         &cancel_id,
@@ -513,7 +556,9 @@ async fn scenario(db: Db) {
         .await
         .unwrap();
     assert_eq!(resent, cancel_id, "re-send re-sends the removal");
-    assert!(actions::mark_sent(&db, &cancel_id).await.unwrap());
+    assert!(actions::mark_sent(&db, &cancel_id, &support::CLAIM)
+        .await
+        .unwrap());
     actions::mark_confirmed(&db, &cancel_id, "{}")
         .await
         .unwrap();

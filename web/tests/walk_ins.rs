@@ -174,7 +174,9 @@ async fn scenario(db: Db) {
     let create = service::send_to_modality(&state, &north, delivered)
         .await
         .unwrap();
-    assert!(actions::mark_sent(&db, &create).await.unwrap());
+    assert!(actions::mark_sent(&db, &create, &support::CLAIM)
+        .await
+        .unwrap());
     actions::mark_confirmed(&db, &create, "{}").await.unwrap();
     let pending_create = service::send_to_modality(&state, &north, pending)
         .await

@@ -3,6 +3,7 @@
 //! query uses `$N` placeholders and basic column types (BIGINT epoch milliseconds for times),
 //! which both databases read the same way; only the migrations differ by dialect.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -55,10 +56,21 @@ impl From<UnknownActionStatus> for StoreError {
 }
 
 /// The connection pool and its backend.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// Where it is, for the change bus's own listening connection. Holds the password: kept out
+    /// of `Debug`.
+    url: Arc<str>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("backend", &self.backend)
+            .finish()
+    }
 }
 
 impl Db {
@@ -110,7 +122,16 @@ impl Db {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Db { pool, backend })
+        Ok(Db {
+            pool,
+            backend,
+            url: url.into(),
+        })
+    }
+
+    /// The URL it was opened with.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 }
 

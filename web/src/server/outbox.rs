@@ -51,6 +51,13 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// How long a replica's claim on an action it is sending holds off the others: one attempt's
+    /// connect and reply timeouts and a minute to spare. Past it the sender is presumed dead and
+    /// any replica sends the action again (the gateway answers `exists` for what it has).
+    pub fn lease(&self) -> Duration {
+        self.connect_timeout + self.reply_timeout + Duration::from_secs(60)
+    }
+
     /// The wait after the `attempts`-th failed attempt (the stored attempt counter).
     pub fn delay(&self, attempts: i64) -> Duration {
         self.backoff
@@ -192,7 +199,11 @@ pub async fn attempt(
     if let Some(why) = stale(state, action).await? {
         return withdraw(state, action, &why).await;
     }
-    if !actions::mark_sent(&state.db, &action.id).await? {
+    let claim = actions::Claim {
+        replica: &state.replica,
+        lease: policy.lease(),
+    };
+    if !actions::mark_sent(&state.db, &action.id, &claim).await? {
         return Ok(Attempt::Skipped);
     }
     match send_and_record(state, policy, action).await {
@@ -205,7 +216,7 @@ pub async fn attempt(
             }
         }
         Ok(outcome) => Ok(outcome),
-        // Database trouble: the row stays `sent` and is sent again after a restart.
+        // Database trouble: the row stays `sent`, and is sent again once the lease runs out.
         Err(e @ StoreError::Sql(_)) => Err(e),
         // Anything else (its gateway gone, a corrupt payload) will not get better by itself.
         Err(other) => {

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use super::db::StoreError;
 use super::outbox::{self, RetryPolicy};
 use super::state::AppState;
-use super::store::{actions, identity};
+use super::store::identity;
 use super::throttle;
 
 /// Where the browser client and the NHS assets were built, unless `WEB_SITE_ROOT` says otherwise:
@@ -67,10 +67,8 @@ pub async fn start(state: AppState, options: ServeOptions) -> Result<Running, St
         None => None,
     };
     let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
-    let requeued = actions::requeue_interrupted(&state.db).await?;
-    if requeued > 0 {
-        tracing::warn!("{requeued} actions were interrupted mid-send; sending them again");
-    }
+    // Nothing is reset here: an action another replica is sending is its own until its lease
+    // runs out, and one whose sender died is due again then (`store::actions::mark_sent`).
     let (shutdown, stop) = watch::channel(false);
     let mut tasks = Vec::new();
 

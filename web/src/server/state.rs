@@ -6,19 +6,25 @@ use shared::relay::ListenerStatus;
 use shared::wire::{Keyring, SigningKey};
 use tokio::sync::Notify;
 
-use super::bus::Bus;
-use super::db::Db;
+use super::bus::{Bus, LocalBus, PostgresBus};
+use super::db::{Backend, Db};
 use super::listeners::Listeners;
 use super::throttle::Limits;
 
 /// Reads an environment variable by name: the process environment, or a map in tests.
 pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
+/// Changes kept for a slow SSE subscriber before it is told to re-read everything.
+const BUS_CAPACITY: usize = 1024;
+
 /// The app's shared state; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
     pub bus: Arc<dyn Bus>,
+    /// This process's id among the replicas on one database: on its outbox claims and its
+    /// change notifications.
+    pub replica: String,
     /// Our message-signing key: gateways verify our actions and our event replies with it.
     pub signing: Arc<SigningKey>,
     /// Keys trusted for gateways whose row has no public key of its own (`PEER_PUBLIC_KEYS`).
@@ -48,11 +54,19 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The state for a database, with the process environment and a fresh in-process bus.
+    /// The state for a database, with the process environment and a fresh bus: in-process on
+    /// SQLite, shared by every replica through the database on PostgreSQL (so it must be called
+    /// inside the tokio runtime).
     pub fn new(db: Db, signing: SigningKey, fallback_keys: Keyring) -> AppState {
+        let replica = uuid::Uuid::new_v4();
+        let bus: Arc<dyn Bus> = match db.backend {
+            Backend::Sqlite => Arc::new(LocalBus::new(BUS_CAPACITY)),
+            Backend::Postgres => Arc::new(PostgresBus::start(&db, BUS_CAPACITY, replica)),
+        };
         AppState {
             db,
-            bus: Arc::new(super::bus::LocalBus::new(1024)),
+            bus,
+            replica: replica.to_string(),
             signing: Arc::new(signing),
             fallback_keys,
             outbox_wake: Arc::new(Notify::new()),

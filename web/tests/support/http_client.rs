@@ -157,3 +157,57 @@ pub fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
         n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
     })
 }
+
+/// An open SSE stream, read as raw text: enough to wait for an event by name (the chunked
+/// framing around the events does not matter for that).
+pub struct EventStream {
+    stream: TcpStream,
+    seen: String,
+}
+
+impl EventStream {
+    /// Opens `path` with the session `cookie` and waits for the response head.
+    pub async fn open(addr: SocketAddr, path: &str, cookie: &str) -> EventStream {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut events = EventStream {
+            stream,
+            seen: String::new(),
+        };
+        events.wait_for("HTTP/1.1 200", 1).await;
+        events
+    }
+
+    /// Waits until `text` has appeared `count` times in the stream so far; panics after 60 s.
+    pub async fn wait_for(&mut self, text: &str, count: usize) {
+        let read = async {
+            let mut buf = [0u8; 8192];
+            while self.seen.matches(text).count() < count {
+                let n = self.stream.read(&mut buf).await.unwrap();
+                assert!(
+                    n > 0,
+                    "the stream ended before {text:?} × {count}: {}",
+                    self.seen
+                );
+                self.seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        };
+        if tokio::time::timeout(std::time::Duration::from_secs(60), read)
+            .await
+            .is_err()
+        {
+            panic!(
+                "no {text:?} × {count} in 60 s; the stream so far: {}",
+                self.seen
+            );
+        }
+    }
+
+    /// How often `text` has appeared so far.
+    pub fn count(&self, text: &str) -> usize {
+        self.seen.matches(text).count()
+    }
+}

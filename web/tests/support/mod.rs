@@ -250,3 +250,9 @@ impl Rig {
         }
     }
 }
+
+/// An outbox claim, for tests that play the outbox worker's part by hand.
+pub const CLAIM: web::server::store::actions::Claim<'static> = web::server::store::actions::Claim {
+    replica: "test-replica",
+    lease: Duration::from_secs(300),
+};

@@ -106,19 +106,21 @@ const NOT_HELD: &str = "NOT EXISTS (SELECT 1 FROM gateway_actions e
       WHERE a.appointment_id IS NOT NULL AND e.appointment_id = a.appointment_id
         AND e.appointment_seq < a.appointment_seq AND e.status NOT IN ($1, $2))";
 
-/// Pending actions whose next attempt is due and that no earlier action of their appointment
-/// holds back, oldest first.
+/// Actions due now that no earlier action of their appointment holds back, oldest first:
+/// pending ones whose next attempt has come, and sent ones whose claim's lease ran out (the
+/// replica sending them died mid-send).
 pub async fn due(db: &Db, now: i64, limit: i64) -> Result<Vec<Queued>, StoreError> {
     let rows = sqlx::query(&format!(
         "SELECT a.id, a.gateway_id, g.provider_id, a.appointment_id, a.action_type, a.destination,
                 a.payload, a.attempts
          FROM gateway_actions a JOIN gateways g ON g.id = a.gateway_id
-         WHERE a.status = $3 AND a.next_attempt_at <= $4 AND {NOT_HELD}
-         ORDER BY a.next_attempt_at, a.created_at, a.appointment_seq LIMIT $5"
+         WHERE a.status IN ($3, $4) AND a.next_attempt_at <= $5 AND {NOT_HELD}
+         ORDER BY a.next_attempt_at, a.created_at, a.appointment_seq LIMIT $6"
     ))
     .bind(CONFIRMED)
     .bind(WITHDRAWN)
     .bind(PENDING)
+    .bind(SENT)
     .bind(now)
     .bind(limit)
     .fetch_all(&db.pool)
@@ -143,25 +145,47 @@ pub async fn due(db: &Db, now: i64, limit: i64) -> Result<Vec<Queued>, StoreErro
 /// woken by whatever settles the action before it).
 pub async fn next_due(db: &Db) -> Result<Option<i64>, StoreError> {
     let row = sqlx::query(&format!(
-        "SELECT MIN(a.next_attempt_at) AS t FROM gateway_actions a WHERE a.status = $3 AND {NOT_HELD}"
+        "SELECT MIN(a.next_attempt_at) AS t FROM gateway_actions a
+         WHERE a.status IN ($3, $4) AND {NOT_HELD}"
     ))
     .bind(CONFIRMED)
     .bind(WITHDRAWN)
     .bind(PENDING)
+    .bind(SENT)
     .fetch_one(&db.pool)
     .await?;
     col(&row, "t")
 }
 
-/// Marks an attempt started: `sent`, one more attempt. Returns false if someone else (a re-drive
-/// racing the worker) changed the row first.
-pub async fn mark_sent(db: &Db, id: &str) -> Result<bool, StoreError> {
+/// Who is sending an action, and until when no other replica may take it over.
+#[derive(Debug, Clone)]
+pub struct Claim<'a> {
+    /// The replica's id ([`crate::server::state::AppState::replica`]).
+    pub replica: &'a str,
+    /// How long one attempt can take, with room to spare: past it the sender is presumed dead.
+    pub lease: std::time::Duration,
+}
+
+/// Marks an attempt started: `sent`, one more attempt, claimed by this replica for the lease.
+/// Returns false if someone else (another replica, or a re-drive racing the worker) changed the
+/// row first. This one conditional update is the claim: PostgreSQL and SQLite both apply it to
+/// the row once, so of several replicas that read the same due row exactly one sends it.
+///
+/// Taking over a `sent` row whose lease ran out marks it as maybe delivered: the dead replica may
+/// have sent it.
+pub async fn mark_sent(db: &Db, id: &str, claim: &Claim<'_>) -> Result<bool, StoreError> {
+    let now = now_ms();
+    let lease_until = now + i64::try_from(claim.lease.as_millis()).unwrap_or(i64::MAX / 2);
     let done = sqlx::query(
-        "UPDATE gateway_actions SET status = $1, sent_at = $2, attempts = attempts + 1, next_attempt_at = NULL
-         WHERE id = $3 AND status = $4",
+        "UPDATE gateway_actions SET status = $1, sent_at = $2, attempts = attempts + 1,
+             next_attempt_at = $3, claimed_by = $4,
+             maybe_delivered = CASE WHEN status = $1 THEN 1 ELSE maybe_delivered END
+         WHERE id = $5 AND (status = $6 OR (status = $1 AND next_attempt_at <= $2))",
     )
     .bind(SENT)
-    .bind(now_ms())
+    .bind(now)
+    .bind(lease_until)
+    .bind(claim.replica)
     .bind(id)
     .bind(PENDING)
     .execute(&db.pool)
@@ -402,22 +426,26 @@ pub async fn create_of(
     .transpose()
 }
 
-/// Withdraws an undelivered action (pending or failed): it will never be sent. Returns false if
-/// it was no longer undelivered (the worker took it meanwhile), so the caller can fall back.
+/// Withdraws an undelivered action (pending or failed, or sent by a replica whose lease ran
+/// out — then it may have been delivered, and is marked so): it will never be sent. Returns false
+/// if it was no longer undelivered (a worker took it meanwhile), so the caller can fall back.
 pub async fn withdraw(
     tx: &mut Transaction<'_, Any>,
     id: &str,
     reason: &str,
 ) -> Result<bool, StoreError> {
     let done = sqlx::query(
-        "UPDATE gateway_actions SET status = $1, next_attempt_at = NULL, last_error = $2, failed_at = NULL
-         WHERE id = $3 AND status IN ($4, $5)",
+        "UPDATE gateway_actions SET status = $1, next_attempt_at = NULL, last_error = $2, failed_at = NULL,
+             maybe_delivered = CASE WHEN status = $6 THEN 1 ELSE maybe_delivered END
+         WHERE id = $3 AND (status IN ($4, $5) OR (status = $6 AND next_attempt_at <= $7))",
     )
     .bind(WITHDRAWN)
     .bind(reason)
     .bind(id)
     .bind(PENDING)
     .bind(FAILED)
+    .bind(SENT)
+    .bind(now_ms())
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -444,20 +472,6 @@ pub async fn withdraw_needless_cancels(
     .bind(create_id)
     .bind(FHIR_REVOKE)
     .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected())
-}
-
-/// Actions left `sent` by a crash mid-send go back to pending at start-up: sending again is safe
-/// because the gateway answers `exists` for an item it already has. They may have reached it.
-pub async fn requeue_interrupted(db: &Db) -> Result<u64, StoreError> {
-    let done = sqlx::query(
-        "UPDATE gateway_actions SET status = $1, next_attempt_at = $2, maybe_delivered = 1 WHERE status = $3",
-    )
-    .bind(PENDING)
-    .bind(now_ms())
-    .bind(SENT)
-    .execute(&db.pool)
     .await?;
     Ok(done.rows_affected())
 }

@@ -1,17 +1,26 @@
 //! The change bus: every write that a browser should see (a status change, an image, an action's
 //! progress) is announced here, and the SSE streams forward the announcements to the pages that
-//! show the changed thing. Nothing polls the database. The [`Bus`] trait hides the in-process
-//! broadcast channel so that a PostgreSQL LISTEN/NOTIFY implementation can serve several web
-//! replicas later.
+//! show the changed thing. Nothing polls the database.
+//!
+//! One replica on SQLite uses [`LocalBus`], a broadcast channel. Replicas on one PostgreSQL use
+//! [`PostgresBus`]: each change also goes out as a `NOTIFY`, so a browser on any replica hears
+//! what any replica did or received. A change names its row, never its contents: the page
+//! re-reads it, so a notification can be small, and one that is lost costs a `resync`, never a
+//! wrong page.
 
-use futures::stream::{self, BoxStream, StreamExt};
-use serde::Serialize;
-use tokio::sync::broadcast;
+mod local;
+mod postgres;
+
+pub use local::LocalBus;
+pub use postgres::PostgresBus;
+
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
 
 use crate::live_event::LiveEvent;
 
 /// Something changed; pages re-read what they show when a change concerns them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Change {
     /// An appointment's status or timeline changed.
@@ -75,58 +84,20 @@ pub trait Bus: Send + Sync + 'static {
     fn subscribe(&self) -> BoxStream<'static, Change>;
 }
 
-/// The single-process bus: a tokio broadcast channel.
-#[derive(Debug, Clone)]
-pub struct LocalBus {
-    sender: broadcast::Sender<Change>,
-}
-
-impl LocalBus {
-    /// A bus that keeps up to `capacity` changes for a slow subscriber before it must resync.
-    pub fn new(capacity: usize) -> LocalBus {
-        LocalBus {
-            sender: broadcast::channel(capacity).0,
-        }
-    }
-}
-
-impl Bus for LocalBus {
-    fn publish(&self, change: Change) {
-        // No subscribers is fine: nobody is looking.
-        let _ = self.sender.send(change);
-    }
-
-    fn subscribe(&self) -> BoxStream<'static, Change> {
-        stream::unfold(self.sender.subscribe(), |mut rx| async move {
-            match rx.recv().await {
-                Ok(change) => Some((change, rx)),
-                Err(broadcast::error::RecvError::Lagged(_)) => Some((Change::Resync, rx)),
-                Err(broadcast::error::RecvError::Closed) => None,
-            }
-        })
-        .boxed()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn subscribers_get_changes_in_order_and_a_resync_when_they_lag() {
-        let bus = LocalBus::new(2);
-        let mut sub = bus.subscribe();
-        let change = |id| Change::Gateway {
+    #[test]
+    fn changes_survive_the_wire_as_json() {
+        let change = Change::Image {
             provider_id: 1,
-            gateway_id: id,
+            clinic_id: 2,
+            appointment_id: 3,
+            image_id: 4,
         };
-        bus.publish(change(1));
-        assert_eq!(sub.next().await, Some(change(1)));
-        for id in 2..=5 {
-            bus.publish(change(id));
-        }
-        assert_eq!(sub.next().await, Some(Change::Resync));
-        assert_eq!(sub.next().await, Some(change(4)));
+        let text = serde_json::to_string(&change).unwrap();
+        assert_eq!(serde_json::from_str::<Change>(&text).unwrap(), change);
     }
 
     #[test]
