@@ -51,6 +51,20 @@ enum Refusal {
     Db(#[from] DbError),
 }
 
+/// Runs a queue transaction on the blocking pool; should it panic, the caller gets an error
+/// (and the action its error reply) instead of the task dying with it.
+async fn off_the_executor<T, E>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<DbError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| E::from(DbError::Unavailable(format!("the FHIR queue task: {e}"))))?
+}
+
 /// The FHIR deliveries of one gateway: shared by the actions handler and the sender task.
 pub struct Deliveries {
     db: Arc<Database>,
@@ -141,7 +155,7 @@ impl Deliveries {
         };
         let db = self.db.clone();
         let id = action_id.to_string();
-        tokio::task::spawn_blocking(move || {
+        off_the_executor(move || {
             db.write(|txn| {
                 queue::purge(txn, db::now_ms())?;
                 match queue::get_in(txn, &id)? {
@@ -170,7 +184,6 @@ impl Deliveries {
             })
         })
         .await
-        .expect("a FHIR queue write does not panic")
     }
 
     /// The delivery's outcome once it finishes, or `queued` after `wait`.
@@ -320,83 +333,106 @@ impl Deliveries {
         Attempt::Answered { status, answer }
     }
 
-    /// Records an attempt; returns the record as it now is.
+    /// Records an attempt; returns the record as it now is. The log line and the counter come
+    /// after the commit, so they say only what was stored.
     async fn finish(&self, id: &str, attempt: Attempt) -> Result<Option<Delivery>, DbError> {
         let db = self.db.clone();
-        let id = id.to_string();
-        tokio::task::spawn_blocking(move || {
-            db.write(|txn| {
-                let Some(mut d) = queue::get_in(txn, &id)? else {
-                    return Ok(None);
+        let key = id.to_string();
+        let (record, settled) = off_the_executor(move || {
+            db.write(|txn| -> Result<_, DbError> {
+                let Some(mut d) = queue::get_in(txn, &key)? else {
+                    return Ok((None, None));
                 };
                 if !d.is_pending() {
-                    return Ok(Some(d));
+                    return Ok((Some(d), None));
                 }
-                d.attempts += 1;
-                let accession = d.accession_number.clone();
-                let failed = |d: &mut Delivery, why: String| {
-                    let wait = BACKOFF.delay(d.attempts);
-                    tracing::warn!(
-                        accession = %accession,
-                        action_id = %id,
-                        "{} for {} to {}: attempt {} failed ({why}); next in {} s",
-                        d.action_type,
-                        d.accession_number,
-                        d.destination,
-                        d.attempts,
-                        wait.as_secs()
-                    );
-                    metrics::counter!(crate::service::metrics::FHIR_DELIVERIES, "outcome" => "retry").increment(1);
-                    d.last_error = Some(why);
-                    d.next_attempt_ms = db::now_ms() + wait.as_millis() as u64;
-                };
-                match attempt {
-                    Attempt::Failed(why) => failed(&mut d, why),
-                    Attempt::Answered { status, answer } => match Verdict::of(status) {
-                        Verdict::Delivered => {
-                            tracing::info!(
-                                accession = %accession,
-                                action_id = %id,
-                                "{} for {} delivered to {}: HTTP {status}",
-                                d.action_type,
-                                d.accession_number,
-                                d.destination
-                            );
-                            metrics::counter!(crate::service::metrics::FHIR_DELIVERIES, "outcome" => "delivered").increment(1);
-                            d.state = State::Delivered {
-                                http_status: status,
-                                answer,
-                            };
-                        }
-                        Verdict::Refused => {
-                            let answer = match answer {
-                                serde_json::Value::String(s) => s,
-                                other => other.to_string(),
-                            };
-                            tracing::warn!(
-                                accession = %accession,
-                                action_id = %id,
-                                "{} for {} refused by {}: HTTP {status}: {answer}",
-                                d.action_type,
-                                d.accession_number,
-                                d.destination
-                            );
-                            metrics::counter!(crate::service::metrics::FHIR_DELIVERIES, "outcome" => "refused").increment(1);
-                            d.state = State::Refused {
-                                http_status: status,
-                                answer,
-                            };
-                        }
-                        Verdict::Retry => failed(&mut d, format!("HTTP {status}")),
-                    },
-                }
-                queue::put_in(txn, &id, &d)?;
-                Ok(Some(d))
+                let settled = settle(&mut d, attempt);
+                queue::put_in(txn, &key, &d)?;
+                Ok((Some(d), Some(settled)))
             })
         })
-        .await
-        .expect("a FHIR queue write does not panic")
+        .await?;
+        if let (Some(d), Some(settled)) = (&record, &settled) {
+            report(id, d, settled);
+        }
+        Ok(record)
     }
+}
+
+/// What one attempt made of a pending delivery.
+enum Settled {
+    Retry { why: String, wait: Duration },
+    Delivered { status: u16 },
+    Refused { status: u16, answer: String },
+}
+
+/// Applies one attempt to its pending record; the caller stores it.
+fn settle(d: &mut Delivery, attempt: Attempt) -> Settled {
+    d.attempts += 1;
+    let retry = |d: &mut Delivery, why: String| {
+        let wait = BACKOFF.delay(d.attempts);
+        d.last_error = Some(why.clone());
+        d.next_attempt_ms = db::now_ms() + wait.as_millis() as u64;
+        Settled::Retry { why, wait }
+    };
+    match attempt {
+        Attempt::Failed(why) => retry(d, why),
+        Attempt::Answered { status, answer } => match Verdict::of(status) {
+            Verdict::Delivered => {
+                d.state = State::Delivered {
+                    http_status: status,
+                    answer,
+                };
+                Settled::Delivered { status }
+            }
+            Verdict::Refused => {
+                let answer = match answer {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                d.state = State::Refused {
+                    http_status: status,
+                    answer: answer.clone(),
+                };
+                Settled::Refused { status, answer }
+            }
+            Verdict::Retry => retry(d, format!("HTTP {status}")),
+        },
+    }
+}
+
+/// One log line and one count per stored attempt.
+fn report(id: &str, d: &Delivery, settled: &Settled) {
+    let (kind, accession, destination) = (&d.action_type, &d.accession_number, &d.destination);
+    let outcome = match settled {
+        Settled::Retry { why, wait } => {
+            tracing::warn!(
+                accession = %accession,
+                action_id = %id,
+                "{kind} for {accession} to {destination}: attempt {} failed ({why}); next in {} s",
+                d.attempts,
+                wait.as_secs()
+            );
+            "retry"
+        }
+        Settled::Delivered { status } => {
+            tracing::info!(
+                accession = %accession,
+                action_id = %id,
+                "{kind} for {accession} delivered to {destination}: HTTP {status}"
+            );
+            "delivered"
+        }
+        Settled::Refused { status, answer } => {
+            tracing::warn!(
+                accession = %accession,
+                action_id = %id,
+                "{kind} for {accession} refused by {destination}: HTTP {status}: {answer}"
+            );
+            "refused"
+        }
+    };
+    metrics::counter!(crate::service::metrics::FHIR_DELIVERIES, "outcome" => outcome).increment(1);
 }
 
 /// How one POST ended.
