@@ -43,7 +43,6 @@ struct Notice {
 /// The change bus of one replica among several on one PostgreSQL.
 pub struct PostgresBus {
     local: LocalBus,
-    replica: Uuid,
     outgoing: mpsc::Sender<Change>,
     /// Set when a change could not be queued for the other replicas; they get `Resync` instead.
     overflowed: Arc<AtomicBool>,
@@ -71,16 +70,10 @@ impl PostgresBus {
         ));
         PostgresBus {
             local,
-            replica,
             outgoing,
             overflowed,
             listener,
         }
-    }
-
-    /// This replica's name on the channel.
-    pub fn replica(&self) -> Uuid {
-        self.replica
     }
 }
 
