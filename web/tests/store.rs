@@ -439,6 +439,7 @@ async fn scenario(db: Db) {
     actions::mark_retry(
         &db,
         &create_id,
+        &support::CLAIM,
         "timed out",
         far - 1,
         actions::Reached::Maybe,
@@ -453,9 +454,16 @@ async fn scenario(db: Db) {
     assert!(actions::mark_sent(&db, &create_id, &support::CLAIM)
         .await
         .unwrap());
-    actions::mark_failed(&db, &create_id, "refused", None, actions::Reached::No)
-        .await
-        .unwrap();
+    actions::mark_failed(
+        &db,
+        &create_id,
+        &support::CLAIM,
+        "refused",
+        None,
+        actions::Reached::No,
+    )
+    .await
+    .unwrap();
     assert!(!due_ids(actions::due(&db, far, 50).await.unwrap()).contains(&cancel_id));
     match service::redrive(&state, &north_admin, &create_id).await {
         Err(StoreError::Refused(why)) => assert!(why.contains("cancelled"), "{why}"),
@@ -494,10 +502,8 @@ async fn scenario(db: Db) {
         actions::mark_sent(&db, &shared_id, &claim_b),
         actions::mark_sent(&db, &shared_id, &claim_c),
     );
-    assert!(
-        b.unwrap() ^ c.unwrap(),
-        "exactly one replica takes over an expired claim"
-    );
+    let (b, c) = (b.unwrap(), c.unwrap());
+    assert!(b ^ c, "exactly one replica takes over an expired claim");
     assert!(!actions::mark_sent(&db, &shared_id, &claim("a", 300))
         .await
         .unwrap());
@@ -508,6 +514,57 @@ async fn scenario(db: Db) {
     assert!(
         taken_over.maybe_delivered,
         "a takeover may resend what was delivered"
+    );
+    // The replica that outlived its lease hears back late: its failure or retry is dropped (the
+    // new owner decides), a confirmation counts whoever hears it, and only once.
+    let new = if b { claim_b } else { claim_c };
+    let old = claim("a", 300);
+    assert!(!actions::mark_failed(
+        &db,
+        &shared_id,
+        &old,
+        "late refusal",
+        None,
+        actions::Reached::No
+    )
+    .await
+    .unwrap());
+    assert!(!actions::mark_retry(
+        &db,
+        &shared_id,
+        &old,
+        "late timeout",
+        0,
+        actions::Reached::Maybe
+    )
+    .await
+    .unwrap());
+    let row = actions::get(&db, north.provider_id, &shared_id)
+        .await
+        .unwrap();
+    assert_eq!(row.status, "sent", "{row:?}");
+    assert!(actions::mark_confirmed(&db, &shared_id, "{}")
+        .await
+        .unwrap());
+    assert!(!actions::mark_confirmed(&db, &shared_id, "{}")
+        .await
+        .unwrap());
+    assert!(!actions::mark_failed(
+        &db,
+        &shared_id,
+        &new,
+        "after the confirmation",
+        None,
+        actions::Reached::No
+    )
+    .await
+    .unwrap());
+    assert_eq!(
+        actions::get(&db, north.provider_id, &shared_id)
+            .await
+            .unwrap()
+            .status,
+        "confirmed"
     );
 
     // Until the removal is delivered the modality still offers the participant, and the pages
@@ -537,6 +594,7 @@ async fn scenario(db: Db) {
     actions::mark_failed(
         &db,
         &cancel_id,
+        &support::CLAIM,
         "worklist database is read-only",
         None,
         actions::Reached::No,

@@ -206,7 +206,7 @@ pub async fn attempt(
     if !actions::mark_sent(&state.db, &action.id, &claim).await? {
         return Ok(Attempt::Skipped);
     }
-    match send_and_record(state, policy, action).await {
+    match send_and_record(state, policy, action, &claim).await {
         // A create that did not land while its appointment was being cancelled is withdrawn, so
         // the cancellation queued behind it is not held for ever.
         Ok(outcome @ (Attempt::Failed(_) | Attempt::Retry { .. })) => {
@@ -221,7 +221,7 @@ pub async fn attempt(
         // Anything else (its gateway gone, a corrupt payload) will not get better by itself.
         Err(other) => {
             let error = other.to_string();
-            failed(state, action, error, None, Reached::No).await
+            failed(state, action, &claim, error, None, Reached::No).await
         }
     }
 }
@@ -230,12 +230,49 @@ pub async fn attempt(
 async fn failed(
     state: &AppState,
     action: &actions::Queued,
+    claim: &actions::Claim<'_>,
     error: String,
     reply: Option<&str>,
     reached: Reached,
 ) -> Result<Attempt, StoreError> {
-    actions::mark_failed(&state.db, &action.id, &error, reply, reached).await?;
+    if !actions::mark_failed(&state.db, &action.id, claim, &error, reply, reached).await? {
+        return Ok(superseded(action));
+    }
     Ok(Attempt::Failed(error))
+}
+
+/// Our lease ran out before the answer came and another replica took the action over: what it
+/// learns is what counts.
+fn superseded(action: &actions::Queued) -> Attempt {
+    tracing::warn!(action = %action.id, "outbox: the lease ran out before the gateway answered; another replica has taken the action over");
+    Attempt::Skipped
+}
+
+/// Records a retry, unless the claim was lost.
+async fn retry(
+    state: &AppState,
+    action: &actions::Queued,
+    claim: &actions::Claim<'_>,
+    error: String,
+    next_attempt_at: i64,
+    reached: Reached,
+) -> Result<Attempt, StoreError> {
+    if !actions::mark_retry(
+        &state.db,
+        &action.id,
+        claim,
+        &error,
+        next_attempt_at,
+        reached,
+    )
+    .await?
+    {
+        return Ok(superseded(action));
+    }
+    Ok(Attempt::Retry {
+        error,
+        next_attempt_at,
+    })
 }
 
 /// Why a worklist item must not (or no longer) be sent, if so: its appointment is not waiting
@@ -283,6 +320,7 @@ async fn send_and_record(
     state: &AppState,
     policy: RetryPolicy,
     action: &actions::Queued,
+    claim: &actions::Claim<'_>,
 ) -> Result<Attempt, StoreError> {
     let attempts = action.attempts + 1;
     let gateway = gateways::by_id(&state.db, action.gateway_id).await?;
@@ -296,7 +334,7 @@ async fn send_and_record(
         Ok(p) => p,
         Err(e) => {
             let error = e.to_string();
-            return failed(state, action, error, None, Reached::No).await;
+            return failed(state, action, claim, error, None, Reached::No).await;
         }
     };
     let corrupt = |e: String| StoreError::Corrupt(format!("action {} payload: {e}", action.id));
@@ -333,7 +371,15 @@ async fn send_and_record(
                     None => "the gateway's reply names no action".to_string(),
                 };
                 tracing::warn!(action = %action.id, "outbox: {error}");
-                failed(state, action, error, Some(&reply_text), Reached::Maybe).await
+                failed(
+                    state,
+                    action,
+                    claim,
+                    error,
+                    Some(&reply_text),
+                    Reached::Maybe,
+                )
+                .await
             }
             // The gateway holds a FHIR delivery it has not made yet: ask again later, when its
             // record will carry the endpoint's answer.
@@ -342,18 +388,15 @@ async fn send_and_record(
                 ..
             }) => {
                 let next_attempt_at = now_ms() + policy.delay(attempts).as_millis() as i64;
-                actions::mark_retry(
-                    &state.db,
-                    &action.id,
-                    &format!("the gateway has it, not yet delivered: {message}"),
+                retry(
+                    state,
+                    action,
+                    claim,
+                    format!("the gateway has it, not yet delivered: {message}"),
                     next_attempt_at,
                     Reached::Maybe,
                 )
-                .await?;
-                Ok(Attempt::Retry {
-                    error: message,
-                    next_attempt_at,
-                })
+                .await
             }
             Ok(reply) if reply.is_success() => {
                 // The health first: once the action reads `confirmed`, its report is on record.
@@ -376,7 +419,10 @@ async fn send_and_record(
                         gateway_id: gateway.id,
                     });
                 }
-                actions::mark_confirmed(&state.db, &action.id, &reply_text).await?;
+                if !actions::mark_confirmed(&state.db, &action.id, &reply_text).await? {
+                    // Withdrawn meanwhile, or confirmed by the replica that took it over.
+                    return Ok(Attempt::Skipped);
+                }
                 Ok(Attempt::Confirmed)
             }
             Ok(reply) => {
@@ -384,31 +430,34 @@ async fn send_and_record(
                     Outcome::Error { message } => message,
                     other => format!("unexpected reply {other:?}"),
                 };
-                failed(state, action, error, Some(&reply_text), Reached::No).await
+                failed(state, action, claim, error, Some(&reply_text), Reached::No).await
             }
             Err(rejected) => {
                 let error = format!("reply refused: {rejected}");
-                failed(state, action, error, Some(&reply_text), Reached::Maybe).await
+                failed(
+                    state,
+                    action,
+                    claim,
+                    error,
+                    Some(&reply_text),
+                    Reached::Maybe,
+                )
+                .await
             }
         },
         // A liveness probe is tried once: the next one is due within the interval anyway.
         Err(e) if action.destination == actions::PROBE => {
             let error = format!("probe: {e}");
-            failed(state, action, error, None, reached(&e)).await
+            failed(state, action, claim, error, None, reached(&e)).await
         }
         Err(e) if e.is_retryable() => {
             let error = e.to_string();
             let next_attempt_at = now_ms() + policy.delay(attempts).as_millis() as i64;
-            actions::mark_retry(&state.db, &action.id, &error, next_attempt_at, reached(&e))
-                .await?;
-            Ok(Attempt::Retry {
-                error,
-                next_attempt_at,
-            })
+            retry(state, action, claim, error, next_attempt_at, reached(&e)).await
         }
         Err(e) => {
             let error = e.to_string();
-            failed(state, action, error, None, reached(&e)).await
+            failed(state, action, claim, error, None, reached(&e)).await
         }
     }
 }

@@ -193,18 +193,24 @@ pub async fn mark_sent(db: &Db, id: &str, claim: &Claim<'_>) -> Result<bool, Sto
     Ok(done.rows_affected() == 1)
 }
 
-/// The gateway accepted the action.
-pub async fn mark_confirmed(db: &Db, id: &str, reply: &str) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE gateway_actions SET status = $1, confirmed_at = $2, reply = $3, last_error = NULL WHERE id = $4",
+/// The gateway accepted the action. Whoever hears it, this replica or one that took over after
+/// our lease ran out, the answer is true: the row is confirmed unless it was withdrawn or
+/// confirmed already. Returns whether this call confirmed it.
+pub async fn mark_confirmed(db: &Db, id: &str, reply: &str) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE gateway_actions SET status = $1, confirmed_at = $2, reply = $3, last_error = NULL
+         WHERE id = $4 AND status IN ($5, $6, $7)",
     )
     .bind(CONFIRMED)
     .bind(now_ms())
     .bind(reply)
     .bind(id)
+    .bind(SENT)
+    .bind(PENDING)
+    .bind(FAILED)
     .execute(&db.pool)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 /// Whether an attempt that ended without a usable reply may still have reached the gateway.
@@ -222,18 +228,21 @@ impl Reached {
     }
 }
 
-/// The gateway refused the action, or the configuration is wrong: a person must look.
+/// The gateway refused the action, or the configuration is wrong: a person must look. Only
+/// while our claim holds: a replica that outlived its lease must not overwrite what the one that
+/// took over learned. Returns false when the claim was lost.
 pub async fn mark_failed(
     db: &Db,
     id: &str,
+    claim: &Claim<'_>,
     error: &str,
     reply: Option<&str>,
     reached: Reached,
-) -> Result<(), StoreError> {
-    sqlx::query(
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
         "UPDATE gateway_actions SET status = $1, failed_at = $2, last_error = $3, reply = COALESCE($4, reply),
              maybe_delivered = CASE WHEN $5 = 1 THEN 1 ELSE maybe_delivered END
-         WHERE id = $6",
+         WHERE id = $6 AND status = $7 AND claimed_by = $8",
     )
     .bind(FAILED)
     .bind(now_ms())
@@ -241,32 +250,38 @@ pub async fn mark_failed(
     .bind(reply)
     .bind(reached.flag())
     .bind(id)
+    .bind(SENT)
+    .bind(claim.replica)
     .execute(&db.pool)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
-/// The gateway could not be reached: back to pending, to try again at `next_attempt_at`.
+/// The gateway could not be reached: back to pending, to try again at `next_attempt_at`. Only
+/// while our claim holds, as for [`mark_failed`].
 pub async fn mark_retry(
     db: &Db,
     id: &str,
+    claim: &Claim<'_>,
     error: &str,
     next_attempt_at: i64,
     reached: Reached,
-) -> Result<(), StoreError> {
-    sqlx::query(
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
         "UPDATE gateway_actions SET status = $1, last_error = $2, next_attempt_at = $3,
              maybe_delivered = CASE WHEN $4 = 1 THEN 1 ELSE maybe_delivered END
-         WHERE id = $5",
+         WHERE id = $5 AND status = $6 AND claimed_by = $7",
     )
     .bind(PENDING)
     .bind(error)
     .bind(next_attempt_at)
     .bind(reached.flag())
     .bind(id)
+    .bind(SENT)
+    .bind(claim.replica)
     .execute(&db.pool)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 /// Puts one of the provider's failed (or waiting) actions back in the queue for now. Returns the
