@@ -437,3 +437,62 @@ async fn every_response_carries_the_security_headers_and_thumbnails_are_only_jpe
     );
     running.stop().await;
 }
+
+/// `/readyz` for load balancers: ready once the events listeners have started and the database
+/// holds every migration this build knows; a database that lost one is 503, and the body says why.
+#[tokio::test]
+async fn readyz_is_ready_with_the_listeners_up_and_503_when_a_migration_is_missing() {
+    let db = TestDb::sqlite();
+    let emulator = support::emulator().await;
+    let (state, seeded, _web_key) = support::app_state(
+        db.open().await,
+        &support::seed_relay(&emulator, &SigningKey::generate()),
+    )
+    .await;
+    let running = support::serve(state, "unused-site".into()).await;
+    let addr = running.addr;
+    let readiness = || async move {
+        let reply = http(addr, "GET", "/readyz", None, None, true).await;
+        let body: serde_json::Value = serde_json::from_str(&reply.body)
+            .unwrap_or_else(|e| panic!("/readyz body {:?}: {e}", reply.body));
+        (reply.status, body)
+    };
+    let gateways = seeded.gateway_ids.len() as u64;
+    support::eventually("every listener connected", || async {
+        readiness().await.1["listeners"]["connected"] == gateways
+    })
+    .await;
+    let (status, body) = readiness().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ready"], true);
+    assert_eq!(body["database"], "ok");
+    assert_eq!(
+        body["migrations"]["applied"],
+        body["migrations"]["expected"]
+    );
+    assert_eq!(
+        http(addr, "GET", "/healthz", None, None, true).await.status,
+        200
+    );
+
+    sqlx::query(
+        "DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)",
+    )
+    .execute(&running.state.db.pool)
+    .await
+    .unwrap();
+    let (status, body) = readiness().await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["ready"], false);
+    assert_eq!(
+        body["migrations"]["applied"].as_u64().unwrap() + 1,
+        body["migrations"]["expected"].as_u64().unwrap(),
+        "{body}"
+    );
+    // The process itself is still up.
+    assert_eq!(
+        http(addr, "GET", "/healthz", None, None, true).await.status,
+        200
+    );
+    running.stop().await;
+}

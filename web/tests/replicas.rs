@@ -10,8 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use shared::wire::{Keyring, SigningKey};
-use support::http_client::{sign_in, EventStream};
+use shared::wire::event::{EventReply, EventStatus};
+use shared::wire::{Keyring, SigningKey, Verification};
+use sqlx::Connection;
+use support::http_client::{http, sign_in, EventStream};
 use support::TestDb;
 use web::server::bus::Change;
 use web::server::db::Db;
@@ -120,6 +122,43 @@ async fn replicas_on_one_postgres_migrate_once_and_hear_each_others_changes() {
         "B heard its own change twice"
     );
 
+    // The relay hands each delivery of an event to whichever replica listens: the same event
+    // arriving on both replicas at once takes effect once, and every other delivery reads
+    // `duplicate` (the gateway's cue to stop retrying).
+    let gateway_row = web::server::store::gateways::by_id(&state_a.db, seeded.gateway_ids[0])
+        .await
+        .unwrap();
+    let event = support::gateway::image(None, "ACCRACE0000001", "9990001111", "L", "CC", 1);
+    let sealed = gateway_key.seal(&event);
+    let deliveries = (0..8).map(|n| {
+        let state = if n % 2 == 0 { &state_a } else { &state_b };
+        web::server::events::handle(state, &gateway_row, &sealed)
+    });
+    let web_keys = Verification::strict(Keyring::new(vec![web_key.public_key()]));
+    let statuses: Vec<EventStatus> = futures::future::join_all(deliveries)
+        .await
+        .iter()
+        .map(|reply| EventReply::open(reply, &web_keys).unwrap().status)
+        .collect();
+    let accepted = statuses
+        .iter()
+        .filter(|s| **s == EventStatus::Accepted)
+        .count();
+    let duplicates = statuses
+        .iter()
+        .filter(|s| **s == EventStatus::Duplicate)
+        .count();
+    assert_eq!((accepted, duplicates), (1, 7), "{statuses:?}");
+    let unmatched = web::server::store::images::unmatched(&state_b.db, seeded.provider_ids[0])
+        .await
+        .unwrap();
+    let raced: Vec<_> = unmatched
+        .iter()
+        .filter(|u| u.accession_number.as_deref() == Some("ACCRACE0000001"))
+        .collect();
+    assert_eq!(raced.len(), 1, "{unmatched:?}");
+    assert_eq!(raced[0].images, 1, "the image recorded once");
+
     // A clinician's browser on replica B, a send made on replica A.
     let running_a = support::serve(state_a, "unused-site".into()).await;
     let running_b = support::serve(state_b, "unused-site".into()).await;
@@ -165,6 +204,33 @@ async fn replicas_on_one_postgres_migrate_once_and_hear_each_others_changes() {
     stream
         .wait_for(&format!("\"appointment_id\":{second}"), 1)
         .await;
+
+    // Readiness follows the database: a replica that cannot reach it is taken out of the load
+    // balancer (503) and put back when it can, without a restart.
+    let addr_b = running_b.addr;
+    let readyz = || async move { http(addr_b, "GET", "/readyz", None, None, true).await };
+    support::eventually("B ready", || async { readyz().await.status == 200 }).await;
+    // From another database: PostgreSQL will not close the one this connection is in.
+    let elsewhere = format!("{}/template1", url.rsplit_once('/').unwrap().0);
+    let mut admin = sqlx::AnyConnection::connect(&elsewhere).await.unwrap();
+    sqlx::query("ALTER DATABASE postgres ALLOW_CONNECTIONS false")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'postgres'",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let down = readyz().await;
+    assert_eq!(down.status, 503, "{}", down.body);
+    assert!(down.body.contains("unavailable"), "{}", down.body);
+    sqlx::query("ALTER DATABASE postgres ALLOW_CONNECTIONS true")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    support::eventually("B ready again", || async { readyz().await.status == 200 }).await;
 
     running_a.stop().await;
     running_b.stop().await;

@@ -118,15 +118,23 @@ impl Db {
                 .execute(&pool)
                 .await?;
         }
-        match backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
-            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
-        }
-        Ok(Db {
+        let db = Db {
             pool,
             backend,
             url: url.into(),
-        })
+        };
+        // On PostgreSQL sqlx holds an advisory lock while it migrates: replicas starting together
+        // migrate once, the others wait and find nothing left to do.
+        db.migrator().run(&db.pool).await?;
+        Ok(db)
+    }
+
+    /// The migrations this build applies to its backend.
+    pub fn migrator(&self) -> &'static Migrator {
+        match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        }
     }
 
     /// The URL it was opened with.

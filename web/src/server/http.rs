@@ -32,7 +32,9 @@ pub fn router(state: AppState, options: LeptosOptions) -> Router {
         .route("/live/appointments/{id}", get(appointment_stream))
         .route("/live/provider", get(provider_stream))
         .route("/images/{id}/thumbnail", get(thumbnail))
+        // For load balancers (web/README.md): the process answers / this replica can serve.
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .with_state(state.clone());
     let guard_state = state.clone();
     let context = move || provide_context(state.clone());
@@ -137,6 +139,16 @@ fn stream_of(state: &AppState, wanted: impl Fn(&Change) -> bool + Send + 'static
     Sse::new(hello.chain(changes))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let readiness = super::readiness::check(&state).await;
+    let code = if readiness.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(readiness)).into_response()
 }
 
 async fn clinic_stream(

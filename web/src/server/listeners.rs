@@ -36,6 +36,25 @@ impl Listeners {
         running.get(&gateway_id).map(|r| r.status.borrow().clone())
     }
 
+    /// How many listeners are connected, failing or still starting, for `/readyz`.
+    pub fn counts(&self) -> super::readiness::ListenerCounts {
+        let mut counts = super::readiness::ListenerCounts::default();
+        let Ok(running) = self.running.read() else {
+            return counts;
+        };
+        for r in running.values() {
+            let status = r.status.borrow();
+            if status.connected {
+                counts.connected += 1;
+            } else if status.connections > 0 || status.last_error.is_some() {
+                counts.failing += 1;
+            } else {
+                counts.starting += 1;
+            }
+        }
+        counts
+    }
+
     /// Starts a listener for every gateway; all of them (and any started later) stop when
     /// `shutdown` turns true.
     pub async fn start_all(

@@ -11,6 +11,7 @@ pub mod liveness;
 pub mod metrics;
 pub mod outbox;
 pub mod passwords;
+pub mod readiness;
 pub mod relay_link;
 pub mod seed;
 pub mod service;

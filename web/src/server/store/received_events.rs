@@ -7,22 +7,21 @@ use super::super::db::{now_ms, StoreError};
 
 /// Records an event id inside the transaction that applies it. `false` when it was already
 /// recorded (a duplicate), in which case the caller applies nothing.
+///
+/// Insert-or-ignore on the primary key, not a read then a write: when two replicas receive the
+/// same event at once, the second insert waits for the first transaction and then inserts
+/// nothing (it committed: a duplicate) or the row (it rolled back: ours to apply), so exactly one
+/// of them applies its effect.
 pub async fn record(
     tx: &mut Transaction<'_, Any>,
     event_id: &str,
     gateway_id: i64,
     event_type: &str,
 ) -> Result<bool, StoreError> {
-    let exists = sqlx::query("SELECT event_id FROM received_events WHERE event_id = $1")
-        .bind(event_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    if exists.is_some() {
-        return Ok(false);
-    }
-    sqlx::query(
+    let inserted = sqlx::query(
         "INSERT INTO received_events (event_id, gateway_id, event_type, received_at, outcome)
-         VALUES ($1, $2, $3, $4, $5)",
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (event_id) DO NOTHING",
     )
     .bind(event_id)
     .bind(gateway_id)
@@ -31,7 +30,7 @@ pub async fn record(
     .bind("received")
     .execute(&mut **tx)
     .await?;
-    Ok(true)
+    Ok(inserted.rows_affected() == 1)
 }
 
 /// What applying the event did (`applied`, `ignored`, `unmatched`, …), for the audit trail.
