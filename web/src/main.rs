@@ -92,7 +92,16 @@ impl DatabaseArgs {
     }
 }
 
+/// The settings `serve` reads that are not flags: `web serve --help` lists them, and the unit and
+/// Containerfile tests check every name those files set against this help.
+const MORE_SETTINGS: &str = "More settings, from the environment only:
+  SIGNING_KEY        this service's message-signing key (`web keygen`); the same on every replica
+  PEER_PUBLIC_KEYS   gateway public keys trusted for gateways whose row has none (comma-separated)
+  RUST_LOG           log filter (default info,sqlx=warn)
+  each gateway's relay key, in the variable its row on the gateways page names";
+
 #[derive(clap::Args)]
+#[command(after_help = MORE_SETTINGS)]
 struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "WEB_ADDR", default_value = "127.0.0.1:8000")]
@@ -194,7 +203,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     )
     .await?;
-    println!("web app on http://{}", running.addr);
+    // The replica id is what outbox claims (`gateway_actions.claimed_by`) and change notices name.
+    println!(
+        "web app on http://{} (replica {})",
+        running.addr, running.state.replica
+    );
     if let Some(metrics) = running.metrics_addr {
         println!("  metrics on http://{metrics}/metrics");
     }
