@@ -158,6 +158,43 @@ async fn replicas_on_one_postgres_migrate_once_and_hear_each_others_changes() {
         .collect();
     assert_eq!(raced.len(), 1, "{unmatched:?}");
     assert_eq!(raced[0].images, 1, "the image recorded once");
+    // Distinct images of one new study at once, over both replicas: each creates the study and
+    // series if it is first, and the losers of that race apply again rather than answer
+    // `duplicate` (which would make the gateway drop an image never recorded).
+    let views = [("R", "CC"), ("R", "MLO"), ("L", "CC"), ("L", "MLO")];
+    let deliveries = (0..8).map(|n| {
+        let state = if n % 2 == 0 { &state_a } else { &state_b };
+        let (side, view) = views[n % 4];
+        let event = support::gateway::image(
+            None,
+            "ACCRACE0000002",
+            "9990002222",
+            side,
+            view,
+            n as i64 + 1,
+        );
+        let sealed = gateway_key.seal(&event);
+        let gateway_row = &gateway_row;
+        async move { web::server::events::handle(state, gateway_row, &sealed).await }
+    });
+    let statuses: Vec<EventStatus> = futures::future::join_all(deliveries)
+        .await
+        .iter()
+        .map(|reply| EventReply::open(reply, &web_keys).unwrap().status)
+        .collect();
+    assert!(
+        statuses.iter().all(|s| *s == EventStatus::Accepted),
+        "{statuses:?}"
+    );
+    let unmatched = web::server::store::images::unmatched(&state_b.db, seeded.provider_ids[0])
+        .await
+        .unwrap();
+    let study: Vec<_> = unmatched
+        .iter()
+        .filter(|u| u.accession_number.as_deref() == Some("ACCRACE0000002"))
+        .collect();
+    assert_eq!(study.len(), 1, "one study: {unmatched:?}");
+    assert_eq!(study[0].images, 8, "every image recorded");
 
     // A clinician's browser on replica B, a send made on replica A.
     let running_a = support::serve(state_a, "unused-site".into()).await;

@@ -30,6 +30,9 @@ pub fn appointment_status_for(mpps: MppsStatus) -> AppointmentStatus {
     }
 }
 
+/// How many times an event is applied again after losing a race to create the same rows.
+const APPLY_TRIES: usize = 3;
+
 /// Handles one received event text and returns the signed reply text.
 pub async fn handle(state: &AppState, gateway: &GatewayRecord, text: &str) -> String {
     let reply = match relay_link::verification(gateway, &state.fallback_keys) {
@@ -66,17 +69,28 @@ async fn receive(
     if let Err(e) = gateways::record_contact(&state.db, gateway.id).await {
         tracing::error!(gateway = %gateway.name, "recording contact: {e}");
     }
-    match apply(state, gateway, &event).await {
+    // Two events of one new study applied at once on PostgreSQL (two replicas, or two relay
+    // connections) both try to create its study and series rows; the loser's unique violation
+    // is a race, not a fault, and a fresh transaction finds the winner's rows. (A replay of the
+    // same event never gets here: `received_events::record` ignores it.)
+    let mut tries = 0;
+    let applied = loop {
+        match apply(state, gateway, &event).await {
+            Err(StoreError::Sql(sqlx::Error::Database(e)))
+                if e.is_unique_violation() && tries < APPLY_TRIES =>
+            {
+                tries += 1;
+            }
+            other => break other,
+        }
+    };
+    match applied {
         Ok(Applied::Duplicate) => EventReply::new(event.event_id, EventStatus::Duplicate),
         Ok(Applied::Accepted(changes)) => {
             for change in changes {
                 state.bus.publish(change);
             }
             EventReply::new(event.event_id, EventStatus::Accepted)
-        }
-        Err(StoreError::Sql(sqlx::Error::Database(e))) if e.is_unique_violation() => {
-            // The same event delivered twice at once: the other delivery recorded it.
-            EventReply::new(event.event_id, EventStatus::Duplicate)
         }
         // It will never apply as it is: the gateway parks it instead of retrying for ever.
         Err(e @ (StoreError::Refused(_) | StoreError::Illegal(_))) => {
