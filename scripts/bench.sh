@@ -25,6 +25,9 @@ BENCH_OUT="$out/worklist.json" cargo bench --locked -p appliance --bench worklis
 say "web app: 200 SSE streams, image event → thumbnail in the browser DOM"
 BENCH_OUT="$out/web.json" cargo bench --locked -p web --bench live
 
+say "cloud replicas: 3 on one PostgreSQL vs 1, 1,000 SSE streams"
+BENCH_OUT="$out/replicas.json" cargo bench --locked -p web --bench replicas
+
 say "whole path: modality C-STORE → thumbnail in the browser DOM (release gateway, Chromium)"
 cargo build --release --locked -p appliance --bin gateway
 GATEWAY_BIN="$CARGO_TARGET_DIR/release/gateway" WEB_E2E_ARTIFACTS="$out/e2e" \

@@ -30,6 +30,7 @@
 //!
 //! `cargo bench -p web --bench live`; JSON rows to `$BENCH_OUT` when set. Every wait is bounded.
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -39,6 +40,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{median_min_max, percentile, round, send_events, Sent};
 use relay_emulator::Emulator;
 use serde_json::{json, Value};
 use shared::wire::event::{Event, EventStatus, MppsStatus};
@@ -490,61 +492,9 @@ async fn fanout(world: &World, target: &Target, cpu: &Cpu) -> Vec<Value> {
     ]
 }
 
-/// What one batch of sends did.
-struct Sent {
-    accepted: usize,
-    refused: usize,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
-}
-
-/// Sends pre-signed events with [`SENDERS`] concurrent senders; from the first send to the last
-/// reply.
+/// Sends pre-signed events with [`SENDERS`] concurrent senders.
 async fn send_all(world: &World, texts: Vec<String>) -> Sent {
-    let texts = Arc::new(texts);
-    let next = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    let mut senders = JoinSet::new();
-    for _ in 0..SENDERS {
-        let (texts, next) = (texts.clone(), next.clone());
-        let relay = support::relay_client(&world.emulator);
-        let web_key = world.web_key.clone();
-        senders.spawn(async move {
-            let mut latencies = Vec::new();
-            let mut accepted = 0;
-            loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(text) = texts.get(i) else { break };
-                let t = Instant::now();
-                let reply = gateway::send_text(relay.clone(), EVENTS, &web_key, text).await;
-                latencies.push(t.elapsed());
-                accepted += usize::from(reply.status == EventStatus::Accepted);
-            }
-            (accepted, latencies)
-        });
-    }
-    let mut sent = Sent {
-        accepted: 0,
-        refused: 0,
-        elapsed: Duration::ZERO,
-        latencies: Vec::new(),
-    };
-    let joined = tokio::time::timeout(PHASE_LIMIT, async {
-        while let Some(result) = senders.join_next().await {
-            // A sender that panicked (the relay failed) counts its unsent events as refused.
-            if let Ok((accepted, latencies)) = result {
-                sent.accepted += accepted;
-                sent.latencies.extend(latencies);
-            }
-        }
-    })
-    .await;
-    sent.elapsed = start.elapsed();
-    if joined.is_err() {
-        eprintln!("sending did not finish within {} s", PHASE_LIMIT.as_secs());
-    }
-    sent.refused = texts.len() - sent.accepted;
-    sent
+    send_events(&world.emulator, &world.web_key, texts, SENDERS, PHASE_LIMIT).await
 }
 
 /// Waits until every stream has reported reaching the target; the last report's time.
@@ -806,21 +756,4 @@ fn thread_id() -> u32 {
         .ok()
         .and_then(|p| p.file_name()?.to_str()?.parse().ok())
         .unwrap_or(0)
-}
-
-/// Nearest-rank percentile.
-fn percentile(samples: &mut [f64], q: f64) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1]
-}
-
-fn median_min_max(values: impl Iterator<Item = f64>) -> (f64, f64, f64) {
-    let mut v: Vec<f64> = values.collect();
-    let median = percentile(&mut v, 0.5);
-    (median, v[0], v[v.len() - 1])
-}
-
-fn round(x: f64, digits: i32) -> f64 {
-    let f = 10f64.powi(digits);
-    (x * f).round() / f
 }

@@ -7,84 +7,21 @@
 
 mod support;
 
-use shared::loopback::free_port;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 
-use serde_json::Value;
+use shared::loopback::free_port;
 use shared::wire::SigningKey;
 use support::browser::{self, Script, ScriptEnv};
-use support::{TestDb, ACTIONS, EVENTS, KEY, KEY_NAME, NAMESPACE};
-use tokio::process::Command;
+use support::real_gateway::{self, GatewaySettings, Modality};
+use support::{TestDb, ACTIONS, EVENTS};
 use web::server::store::{actions, appointments};
 
 const IMAGES: usize = 20;
 
-fn target_dir() -> String {
-    option_env!("CARGO_TARGET_DIR")
-        .unwrap_or("target")
-        .to_string()
-}
-
-/// The gateway binary and the modality tools, failing clearly when one is missing.
-fn gateway_and_modality() -> (PathBuf, PathBuf, PathBuf) {
-    let gateway = std::env::var("GATEWAY_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(format!("{}/debug/gateway", target_dir())));
-    assert!(
-        gateway.exists(),
-        "the gateway binary is not at {}: cargo build -p appliance (cargo test --workspace builds it)",
-        gateway.display()
-    );
-    let cache = std::env::var("SCREENING_CACHE").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/screening-gateway",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    });
-    let python = PathBuf::from(format!("{cache}/venv/bin/python"));
-    assert!(
-        python.exists(),
-        "the DICOM test virtualenv (pynetdicom) is missing at {}: run scripts/deps.sh",
-        python.display()
-    );
-    let peer = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../appliance/tests/peers/peer.py");
-    assert!(
-        peer.exists(),
-        "the modality peer script is missing at {}",
-        peer.display()
-    );
-    let storescu = std::process::Command::new("storescu")
-        .arg("--version")
-        .output();
-    assert!(
-        storescu.is_ok(),
-        "dcmtk's storescu is not installed: apt-get install dcmtk (scripts/deps.sh does)"
-    );
-    (gateway, python, peer)
-}
-
-/// Runs the peer script and returns its one JSON line.
-async fn peer(python: &Path, peer: &Path, args: &[&str]) -> Value {
-    let out = Command::new(python)
-        .arg(peer)
-        .args(args)
-        .output()
-        .await
-        .expect("run the modality peer script");
-    assert!(
-        out.status.success(),
-        "peer {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("the peer script prints JSON")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_real_gateway_a_modality_drives_the_clinic_page_live() {
     let (site, crate_dir) = browser::site_and_crate_dir();
-    let (gateway_bin, python, peer_py) = gateway_and_modality();
+    let (gateway_bin, python, peer_py) = real_gateway::tools();
     let artifacts = browser::artifacts("web-e2e-gateway");
     std::fs::create_dir_all(&artifacts).unwrap();
 
@@ -106,31 +43,26 @@ async fn with_the_real_gateway_a_modality_drives_the_clinic_page_live() {
     let running = support::serve(state, site).await;
 
     let state_dir = support::tempdir::TempDir::new("web-e2e-gateway");
-    let (mwl_port, pacs_port) = (free_port(), free_port());
-    let log = std::fs::File::create(Path::new(&artifacts).join("gateway.log")).unwrap();
-    let _gateway = Command::new(&gateway_bin)
-        .arg("serve")
-        .env("GATEWAY_STATE_DIR", state_dir.path())
-        .env("GATEWAY_BIND", "127.0.0.1")
-        .env("GATEWAY_NAME", &gateway_name)
-        .env("MWL_AET", "SCREENING_MWL")
-        .env("MWL_PORT", mwl_port.to_string())
-        .env("PACS_AET", "SCREENING_PACS")
-        .env("PACS_PORT", pacs_port.to_string())
-        .env("SIGNING_KEY", gateway_key.to_base64())
-        .env("PEER_PUBLIC_KEYS", web_key.public_key().to_base64())
-        .env("AZURE_RELAY_NAMESPACE", NAMESPACE)
-        .env("AZURE_RELAY_ENDPOINT", format!("ws://{}", emulator.addr()))
-        .env("AZURE_RELAY_HYBRID_CONNECTION", ACTIONS)
-        .env("AZURE_RELAY_EVENTS_HYBRID_CONNECTION", EVENTS)
-        .env("AZURE_RELAY_KEY_NAME", KEY_NAME)
-        .env("AZURE_RELAY_SHARED_ACCESS_KEY", KEY)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the gateway");
+    let settings = GatewaySettings {
+        binary: gateway_bin,
+        state_dir: state_dir.path().to_path_buf(),
+        name: gateway_name,
+        relay_endpoint: format!("ws://{}", emulator.addr()),
+        actions_hc: ACTIONS.into(),
+        events_hc: EVENTS.into(),
+        gateway_key,
+        web_key,
+        mwl_port: free_port(),
+        pacs_port: free_port(),
+        log: Path::new(&artifacts).join("gateway.log"),
+    };
+    let _gateway = settings.start();
+    let modality = Modality {
+        python,
+        peer: peer_py,
+        mwl_port: settings.mwl_port,
+        pacs_port: settings.pacs_port,
+    };
     support::eventually("the gateway listens for actions", || async {
         emulator.listener_count(ACTIONS) > 0
     })
@@ -167,67 +99,23 @@ async fn with_the_real_gateway_a_modality_drives_the_clinic_page_live() {
         .unwrap();
     let accession = detail.accession_number.clone().unwrap();
     let nhs = detail.nhs_number.replace(' ', "");
-    let images_dir = state_dir.path().join("modality");
-    let made = peer(
-        &python,
-        &peer_py,
-        &[
-            "make-mg",
-            "--out",
-            images_dir.to_str().unwrap(),
-            "--count",
-            &IMAGES.to_string(),
-            "--rows",
-            "256",
-            "--cols",
-            "208",
-            "--accession",
+    let files = modality
+        .mammograms(
+            &state_dir.path().join("modality"),
+            IMAGES,
+            (256, 208),
             &accession,
-            "--patient-id",
             &nhs,
-            "--name",
-            "SMITH^JANE",
-        ],
-    )
-    .await;
-    let files: Vec<String> = made["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f.as_str().unwrap().to_string())
-        .collect();
-    let mwl = mwl_port.to_string();
-    let ops = format!(r#"[{{"op":"create","accession":"{accession}","status":"IN PROGRESS"}}]"#);
-    let created = peer(
-        &python,
-        &peer_py,
-        &["mpps", "127.0.0.1", &mwl, "SCREENING_MWL", &ops],
-    )
-    .await;
-    assert_eq!(created["results"][0]["status"], 0, "{created}");
-    let mpps_uid = created["results"][0]["uid"].as_str().unwrap().to_string();
+        )
+        .await;
+    let mpps_uid = modality.start_procedure(&accession).await;
     script.tell("GATEWAY started").await;
     script.step("in_progress").await;
     script.step("appointment open").await;
 
     for (k, file) in files.iter().enumerate() {
         let sent_at = browser::now_ms();
-        let stored = Command::new("storescu")
-            .args([
-                "-aec",
-                "SCREENING_PACS",
-                "127.0.0.1",
-                &pacs_port.to_string(),
-                file,
-            ])
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            stored.status.success(),
-            "storescu: {}",
-            String::from_utf8_lossy(&stored.stderr)
-        );
+        modality.store(file).await;
         script.tell(&format!("GATEWAY image {sent_at}")).await;
         script.step(&format!("image {}", k + 1)).await;
     }
@@ -238,14 +126,7 @@ async fn with_the_real_gateway_a_modality_drives_the_clinic_page_live() {
         format!("{latency}\n"),
     );
 
-    let ops = format!(r#"[{{"op":"set","uid":"{mpps_uid}","status":"COMPLETED"}}]"#);
-    let completed = peer(
-        &python,
-        &peer_py,
-        &["mpps", "127.0.0.1", &mwl, "SCREENING_MWL", &ops],
-    )
-    .await;
-    assert_eq!(completed["results"][0]["status"], 0, "{completed}");
+    modality.end_procedure(&mpps_uid, "COMPLETED").await;
     script.tell("GATEWAY completed").await;
     script.step("complete").await;
     script.step("other provider 404").await;

@@ -19,11 +19,11 @@ use shared::wire::{Keyring, SigningKey, Verification};
 use support::browser::{self, Script};
 use support::http_client::{http, sign_in};
 use support::real_gateway::{self, GatewaySettings};
-use support::{TestDb, ACTIONS, EVENTS, KEY, KEY_ENV};
+use support::{ACTIONS, EVENTS, KEY, KEY_ENV};
 use tokio::process::{Child, Command};
 use web::domain::{AppointmentStatus, NhsNumber};
 use web::server::db::Db;
-use web::server::seed::{self, DEMO_USERS};
+use web::server::seed::DEMO_USERS;
 use web::server::store::{actions, appointments, clinics, identity};
 
 const SENDS: usize = 30;
@@ -189,10 +189,6 @@ async fn signal(child: &Child, name: &str) {
     assert!(sent.success(), "kill -{name} {pid}");
 }
 
-async fn peer(python: &Path, peer_py: &Path, args: &[&str]) -> serde_json::Value {
-    real_gateway::peer(python, peer_py, args).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_one_killed_mid_way_deliver_every_action_and_event_once() {
     let (site, crate_dir) = browser::site_and_crate_dir();
@@ -201,15 +197,15 @@ async fn three_replicas_one_killed_mid_way_deliver_every_action_and_event_once()
     std::fs::create_dir_all(&artifacts).unwrap();
     let dir = support::tempdir::TempDir::new("web-failover");
 
-    let pg = TestDb::postgres();
+    let support::SharedPostgres {
+        pg,
+        db,
+        emulator,
+        seeded,
+        gateway_key,
+        web_key,
+    } = support::SharedPostgres::start().await;
     let url = pg.url();
-    let emulator = support::emulator().await;
-    let gateway_key = SigningKey::generate();
-    let web_key = SigningKey::generate();
-    let db = Db::open(&url).await.unwrap();
-    let seeded = seed::seed(&db, &support::seed_relay(&emulator, &gateway_key))
-        .await
-        .unwrap();
     let user = identity::authenticate(&db, DEMO_USERS[0].0, DEMO_USERS[0].1)
         .await
         .unwrap()
@@ -315,56 +311,28 @@ async fn three_replicas_one_killed_mid_way_deliver_every_action_and_event_once()
         .await
         .unwrap();
     let accession = detail.accession_number.clone().unwrap();
-    let mwl = settings.mwl_port.to_string();
-    let ops = format!(r#"[{{"op":"create","accession":"{accession}","status":"IN PROGRESS"}}]"#);
-    let created = peer(
-        &python,
-        &peer_py,
-        &["mpps", "127.0.0.1", &mwl, "SCREENING_MWL", &ops],
-    )
-    .await;
-    assert_eq!(created["results"][0]["status"], 0, "{created}");
-    let mpps_uid = created["results"][0]["uid"].as_str().unwrap().to_string();
+    let modality = real_gateway::Modality {
+        python: python.clone(),
+        peer: peer_py.clone(),
+        mwl_port: settings.mwl_port,
+        pacs_port: settings.pacs_port,
+    };
+    let mpps_uid = modality.start_procedure(&accession).await;
     script
         .tell(&format!("GATEWAY status {first} in_progress"))
         .await;
     script.step(&format!("status {first} in_progress")).await;
-    let images_dir = dir.path().join("modality");
-    let made = peer(
-        &python,
-        &peer_py,
-        &[
-            "make-mg",
-            "--out",
-            images_dir.to_str().unwrap(),
-            "--count",
-            "2",
-            "--rows",
-            "128",
-            "--cols",
-            "104",
-            "--accession",
+    let images = modality
+        .mammograms(
+            &dir.path().join("modality"),
+            2,
+            (128, 104),
             &accession,
-            "--patient-id",
             &detail.nhs_number.replace(' ', ""),
-            "--name",
-            "SMITH^JANE",
-        ],
-    )
-    .await;
-    for file in made["files"].as_array().unwrap() {
-        let stored = Command::new("storescu")
-            .args(["-aec", "SCREENING_PACS", "127.0.0.1"])
-            .arg(settings.pacs_port.to_string())
-            .arg(file.as_str().unwrap())
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            stored.status.success(),
-            "storescu: {}",
-            String::from_utf8_lossy(&stored.stderr)
-        );
+        )
+        .await;
+    for file in &images {
+        modality.store(file).await;
     }
     script.tell(&format!("GATEWAY images {first} 2")).await;
     script.step(&format!("images {first} 2")).await;
@@ -410,14 +378,7 @@ async fn three_replicas_one_killed_mid_way_deliver_every_action_and_event_once()
     )
     .await;
     // The procedure completes after A is gone: the event lands on B or C, and C shows it.
-    let ops = format!(r#"[{{"op":"set","uid":"{mpps_uid}","status":"COMPLETED"}}]"#);
-    let completed = peer(
-        &python,
-        &peer_py,
-        &["mpps", "127.0.0.1", &mwl, "SCREENING_MWL", &ops],
-    )
-    .await;
-    assert_eq!(completed["results"][0]["status"], 0, "{completed}");
+    modality.end_procedure(&mpps_uid, "COMPLETED").await;
     script
         .tell(&format!("GATEWAY status {first} complete"))
         .await;

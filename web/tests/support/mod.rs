@@ -123,6 +123,39 @@ pub fn seed_relay(emulator: &Emulator, gateway_key: &SigningKey) -> SeedRelay {
     }
 }
 
+/// Several replicas' world: a PostgreSQL server for the test, the relay emulator, and the demo
+/// data (its gateways relayed through the emulator, trusting the gateway key), migrated and
+/// seeded once. Each replica then opens its own pool on `pg.url()`.
+pub struct SharedPostgres {
+    pub pg: TestDb,
+    pub db: Db,
+    pub emulator: Emulator,
+    pub seeded: Seeded,
+    pub gateway_key: SigningKey,
+    /// The key every replica signs with (`SIGNING_KEY`).
+    pub web_key: SigningKey,
+}
+
+impl SharedPostgres {
+    pub async fn start() -> SharedPostgres {
+        let pg = TestDb::postgres();
+        let emulator = emulator().await;
+        let gateway_key = SigningKey::generate();
+        let db = pg.open().await;
+        let seeded = seed::seed(&db, &seed_relay(&emulator, &gateway_key))
+            .await
+            .expect("seed");
+        SharedPostgres {
+            pg,
+            db,
+            emulator,
+            seeded,
+            gateway_key,
+            web_key: SigningKey::generate(),
+        }
+    }
+}
+
 /// A seeded app state whose relay key comes from a map, not the process environment.
 pub async fn app_state(db: Db, relay: &SeedRelay) -> (AppState, Seeded, SigningKey) {
     let seeded = seed::seed(&db, relay).await.expect("seed");

@@ -144,3 +144,98 @@ pub async fn offered(python: &Path, peer_py: &Path, mwl_port: u16) -> Vec<String
         .map(|m| m["accession"].as_str().unwrap_or_default().to_string())
         .collect()
 }
+
+/// The modality, as the tests play it against a real gateway: MPPS and synthetic mammograms
+/// from the appliance tests' peer script (pynetdicom), C-STORE with dcmtk's storescu.
+pub struct Modality {
+    pub python: PathBuf,
+    pub peer: PathBuf,
+    pub mwl_port: u16,
+    pub pacs_port: u16,
+}
+
+impl Modality {
+    /// MPPS N-CREATE IN PROGRESS for the item; the instance UID the gateway assigned.
+    pub async fn start_procedure(&self, accession: &str) -> String {
+        let ops =
+            format!(r#"[{{"op":"create","accession":"{accession}","status":"IN PROGRESS"}}]"#);
+        let created = self.mpps(&ops).await;
+        created["results"][0]["uid"]
+            .as_str()
+            .expect("the gateway names the MPPS instance")
+            .to_string()
+    }
+
+    /// MPPS N-SET of the procedure to `status` (`COMPLETED`, `DISCONTINUED`).
+    pub async fn end_procedure(&self, mpps_uid: &str, status: &str) {
+        let ops = format!(r#"[{{"op":"set","uid":"{mpps_uid}","status":"{status}"}}]"#);
+        self.mpps(&ops).await;
+    }
+
+    async fn mpps(&self, ops: &str) -> Value {
+        let mwl = self.mwl_port.to_string();
+        let answer = peer(
+            &self.python,
+            &self.peer,
+            &["mpps", "127.0.0.1", &mwl, MWL_AET, ops],
+        )
+        .await;
+        assert_eq!(answer["results"][0]["status"], 0, "MPPS {ops}: {answer}");
+        answer
+    }
+
+    /// Writes `count` synthetic mammograms of the participant into `dir`; their paths.
+    pub async fn mammograms(
+        &self,
+        dir: &Path,
+        count: usize,
+        (rows, cols): (u32, u32),
+        accession: &str,
+        patient_id: &str,
+    ) -> Vec<String> {
+        let made = peer(
+            &self.python,
+            &self.peer,
+            &[
+                "make-mg",
+                "--out",
+                dir.to_str().expect("a UTF-8 path"),
+                "--count",
+                &count.to_string(),
+                "--rows",
+                &rows.to_string(),
+                "--cols",
+                &cols.to_string(),
+                "--accession",
+                accession,
+                "--patient-id",
+                patient_id,
+                "--name",
+                "SMITH^JANE",
+            ],
+        )
+        .await;
+        made["files"]
+            .as_array()
+            .expect("the peer lists the files")
+            .iter()
+            .map(|f| f.as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// C-STORE of one file with dcmtk's storescu.
+    pub async fn store(&self, file: &str) {
+        let stored = Command::new("storescu")
+            .args(["-aec", "SCREENING_PACS", "127.0.0.1"])
+            .arg(self.pacs_port.to_string())
+            .arg(file)
+            .output()
+            .await
+            .expect("dcmtk's storescu (apt-get install dcmtk; scripts/deps.sh does)");
+        assert!(
+            stored.status.success(),
+            "storescu: {}",
+            String::from_utf8_lossy(&stored.stderr)
+        );
+    }
+}
