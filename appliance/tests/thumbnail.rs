@@ -21,6 +21,36 @@ fn write_synthetic(path: &Path, photometric: &str, window: Option<(f64, f64)>) {
     write_synthetic_frames(path, photometric, window, 1);
 }
 
+/// [`write_synthetic`] with every sample scaled to `bits` bits stored (16: the full range).
+fn write_synthetic_bits(path: &Path, bits: u16) {
+    write_synthetic(path, "MONOCHROME2", None);
+    let mut object = open_file(path).unwrap();
+    let scaled: Vec<u16> = object
+        .element(tags::PIXEL_DATA)
+        .unwrap()
+        .to_multi_int::<u16>()
+        .unwrap()
+        .iter()
+        .map(|&p| ((u32::from(p) << (bits - 12)) | u32::from(p & 0xF)) as u16)
+        .collect();
+    object.put(DataElement::new(
+        tags::BITS_STORED,
+        VR::US,
+        PrimitiveValue::from(bits),
+    ));
+    object.put(DataElement::new(
+        tags::HIGH_BIT,
+        VR::US,
+        PrimitiveValue::from(bits - 1),
+    ));
+    object.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OW,
+        PrimitiveValue::U16(scaled.into()),
+    ));
+    object.write_to_file(path).unwrap();
+}
+
 /// [`write_synthetic`] with `frames` frames: frame 0 as there, the others its negative, so a
 /// thumbnail of any frame but the first looks nothing like it.
 fn write_synthetic_frames(path: &Path, photometric: &str, window: Option<(f64, f64)>, frames: u16) {
@@ -162,6 +192,14 @@ fn every_decodable_transfer_syntax_gives_a_188_px_thumbnail() {
             "RLE",
             compressed(dir.path(), &source, "dcmcrle", &[], "rle.dcm"),
         ),
+        (
+            "JPEG-LS lossless",
+            compressed(dir.path(), &source, "dcmcjpls", &["+el"], "jls.dcm"),
+        ),
+        (
+            "JPEG-LS near-lossless",
+            compressed(dir.path(), &source, "dcmcjpls", &["+en"], "jls-near.dcm"),
+        ),
     ];
     for (what, path) in cases {
         let image = thumbnail(&path);
@@ -300,16 +338,88 @@ fn monochrome1_is_inverted_and_the_voi_window_is_applied() {
     );
 }
 
+/// The native samples of a decompressed (or native) file's first frame.
+fn native_samples(path: &Path) -> Vec<u16> {
+    let object = open_file(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    object
+        .element(tags::PIXEL_DATA)
+        .unwrap()
+        .to_multi_int::<u16>()
+        .unwrap()
+}
+
+/// JPEG-LS, lossless and near-lossless, 12 and 16 bits, from dcmtk's own encoder: our decoder's
+/// samples equal dcmtk's `dcmdjpls` output exactly (and, lossless, the source), and the
+/// thumbnail of the lossless stream is the source's.
 #[test]
-fn an_undecodable_transfer_syntax_is_an_error_not_a_panic() {
+fn jpeg_ls_decodes_bit_exact_against_dcmdjpls() {
+    let dir = tempfile::tempdir().unwrap();
+    let twelve = dir.path().join("plain12.dcm");
+    write_synthetic(&twelve, "MONOCHROME2", None);
+    let sixteen = dir.path().join("plain16.dcm");
+    write_synthetic_bits(&sixteen, 16);
+    for (source, bits) in [(&twelve, 12), (&sixteen, 16)] {
+        let original = native_samples(source);
+        for (what, args, near) in [
+            ("lossless", vec!["+el"], 0),
+            ("near-lossless 2", vec!["+en"], 2),
+            ("near-lossless 5", vec!["+en", "+md", "5"], 5),
+        ] {
+            let name = format!("{bits}-{}.dcm", what.replace(' ', "-"));
+            let jls = compressed(dir.path(), source, "dcmcjpls", &args, &name);
+            let by_dcmtk = compressed(dir.path(), &jls, "dcmdjpls", &[], &format!("d-{name}"));
+            let object = first_frame::open(&jls).unwrap();
+            let (header, ours) = appliance::thumbnail::jpegls::decode(&object)
+                .unwrap_or_else(|e| panic!("{bits}-bit {what}: {e}"));
+            assert_eq!(header.near, near, "{bits}-bit {what}");
+            let theirs = native_samples(&by_dcmtk);
+            assert!(
+                ours == theirs,
+                "{bits}-bit {what}: samples differ from dcmdjpls's"
+            );
+            let deviation = ours
+                .iter()
+                .zip(&original)
+                .map(|(a, b)| a.abs_diff(*b))
+                .max()
+                .unwrap();
+            assert!(
+                deviation <= u16::from(near),
+                "{bits}-bit {what}: off by {deviation}"
+            );
+        }
+        let lossless = dir.path().join(format!("{bits}-lossless.dcm"));
+        assert!(
+            render_first_frame(&lossless) == render_first_frame(source),
+            "{bits}-bit: the lossless thumbnail is not the source's"
+        );
+        assert_eq!(thumbnail(&lossless).height(), HEIGHT);
+    }
+}
+
+/// A JPEG-LS stream whose header the decoder must not be given (here a point transform, which it
+/// would ignore and decode to wrong samples) is refused with the reason, before decoding.
+#[test]
+fn a_jpeg_ls_header_outside_t87_is_refused_before_decoding() {
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("plain.dcm");
     write_synthetic(&source, "MONOCHROME2", None);
-    // JPEG-LS needs CharLS (C++), which the static build leaves out.
     let jls = compressed(dir.path(), &source, "dcmcjpls", &[], "jls.dcm");
-    let object = open_file(&jls).unwrap();
+    let mut bytes = std::fs::read(&jls).unwrap();
+    // The scan header: FF DA, length 8, Ns 1, C, Tm, NEAR, ILV, Al.
+    let sos = bytes
+        .windows(4)
+        .position(|w| w == [0xFF, 0xDA, 0x00, 0x08])
+        .expect("a scan header");
+    bytes[sos + 9] = 3;
+    let tampered = dir.path().join("tampered.dcm");
+    std::fs::write(&tampered, &bytes).unwrap();
+    let object = first_frame::open(&tampered).unwrap();
     let error = render(&object).unwrap_err();
-    assert!(error.to_string().contains("decode"), "{error}");
+    assert!(
+        error.to_string().contains("point transform of 3 bits"),
+        "{error}"
+    );
 }
 
 #[test]

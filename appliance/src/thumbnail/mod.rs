@@ -13,6 +13,7 @@
 pub mod child;
 pub mod first_frame;
 pub mod jobs;
+pub mod jpegls;
 pub mod pool;
 pub mod render;
 

@@ -51,6 +51,16 @@ pub fn render(object: &DefaultDicomObject) -> Result<Rendered, ThumbnailError> {
     if let Some(reduced) = reduced {
         return render_full(&reduced);
     }
+    // JPEG-LS is decoded by our own codec (dicom-rs has none without C++), then rendered as
+    // native pixel data; a panic in it costs this thumbnail only.
+    let jpegls = std::panic::catch_unwind(|| super::jpegls::native(object)).unwrap_or_else(|_| {
+        Some(Err(ThumbnailError::Decode(
+            "JPEG-LS: the decoder failed on this object".into(),
+        )))
+    });
+    if let Some(native) = jpegls {
+        return render_full(&native?);
+    }
     render_full(object)
 }
 
@@ -374,6 +384,22 @@ pub fn reduced_jpeg2000(object: &DefaultDicomObject) -> Option<DefaultDicomObjec
             }
         })
         .collect();
+    native_copy(object, component.height(), component.width(), samples)
+}
+
+/// A native (explicit VR little endian) single-frame copy of `object` holding decoded 16-bit
+/// grey `samples` of `rows` × `columns`: what the pixel pipeline renders from a frame a codec of
+/// ours decoded (a reduced JPEG 2000, a JPEG-LS frame).
+pub(crate) fn native_copy(
+    object: &DefaultDicomObject,
+    rows: u32,
+    columns: u32,
+    samples: Vec<u16>,
+) -> Option<DefaultDicomObject> {
+    if u64::from(rows) * u64::from(columns) != samples.len() as u64 {
+        return None;
+    }
+    let (rows, columns) = (u16::try_from(rows).ok()?, u16::try_from(columns).ok()?);
     let mut reduced = InMemDicomObject::new_empty();
     // Everything the pixel pipeline reads, except the pixel data and its size.
     for tag in [
@@ -407,12 +433,12 @@ pub fn reduced_jpeg2000(object: &DefaultDicomObject) -> Option<DefaultDicomObjec
     reduced.put(DataElement::new(
         tags::ROWS,
         VR::US,
-        PrimitiveValue::from(component.height() as u16),
+        PrimitiveValue::from(rows),
     ));
     reduced.put(DataElement::new(
         tags::COLUMNS,
         VR::US,
-        PrimitiveValue::from(component.width() as u16),
+        PrimitiveValue::from(columns),
     ));
     reduced.put(DataElement::new(
         tags::PIXEL_DATA,
