@@ -388,7 +388,32 @@ fn jpeg_ls_decodes_bit_exact_against_dcmdjpls() {
                 "{bits}-bit {what}: off by {deviation}"
             );
         }
+        // Fill bytes before EOI (CharLS writes one after a scan ending in FF) leave the same
+        // scan; two here, so the fragment keeps an even length.
         let lossless = dir.path().join(format!("{bits}-lossless.dcm"));
+        let mut bytes = std::fs::read(&lossless).unwrap();
+        let eoi = bytes
+            .windows(2)
+            .rposition(|w| w == [0xFF, 0xD9])
+            .expect("an EOI");
+        bytes.splice(eoi..eoi, [0xFF, 0xFF]);
+        // The fragment grows by two bytes: rewrite its item's length.
+        let item = bytes[..eoi]
+            .windows(4)
+            .rposition(|w| w == [0xFE, 0xFF, 0x00, 0xE0])
+            .expect("the fragment's item");
+        let length = u32::from_le_bytes(bytes[item + 4..item + 8].try_into().unwrap()) + 2;
+        bytes[item + 4..item + 8].copy_from_slice(&length.to_le_bytes());
+        let filled = dir.path().join(format!("{bits}-filled.dcm"));
+        std::fs::write(&filled, &bytes).unwrap();
+        let object = first_frame::open(&filled).unwrap();
+        let (_, ours) = appliance::thumbnail::jpegls::decode(&object)
+            .unwrap_or_else(|e| panic!("{bits}-bit with fill bytes: {e}"));
+        assert!(
+            ours == original,
+            "{bits}-bit with fill bytes: samples differ"
+        );
+
         assert!(
             render_first_frame(&lossless) == render_first_frame(source),
             "{bits}-bit: the lossless thumbnail is not the source's"

@@ -88,9 +88,36 @@ pub fn decode(object: &DefaultDicomObject) -> Result<(Header, Vec<u16>), Thumbna
             header.precision
         )));
     }
-    let (pixels, _, _) = jpegls::decode(&stream, columns, rows)
-        .map_err(|e| refuse(format!("the decoder refused the stream: {e}")))?;
+    let decoded = jpegls::decode(&stream, columns, rows).or_else(|e| {
+        // Fill bytes (FF) may precede any marker (T.81 B.1.1.2, which T.87 keeps), and CharLS
+        // writes one before EOI when the scan's last byte is FF; pure_jpegls 2.0.0 wants EOI
+        // straight after the scan. Without them the stream is the same scan.
+        match without_fill_before_eoi(&stream) {
+            Some(trimmed) => jpegls::decode(&trimmed, columns, rows),
+            None => Err(e),
+        }
+    });
+    let (pixels, _, _) =
+        decoded.map_err(|e| refuse(format!("the decoder refused the stream: {e}")))?;
     Ok((header, pixels))
+}
+
+/// The stream with the fill bytes between its scan and its EOI removed, if it has any (after
+/// EOI only padding may follow: DICOM pads fragments to even length).
+fn without_fill_before_eoi(stream: &[u8]) -> Option<Vec<u8>> {
+    let eoi = stream.windows(2).rposition(|w| w == [0xFF, 0xD9])?;
+    let fill = stream[..eoi]
+        .iter()
+        .rev()
+        .take_while(|&&b| b == 0xFF)
+        .count();
+    if fill == 0 {
+        return None;
+    }
+    let mut trimmed = Vec::with_capacity(stream.len() - fill);
+    trimmed.extend_from_slice(&stream[..eoi - fill]);
+    trimmed.extend_from_slice(&stream[eoi..]);
+    Some(trimmed)
 }
 
 /// Reads the marker segments from SOI through SOS (T.87 C.2) and refuses what the decoder must
@@ -243,6 +270,23 @@ mod tests {
         s.extend([0xFF, 0xDA, 0, 8, 1, 1, 0, near, ilv, pt]);
         s.extend([0u8; 8]);
         s
+    }
+
+    #[test]
+    fn fill_bytes_before_eoi_are_dropped() {
+        let cases: [(&[u8], Option<&[u8]>); 4] = [
+            (&[1, 2, 0xFF, 0xD9], None),
+            (&[1, 2, 0xFF, 0xFF, 0xD9], Some(&[1, 2, 0xFF, 0xD9])),
+            (&[1, 0xFF, 0xFF, 0xFF, 0xD9, 0], Some(&[1, 0xFF, 0xD9, 0])),
+            (&[1, 2, 3], None),
+        ];
+        for (stream, expected) in cases {
+            assert_eq!(
+                without_fill_before_eoi(stream).as_deref(),
+                expected,
+                "{stream:?}"
+            );
+        }
     }
 
     #[test]
