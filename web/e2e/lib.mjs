@@ -25,11 +25,22 @@ export const step = (text) => console.log(`STEP ${text}`);
 
 // Page errors collected for the final check.
 export const errors = [];
+// Everything else the page said went wrong, printed only when the test fails (a page that never
+// hydrates shows why here: a failed wasm fetch, a panic).
+const diagnostics = [];
 export function watch(page) {
   page.on('pageerror', (e) => errors.push(`${page.url()}: ${e.message}`));
   page.on('console', (m) => {
     if (m.type() === 'error' && /Content Security Policy|Content-Security-Policy/i.test(m.text())) {
       errors.push(`${page.url()}: CSP: ${m.text()}`);
+    } else if ((m.type() === 'error' || m.type() === 'warning') && !/ERR_NAME_NOT_RESOLVED/.test(m.text())) {
+      diagnostics.push(`${page.url()}: console ${m.type()}: ${m.text()}`);
+    }
+  });
+  // The NHS fonts come from assets.nhs.uk, which this closed network cannot resolve.
+  page.on('requestfailed', (r) => {
+    if (!r.url().startsWith('https://assets.nhs.uk/')) {
+      diagnostics.push(`${r.url()}: request failed: ${r.failure()?.errorText}`);
     }
   });
 }
@@ -70,6 +81,7 @@ export async function run(artifacts, body) {
   } catch (e) {
     failed = true;
     console.error(`FAILED: ${e.stack || e}`);
+    for (const line of [...errors, ...diagnostics]) console.error(`  ${line}`);
     for (const ctx of browser.contexts()) {
       for (const [i, p] of ctx.pages().entries()) {
         await p.screenshot({ path: join(artifacts, `failure-${i}.png`), fullPage: true }).catch(() => {});
