@@ -158,9 +158,9 @@ async fn replicas_on_one_postgres_migrate_once_and_hear_each_others_changes() {
         .collect();
     assert_eq!(raced.len(), 1, "{unmatched:?}");
     assert_eq!(raced[0].images, 1, "the image recorded once");
-    // Distinct images of one new study at once, over both replicas: each creates the study and
-    // series if it is first, and the losers of that race apply again rather than answer
-    // `duplicate` (which would make the gateway drop an image never recorded).
+    // Distinct images of one new study at once, over both replicas: all of them create the
+    // study and series if absent, one row each results, and none answers `duplicate` (which
+    // would make the gateway drop an image never recorded).
     let views = [("R", "CC"), ("R", "MLO"), ("L", "CC"), ("L", "MLO")];
     let deliveries = (0..8).map(|n| {
         let state = if n % 2 == 0 { &state_a } else { &state_b };

@@ -30,9 +30,6 @@ pub fn appointment_status_for(mpps: MppsStatus) -> AppointmentStatus {
     }
 }
 
-/// How many times an event is applied again after losing a race to create the same rows.
-const APPLY_TRIES: usize = 3;
-
 /// Handles one received event text and returns the signed reply text.
 pub async fn handle(state: &AppState, gateway: &GatewayRecord, text: &str) -> String {
     let reply = match relay_link::verification(gateway, &state.fallback_keys) {
@@ -69,22 +66,7 @@ async fn receive(
     if let Err(e) = gateways::record_contact(&state.db, gateway.id).await {
         tracing::error!(gateway = %gateway.name, "recording contact: {e}");
     }
-    // Two events of one new study applied at once on PostgreSQL (two replicas, or two relay
-    // connections) both try to create its study and series rows; the loser's unique violation
-    // is a race, not a fault, and a fresh transaction finds the winner's rows. (A replay of the
-    // same event never gets here: `received_events::record` ignores it.)
-    let mut tries = 0;
-    let applied = loop {
-        match apply(state, gateway, &event).await {
-            Err(StoreError::Sql(sqlx::Error::Database(e)))
-                if e.is_unique_violation() && tries < APPLY_TRIES =>
-            {
-                tries += 1;
-            }
-            other => break other,
-        }
-    };
-    match applied {
+    match apply(state, gateway, &event).await {
         Ok(Applied::Duplicate) => EventReply::new(event.event_id, EventStatus::Duplicate),
         Ok(Applied::Accepted(changes)) => {
             for change in changes {

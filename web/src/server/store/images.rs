@@ -49,56 +49,53 @@ pub async fn record(
     tx: &mut Transaction<'_, Any>,
     i: &NewImage,
 ) -> Result<Option<i64>, StoreError> {
-    let study =
-        sqlx::query("SELECT id FROM studies WHERE gateway_id = $1 AND study_instance_uid = $2")
+    // Insert-or-ignore, then read: two images of a new study applied at once (two replicas)
+    // both create its study and series; on PostgreSQL the second insert waits for the first
+    // transaction and then inserts nothing, and both go on with the one row.
+    sqlx::query(
+        "INSERT INTO studies (appointment_id, gateway_id, study_instance_uid, accession_number,
+             description, study_date, patient_id, patient_name, patient_birth_date)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (gateway_id, study_instance_uid) DO NOTHING",
+    )
+    .bind(i.appointment_id)
+    .bind(i.gateway_id)
+    .bind(&i.study_instance_uid)
+    .bind(i.accession_number.as_deref())
+    .bind(i.study_description.as_deref())
+    .bind(i.study_date.as_deref())
+    .bind(i.patient_id.as_deref())
+    .bind(i.patient_name.as_deref())
+    .bind(i.patient_birth_date.as_deref())
+    .execute(&mut **tx)
+    .await?;
+    let study_id: i64 = col(
+        &sqlx::query("SELECT id FROM studies WHERE gateway_id = $1 AND study_instance_uid = $2")
             .bind(i.gateway_id)
             .bind(&i.study_instance_uid)
-            .fetch_optional(&mut **tx)
-            .await?;
-    let study_id: i64 = match study {
-        Some(r) => col(&r, "id")?,
-        None => col(
-            &sqlx::query(
-                "INSERT INTO studies (appointment_id, gateway_id, study_instance_uid, accession_number,
-                     description, study_date, patient_id, patient_name, patient_birth_date)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-            )
-            .bind(i.appointment_id)
-            .bind(i.gateway_id)
-            .bind(&i.study_instance_uid)
-            .bind(i.accession_number.as_deref())
-            .bind(i.study_description.as_deref())
-            .bind(i.study_date.as_deref())
-            .bind(i.patient_id.as_deref())
-            .bind(i.patient_name.as_deref())
-            .bind(i.patient_birth_date.as_deref())
             .fetch_one(&mut **tx)
             .await?,
-            "id",
-        )?,
-    };
-    let series =
-        sqlx::query("SELECT id FROM series WHERE study_id = $1 AND series_instance_uid = $2")
+        "id",
+    )?;
+    sqlx::query(
+        "INSERT INTO series (study_id, series_instance_uid, number, modality)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (study_id, series_instance_uid) DO NOTHING",
+    )
+    .bind(study_id)
+    .bind(&i.series_instance_uid)
+    .bind(i.series_number)
+    .bind(i.modality.as_deref())
+    .execute(&mut **tx)
+    .await?;
+    let series_id: i64 = col(
+        &sqlx::query("SELECT id FROM series WHERE study_id = $1 AND series_instance_uid = $2")
             .bind(study_id)
             .bind(&i.series_instance_uid)
-            .fetch_optional(&mut **tx)
-            .await?;
-    let series_id: i64 = match series {
-        Some(r) => col(&r, "id")?,
-        None => col(
-            &sqlx::query(
-                "INSERT INTO series (study_id, series_instance_uid, number, modality)
-                 VALUES ($1, $2, $3, $4) RETURNING id",
-            )
-            .bind(study_id)
-            .bind(&i.series_instance_uid)
-            .bind(i.series_number)
-            .bind(i.modality.as_deref())
             .fetch_one(&mut **tx)
             .await?,
-            "id",
-        )?,
-    };
+        "id",
+    )?;
     // Once per gateway: a redelivered event, or the same instance in another series, is a repeat.
     let existing = sqlx::query(
         "SELECT i.id FROM images i JOIN series s ON s.id = i.series_id
