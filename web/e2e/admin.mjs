@@ -11,7 +11,7 @@
 // ARTIFACTS, CHROMIUM.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { env, expectLine, step, watch, live, axe, run } from './lib.mjs';
+import { env, expectLine, step, watch, live, axe, run, signIn as signInPage } from './lib.mjs';
 
 const BASE = env('BASE_URL');
 const ARTIFACTS = env('ARTIFACTS');
@@ -21,11 +21,7 @@ async function signIn(browser, user, pass) {
   const context = await browser.newContext();
   const page = await context.newPage();
   watch(page);
-  await page.goto(`${BASE}/sign-in`);
-  await page.waitForSelector('body[data-hydrated="true"]', { timeout: 60000 });
-  await page.fill('#email', user);
-  await page.fill('#password', pass);
-  await Promise.all([page.waitForURL('**/clinics'), page.click('#sign-in')]);
+  await signInPage(page, BASE, user, pass);
   return page;
 }
 

@@ -44,6 +44,14 @@ export function watch(page) {
     }
   });
 }
+// Signs `page` in through the sign-in form at `base` and waits for the clinics list.
+export async function signIn(page, base, user, pass) {
+  await page.goto(`${base}/sign-in`);
+  await page.waitForSelector('body[data-hydrated="true"]', { timeout: 60000 });
+  await page.fill('#email', user);
+  await page.fill('#password', pass);
+  await Promise.all([page.waitForURL('**/clinics'), page.click('#sign-in')]);
+}
 export async function live(page) {
   await page.waitForSelector('body[data-hydrated="true"]', { timeout: 60000 });
   await page.waitForSelector('#live[data-live="connected"]', { timeout: 60000 });

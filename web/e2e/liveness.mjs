@@ -7,7 +7,7 @@
 // Env: BASE_URL, USER1, PASS1, CLINIC_ID, GATEWAY_ID, ARTIFACTS, CHROMIUM.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { env, expectLine, step, watch, live, axe, run } from './lib.mjs';
+import { env, expectLine, step, watch, live, axe, run, signIn } from './lib.mjs';
 
 const BASE = env('BASE_URL');
 const ARTIFACTS = env('ARTIFACTS');
@@ -20,11 +20,7 @@ await run(ARTIFACTS, async (browser) => {
   const context = await browser.newContext();
   const gateways = await context.newPage();
   watch(gateways);
-  await gateways.goto(`${BASE}/sign-in`);
-  await gateways.waitForSelector('body[data-hydrated="true"]', { timeout: 60000 });
-  await gateways.fill('#email', env('USER1'));
-  await gateways.fill('#password', env('PASS1'));
-  await Promise.all([gateways.waitForURL('**/clinics'), gateways.click('#sign-in')]);
+  await signIn(gateways, BASE, env('USER1'), env('PASS1'));
   await gateways.goto(`${BASE}/gateways`);
   await live(gateways);
   const clinic = await context.newPage();

@@ -7,7 +7,7 @@
 // Env: BASE_URL, USER1, PASS1, CLINIC_ID, ARTIFACTS, CHROMIUM.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { env, expectLine, step, watch, live, run } from './lib.mjs';
+import { env, expectLine, step, watch, live, run, signIn } from './lib.mjs';
 
 const BASE = env('BASE_URL');
 const ARTIFACTS = env('ARTIFACTS');
@@ -17,11 +17,7 @@ await run(ARTIFACTS, async (browser) => {
   const context = await browser.newContext();
   const clinic = await context.newPage();
   watch(clinic);
-  await clinic.goto(`${BASE}/sign-in`);
-  await clinic.waitForSelector('body[data-hydrated="true"]', { timeout: 60000 });
-  await clinic.fill('#email', env('USER1'));
-  await clinic.fill('#password', env('PASS1'));
-  await Promise.all([clinic.waitForURL('**/clinics'), clinic.click('#sign-in')]);
+  await signIn(clinic, BASE, env('USER1'), env('PASS1'));
   await clinic.goto(`${BASE}/clinics/${env('CLINIC_ID')}`);
   await live(clinic);
   step('watching');

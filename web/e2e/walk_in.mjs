@@ -7,7 +7,7 @@
 // Env: BASE_URL, USER1, PASS1, CLINIC_ID, ARTIFACTS, CHROMIUM.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { env, expectLine, step, watch, live, axe, run } from './lib.mjs';
+import { env, expectLine, step, watch, live, axe, run, signIn } from './lib.mjs';
 
 const BASE = env('BASE_URL');
 const ARTIFACTS = env('ARTIFACTS');
@@ -21,11 +21,7 @@ await run(ARTIFACTS, async (browser) => {
   const context = await browser.newContext();
   const page = await context.newPage();
   watch(page);
-  await page.goto(`${BASE}/sign-in`);
-  await page.waitForSelector('body[data-hydrated="true"]', { timeout: 60000 });
-  await page.fill('#email', env('USER1'));
-  await page.fill('#password', env('PASS1'));
-  await Promise.all([page.waitForURL('**/clinics'), page.click('#sign-in')]);
+  await signIn(page, BASE, env('USER1'), env('PASS1'));
   await page.goto(`${BASE}/clinics/${env('CLINIC_ID')}`);
   await live(page);
   step('watching');

@@ -19,6 +19,7 @@ use shared::wire::{Keyring, SigningKey, Verification};
 use support::browser::{self, Script};
 use support::http_client::{http, sign_in};
 use support::real_gateway::{self, GatewaySettings};
+use support::within;
 use support::{ACTIONS, EVENTS, KEY, KEY_ENV};
 use tokio::process::{Child, Command};
 use web::domain::{AppointmentStatus, NhsNumber};
@@ -65,22 +66,6 @@ fn start_replica(
         .spawn()
         .expect("start web serve");
     Replica { name, addr, child }
-}
-
-/// Waits, up to `limit`, until `check` holds.
-async fn within<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("not within {limit:?}: {what}");
 }
 
 /// Presses "Send to modality" on a replica (the page's server function); the action's id.

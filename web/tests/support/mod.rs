@@ -192,19 +192,28 @@ pub async fn serve(state: AppState, site_root: String) -> Running {
 }
 
 /// Waits (up to a generous limit, for a loaded machine) until `check` holds.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
+pub async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    within(Duration::from_secs(60), what, check).await
+}
+
+/// Waits up to `limit` until `check` holds (a lease to run out, say).
+pub async fn within<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < deadline {
         if check().await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("never happened: {what}");
+    panic!("never happened within {limit:?}: {what}");
 }
 
 /// The seeded demo user `n` (0: the north provider's clinician, 1: the south's), signed in.
