@@ -72,8 +72,12 @@ pub fn decode(object: &DefaultDicomObject) -> Result<(Header, Vec<u16>), Thumbna
         .ok()
         .and_then(|e| e.value().fragments())
         .ok_or_else(|| refuse("no fragment".into()))?;
-    // The first frame's fragments (`first_frame` keeps only those), as one stream.
-    let stream: Vec<u8> = fragments.iter().flatten().copied().collect();
+    // The first frame's fragments (`first_frame` keeps only those), as one stream: borrowed
+    // when it is one fragment (the usual case), so the compressed frame is not copied.
+    let stream: std::borrow::Cow<[u8]> = match fragments {
+        [one] => one.as_slice().into(),
+        many => many.concat().into(),
+    };
     let header = check_header(&stream).map_err(refuse)?;
     if (u32::from(header.rows), u32::from(header.columns)) != (rows, columns) {
         return Err(refuse(format!(
