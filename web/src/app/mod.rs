@@ -109,12 +109,30 @@ pub fn App() -> impl IntoView {
 }
 
 /// The NHS header: service name, who is signed in, the menu and "Sign out".
+///
+/// The signed-in user is read by one boundary around the whole header, never by two: Leptos
+/// 0.8 can leave a server render hanging, now and then, when two `Suspense`s await one resource
+/// (leptos-rs/leptos#4851; seen here as a page that never finished). A `Transition` keeps the
+/// old header on screen while the next page re-reads the user.
 #[component]
 fn Header() -> impl IntoView {
     let sign_out = ServerAction::<SignOut>::new();
     // Re-read on every navigation: signing in or out moves to another page without a reload.
     let location = leptos_router::hooks::use_location();
     let user = Resource::new(move || location.pathname.get(), |_| current_user());
+    view! {
+        <Transition fallback=move || view! { <HeaderBody user=None sign_out/> }>
+            {move || Suspend::new(async move {
+                let user = user.await.ok().flatten();
+                view! { <HeaderBody user sign_out/> }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn HeaderBody(user: Option<SignedInUser>, sign_out: ServerAction<SignOut>) -> impl IntoView {
+    let administrator = user.as_ref().is_some_and(|u| u.role.administers());
     view! {
         <header class="nhsuk-header" role="banner">
             <div class="nhsuk-header__container nhsuk-width-container">
@@ -123,13 +141,9 @@ fn Header() -> impl IntoView {
                         <span class="nhsuk-header__service-name">"Manage breast screening"</span>
                     </a>
                 </div>
-                <Suspense fallback=|| ()>
-                    {move || Suspend::new(async move {
-                        user.await.ok().flatten().map(|u| view! {
-                            <p class="app-user" id="signed-in-as">{format!("{} – {}", u.name, u.provider_name)}</p>
-                        })
-                    })}
-                </Suspense>
+                {user.map(|u| view! {
+                    <p class="app-user" id="signed-in-as">{format!("{} – {}", u.name, u.provider_name)}</p>
+                })}
             </div>
             <div class="nhsuk-header__navigation">
                 <nav class="nhsuk-width-container" aria-label="Menu">
@@ -137,12 +151,7 @@ fn Header() -> impl IntoView {
                         <li><A href="/clinics">"Clinics"</A></li>
                         <li><A href="/gateways">"Gateways"</A></li>
                         <li><A href="/actions">"Gateway actions"</A></li>
-                        <Suspense fallback=|| ()>
-                            {move || Suspend::new(async move {
-                                let administrator = user.await.ok().flatten().is_some_and(|u| u.role.administers());
-                                administrator.then(|| view! { <li><A href="/admin/users">"Users"</A></li> })
-                            })}
-                        </Suspense>
+                        {administrator.then(|| view! { <li><A href="/admin/users">"Users"</A></li> })}
                         <li>
                             <ActionForm action=sign_out>
                                 <button type="submit" class="app-link-button">"Sign out"</button>

@@ -48,6 +48,10 @@ pub fn router(state: AppState, options: LeptosOptions) -> Router {
             crate::app::shell,
         ))
         .with_state(options)
+        .layer(axum::middleware::from_fn_with_state(
+            guard_state.clone(),
+            bounded_render,
+        ))
         .merge(extra);
     let secure = guard_state.secure_cookies;
     security_headers(
@@ -95,6 +99,40 @@ async fn same_site_only(
         );
     }
     response
+}
+
+/// Ends a page render that has not finished within [`AppState::page_limit`] with a 503 and one
+/// log line: the clinician gets "reload" instead of a page that never arrives. A render can
+/// stall on the database (every connection busy) or, rarely, inside Leptos's server renderer
+/// (leptos-rs/leptos#4851). Only page loads (GET outside `/api/`) are bounded: a server function
+/// may wait on a gateway for longer, within its own relay timeouts, and streams never end.
+async fn bounded_render(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let page =
+        request.method() == axum::http::Method::GET && !request.uri().path().starts_with("/api/");
+    if !page {
+        return next.run(request).await;
+    }
+    let path = request.uri().path().to_string();
+    match tokio::time::timeout(state.page_limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(
+                path,
+                limit_s = state.page_limit.as_secs_f32(),
+                "page render did not finish in time; answered 503"
+            );
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "1")],
+                "This page took too long to prepare. Reload to try again.\n",
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<User, Response> {

@@ -17,6 +17,9 @@ pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 /// Changes kept for a slow SSE subscriber before it is told to re-read everything.
 const BUS_CAPACITY: usize = 1024;
 
+/// A page's data is a few indexed reads; one that takes longer than this is stuck.
+pub const PAGE_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The app's shared state; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -51,6 +54,9 @@ pub struct AppState {
     /// Within how long a gateway that goes away reads offline (`WEB_PROBE_INTERVAL_SECS`): it
     /// is probed twice an interval.
     pub probe_interval: std::time::Duration,
+    /// How long a page may take to render before the browser gets a 503 to reload instead of
+    /// a page that never arrives (see `server::http::bounded_render`).
+    pub page_limit: std::time::Duration,
 }
 
 impl AppState {
@@ -78,6 +84,7 @@ impl AppState {
             trust_forwarded_for: false,
             public_origin: None,
             probe_interval: std::time::Duration::from_secs(60),
+            page_limit: PAGE_LIMIT,
         }
     }
 
