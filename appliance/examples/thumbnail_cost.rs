@@ -122,7 +122,8 @@ fn main() {
         total_child - total_in
     );
 
-    // The attempt counter: one more redb write transaction (fsync'd commit) per thumbnail.
+    // The durable attempt counter (a retry, or a job left by the last run): one more redb write
+    // transaction (fsync'd commit). A fresh job's first attempt is batched instead.
     let db = appliance::db::Database::open(&dir.path().join("cost.redb")).expect("a database");
     let record: appliance::storage::InstanceRecord = serde_json::from_value(serde_json::json!({
         "sop_instance_uid": "1.2.3", "sop_class_uid": "1.2.840.10008.5.1.4.1.1.1.2",
@@ -136,7 +137,7 @@ fn main() {
             db.write(|txn| appliance::thumbnail::enqueue_job(txn, &record))
                 .expect("enqueue");
             let started = Instant::now();
-            appliance::thumbnail::jobs::begin_attempt(&db, "1.2.3").expect("begin");
+            appliance::thumbnail::jobs::begin_attempt(&db, "1.2.3", false).expect("begin");
             started.elapsed()
         })
         .collect();

@@ -9,10 +9,13 @@
 //! of added fields.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redb::{ReadableDatabase, StorageError, TableDefinition, TransactionError, WriteTransaction};
+use redb::{
+    Durability, ReadableDatabase, StorageError, TableDefinition, TransactionError, WriteTransaction,
+};
 use serde::{de::DeserializeOwned, Serialize};
 use thiserror::Error;
 
@@ -139,7 +142,13 @@ from_redb!(
 pub struct Database {
     path: PathBuf,
     state: Mutex<State>,
+    /// When a batched commit was last made durable (ms since `opened`; 0: not yet).
+    last_durable_ms: AtomicU64,
+    opened: Instant,
 }
+
+/// How long a batched commit ([`Database::begin_write_batched`]) may stay not yet durable.
+pub const DURABLE_WITHIN: Duration = Duration::from_secs(1);
 
 enum State {
     Open(Arc<redb::Database>),
@@ -168,7 +177,38 @@ impl Database {
         Ok(Database {
             path: path.to_path_buf(),
             state: Mutex::new(State::Open(Arc::new(open_file(path)?))),
+            last_durable_ms: AtomicU64::new(0),
+            opened: Instant::now(),
         })
+    }
+
+    /// A write transaction for what can be recovered after a crash without it: an index row
+    /// whose file is durable (the re-index after start-up restores it), a finished thumbnail
+    /// (its job, committed durably, is simply done again). Its commit skips redb's fsync unless
+    /// [`DURABLE_WITHIN`] has passed since the last durable batched commit; that one makes all
+    /// the earlier ones durable (as does any other commit: they are durable by default).
+    pub fn begin_write_batched(&self) -> Result<WriteTransaction, DbError> {
+        let mut txn = self.begin_write()?;
+        self.batch(&mut txn)?;
+        Ok(txn)
+    }
+
+    fn batch(&self, txn: &mut WriteTransaction) -> Result<(), DbError> {
+        let now = self.opened.elapsed().as_millis() as u64;
+        let last = self.last_durable_ms.load(Ordering::Relaxed);
+        if last == 0 || now.saturating_sub(last) >= DURABLE_WITHIN.as_millis() as u64 {
+            self.last_durable_ms.store(now.max(1), Ordering::Relaxed);
+            return Ok(());
+        }
+        txn.set_durability(Durability::None)
+            .map_err(|e| DbError::Unavailable(e.to_string()))
+    }
+
+    /// Makes every batched commit so far durable (an empty durable commit): at shutdown.
+    pub fn checkpoint(&self) -> Result<(), DbError> {
+        let txn = self.begin_write()?;
+        txn.commit()?;
+        Ok(())
     }
 
     /// Starts a write transaction; commit it with [`WriteTransaction::commit`].
@@ -250,7 +290,32 @@ impl Database {
     where
         E: From<DbError>,
     {
-        let (db, txn) = self.begin(|db| db.begin_write())?;
+        self.write_in(false, f)
+    }
+
+    /// [`Database::write`] in a batched transaction ([`Database::begin_write_batched`]).
+    pub fn write_batched<T, E>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<DbError>,
+    {
+        self.write_in(true, f)
+    }
+
+    fn write_in<T, E>(
+        &self,
+        batched: bool,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<DbError>,
+    {
+        let (db, mut txn) = self.begin(|db| db.begin_write())?;
+        if batched {
+            self.batch(&mut txn)?;
+        }
         let value = f(&txn)?;
         if let Err(e) = txn.commit() {
             if matches!(

@@ -111,16 +111,16 @@ impl Gateway {
             doorbell.clone(),
             config.thumbnail_workers,
         )?;
-        // After a crash, in the background: a re-indexed file gets its thumbnail and image
-        // event like any stored one.
+        // After a crash, in the background: a re-indexed file gets its worklist note, forwarding,
+        // thumbnail and image event like any stored one (an index commit younger than
+        // storage::DURABLE_INDEX_EVERY may have been lost with the crash; its file was not).
         let pool = thumbnails.clone();
         let forwarder = Forwarder::new(config.forward_to.clone());
         let queue_forwarding = forwarder.clone();
         let ring = forwarder.clone();
         let reindexing = storage.reindex_in_background(
             move |txn, record| {
-                forward::queue::enqueue(txn, record, queue_forwarding.destinations())?;
-                thumbnail::enqueue_job(txn, record)
+                crate::services::store::on_stored(txn, record, queue_forwarding.destinations())
             },
             move |record| {
                 ring.ring();
@@ -351,6 +351,14 @@ impl Running {
         // The job in hand finishes; the rest wait in the database for the next start.
         let thumbnails = self.thumbnails.clone();
         let _ = tokio::task::spawn_blocking(move || thumbnails.stop()).await;
+        // The last batched commits (index rows, thumbnails): durable now, not left to the
+        // re-index and the thumbnail queue of the next start.
+        let db = self.db.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || db.checkpoint()).await {
+            tracing::error!(
+                "cannot make the index durable at shutdown: {e}; the next start re-indexes"
+            );
+        }
     }
 }
 

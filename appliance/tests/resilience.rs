@@ -1,7 +1,8 @@
 //! Nothing is lost: the `gateway serve` process with its cloud link, a modality (the built-in
 //! emulator) working while the cloud is down, the gateway killed with SIGKILL before it could
 //! send anything, restarted, and the cloud coming back 30 s later — every event arrives, and the
-//! cloud's de-duplication never sees one twice.
+//! cloud's de-duplication never sees one twice. And the gateway SIGKILLed in the middle of an
+//! ingest: every object it acknowledged is stored and indexed after the restart.
 
 mod common;
 
@@ -51,10 +52,15 @@ impl Setup {
     }
 
     fn serve(&self) -> Server {
+        self.serve_logging(Stdio::null())
+    }
+
+    /// `gateway serve` with its log (stderr) going to `log`.
+    fn serve_logging(&self, log: impl Into<Stdio>) -> Server {
         let child = self
             .gateway(&["serve"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         let server = Server(child);
@@ -199,4 +205,149 @@ async fn events_survive_sigkill_and_a_cloud_outage() {
         .count();
     assert_eq!(images, 4);
     drop(restarted);
+}
+
+/// Acknowledged means durable and, after a restart, indexed: small mammograms are stored one
+/// after another over one association and the gateway is SIGKILLed while they flow (between
+/// two answers or in the middle of an object, wherever the signal lands). The restarted gateway
+/// re-indexes what the index lost (its commits are made durable once a second, the files before
+/// every answer); stopped, its database has every acknowledged object, each file matching the
+/// recorded hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_object_survives_sigkill_during_ingest() {
+    use appliance::dimse::scu::Scu;
+    use appliance::dimse::{field, status, Command as Dimse};
+    use appliance::modality::images::{mammogram, Subject, SCREENING_VIEWS};
+    use dicom_dictionary_std::uids::DIGITAL_MAMMOGRAPHY_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION as MG;
+
+    let relay = Relay::start(NAMESPACE).await;
+    let setup = Arc::new(Setup {
+        state: tempfile::tempdir().unwrap(),
+        endpoint: relay.config.endpoint.to_string(),
+        gateway_key: relay.gateway_key.clone(),
+        cloud_key: relay.cloud_key.clone(),
+        mwl_port: free_port(),
+        pacs_port: free_port(),
+    });
+    let server = {
+        let s = setup.clone();
+        tokio::task::spawn_blocking(move || s.serve())
+            .await
+            .unwrap()
+    };
+    let pid = server.0.id();
+    let subject = Subject {
+        patient_id: "9434765919".into(),
+        patient_name: "SMITH^JANE".into(),
+        birth_date: "19700101".into(),
+        sex: "F".into(),
+        accession_number: "ACCCRASH".into(),
+        study_instance_uid: appliance::worklist::new_uid(),
+        study_description: "Screening".into(),
+    };
+    let series = appliance::worklist::new_uid();
+    let pacs = format!("127.0.0.1:{}", setup.pacs_port);
+    let mut scu = Scu::connect(&pacs, "MODALITY_EMU", common::PACS_AET, &[MG])
+        .await
+        .expect("associate");
+
+    // The kill comes from another thread a moment after the 40th answer, while the next
+    // objects are on their way.
+    const KILL_AFTER: usize = 40;
+    let mut acknowledged = Vec::new();
+    let mut killer = None;
+    for number in 1..=2_000u32 {
+        let view = SCREENING_VIEWS[number as usize % SCREENING_VIEWS.len()];
+        let image = mammogram(&subject, &series, view, number, 256, 208);
+        let sop = image
+            .element(dicom_dictionary_std::tags::SOP_INSTANCE_UID)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim_end_matches('\0')
+            .to_string();
+        let command = Dimse {
+            command_field: field::C_STORE_RQ,
+            affected_sop_class_uid: Some(MG.into()),
+            affected_sop_instance_uid: Some(sop.clone()),
+            priority: Some(0),
+            ..Dimse::default()
+        };
+        match scu.request(MG, command, Some(&image)).await {
+            Ok(responses) if responses.first().map(|r| r.status()) == Some(status::SUCCESS) => {
+                acknowledged.push(sop)
+            }
+            _ => break,
+        }
+        if acknowledged.len() == KILL_AFTER {
+            killer = Some(std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(3));
+                let killed = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status()
+                    .unwrap();
+                assert!(killed.success());
+            }));
+        }
+    }
+    killer.expect("40 objects acknowledged").join().unwrap();
+    let mut server = server;
+    server.0.wait().unwrap();
+    drop(server);
+    assert!(
+        acknowledged.len() < 2_000,
+        "the gateway answered every object although it was killed"
+    );
+
+    // Restarted: the re-index after start-up finishes, then a clean stop.
+    let log_path = setup.state.path().join("restart.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let restarted = {
+        let s = setup.clone();
+        tokio::task::spawn_blocking(move || s.serve_logging(log))
+            .await
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let checked = loop {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(line) = text
+            .lines()
+            .find(|l| l.contains("store checked against the index"))
+        {
+            break line.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the re-index never finished:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!(
+        "{} acknowledged before the kill; after the restart: {checked}",
+        acknowledged.len()
+    );
+    let mut restarted = restarted;
+    let stopped = Command::new("kill")
+        .args(["-TERM", &restarted.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    assert!(restarted.0.wait().unwrap().success());
+    drop(restarted);
+
+    let db = appliance::db::Database::open(&appliance::db::path_in(setup.state.path())).unwrap();
+    for sop in &acknowledged {
+        let record = appliance::storage::index::get_instance(&db, sop)
+            .unwrap()
+            .unwrap_or_else(|| panic!("acknowledged {sop} is not indexed after the restart"));
+        let file = setup.state.path().join("storage").join(&record.file_path);
+        let bytes = std::fs::read(&file)
+            .unwrap_or_else(|e| panic!("acknowledged {sop}: {}: {e}", file.display()));
+        assert_eq!(
+            appliance::storage::files::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+            record.file_sha256,
+            "acknowledged {sop}: the file is not the one indexed"
+        );
+    }
 }

@@ -24,6 +24,21 @@ pub fn sink_for(
     }
 }
 
+/// What storing an instance queues, in the transaction that indexes it: the worklist item's
+/// IN PROGRESS, forwarding, the thumbnail (which sends the image event). The same for an object
+/// received now and for a file the re-index after a crash finds unindexed.
+pub fn on_stored(
+    txn: &redb::WriteTransaction,
+    record: &crate::storage::InstanceRecord,
+    destinations: &[forward::Destination],
+) -> Result<(), crate::db::DbError> {
+    if let Some(accession) = &record.data_set.accession_number {
+        worklist::note_image_received(txn, accession)?;
+    }
+    forward::queue::enqueue(txn, record, destinations)?;
+    thumbnail::enqueue_job(txn, record)
+}
+
 fn announced(context: &Context, command: &Command, calling_ae: &str) -> Announced {
     Announced {
         sop_class_uid: command
@@ -96,13 +111,9 @@ pub async fn handle(
                 let forwarder = services.forwarder.clone();
                 let started = std::time::Instant::now();
                 let result = tokio::task::spawn_blocking(move || {
+                    // Forwarding, the thumbnail and the image event follow off this path.
                     storage.complete(incoming, &task_announced, |txn, record| {
-                        if let Some(accession) = &record.data_set.accession_number {
-                            worklist::note_image_received(txn, accession)?;
-                        }
-                        // Forwarding, the thumbnail and the image event follow off this path.
-                        forward::queue::enqueue(txn, record, forwarder.destinations())?;
-                        thumbnail::enqueue_job(txn, record)
+                        on_stored(txn, record, forwarder.destinations())
                     })
                 })
                 .await
@@ -122,7 +133,7 @@ pub async fn handle(
                             "stored"
                         );
                         services.forwarder.ring();
-                        services.thumbnails.submit(thumbnail::Job::new(*record));
+                        services.thumbnails.submit(thumbnail::Job::fresh(*record));
                     }
                     Ok(Stored::Duplicate) => tracing::info!(
                         sop_instance_uid = %announced.sop_instance_uid,

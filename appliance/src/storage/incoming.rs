@@ -178,7 +178,7 @@ impl IncomingObject {
     }
 
     /// The object is complete: `Err` if its data set was refused (the temporary file is
-    /// already gone), else the fsynced file and the copies of the indexed elements.
+    /// already gone), else the complete file and the copies of the indexed elements.
     pub fn finish(mut self) -> Result<(ReceivedFile, Captured), StoreError> {
         if let Some(refused) = self.refused.take() {
             return Err(StoreError::Malformed(refused));

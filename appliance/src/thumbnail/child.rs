@@ -233,6 +233,9 @@ fn signal_words(signal: i32, limits: &Limits) -> String {
     }
 }
 
+/// The render child's nice value (see [`run_child`]).
+pub const THUMBNAIL_NICE: i32 = 10;
+
 /// The child's side: `gateway render-thumbnail --memory-mib M --cpu-secs S FILE`. Returns the
 /// process exit status.
 pub fn run_child(memory_mib: u64, cpu_secs: u64, object: &Path) -> i32 {
@@ -243,6 +246,10 @@ pub fn run_child(memory_mib: u64, cpu_secs: u64, object: &Path) -> i32 {
     // A gateway killed meanwhile takes its render child with it, rather than leaving it to
     // spin until its CPU limit. Best effort: the limits above are what bound the child.
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    // A thumbnail can wait; the next C-STORE's answer cannot. Nice 10 gives the receive path
+    // (nice 0) the cores first when both want them, and the thumbnail all they have otherwise.
+    // Best effort: an unprivileged process may always lower its own priority.
+    let _ = rustix::process::setpriority_process(None, THUMBNAIL_NICE);
     let reply = match first_frame::open(object) {
         Err(e) => Reply::NoThumbnail {
             reason: e.to_string(),

@@ -5,6 +5,12 @@
 //!
 //! Each render attempt is counted in the row *before* it starts, so an attempt that never
 //! answers — the renderer crashed, or the whole gateway was killed meanwhile — still counts.
+//! The first attempt at a job a C-STORE just queued is counted in a batched commit (durable
+//! within a second, [`Database::begin_write_batched`]) so that it never holds the database's
+//! write lock through an fsync while the next object waits to be indexed; every other attempt
+//! (a retry, a job left by the last run or queued by the re-index) is counted durably. A
+//! gateway killed during a first attempt can lose that count and so gives the object one more
+//! attempt than [`MAX_ATTEMPTS`], no more: the next start's attempt is durable.
 //! After [`MAX_ATTEMPTS`] the job is **quarantined**: the row stays (listed by `gateway status`),
 //! the object stays stored, the cloud is told `thumbnail: null` with the reason, and no later
 //! start retries it.
@@ -32,6 +38,9 @@ pub struct Job {
     /// Set when the job was given up; the row is then kept only to be reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quarantined: Option<Quarantine>,
+    /// Queued by a C-STORE in this run, never attempted (see the module's doc); not stored.
+    #[serde(skip)]
+    pub fresh: bool,
 }
 
 /// Why and when a job was given up.
@@ -49,6 +58,15 @@ impl Job {
             record,
             attempts: 0,
             quarantined: None,
+            fresh: false,
+        }
+    }
+
+    /// A job a C-STORE has just queued: its first attempt is counted in a batched commit.
+    pub fn fresh(record: InstanceRecord) -> Job {
+        Job {
+            fresh: true,
+            ..Job::new(record)
         }
     }
 }
@@ -111,13 +129,15 @@ fn put(txn: &WriteTransaction, job: &Job) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Reads the job's row and, when it is to be rendered, counts the attempt durably before
-/// answering. Returns the decision and the job as now stored.
+/// Reads the job's row and, when it is to be rendered, counts the attempt before answering:
+/// durably, or in a batched commit when `batched` (a fresh job's first attempt). Returns the
+/// decision and the job as now stored.
 pub fn begin_attempt(
     db: &Database,
     sop_instance_uid: &str,
+    batched: bool,
 ) -> Result<(Begin, Option<Job>), DbError> {
-    db.write(|txn| {
+    let write = |txn: &WriteTransaction| {
         let job = {
             let table = txn.open_table(THUMBNAIL_JOBS)?;
             let row = table.get(sop_instance_uid)?;
@@ -143,7 +163,12 @@ pub fn begin_attempt(
             (job, _) => job,
         };
         Ok((decision, job))
-    })
+    };
+    if batched {
+        db.write_batched(write)
+    } else {
+        db.write(write)
+    }
 }
 
 /// Marks a job given up, in the transaction that queues its `thumbnail: null` event.
@@ -274,25 +299,25 @@ pub(crate) mod tests {
             let db = Database::open(&path).unwrap();
             db.write(|txn| enqueue_job(txn, &record)).unwrap();
             for n in 1..=MAX_ATTEMPTS {
-                let (decision, stored) = begin_attempt(&db, "1.2.3").unwrap();
+                let (decision, stored) = begin_attempt(&db, "1.2.3", false).unwrap();
                 assert_eq!(decision, Begin::Render);
                 assert_eq!(stored.unwrap().attempts, n);
             }
         }
         // As after a process killed during its last attempt: the next start gives up.
         let db = Database::open(&path).unwrap();
-        let (decision, stored) = begin_attempt(&db, "1.2.3").unwrap();
+        let (decision, stored) = begin_attempt(&db, "1.2.3", false).unwrap();
         let Begin::Quarantine(reason) = decision else {
             panic!("{decision:?}")
         };
         let stored = stored.unwrap();
         db.write(|txn| quarantine(txn, &stored, &reason)).unwrap();
-        assert_eq!(begin_attempt(&db, "1.2.3").unwrap().0, Begin::Skip);
+        assert_eq!(begin_attempt(&db, "1.2.3", false).unwrap().0, Begin::Skip);
         assert!(pending_jobs(&db).unwrap().is_empty());
         let all = all_jobs(&db).unwrap();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].quarantined.as_ref().unwrap().reason, reason);
         db.write(|txn| finish(txn, "1.2.3")).unwrap();
-        assert_eq!(begin_attempt(&db, "1.2.3").unwrap().0, Begin::Skip);
+        assert_eq!(begin_attempt(&db, "1.2.3", false).unwrap().0, Begin::Skip);
     }
 }

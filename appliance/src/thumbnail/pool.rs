@@ -340,7 +340,8 @@ fn process(
     job: &Job,
 ) -> Result<Step, DbError> {
     let uid = job.record.sop_instance_uid.as_str();
-    let job = match jobs::begin_attempt(db, uid)? {
+    let batched = job.fresh && job.attempts == 0;
+    let job = match jobs::begin_attempt(db, uid, batched)? {
         (Begin::Render, Some(job)) => job,
         (Begin::Quarantine(reason), Some(job)) => {
             give_up(db, places, &job, &reason)?;
@@ -392,7 +393,8 @@ fn process(
             "no thumbnail for {uid}: {why}"
         );
     }
-    db.write(|txn| {
+    // Batched: lost in a crash, the job (committed with the image) is done again.
+    db.write_batched(|txn| {
         events::image_received(txn, &places.source_system, &job.record, &extra, thumbnail)?;
         jobs::finish(txn, uid)
     })?;
