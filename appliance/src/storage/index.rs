@@ -257,6 +257,14 @@ pub fn contains(txn: &WriteTransaction, sop_instance_uid: &str) -> Result<bool, 
     Ok(found)
 }
 
+/// Whether an instance is indexed, in a read snapshot (no write lock taken).
+pub fn is_indexed(db: &db::Database, sop_instance_uid: &str) -> Result<bool, DbError> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(db::INSTANCES)?;
+    let found = table.get(sop_instance_uid)?.is_some();
+    Ok(found)
+}
+
 /// Looks an instance up in a read snapshot.
 pub fn get_instance(
     db: &db::Database,

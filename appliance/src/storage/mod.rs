@@ -1,9 +1,10 @@
 //! Received objects: the hash-addressed file store plus the redb index, kept consistent.
 //!
-//! Order of a store: temporary file, its data set checked as it arrives (`incoming.rs`) → (in
-//! one redb write transaction, which also serialises concurrent stores of the same instance)
+//! Order of a store: temporary file, its data set checked as it arrives (`incoming.rs`) → (the
+//! instance's turn, [`InstanceClaims`], so concurrent stores of one instance take turns)
 //! duplicate check → rename → one `syncfs` that makes the file, its name and everything before
-//! it durable → index rows → caller's hook → commit → answer. The index commit itself is made
+//! it durable, outside any lock so stores on several associations share it → index rows →
+//! caller's hook → commit → answer. The index commit itself is made
 //! durable within a second ([`crate::db::Database::begin_write_batched`]) rather than with
 //! every object: an acknowledged object is a durable file, and a file the index lost in a crash
 //! is indexed again by the re-index after start-up, with the same hook. A crash before the rename leaves a
@@ -89,6 +90,43 @@ pub struct Storage {
     /// so the disk never fills: the database, the worklist and MPPS keep working and the
     /// modality keeps the image and sends it again later.
     pub min_free_bytes: u64,
+    claims: Arc<InstanceClaims>,
+}
+
+/// The SOP Instance UIDs being stored right now. By hand: a set under a mutex, and a condvar
+/// to wait for a UID's turn; no crate does less.
+#[derive(Default)]
+struct InstanceClaims {
+    held: std::sync::Mutex<HashSet<String>>,
+    released: std::sync::Condvar,
+}
+
+/// One instance's turn; the next store of it proceeds when this is dropped.
+struct Turn<'a> {
+    claims: &'a InstanceClaims,
+    uid: String,
+}
+
+impl InstanceClaims {
+    fn claim(&self, uid: &str) -> Turn<'_> {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        while held.contains(uid) {
+            held = self.released.wait(held).unwrap_or_else(|e| e.into_inner());
+        }
+        held.insert(uid.to_string());
+        Turn {
+            claims: self,
+            uid: uid.to_string(),
+        }
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut held = self.claims.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.remove(&self.uid);
+        self.claims.released.notify_all();
+    }
 }
 
 impl Storage {
@@ -97,6 +135,7 @@ impl Storage {
             db,
             files,
             min_free_bytes: 0,
+            claims: Arc::default(),
         }
     }
 
@@ -214,8 +253,11 @@ impl Storage {
             },
         );
 
-        let txn = self.db.begin_write_batched()?;
-        if index::contains(&txn, &record.sop_instance_uid)? {
+        // Stores of one instance at once (two associations, a retry racing the original) take
+        // turns from here to the commit, so the first copy is the one kept; stores of different
+        // instances go on side by side and share their syncs.
+        let _turn = self.claims.claim(&record.sop_instance_uid);
+        if index::is_indexed(&self.db, &record.sop_instance_uid)? {
             return Ok(Stored::Duplicate);
         }
         let before_install = started.elapsed();
@@ -223,12 +265,19 @@ impl Storage {
             .install(&received, &relative)
             .map_err(StoreError::OutOfResources)?;
         received.mark_installed();
+        // Durable before any index row names it: the index can never outlive its file.
         if let Err(e) = self.files.make_durable() {
             // Nothing indexed, nothing acknowledged: the sender keeps the object and retries.
             let _ = std::fs::remove_file(self.files.absolute(&relative));
             return Err(StoreError::OutOfResources(e));
         }
         let installed = started.elapsed();
+        let txn = self.db.begin_write_batched()?;
+        if index::contains(&txn, &record.sop_instance_uid)? {
+            // The re-index after start-up found the file between the rename and now, and
+            // indexed it with the same hook: stored, once.
+            return Ok(Stored::Duplicate);
+        }
         let indexed = (|| {
             index::insert(
                 &txn,
@@ -515,4 +564,37 @@ pub fn now_rfc3339() -> String {
     OffsetDateTime::now_utc()
         .format(&Rfc3339)
         .expect("UTC formats")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InstanceClaims;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn a_second_store_of_one_instance_waits_for_the_first_and_others_do_not() {
+        let claims = Arc::new(InstanceClaims::default());
+        let first = claims.claim("1.2.3");
+        // Another instance is not held up.
+        drop(claims.claim("1.2.4"));
+        let second_started = Arc::new(AtomicBool::new(false));
+        let waiter = {
+            let (claims, started) = (claims.clone(), second_started.clone());
+            std::thread::spawn(move || {
+                let _turn = claims.claim("1.2.3");
+                started.store(true, Ordering::SeqCst);
+            })
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            !second_started.load(Ordering::SeqCst),
+            "both held 1.2.3 at once"
+        );
+        drop(first);
+        waiter.join().unwrap();
+        assert!(second_started.load(Ordering::SeqCst));
+        assert!(claims.held.lock().unwrap().is_empty());
+    }
 }
