@@ -78,7 +78,7 @@ impl FileStore {
             path,
             hasher: Sha256::new(),
             size: 0,
-            unsynced: 0,
+            queued: 0,
         };
         object.write_all(prefix)?;
         Ok(object)
@@ -122,7 +122,8 @@ pub struct PartFile {
     path: PathBuf,
     hasher: Sha256,
     size: u64,
-    unsynced: u64,
+    /// Bytes whose write-back has been queued (the file's first `queued` bytes).
+    queued: u64,
 }
 
 impl Write for PartFile {
@@ -131,8 +132,7 @@ impl Write for PartFile {
         let n = file.write(buf)?;
         self.hasher.update(&buf[..n]);
         self.size += n as u64;
-        self.unsynced += n as u64;
-        if self.unsynced >= WRITEBACK_EVERY {
+        if self.size - self.queued >= WRITEBACK_EVERY {
             self.start_writeback()?;
         }
         Ok(n)
@@ -148,11 +148,19 @@ impl PartFile {
     /// so the sync before the answer to a 27 MB mammogram only waits for its tail. Queues the
     /// write-back and returns (`sync_file_range` with `SYNC_FILE_RANGE_WRITE`): no journal
     /// commit, no cache flush — those come once, in [`FileStore::make_durable`].
+    /// Only the bytes since the last call are queued: the kernel is not asked to look over a
+    /// 27 MB file's pages a hundred times.
     fn start_writeback(&mut self) -> io::Result<()> {
-        self.unsynced = 0;
         let file = self.file.as_mut().expect("open until finished");
         file.flush()?;
-        write_back(file.get_ref())
+        sync_file_range(
+            file.get_ref(),
+            self.queued,
+            self.size - self.queued,
+            libc::SYNC_FILE_RANGE_WRITE,
+        )?;
+        self.queued = self.size;
+        Ok(())
     }
 
     /// Flushes the file and waits until its pages are written back: complete, and on disk
@@ -163,7 +171,15 @@ impl PartFile {
     pub fn finish(mut self) -> io::Result<ReceivedFile> {
         let writer = self.file.take().expect("finished once");
         let file = writer.into_inner().map_err(|e| e.into_error())?;
-        write_back_and_wait(&file)?;
+        // The whole file (offset 0, length 0: to its end), so pages already queued are waited for.
+        sync_file_range(
+            &file,
+            0,
+            0,
+            libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                | libc::SYNC_FILE_RANGE_WRITE
+                | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+        )?;
         Ok(ReceivedFile {
             path: std::mem::take(&mut self.path),
             sha256: hex(&self.hasher.clone().finalize()),
@@ -173,26 +189,17 @@ impl PartFile {
     }
 }
 
-/// Queues the write-back of a file's dirty pages without waiting for it.
-fn write_back(file: &File) -> io::Result<()> {
-    sync_file_range(file, libc::SYNC_FILE_RANGE_WRITE)
-}
-
-/// Writes a file's dirty pages back and waits until they are on the disk (not its cache).
-fn write_back_and_wait(file: &File) -> io::Result<()> {
-    sync_file_range(
-        file,
-        libc::SYNC_FILE_RANGE_WAIT_BEFORE
-            | libc::SYNC_FILE_RANGE_WRITE
-            | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-    )
-}
-
-/// `sync_file_range(2)` over the whole file. By hand because neither std nor rustix has it.
-fn sync_file_range(file: &File, flags: libc::c_uint) -> io::Result<()> {
+/// `sync_file_range(2)` over `length` bytes from `offset` (0: to the end of the file). By hand
+/// because neither std nor rustix has it.
+fn sync_file_range(file: &File, offset: u64, length: u64, flags: libc::c_uint) -> io::Result<()> {
     use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(length)) = (offset.try_into(), length.try_into()) else {
+        return Err(io::Error::other(
+            "object larger than the file system allows",
+        ));
+    };
     // SAFETY: a plain system call on an open descriptor we own; it reads no memory of ours.
-    let done = unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, flags) };
+    let done = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, length, flags) };
     if done == 0 {
         Ok(())
     } else {
