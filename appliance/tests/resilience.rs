@@ -28,6 +28,18 @@ struct Setup {
 }
 
 impl Setup {
+    /// A fresh state directory and ports, with the relay's keys.
+    fn new(relay: &Relay) -> Arc<Setup> {
+        Arc::new(Setup {
+            state: tempfile::tempdir().unwrap(),
+            endpoint: relay.config.endpoint.to_string(),
+            gateway_key: relay.gateway_key.clone(),
+            cloud_key: relay.cloud_key.clone(),
+            mwl_port: free_port(),
+            pacs_port: free_port(),
+        })
+    }
+
     fn gateway(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
         cmd.args(args)
@@ -94,17 +106,18 @@ impl Setup {
     }
 }
 
+/// [`Setup::serve_logging`] off the async threads (it waits for the gateway to answer).
+async fn started(setup: &Arc<Setup>, log: Stdio) -> Server {
+    let s = setup.clone();
+    tokio::task::spawn_blocking(move || s.serve_logging(log))
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_survive_sigkill_and_a_cloud_outage() {
     let relay = Relay::start(NAMESPACE).await;
-    let setup = Arc::new(Setup {
-        state: tempfile::tempdir().unwrap(),
-        endpoint: relay.config.endpoint.to_string(),
-        gateway_key: relay.gateway_key.clone(),
-        cloud_key: relay.cloud_key.clone(),
-        mwl_port: free_port(),
-        pacs_port: free_port(),
-    });
+    let setup = Setup::new(&relay);
     let out = setup
         .gateway(&[
             "worklist",
@@ -164,12 +177,7 @@ async fn events_survive_sigkill_and_a_cloud_outage() {
     drop(server);
 
     // Restarted, it still cannot reach the cloud for 30 s.
-    let restarted = {
-        let s = setup.clone();
-        tokio::task::spawn_blocking(move || s.serve())
-            .await
-            .unwrap()
-    };
+    let restarted = started(&setup, Stdio::null()).await;
     tokio::time::sleep(Duration::from_secs(30)).await;
     let s = setup.clone();
     let depth = tokio::task::spawn_blocking(move || s.queue_depth())
@@ -221,20 +229,8 @@ async fn every_acknowledged_object_survives_sigkill_during_ingest() {
     use dicom_dictionary_std::uids::DIGITAL_MAMMOGRAPHY_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION as MG;
 
     let relay = Relay::start(NAMESPACE).await;
-    let setup = Arc::new(Setup {
-        state: tempfile::tempdir().unwrap(),
-        endpoint: relay.config.endpoint.to_string(),
-        gateway_key: relay.gateway_key.clone(),
-        cloud_key: relay.cloud_key.clone(),
-        mwl_port: free_port(),
-        pacs_port: free_port(),
-    });
-    let server = {
-        let s = setup.clone();
-        tokio::task::spawn_blocking(move || s.serve())
-            .await
-            .unwrap()
-    };
+    let setup = Setup::new(&relay);
+    let server = started(&setup, Stdio::null()).await;
     let pid = server.0.id();
     let subject = Subject {
         patient_id: "9434765919".into(),
@@ -302,12 +298,7 @@ async fn every_acknowledged_object_survives_sigkill_during_ingest() {
     // Restarted: the re-index after start-up finishes, then a clean stop.
     let log_path = setup.state.path().join("restart.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let restarted = {
-        let s = setup.clone();
-        tokio::task::spawn_blocking(move || s.serve_logging(log))
-            .await
-            .unwrap()
-    };
+    let restarted = started(&setup, log.into()).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let checked = loop {
         let text = std::fs::read_to_string(&log_path).unwrap_or_default();
