@@ -38,6 +38,7 @@ command -v gdcmconv >/dev/null || dicom_apt+=(libgdcm-tools)  # makes the JPEG 2
 # tests with a private config on free ports; the package's own service, where systemd starts it,
 # is left alone.
 [ -x /usr/sbin/Orthanc ] || dicom_apt+=(orthanc)
+[ -x /usr/bin/time ] || dicom_apt+=(time)  # GNU time: the bench's peak RSS of one process
 python3 -c 'import venv, ensurepip' 2>/dev/null || dicom_apt+=(python3 python3-venv)
 if [ ${#dicom_apt[@]} -gt 0 ]; then
   apt_install "the DICOM tests" "${dicom_apt[@]}"

@@ -2,7 +2,8 @@
 //!
 //! The storage SCP only records a durable job ([`jobs`], in the store's own transaction) and
 //! answers the modality at once; the [`pool`] then has the first frame read ([`first_frame`])
-//! and rendered ([`mod@render`]) in a child process with resource limits ([`child`]), writes the JPEG beside
+//! and rendered ([`mod@render`]: a grey frame is mapped to display levels by [`grey`] and
+//! scaled by [`downscale`] straight from its samples) in a child process with resource limits ([`child`]), writes the JPEG beside
 //! the store, and — in one transaction — drops the job and queues the image event with the
 //! thumbnail inlined ([`crate::cloud::events::image_received`]). A crash between the two leaves
 //! the job, which runs again on start. An object whose transfer syntax cannot be decoded is
@@ -11,7 +12,9 @@
 //! way.
 
 pub mod child;
+pub mod downscale;
 pub mod first_frame;
+pub mod grey;
 pub mod jobs;
 pub mod jpegls;
 pub mod pool;

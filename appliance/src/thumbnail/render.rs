@@ -11,6 +11,9 @@ use dicom_pixeldata::{ConvertOptions, PixelDecoder};
 use image::codecs::jpeg::JpegEncoder;
 use thiserror::Error;
 
+use super::downscale::downscale;
+use super::grey::{Frame, GreyLevels, Samples};
+
 /// Thumbnail height in pixels.
 pub const HEIGHT: u32 = 188;
 /// JPEG quality of thumbnails.
@@ -283,7 +286,7 @@ fn check_jpeg2000_header(
 /// found the JPEG 2000 and RLE adapters doing so); such a panic costs this one thumbnail, as
 /// any other decode error does, and never the worker thread.
 fn decode_first_frame(object: &DefaultDicomObject) -> Result<image::DynamicImage, ThumbnailError> {
-    let decode = || {
+    guarded("the pixel data decoder", || {
         let pixels = object
             .decode_pixel_data_frame(0)
             .map_err(|e| ThumbnailError::Decode(e.to_string()))?;
@@ -291,7 +294,14 @@ fn decode_first_frame(object: &DefaultDicomObject) -> Result<image::DynamicImage
         pixels
             .to_dynamic_image_with_options(0, &ConvertOptions::new().force_8bit())
             .map_err(|e| ThumbnailError::Decode(e.to_string()))
-    };
+    })
+}
+
+/// Runs a decoder over peer bytes; a panic in it is a decode error of this object only.
+fn guarded<T>(
+    what: &str,
+    decode: impl FnOnce() -> Result<T, ThumbnailError>,
+) -> Result<T, ThumbnailError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|panic| {
         let message = panic
             .downcast_ref::<String>()
@@ -299,13 +309,19 @@ fn decode_first_frame(object: &DefaultDicomObject) -> Result<image::DynamicImage
             .or_else(|| panic.downcast_ref::<&str>().copied())
             .unwrap_or("(no message)");
         Err(ThumbnailError::Decode(format!(
-            "the pixel data decoder failed on this object: {message}"
+            "{what} failed on this object: {message}"
         )))
     })
 }
 
 /// Decodes, windows and scales the first frame at whatever resolution the object has.
 fn render_full(object: &DefaultDicomObject) -> Result<Rendered, ThumbnailError> {
+    if is_grey(object) {
+        return render_grey(object);
+    }
+    // Colour (and palette) images: dicom-pixeldata's conversion to an 8-bit image, then
+    // `image`'s resampling. They are rare here and small, so its copies of the frame matter
+    // less than for a grey mammogram.
     let image = decode_first_frame(object)?;
     let (width, height) = (image.width().max(1), image.height().max(1));
     let image = if height > HEIGHT {
@@ -321,15 +337,93 @@ fn render_full(object: &DefaultDicomObject) -> Result<Rendered, ThumbnailError> 
     } else {
         image::DynamicImage::ImageLuma8(image.to_luma8())
     };
+    encode(&image)
+}
+
+fn encode(image: &image::DynamicImage) -> Result<Rendered, ThumbnailError> {
     let mut jpeg = Vec::new();
     JpegEncoder::new_with_quality(&mut jpeg, QUALITY)
-        .encode_image(&image)
+        .encode_image(image)
         .map_err(|e| ThumbnailError::Encode(e.to_string()))?;
     Ok(Rendered {
         jpeg,
         width: image.width(),
         height: image.height(),
     })
+}
+
+/// One sample per pixel, MONOCHROME1 or MONOCHROME2: every mammogram.
+fn is_grey(object: &DefaultDicomObject) -> bool {
+    let photometric = object
+        .element(tags::PHOTOMETRIC_INTERPRETATION)
+        .ok()
+        .and_then(|e| e.to_str().ok().map(|p| p.trim().to_string()));
+    let samples = object
+        .element(tags::SAMPLES_PER_PIXEL)
+        .ok()
+        .and_then(|e| e.to_int::<u16>().ok());
+    samples == Some(1) && matches!(photometric.as_deref(), Some("MONOCHROME1" | "MONOCHROME2"))
+}
+
+/// Native little-endian transfer syntaxes, whose pixel data the renderer reads in place.
+const NATIVE_LITTLE_ENDIAN: [&str; 2] = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"];
+
+/// A grey frame windowed and scaled straight from its samples ([`super::grey`],
+/// [`super::downscale`]): native pixel data is read where it lies in the object, compressed
+/// pixel data is decoded once and read where the decoder put it. Peak memory is the object
+/// plus, when compressed, one decoded frame.
+fn render_grey(object: &DefaultDicomObject) -> Result<Rendered, ThumbnailError> {
+    let number = |tag| {
+        object
+            .element(tag)
+            .ok()
+            .and_then(|e| e.to_int::<u32>().ok())
+            .ok_or_else(|| ThumbnailError::Decode(format!("no valid {tag}")))
+    };
+    let (rows, columns) = (number(tags::ROWS)?, number(tags::COLUMNS)?);
+    let allocated = number(tags::BITS_ALLOCATED)?;
+    let ts = object.meta().transfer_syntax().trim_end_matches('\0');
+    let value = object
+        .element(tags::PIXEL_DATA)
+        .ok()
+        .and_then(|e| e.value().primitive());
+    let in_place = match value {
+        Some(PrimitiveValue::U8(bytes)) if NATIVE_LITTLE_ENDIAN.contains(&ts) => {
+            Some(if allocated == 8 {
+                Samples::U8(bytes)
+            } else {
+                Samples::U16Le(bytes)
+            })
+        }
+        Some(PrimitiveValue::U16(values)) if allocated == 16 => Some(Samples::U16(values)),
+        _ => None,
+    };
+    let image = match in_place {
+        Some(samples) => grey_image(object, Frame::new(rows, columns, samples)?)?,
+        None => {
+            let decoded = guarded("the pixel data decoder", || {
+                object
+                    .decode_pixel_data_frame(0)
+                    .map_err(|e| ThumbnailError::Decode(e.to_string()))
+            })?;
+            let bytes = decoded.data();
+            let samples = if decoded.bits_allocated() == 8 {
+                Samples::U8(bytes)
+            } else {
+                Samples::U16Le(bytes)
+            };
+            grey_image(object, Frame::new(rows, columns, samples)?)?
+        }
+    };
+    encode(&image::DynamicImage::ImageLuma8(image))
+}
+
+fn grey_image(
+    object: &DefaultDicomObject,
+    frame: Frame,
+) -> Result<image::GrayImage, ThumbnailError> {
+    let levels = GreyLevels::new(object, &frame)?;
+    Ok(downscale(&frame, &levels, HEIGHT))
 }
 
 /// JPEG 2000 transfer syntaxes whose single-frame code stream can be decoded at a reduced
