@@ -12,11 +12,11 @@
 //! way.
 
 pub mod child;
+pub mod codecs;
 pub mod downscale;
 pub mod first_frame;
 pub mod grey;
 pub mod jobs;
-pub mod jpegls;
 pub mod pool;
 pub mod render;
 

@@ -11,6 +11,7 @@ use dicom_pixeldata::{ConvertOptions, PixelDecoder};
 use image::codecs::jpeg::JpegEncoder;
 use thiserror::Error;
 
+use super::codecs;
 use super::downscale::downscale;
 use super::grey::{Frame, GreyLevels, Samples};
 
@@ -53,16 +54,6 @@ pub fn render(object: &DefaultDicomObject) -> Result<Rendered, ThumbnailError> {
         .flatten();
     if let Some(reduced) = reduced {
         return render_full(&reduced);
-    }
-    // JPEG-LS is decoded by our own codec (dicom-rs has none without C++), then rendered as
-    // native pixel data; a panic in it costs this thumbnail only.
-    let jpegls = std::panic::catch_unwind(|| super::jpegls::native(object)).unwrap_or_else(|_| {
-        Some(Err(ThumbnailError::Decode(
-            "JPEG-LS: the decoder failed on this object".into(),
-        )))
-    });
-    if let Some(native) = jpegls {
-        return render_full(&native?);
     }
     render_full(object)
 }
@@ -370,8 +361,9 @@ const NATIVE_LITTLE_ENDIAN: [&str; 2] = ["1.2.840.10008.1.2", "1.2.840.10008.1.2
 
 /// A grey frame windowed and scaled straight from its samples ([`super::grey`],
 /// [`super::downscale`]): native pixel data is read where it lies in the object, compressed
-/// pixel data is decoded once and read where the decoder put it. Peak memory is the object
-/// plus, when compressed, one decoded frame.
+/// pixel data is decoded once — by our own codecs ([`super::codecs`]) where they take it, else
+/// by dicom-rs — and read where the decoder put it. Peak memory is the object plus, when
+/// compressed, one decoded frame (and whatever a dicom-rs decoder keeps besides).
 fn render_grey(object: &DefaultDicomObject) -> Result<Rendered, ThumbnailError> {
     let number = |tag| {
         object
@@ -398,8 +390,18 @@ fn render_grey(object: &DefaultDicomObject) -> Result<Rendered, ThumbnailError> 
         Some(PrimitiveValue::U16(values)) if allocated == 16 => Some(Samples::U16(values)),
         _ => None,
     };
-    let image = match in_place {
-        Some(samples) => grey_image(object, Frame::new(rows, columns, samples)?)?,
+    if let Some(samples) = in_place {
+        let image = grey_image(object, Frame::new(rows, columns, samples)?)?;
+        return encode(&image::DynamicImage::ImageLuma8(image));
+    }
+    let ours = guarded("the pixel data decoder", || {
+        Ok(codecs::decode_grey(object, rows, columns))
+    })?;
+    let image = match ours {
+        Some(decoded) => {
+            let decoded = decoded?;
+            grey_image(object, Frame::new(rows, columns, Samples::U16(&decoded))?)?
+        }
         None => {
             let decoded = guarded("the pixel data decoder", || {
                 object
@@ -484,7 +486,7 @@ pub fn reduced_jpeg2000(object: &DefaultDicomObject) -> Option<DefaultDicomObjec
 /// A native (explicit VR little endian) single-frame copy of `object` holding decoded 16-bit
 /// grey `samples` of `rows` × `columns`: what the pixel pipeline renders from a frame a codec of
 /// ours decoded (a reduced JPEG 2000, a JPEG-LS frame).
-pub(crate) fn native_copy(
+fn native_copy(
     object: &DefaultDicomObject,
     rows: u32,
     columns: u32,

@@ -7,11 +7,13 @@
 //! stream refused, with the reason, unless it is one grey component, interleave mode 0, no point
 //! transform, a NEAR and preset parameters T.87 allows, and the frame the attributes describe.
 //! The decoded samples then go through the same pipeline as native pixel data.
+//! Multi-component JPEG-LS (colour) is refused: mammograms are grey.
 
 use dicom_dictionary_std::tags;
 use dicom_object::DefaultDicomObject;
 
-use super::render::{native_copy, ThumbnailError};
+use super::frame_stream;
+use crate::thumbnail::render::ThumbnailError;
 
 /// The JPEG-LS transfer syntaxes.
 pub const TRANSFER_SYNTAXES: [&str; 2] = ["1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"];
@@ -23,24 +25,6 @@ pub struct Header {
     pub rows: u16,
     pub columns: u16,
     pub near: u8,
-}
-
-/// A native copy of a single-frame, single-component JPEG-LS object; `None` when the object is
-/// not JPEG-LS. Multi-component JPEG-LS (colour) is refused: mammograms are grey.
-pub fn native(object: &DefaultDicomObject) -> Option<Result<DefaultDicomObject, ThumbnailError>> {
-    let ts = object.meta().transfer_syntax().trim_end_matches('\0');
-    if !TRANSFER_SYNTAXES.contains(&ts) {
-        return None;
-    }
-    Some(decode(object).and_then(|(header, samples)| {
-        native_copy(
-            object,
-            u32::from(header.rows),
-            u32::from(header.columns),
-            samples,
-        )
-        .ok_or_else(|| ThumbnailError::Decode("JPEG-LS: cannot build the decoded object".into()))
-    }))
 }
 
 /// The first frame's samples, row by row, after the header checks.
@@ -67,17 +51,7 @@ pub fn decode(object: &DefaultDicomObject) -> Result<(Header, Vec<u16>), Thumbna
             "{samples} samples per pixel (one grey component decoded)"
         )));
     }
-    let fragments = object
-        .element(tags::PIXEL_DATA)
-        .ok()
-        .and_then(|e| e.value().fragments())
-        .ok_or_else(|| refuse("no fragment".into()))?;
-    // The first frame's fragments (`first_frame` keeps only those), as one stream: borrowed
-    // when it is one fragment (the usual case), so the compressed frame is not copied.
-    let stream: std::borrow::Cow<[u8]> = match fragments {
-        [one] => one.as_slice().into(),
-        many => many.concat().into(),
-    };
+    let stream = frame_stream(object)?;
     let header = check_header(&stream).map_err(refuse)?;
     if (u32::from(header.rows), u32::from(header.columns)) != (rows, columns) {
         return Err(refuse(format!(
