@@ -37,8 +37,11 @@ const RUNS: usize = 5;
 
 fn main() {
     let dir = tempfile::tempdir().unwrap();
+    // BENCH_KEEP_OBJECTS=DIR keeps the mammograms there, to profile a decoder on them.
+    let objects = std::env::var_os("BENCH_KEEP_OBJECTS").map(PathBuf::from);
+    let objects = objects.as_deref().unwrap_or(dir.path());
     println!("gateway pipeline bench on {} cores", cores());
-    let mut rows = thumbnails(dir.path());
+    let mut rows = thumbnails(objects);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     rows.extend(runtime.block_on(send_to_modality(dir.path())));
     // Rows for BENCHMARKS.md (scripts/bench-report.py describes the format).
@@ -273,7 +276,18 @@ fn thumbnails(dir: &Path) -> Vec<serde_json::Value> {
         "transfer syntax", "ours ms", "dcmtk ms", "ratio"
     );
     let mut rows = Vec::new();
+    // A lossless codec's thumbnail is the uncompressed object's, to the byte: a decoder made
+    // faster must not have been made wrong.
+    let expected = first_frame::open(&plain).and_then(|o| render(&o)).unwrap();
     for (name, file, decompress_first) in cases {
+        let lossless = !name.starts_with("JPEG 2000") && !name.contains("near-lossless");
+        if lossless {
+            let rendered = first_frame::open(&file).and_then(|o| render(&o));
+            assert!(
+                rendered.as_ref().ok() == Some(&expected),
+                "{name}: the thumbnail differs from the uncompressed object's"
+            );
+        }
         let ours = (0..RUNS)
             .map(|_| {
                 let started = Instant::now();

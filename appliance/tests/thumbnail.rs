@@ -348,18 +348,15 @@ fn native_samples(path: &Path) -> Vec<u16> {
         .unwrap()
 }
 
-/// JPEG-LS, lossless and near-lossless, 12 and 16 bits, from dcmtk's own encoder: our decoder's
+/// JPEG-LS, lossless and near-lossless, 8, 12 and 16 bits, from dcmtk's own encoder: our decoder's
 /// samples equal dcmtk's `dcmdjpls` output exactly (and, lossless, the source), and the
 /// thumbnail of the lossless stream is the source's.
 #[test]
 fn jpeg_ls_decodes_bit_exact_against_dcmdjpls() {
     let dir = tempfile::tempdir().unwrap();
-    let twelve = dir.path().join("plain12.dcm");
-    write_synthetic(&twelve, "MONOCHROME2", None);
-    let sixteen = dir.path().join("plain16.dcm");
-    write_synthetic_bits(&sixteen, 16);
-    for (source, bits) in [(&twelve, 12), (&sixteen, 16)] {
-        let original = native_samples(source);
+    for (bits, source) in sources(dir.path()) {
+        let source = &source;
+        let original = samples_u16(source);
         for (what, args, near) in [
             ("lossless", vec!["+el"], 0),
             ("near-lossless 2", vec!["+en"], 2),
@@ -372,7 +369,7 @@ fn jpeg_ls_decodes_bit_exact_against_dcmdjpls() {
             let (header, ours) = appliance::thumbnail::codecs::jpegls::decode(&object)
                 .unwrap_or_else(|e| panic!("{bits}-bit {what}: {e}"));
             assert_eq!(header.near, near, "{bits}-bit {what}");
-            let theirs = native_samples(&by_dcmtk);
+            let theirs = samples_u16(&by_dcmtk);
             assert!(
                 ours == theirs,
                 "{bits}-bit {what}: samples differ from dcmdjpls's"
@@ -596,10 +593,11 @@ fn rle_decodes_to_the_source_samples() {
 }
 
 /// Damaged streams — bytes overwritten anywhere, or cut short — are a decode error or some
-/// frame of the right size from our JPEG lossless and RLE codecs, never a panic or a hang.
+/// frame of the right size from our JPEG lossless, RLE and JPEG-LS codecs, never a panic or a
+/// hang.
 #[test]
 fn damaged_lossless_streams_are_errors_not_panics() {
-    use appliance::thumbnail::codecs::{frame_stream, jpeg_lossless, rle};
+    use appliance::thumbnail::codecs::{frame_stream, jpeg_lossless, jpegls, rle};
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("plain.dcm");
     write_synthetic(&source, "MONOCHROME2", None);
@@ -611,13 +609,19 @@ fn damaged_lossless_streams_are_errors_not_panics() {
         "j.dcm",
     );
     let rle_file = compressed(dir.path(), &source, "dcmcrle", &[], "r.dcm");
+    let jls = compressed(dir.path(), &source, "dcmcjpls", &["+en"], "l.dcm");
     let (rows, columns) = (u32::from(ROWS), u32::from(COLUMNS));
     let count = usize::from(ROWS) * usize::from(COLUMNS);
-    for (codec, path) in [("JPEG lossless", &jpeg), ("RLE", &rle_file)] {
+    for (codec, path) in [
+        ("JPEG lossless", &jpeg),
+        ("RLE", &rle_file),
+        ("JPEG-LS", &jls),
+    ] {
         let object = first_frame::open(path).unwrap();
         let stream = frame_stream(&object).unwrap().into_owned();
         let decode = |bytes: &[u8]| match codec {
             "RLE" => rle::decode(bytes, rows, columns, 2),
+            "JPEG-LS" => jpegls::decode_stream(bytes, rows, columns, 16).map(|(_, s)| Some(s)),
             _ => jpeg_lossless::decode(bytes, rows, columns),
         };
         assert!(

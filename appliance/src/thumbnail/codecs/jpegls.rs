@@ -1,10 +1,9 @@
 //! JPEG-LS frames (PS3.5 A.4.3: lossless `1.2.840.10008.1.2.4.80`, near-lossless `.81`) decoded
-//! by `pure_jpegls`, the one pure-Rust T.87 decoder that builds into the static musl binary
-//! (dicom-rs offers JPEG-LS only through CharLS, C++).
+//! by our own T.87 decoder ([`scan`]; dicom-rs offers JPEG-LS only through CharLS, C++, which
+//! does not build into the static musl binary).
 //!
-//! The decoder trusts the stream's header, and streams with out-of-range parameters are known to
-//! overflow its arithmetic, so every marker segment before the scan is read here first and the
-//! stream refused, with the reason, unless it is one grey component, interleave mode 0, no point
+//! The decoder's arithmetic holds only for parameters T.87 allows, so every marker segment
+//! before the scan is read here first and the stream refused, with the reason, unless it is one grey component, interleave mode 0, no point
 //! transform, a NEAR and preset parameters T.87 allows, and the frame the attributes describe.
 //! The decoded samples then go through the same pipeline as native pixel data.
 //! Multi-component JPEG-LS (colour) is refused: mammograms are grey.
@@ -18,6 +17,8 @@ use crate::thumbnail::render::ThumbnailError;
 /// The JPEG-LS transfer syntaxes.
 pub const TRANSFER_SYNTAXES: [&str; 2] = ["1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"];
 
+mod scan;
+
 /// What the frame and scan headers say, once checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
@@ -25,6 +26,53 @@ pub struct Header {
     pub rows: u16,
     pub columns: u16,
     pub near: u8,
+    pub parameters: Parameters,
+    /// Where the scan's entropy-coded data starts in the stream.
+    pub scan_start: usize,
+}
+
+/// The coding parameters (T.87 C.2.4.1.1): the preset ones (LSE) where given, else the
+/// defaults for the sample precision and NEAR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parameters {
+    pub near: u8,
+    pub maxval: u16,
+    pub thresholds: [u16; 3],
+    pub reset: u16,
+}
+
+impl Parameters {
+    /// `maxval` and each threshold or `reset` of 0 standing for its default (C.2.4.1.1.1).
+    fn new(precision: u8, near: u8, maxval: u16, given: [u16; 3], reset: u16) -> Self {
+        let maxval = if maxval == 0 {
+            ((1u32 << precision) - 1) as u16
+        } else {
+            maxval
+        };
+        let (max, n) = (i32::from(maxval), i32::from(near));
+        // CLAMP(i, j): j when i is outside j..=MAXVAL.
+        let clamp = |i: i32, j: i32| if i > max || i < j { j } else { i };
+        // BASIC_T1, T2, T3.
+        let [b1, b2, b3] = [3, 7, 21];
+        let (t1, t2, t3) = if max >= 128 {
+            let factor = (max.min(4095) + 128) / 256;
+            let t1 = clamp(factor * (b1 - 2) + 2 + 3 * n, n + 1);
+            let t2 = clamp(factor * (b2 - 3) + 3 + 5 * n, t1);
+            (t1, t2, clamp(factor * (b3 - 4) + 4 + 7 * n, t2))
+        } else {
+            let factor = 256 / (max + 1);
+            let t1 = clamp((b1 / factor + 3 * n).max(2), n + 1);
+            let t2 = clamp((b2 / factor + 5 * n).max(3), t1);
+            (t1, t2, clamp((b3 / factor + 7 * n).max(4), t2))
+        };
+        let pick = |given: u16, default: i32| if given == 0 { default as u16 } else { given };
+        Parameters {
+            near,
+            maxval,
+            thresholds: [pick(given[0], t1), pick(given[1], t2), pick(given[2], t3)],
+            reset: if reset == 0 { 64 } else { reset },
+        }
+    }
 }
 
 /// The first frame's samples, row by row, after the header checks.
@@ -52,62 +100,46 @@ pub fn decode(object: &DefaultDicomObject) -> Result<(Header, Vec<u16>), Thumbna
         )));
     }
     let stream = frame_stream(object)?;
-    let header = check_header(&stream).map_err(refuse)?;
+    decode_stream(&stream, rows, columns, allocated).map_err(refuse)
+}
+
+/// One frame's JPEG-LS stream decoded, when it is the `rows` × `columns` frame of samples of
+/// at most `allocated` bits that the object describes.
+pub fn decode_stream(
+    stream: &[u8],
+    rows: u32,
+    columns: u32,
+    allocated: u32,
+) -> Result<(Header, Vec<u16>), String> {
+    let header = check_header(stream)?;
     if (u32::from(header.rows), u32::from(header.columns)) != (rows, columns) {
-        return Err(refuse(format!(
+        return Err(format!(
             "the stream is {} × {}; the object says {columns} × {rows}",
             header.columns, header.rows
-        )));
+        ));
     }
     // dcmtk writes 12-bit data as a 16-bit stream: the precision bounds the container only.
     if u32::from(header.precision) > allocated {
-        return Err(refuse(format!(
+        return Err(format!(
             "the stream has {}-bit samples; Bits Allocated is {allocated}",
             header.precision
-        )));
+        ));
     }
-    let decoded = jpegls::decode(&stream, columns, rows).or_else(|e| {
-        // Fill bytes (FF) may precede any marker (T.81 B.1.1.2, which T.87 keeps), and CharLS
-        // writes one before EOI when the scan's last byte is FF; pure_jpegls 2.0.0 wants EOI
-        // straight after the scan. Without them the stream is the same scan.
-        match without_fill_before_eoi(&stream) {
-            Some(trimmed) => jpegls::decode(&trimmed, columns, rows),
-            None => Err(e),
-        }
-    });
-    let (pixels, _, _) =
-        decoded.map_err(|e| refuse(format!("the decoder refused the stream: {e}")))?;
+    let data = stream.get(header.scan_start..).unwrap_or_default();
+    let rows_columns = (usize::from(header.rows), usize::from(header.columns));
+    let pixels = scan::decode(data, rows_columns.0, rows_columns.1, &header.parameters)?;
     Ok((header, pixels))
 }
 
-/// The stream with the fill bytes between its scan and its EOI removed, if it has any (after
-/// EOI only padding may follow: DICOM pads fragments to even length).
-fn without_fill_before_eoi(stream: &[u8]) -> Option<Vec<u8>> {
-    let eoi = stream.windows(2).rposition(|w| w == [0xFF, 0xD9])?;
-    let fill = stream[..eoi]
-        .iter()
-        .rev()
-        .take_while(|&&b| b == 0xFF)
-        .count();
-    if fill == 0 {
-        return None;
-    }
-    let mut trimmed = Vec::with_capacity(stream.len() - fill);
-    trimmed.extend_from_slice(&stream[..eoi - fill]);
-    trimmed.extend_from_slice(&stream[eoi..]);
-    Some(trimmed)
-}
-
-/// Reads the marker segments from SOI through SOS (T.87 C.2) and refuses what the decoder must
-/// not be given. Written by hand: a few fixed-layout segments, and the decoder exposes no
-/// header parser of its own.
+/// Reads the marker segments from SOI through SOS (T.87 C.2) and refuses what the decoder does
+/// not take: a few fixed-layout segments.
 pub fn check_header(stream: &[u8]) -> Result<Header, String> {
     if stream.get(..2) != Some(&[0xFF, 0xD8][..]) {
         return Err("the fragment does not start with a JPEG-LS stream (SOI)".into());
     }
     let mut at = 2;
     let mut frame: Option<(u8, u16, u16)> = None;
-    let mut maxval = 0u16;
+    let mut presets = (0u16, [0u16; 3], 0u16);
     loop {
         let Some(&[0xFF, marker, a, b]) = stream.get(at..at + 4) else {
             return Err("no scan header (SOS) before the end of the fragment".into());
@@ -161,7 +193,7 @@ pub fn check_header(stream: &[u8]) -> Result<Header, String> {
                 }
                 let field = |h, l| u16::from_be_bytes([h, l]);
                 let full = (1u32 << precision) - 1;
-                maxval = field(m1, m2);
+                let maxval = field(m1, m2);
                 let max = if maxval == 0 { full } else { u32::from(maxval) };
                 if max > full || max < 1 {
                     return Err(format!("MAXVAL {maxval} for {precision}-bit samples"));
@@ -182,6 +214,7 @@ pub fn check_header(stream: &[u8]) -> Result<Header, String> {
                 if reset != 0 && !(3..=max.max(255)).contains(&u32::from(reset)) {
                     return Err(format!("RESET {reset} (3 to {} allowed)", max.max(255)));
                 }
+                presets = (maxval, [t1, t2, t3], reset);
             }
             // DRI: restart intervals, which the decoder does not take.
             0xDD => return Err("restart intervals (DRI)".into()),
@@ -202,6 +235,7 @@ pub fn check_header(stream: &[u8]) -> Result<Header, String> {
                     return Err("the scan header (SOS) is cut short".into());
                 };
                 let full = (1u32 << precision) - 1;
+                let (maxval, thresholds, reset) = presets;
                 let max = if maxval == 0 { full } else { u32::from(maxval) };
                 if u32::from(near) > (max / 2).min(255) {
                     return Err(format!("NEAR {near} with MAXVAL {max}"));
@@ -217,6 +251,8 @@ pub fn check_header(stream: &[u8]) -> Result<Header, String> {
                     rows,
                     columns,
                     near,
+                    parameters: Parameters::new(precision, near, maxval, thresholds, reset),
+                    scan_start: at + 2 + length,
                 });
             }
             // Any other segment (APPn, COM) is skipped; other SOFs are not JPEG-LS.
@@ -251,18 +287,23 @@ mod tests {
     }
 
     #[test]
-    fn fill_bytes_before_eoi_are_dropped() {
-        let cases: [(&[u8], Option<&[u8]>); 4] = [
-            (&[1, 2, 0xFF, 0xD9], None),
-            (&[1, 2, 0xFF, 0xFF, 0xD9], Some(&[1, 2, 0xFF, 0xD9])),
-            (&[1, 0xFF, 0xFF, 0xFF, 0xD9, 0], Some(&[1, 0xFF, 0xD9, 0])),
-            (&[1, 2, 3], None),
+    fn default_parameters_follow_t87_c_2_4_1_1() {
+        // (precision, NEAR, MAXVAL, given thresholds, RESET) → (MAXVAL, T1, T2, T3, RESET)
+        type Case = ((u8, u8, u16, [u16; 3], u16), (u16, [u16; 3], u16));
+        let cases: [Case; 6] = [
+            ((12, 0, 0, [0; 3], 0), (4095, [18, 67, 276], 64)),
+            ((16, 0, 0, [0; 3], 0), (65535, [18, 67, 276], 64)),
+            ((8, 0, 0, [0; 3], 0), (255, [3, 7, 21], 64)),
+            ((12, 2, 0, [0; 3], 0), (4095, [24, 77, 290], 64)),
+            ((12, 0, 100, [0; 3], 0), (100, [2, 3, 10], 64)),
+            ((12, 0, 0, [0, 50, 0], 32), (4095, [18, 50, 276], 32)),
         ];
-        for (stream, expected) in cases {
+        for ((precision, near, maxval, given, reset), (m, t, r)) in cases {
+            let p = Parameters::new(precision, near, maxval, given, reset);
             assert_eq!(
-                without_fill_before_eoi(stream).as_deref(),
-                expected,
-                "{stream:?}"
+                (p.maxval, p.thresholds, p.reset),
+                (m, t, r),
+                "{precision} {near}"
             );
         }
     }
@@ -274,6 +315,8 @@ mod tests {
             rows: 832,
             columns: 640,
             near: 0,
+            parameters: Parameters::new(12, 0, 0, [0; 3], 0),
+            scan_start: 0,
         };
         let lse = |maxval: u16, t: [u16; 3], reset: u16| {
             let [m1, m2] = maxval.to_be_bytes();
@@ -344,7 +387,11 @@ mod tests {
         ];
         for (what, bytes, expected) in cases {
             match (check_header(&bytes), expected) {
-                (Ok(h), Ok(e)) => assert_eq!(h, e, "{what}"),
+                (Ok(h), Ok(e)) => assert_eq!(
+                    (h.precision, h.rows, h.columns, h.near),
+                    (e.precision, e.rows, e.columns, e.near),
+                    "{what}"
+                ),
                 (Err(why), Err(e)) => assert!(why.contains(e), "{what}: {why}"),
                 (got, e) => panic!("{what}: got {got:?}, expected {e:?}"),
             }
