@@ -148,15 +148,8 @@ if [ -n "$participants" ]; then
   for i in $(seq -w 1 "$participants"); do add_item "ARMDAY$i" "94347659$i" "Participant^$i"; done
   start_server
   # Thumbnails render in child processes (one per image, each its own qemu under emulation), so
-  # memory is sampled over the whole process tree: the peak of the sum, every 0.2 s.
-  tree_rss() {
-    local pids="$1" all="$1"
-    while [ -n "$pids" ]; do
-      pids="$(pgrep -d, -P "$pids" || true)"
-      [ -z "$pids" ] || all="$all,$pids"
-    done
-    ps -o rss= -p "$all" 2>/dev/null | awk '{ s += $1 } END { print s + 0 }'
-  }
+  # memory is sampled over the whole process tree (tree_rss, scripts/env.sh): the peak of the sum,
+  # every 0.2 s.
   echo 0 >"$work/tree_peak"
   ( peak=0
     while kill -0 "$server" 2>/dev/null; do
