@@ -48,6 +48,10 @@ rows = [{"benchmark": "System latency",
 json.dump({"rows": rows}, open(sys.argv[2], "w"), indent=2, ensure_ascii=False)
 EOF
 
+say "a clinic day: 40 participants × 4 views through the emulated modality, the release gateway, the web app and Chromium"
+GATEWAY_BIN="$CARGO_TARGET_DIR/release/gateway" WEB_E2E_ARTIFACTS="$out/e2e" BENCH_OUT="$out/clinic-day.json" \
+  cargo bench --locked -p web --bench clinic_day
+
 say "C-STORE ingest vs dcmtk storescp, Orthanc and a pynetdicom SCP"
 BENCH_OUT="$out/store.json" "$here/scripts/bench-store.sh"
 

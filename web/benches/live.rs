@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{median_min_max, percentile, round, send_events, Sent};
+use common::{clock_tick, median_min_max, percentile, round, send_events, Sent};
 use relay_emulator::Emulator;
 use serde_json::{json, Value};
 use shared::wire::event::{Event, EventStatus, MppsStatus};
@@ -738,16 +738,6 @@ fn stat_ticks(stat: &str) -> Option<u64> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some(utime + stime)
-}
-
-/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux if that fails).
-fn clock_tick() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
 }
 
 /// The calling thread's id, from /proc/thread-self (→ `<pid>/task/<tid>`).
