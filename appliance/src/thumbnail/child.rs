@@ -5,8 +5,8 @@
 //!
 //! The parent runs `PROGRAM render-thumbnail --memory-mib M --cpu-secs S FILE` (PROGRAM is the
 //! gateway binary itself, [`crate::config::Config::thumbnail_renderer`]). Its limits — address
-//! space (`RLIMIT_AS`), CPU seconds (`RLIMIT_CPU`), no core dumps — are set between fork and
-//! exec, and again by the child itself; it then reads the object's attributes and first frame
+//! space (`RLIMIT_AS`), CPU seconds (`RLIMIT_CPU`), no core dumps — are set by the child itself
+//! before it reads a byte of the object; it then reads the object's attributes and first frame
 //! ([`super::first_frame`]), renders them and writes one
 //! JSON [`Reply`] on stdout: the JPEG and the attributes the image event carries, or the
 //! renderer's typed refusal. Its stderr is the
@@ -15,7 +15,6 @@
 //! that outlives [`Limits::timeout`], and the child dies with the parent (`PR_SET_PDEATHSIG`).
 
 use std::io::{Read as _, Write as _};
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -95,19 +94,14 @@ impl Renderer {
         if let Some(fault) = std::env::var_os(TEST_FAULT_VAR) {
             command.env(TEST_FAULT_VAR, fault);
         }
-        let (memory_mib, cpu_secs) = (limits.memory_mib, limits.timeout.as_secs().max(1));
-        // The limits are set between fork and exec too, not only by the child itself: the
-        // static build's allocator (mimalloc) reserves a 1 GiB arena at its first allocation,
-        // before `main`, and a limit set after that would not bind it. With the limit already
-        // in place the reservation fails and mimalloc maps what it needs piece by piece.
-        // SAFETY: the closure only makes raw prlimit64 system calls (no allocation, no locks),
-        // which is what may run in a forked child.
-        unsafe {
-            command.pre_exec(move || {
-                lower_limits_raw(memory_mib, cpu_secs)
-                    .map_err(|e| std::io::Error::from_raw_os_error(e.raw_os_error()))
-            });
-        }
+        // The child lowers its own limits first thing in `main`. For those to bind it, nothing
+        // may reserve address space before: the static build's allocator (mimalloc) reserves a
+        // 1 GiB arena at its first allocation, before `main`, unless told not to; without an
+        // arena it maps what it needs piece by piece, each map under RLIMIT_AS. Setting the
+        // limits between fork and exec instead (`pre_exec`) would force a fork of the whole
+        // gateway per thumbnail (copying its page tables, then copy-on-write faults in the
+        // receive path); without it std spawns with posix_spawn (vfork-like, no copy).
+        command.env("MIMALLOC_ARENA_RESERVE", "0");
         let spawned = command
             .arg(SUBCOMMAND)
             .arg("--memory-mib")
@@ -289,14 +283,6 @@ fn lower_limits(memory_mib: u64, cpu_secs: u64) -> Result<(), String> {
     for (resource, name, current, maximum) in limit_table(memory_mib, cpu_secs) {
         set_limit(resource, current, maximum)
             .map_err(|e| format!("cannot set {name} to {current}: {e}"))?;
-    }
-    Ok(())
-}
-
-/// The limits without formatting, for between fork and exec.
-fn lower_limits_raw(memory_mib: u64, cpu_secs: u64) -> Result<(), rustix::io::Errno> {
-    for (resource, _, current, maximum) in limit_table(memory_mib, cpu_secs) {
-        set_limit(resource, current, maximum)?;
     }
     Ok(())
 }
