@@ -34,18 +34,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{clock_tick, round};
+use common::{clock_tick, proc_stat_sum, round};
 use serde_json::{json, Value};
-use shared::loopback::free_port;
-use shared::wire::SigningKey;
 use support::browser::{self, Script};
 use support::real_gateway::{self, GatewaySettings, MWL_AET};
-use support::{TestDb, ACTIONS, EVENTS};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
-use web::domain::{AppointmentStatus, NhsNumber};
+use web::domain::AppointmentStatus;
 use web::server::seed::DEMO_USERS;
-use web::server::store::{actions, appointments, clinics, gateways, identity};
+use web::server::store::{actions, appointments, clinics, identity};
 
 const PARTICIPANTS: usize = 40;
 const VIEWS: usize = 4;
@@ -81,14 +78,15 @@ fn main() {
 }
 
 async fn day(site: &str, crate_dir: &Path, gateway_bin: &Path) -> Vec<Value> {
-    let db = TestDb::sqlite();
-    let emulator = support::emulator().await;
-    let gateway_key = SigningKey::generate();
-    let (state, seeded, web_key) = support::app_state(
-        db.open().await,
-        &support::seed_relay(&emulator, &gateway_key),
-    )
-    .await;
+    // `_db` holds the SQLite file for the day's length.
+    let support::Rig {
+        db: _db,
+        emulator,
+        gateway_key,
+        state,
+        seeded,
+        web_key,
+    } = support::Rig::sqlite().await;
     let (email, password) = DEMO_USERS[0];
     let user = identity::authenticate(&state.db, email, password)
         .await
@@ -96,40 +94,25 @@ async fn day(site: &str, crate_dir: &Path, gateway_bin: &Path) -> Vec<Value> {
         .expect("the demo user signs in");
     let clinic_id = seeded.clinic_ids[0];
     book_the_day(&state.db, user.provider_id, clinic_id).await;
-    let gateway_name = gateways::for_provider(&state.db, user.provider_id)
-        .await
-        .unwrap()
-        .remove(0)
-        .name;
+    let gateway_name = support::first_gateway_name(&state.db, user.provider_id).await;
     let running = support::serve(state, site.to_string()).await;
     let db = &running.state.db;
 
     let state_dir = support::tempdir::TempDir::new("bench-clinic-day");
     let artifacts = browser::artifacts("bench-clinic-day");
     std::fs::create_dir_all(&artifacts).unwrap();
-    let settings = GatewaySettings {
-        binary: gateway_bin.to_path_buf(),
-        state_dir: state_dir.path().to_path_buf(),
-        name: gateway_name,
-        relay_endpoint: format!("ws://{}", emulator.addr()),
-        actions_hc: ACTIONS.into(),
-        events_hc: EVENTS.into(),
+    let settings = GatewaySettings::on_emulator(
+        gateway_bin.to_path_buf(),
+        state_dir.path().to_path_buf(),
+        gateway_name,
+        &emulator,
         gateway_key,
         web_key,
-        mwl_port: free_port(),
-        pacs_port: free_port(),
-        log: Path::new(&artifacts).join("gateway.log"),
-    };
+        Path::new(&artifacts).join("gateway.log"),
+    );
     let gateway = settings.start();
     let gateway_pid = gateway.id().expect("the gateway is running");
-    support::eventually("the gateway listens for actions", || async {
-        emulator.listener_count(ACTIONS) > 0
-    })
-    .await;
-    support::eventually("the web app listens for events", || async {
-        emulator.listener_count(EVENTS) > 0
-    })
-    .await;
+    support::both_ends_listening(&emulator).await;
 
     // The clinician sends the whole day to the modality, as at the start of a session.
     let booked: Vec<i64> = clinics::detail(db, user.provider_id, clinic_id)
@@ -182,15 +165,21 @@ async fn day(site: &str, crate_dir: &Path, gateway_bin: &Path) -> Vec<Value> {
             ("PASS1", password.to_string()),
             ("CLINIC_ID", clinic_id.to_string()),
             ("APPOINTMENT_ID", last_appointment.to_string()),
+            ("ARTIFACTS", artifacts.clone()),
         ],
     );
     step(&mut page, "ready").await;
     println!("Chromium shows clinic {clinic_id} and appointment {last_appointment}");
 
     let sampler = Sampler::start(gateway_pid);
-    let cpu_before = cpu_ticks(gateway_pid).expect("the gateway's /proc stat");
-    // The emulators are this process's only children waited for meanwhile: their CPU.
-    let modality_before = children_ticks().expect("this process's /proc stat");
+    // Ticks of utime + stime + cutime + cstime: the gateway's and its waited-for render children's.
+    let gateway_stat = format!("/proc/{gateway_pid}/stat");
+    let gateway_cpu = || proc_stat_sum(&gateway_stat, 14..=17).expect("the gateway's /proc stat");
+    // Ticks of cutime + cstime of this process: the emulators are the only children it waits
+    // for meanwhile.
+    let modality_cpu = || proc_stat_sum("/proc/self/stat", 16..=17).expect("this process's stat");
+    let cpu_before = gateway_cpu();
+    let modality_before = modality_cpu();
     let started = Instant::now();
     let mut last_stored_ms = 0;
     for (k, accession) in accessions.iter().enumerate() {
@@ -210,9 +199,7 @@ async fn day(site: &str, crate_dir: &Path, gateway_bin: &Path) -> Vec<Value> {
         }
     }
     let modality_done = started.elapsed();
-    let modality_cpu_s = (children_ticks().expect("this process's /proc stat") - modality_before)
-        as f64
-        / clock_tick();
+    let modality_cpu_s = (modality_cpu() - modality_before) as f64 / clock_tick();
     page.tell(&format!("GATEWAY stored {last_stored_ms} {VIEWS}"))
         .await;
     let to_thumbnail: f64 = step(&mut page, "last thumbnail ")
@@ -236,7 +223,7 @@ async fn day(site: &str, crate_dir: &Path, gateway_bin: &Path) -> Vec<Value> {
         },
     )
     .await;
-    let cpu_after = cpu_ticks(gateway_pid).expect("the gateway's /proc stat");
+    let cpu_after = gateway_cpu();
     let caught_up = started.elapsed();
     let (tree_peak_kb, samples) = sampler.stop();
     let hwm_kb = status_kb(gateway_pid, "VmHWM:").unwrap_or(0);
@@ -320,38 +307,22 @@ async fn day(site: &str, crate_dir: &Path, gateway_bin: &Path) -> Vec<Value> {
 }
 
 /// Books participants into the seeded morning clinic until it has the day's [`PARTICIPANTS`],
-/// all checked in (the seed makes ten).
+/// all checked in (the seed makes ten), eight minutes apart after the seed's.
 async fn book_the_day(db: &web::server::db::Db, provider_id: i64, clinic_id: i64) {
     let booked = clinics::detail(db, provider_id, clinic_id)
         .await
         .unwrap()
         .appointments
         .len();
-    // NHS numbers in the 999 test range, clear of the seed's.
-    let mut numbers = (0..)
-        .filter_map(|n: u32| NhsNumber::with_check_digit(&format!("999{:06}", 500_000 + n * 7)));
-    for slot in booked..PARTICIPANTS {
-        let nhs = numbers.next().expect("enough test NHS numbers");
-        let participant = appointments::create_participant(
-            db,
-            provider_id,
-            &nhs,
-            "Participant",
-            &format!("Number{slot}"),
-            "1965-01-01",
-        )
-        .await
-        .unwrap();
-        let minutes = 9 * 60 + slot * 8;
-        appointments::create(
-            db,
-            clinic_id,
-            participant,
-            &format!("{:02}:{:02}", minutes / 60, minutes % 60),
-        )
-        .await
-        .unwrap();
-    }
+    support::book_participants(
+        db,
+        (provider_id, clinic_id),
+        PARTICIPANTS.saturating_sub(booked),
+        "DAY",
+        500_000,
+        (9 * 60 + booked * 8, 8),
+    )
+    .await;
 }
 
 /// One participant through `gateway emulate-modality`; when (Unix ms) the answer to its last
@@ -445,13 +416,7 @@ fn tree_rss_kb(pid: u32) -> u64 {
 }
 
 fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesized name (which may hold spaces): state, ppid, …
-    stat[stat.rfind(')')? + 1..]
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    proc_stat_sum(&format!("/proc/{pid}/stat"), 4..=4).and_then(|p| u32::try_from(p).ok())
 }
 
 /// A `kB` field of `/proc/<pid>/status`.
@@ -464,27 +429,4 @@ fn status_kb(pid: u32, field: &str) -> Option<u64> {
         .next()?
         .parse()
         .ok()
-}
-
-/// cutime + cstime of this process: the CPU of the children it has waited for, in ticks.
-fn children_ticks() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace()
-        .skip(13)
-        .take(2)
-        .map(|f| f.parse::<u64>().ok())
-        .sum()
-}
-
-/// utime + stime + cutime + cstime of `pid` (fields 14–17 of `/proc/<pid>/stat`), in ticks.
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // `rest` starts at field 3 (state).
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace()
-        .skip(11)
-        .take(4)
-        .map(|f| f.parse::<u64>().ok())
-        .sum()
 }

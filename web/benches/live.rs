@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{clock_tick, median_min_max, percentile, round, send_events, Sent};
+use common::{clock_tick, median_min_max, percentile, proc_stat_sum, round, send_events, Sent};
 use relay_emulator::Emulator;
 use serde_json::{json, Value};
 use shared::wire::event::{Event, EventStatus, MppsStatus};
@@ -708,12 +708,8 @@ struct CpuSample {
 
 impl Cpu {
     fn sample(&self) -> CpuSample {
-        let ticks = |path: &str| {
-            std::fs::read_to_string(path)
-                .ok()
-                .and_then(|s| stat_ticks(&s))
-                .unwrap_or(0)
-        };
+        // utime + stime.
+        let ticks = |path: &str| proc_stat_sum(path, 14..=15).unwrap_or(0);
         let load: u64 = self
             .load_threads
             .lock()
@@ -727,17 +723,6 @@ impl Cpu {
             load: load as f64 / self.tick,
         }
     }
-}
-
-/// utime + stime from a `/proc/…/stat` line (fields 14 and 15; the name in parentheses may hold
-/// spaces, so count from its closing parenthesis).
-fn stat_ticks(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3 (state).
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
 }
 
 /// The calling thread's id, from /proc/thread-self (→ `<pid>/task/<tid>`).

@@ -1,6 +1,6 @@
 // What the browser tests share: settings from the environment, the `STEP …` / `GATEWAY …` line
-// protocol with web/tests/browser.rs, waiting for a hydrated page with its live stream, an axe
-// accessibility check, and Chromium started as the tests run it.
+// protocol with web/tests/browser.rs, waiting for a hydrated page with its live stream, stamping
+// thumbnails as they enter the DOM, an axe accessibility check, and Chromium as the tests run it.
 import { chromium } from 'playwright-core';
 import { createInterface } from 'node:readline';
 import { readFileSync } from 'node:fs';
@@ -55,6 +55,18 @@ export async function signIn(page, base, user, pass) {
 export async function live(page) {
   await page.waitForSelector('body[data-hydrated="true"]', { timeout: 60000 });
   await page.waitForSelector('#live[data-live="connected"]', { timeout: 60000 });
+}
+
+// From now on, `window.thumbTimes[k - 1]` is when (Date.now()) the page's k-th thumbnail entered
+// the DOM: the moment the clinician could see it.
+export async function stampThumbnails(page) {
+  await page.evaluate(() => {
+    window.thumbTimes = [];
+    const count = () => document.querySelectorAll('#gallery img.app-thumb').length;
+    new MutationObserver(() => {
+      while (window.thumbTimes.length < count()) window.thumbTimes.push(Date.now());
+    }).observe(document.body, { childList: true, subtree: true });
+  });
 }
 
 const here = dirname(fileURLToPath(import.meta.url));

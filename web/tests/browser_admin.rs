@@ -173,19 +173,15 @@ async fn the_gateways_page_and_the_clinic_say_offline_while_the_gateway_is_down_
     let running = support::serve(state, site).await;
     let clinician = support::demo_user(&running.state.db, 0).await;
     let state_dir = support::tempdir::TempDir::new("web-liveness-gateway");
-    let gateway = GatewaySettings {
+    let gateway = GatewaySettings::on_emulator(
         binary,
-        state_dir: state_dir.path().to_path_buf(),
-        name: support::first_gateway_name(&running.state.db, clinician.provider_id).await,
-        relay_endpoint: format!("ws://{}", emulator.addr()),
-        actions_hc: ACTIONS.into(),
-        events_hc: EVENTS.into(),
+        state_dir.path().to_path_buf(),
+        support::first_gateway_name(&running.state.db, clinician.provider_id).await,
+        &emulator,
         gateway_key,
         web_key,
-        mwl_port: real_gateway::free_port(),
-        pacs_port: real_gateway::free_port(),
-        log: std::path::Path::new(&artifacts).join("gateway.log"),
-    };
+        std::path::Path::new(&artifacts).join("gateway.log"),
+    );
     let mut process = gateway.start();
     let (email, password) = web::server::seed::DEMO_USERS[0];
     let mut script = Script::spawn(

@@ -9,11 +9,10 @@ mod support;
 
 use std::path::Path;
 
-use shared::loopback::free_port;
 use shared::wire::SigningKey;
 use support::browser::{self, Script, ScriptEnv};
 use support::real_gateway::{self, GatewaySettings, Modality};
-use support::{TestDb, ACTIONS, EVENTS};
+use support::TestDb;
 use web::server::store::{actions, appointments};
 
 const IMAGES: usize = 20;
@@ -43,19 +42,15 @@ async fn with_the_real_gateway_a_modality_drives_the_clinic_page_live() {
     let running = support::serve(state, site).await;
 
     let state_dir = support::tempdir::TempDir::new("web-e2e-gateway");
-    let settings = GatewaySettings {
-        binary: gateway_bin,
-        state_dir: state_dir.path().to_path_buf(),
-        name: gateway_name,
-        relay_endpoint: format!("ws://{}", emulator.addr()),
-        actions_hc: ACTIONS.into(),
-        events_hc: EVENTS.into(),
+    let settings = GatewaySettings::on_emulator(
+        gateway_bin,
+        state_dir.path().to_path_buf(),
+        gateway_name,
+        &emulator,
         gateway_key,
         web_key,
-        mwl_port: free_port(),
-        pacs_port: free_port(),
-        log: Path::new(&artifacts).join("gateway.log"),
-    };
+        Path::new(&artifacts).join("gateway.log"),
+    );
     let _gateway = settings.start();
     let modality = Modality {
         python,
@@ -63,14 +58,7 @@ async fn with_the_real_gateway_a_modality_drives_the_clinic_page_live() {
         mwl_port: settings.mwl_port,
         pacs_port: settings.pacs_port,
     };
-    support::eventually("the gateway listens for actions", || async {
-        emulator.listener_count(ACTIONS) > 0
-    })
-    .await;
-    support::eventually("the web app listens for events", || async {
-        emulator.listener_count(EVENTS) > 0
-    })
-    .await;
+    support::both_ends_listening(&emulator).await;
 
     let mut script = Script::start(
         &crate_dir,

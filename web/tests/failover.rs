@@ -22,7 +22,7 @@ use support::real_gateway::{self, GatewaySettings};
 use support::within;
 use support::{ACTIONS, EVENTS, KEY, KEY_ENV};
 use tokio::process::{Child, Command};
-use web::domain::{AppointmentStatus, NhsNumber};
+use web::domain::AppointmentStatus;
 use web::server::db::Db;
 use web::server::seed::DEMO_USERS;
 use web::server::store::{actions, appointments, clinics, identity};
@@ -85,37 +85,6 @@ async fn send(replica: &Replica, cookie: &str, appointment_id: i64) -> String {
         replica.name, reply.body
     );
     serde_json::from_str(&reply.body).expect("the action id")
-}
-
-/// Twenty more checked-in participants in the clinic, so that there are 30 to send.
-async fn more_appointments(db: &Db, provider_id: i64, clinic_id: i64, n: usize) {
-    for k in 0..n {
-        let nhs = (0u32..)
-            .filter_map(|m| {
-                NhsNumber::with_check_digit(&format!("999{:06}", 800_000 + k * 50 + m as usize))
-            })
-            .next()
-            .unwrap();
-        let participant = appointments::create_participant(
-            db,
-            provider_id,
-            &nhs,
-            &format!("FAILOVER{k}"),
-            "Test",
-            "1960-01-01",
-        )
-        .await
-        .unwrap();
-        let minutes = 12 * 60 + k * 5;
-        appointments::create(
-            db,
-            clinic_id,
-            participant,
-            &format!("{:02}:{:02}", minutes / 60, minutes % 60),
-        )
-        .await
-        .unwrap();
-    }
 }
 
 /// The replica id a `web serve` printed at start-up (its outbox claims carry it).
@@ -196,7 +165,15 @@ async fn three_replicas_one_killed_mid_way_deliver_every_action_and_event_once()
         .unwrap()
         .unwrap();
     let clinic_id = seeded.clinic_ids[0];
-    more_appointments(&db, user.provider_id, clinic_id, SENDS - 10).await;
+    support::book_participants(
+        &db,
+        (user.provider_id, clinic_id),
+        SENDS - 10,
+        "FAILOVER",
+        800_000,
+        (12 * 60, 5),
+    )
+    .await;
     let appointment_ids: Vec<i64> = clinics::detail(&db, user.provider_id, clinic_id)
         .await
         .unwrap()
@@ -227,19 +204,15 @@ async fn three_replicas_one_killed_mid_way_deliver_every_action_and_event_once()
         .await
         .unwrap()
         .name;
-    let settings = GatewaySettings {
-        binary: gateway_bin,
-        state_dir: dir.path().join("gateway"),
-        name: gateway_name,
-        relay_endpoint: format!("ws://{}", emulator.addr()),
-        actions_hc: ACTIONS.into(),
-        events_hc: EVENTS.into(),
-        gateway_key: gateway_key.clone(),
-        web_key: web_key.clone(),
-        mwl_port: free_port(),
-        pacs_port: free_port(),
-        log: Path::new(&artifacts).join("gateway.log"),
-    };
+    let settings = GatewaySettings::on_emulator(
+        gateway_bin,
+        dir.path().join("gateway"),
+        gateway_name,
+        &emulator,
+        gateway_key.clone(),
+        web_key.clone(),
+        Path::new(&artifacts).join("gateway.log"),
+    );
     std::fs::create_dir_all(&settings.state_dir).unwrap();
     let gateway = settings.start();
     within(

@@ -13,7 +13,7 @@ use std::process::Stdio;
 
 use serde_json::Value;
 use support::real_gateway::{self, GatewaySettings};
-use support::{ACTIONS, EVENTS};
+use support::ACTIONS;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use web::domain::{DeliveryState, WorklistMessage};
@@ -94,19 +94,15 @@ async fn a_fhir_order_reaches_the_endpoint_valid_once_and_a_destination_off_the_
     let out = Path::new(&artifacts).join("received");
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).unwrap();
-    let gateway_settings = GatewaySettings {
+    let gateway_settings = GatewaySettings::on_emulator(
         binary,
-        state_dir: state_dir.path().to_path_buf(),
-        name: gateway.name.clone(),
-        relay_endpoint: format!("ws://{}", emulator.addr()),
-        actions_hc: ACTIONS.into(),
-        events_hc: EVENTS.into(),
+        state_dir.path().to_path_buf(),
+        gateway.name.clone(),
+        &emulator,
         gateway_key,
         web_key,
-        mwl_port: real_gateway::free_port(),
-        pacs_port: real_gateway::free_port(),
-        log: Path::new(&artifacts).join("gateway.log"),
-    };
+        Path::new(&artifacts).join("gateway.log"),
+    );
     let allow = [("FHIR_DESTINATIONS", endpoint_url.as_str())];
     let mut gw = gateway_settings.start_with(&allow);
     let listening = || async { emulator.listener_count(ACTIONS) > 0 };

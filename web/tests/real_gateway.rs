@@ -5,7 +5,7 @@
 mod support;
 
 use support::real_gateway::{self, GatewaySettings};
-use support::{ACTIONS, EVENTS};
+use support::ACTIONS;
 use web::domain::AppointmentStatus;
 use web::server::service;
 use web::server::store::{actions, appointments, clinics};
@@ -58,19 +58,15 @@ async fn a_cancel_while_the_gateway_is_down_never_lets_the_item_reach_the_workli
     let state_dir = support::tempdir::TempDir::new("web-real-gateway");
     let artifacts = support::browser::artifacts("web-real-gateway");
     std::fs::create_dir_all(&artifacts).unwrap();
-    let settings = GatewaySettings {
+    let settings = GatewaySettings::on_emulator(
         binary,
-        state_dir: state_dir.path().to_path_buf(),
-        name: gateway_name,
-        relay_endpoint: format!("ws://{}", emulator.addr()),
-        actions_hc: ACTIONS.into(),
-        events_hc: EVENTS.into(),
+        state_dir.path().to_path_buf(),
+        gateway_name,
+        &emulator,
         gateway_key,
         web_key,
-        mwl_port: real_gateway::free_port(),
-        pacs_port: real_gateway::free_port(),
-        log: std::path::Path::new(&artifacts).join("gateway.log"),
-    };
+        std::path::Path::new(&artifacts).join("gateway.log"),
+    );
     let mut gateway = settings.start();
     support::eventually("the gateway listens for actions", || async {
         emulator.listener_count(ACTIONS) > 0
@@ -170,19 +166,15 @@ async fn a_participant_added_at_the_gateway_while_the_cloud_is_away_arrives_as_a
     let state_dir = support::tempdir::TempDir::new("web-walk-in");
     let artifacts = support::browser::artifacts("web-walk-in");
     std::fs::create_dir_all(&artifacts).unwrap();
-    let settings = GatewaySettings {
+    let settings = GatewaySettings::on_emulator(
         binary,
-        state_dir: state_dir.path().to_path_buf(),
-        name: gateway_name.clone(),
-        relay_endpoint: format!("ws://{}", emulator.addr()),
-        actions_hc: ACTIONS.into(),
-        events_hc: EVENTS.into(),
+        state_dir.path().to_path_buf(),
+        gateway_name.clone(),
+        &emulator,
         gateway_key,
         web_key,
-        mwl_port: real_gateway::free_port(),
-        pacs_port: real_gateway::free_port(),
-        log: std::path::Path::new(&artifacts).join("gateway.log"),
-    };
+        std::path::Path::new(&artifacts).join("gateway.log"),
+    );
     let mut gateway = settings.start();
     support::eventually(
         "the gateway is up (its actions listener connected)",

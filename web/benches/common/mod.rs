@@ -109,3 +109,15 @@ pub fn clock_tick() -> f64 {
         .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
         .unwrap_or(100.0)
 }
+
+/// The sum of numeric fields `fields` (numbered from 1 as in proc(5): 4 ppid, 14 utime,
+/// 15 stime, 16 cutime, 17 cstime) of a `/proc/…/stat` file. The process name in parentheses
+/// may hold spaces, so fields are counted from its closing parenthesis.
+pub fn proc_stat_sum(path: &str, fields: std::ops::RangeInclusive<usize>) -> Option<u64> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // What follows the name starts at field 3 (state).
+    let rest: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    fields
+        .map(|n| rest.get(n.checked_sub(3)?)?.parse::<u64>().ok())
+        .sum()
+}

@@ -191,6 +191,18 @@ pub async fn serve(state: AppState, site_root: String) -> Running {
     .expect("start the web server")
 }
 
+/// Waits until both ends listen on the relay: the gateway for actions, the web app for events.
+pub async fn both_ends_listening(emulator: &Emulator) {
+    eventually("the gateway listens for actions", || async {
+        emulator.listener_count(ACTIONS) > 0
+    })
+    .await;
+    eventually("the web app listens for events", || async {
+        emulator.listener_count(EVENTS) > 0
+    })
+    .await;
+}
+
 /// Waits (up to a generous limit, for a loaded machine) until `check` holds.
 pub async fn eventually<F, Fut>(what: &str, check: F)
 where
@@ -214,6 +226,45 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("never happened within {limit:?}: {what}");
+}
+
+/// `n` more checked-in participants in the clinic (the seed makes ten a clinic): valid NHS
+/// numbers in the 999 test range from `first_nhs` on (clear of the seed's), named `{label}{k}`,
+/// booked every `every` minutes from `first` (minutes after midnight).
+pub async fn book_participants(
+    db: &Db,
+    (provider_id, clinic_id): (i64, i64),
+    n: usize,
+    label: &str,
+    first_nhs: usize,
+    (first, every): (usize, usize),
+) {
+    use web::domain::NhsNumber;
+    use web::server::store::appointments;
+    for k in 0..n {
+        let nhs = (0..)
+            .find_map(|m| NhsNumber::with_check_digit(&format!("999{:06}", first_nhs + k * 50 + m)))
+            .expect("a valid NHS number within 10 tries");
+        let participant = appointments::create_participant(
+            db,
+            provider_id,
+            &nhs,
+            &format!("{label}{k}"),
+            "Test",
+            "1960-01-01",
+        )
+        .await
+        .unwrap();
+        let minutes = first + k * every;
+        appointments::create(
+            db,
+            clinic_id,
+            participant,
+            &format!("{:02}:{:02}", minutes / 60, minutes % 60),
+        )
+        .await
+        .unwrap();
+    }
 }
 
 /// The seeded demo user `n` (0: the north provider's clinician, 1: the south's), signed in.

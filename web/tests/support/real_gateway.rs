@@ -9,7 +9,9 @@ use serde_json::Value;
 use shared::wire::SigningKey;
 use tokio::process::{Child, Command};
 
-use super::{KEY, KEY_NAME, NAMESPACE};
+use relay_emulator::Emulator;
+
+use super::{ACTIONS, EVENTS, KEY, KEY_NAME, NAMESPACE};
 
 fn target_dir() -> String {
     option_env!("CARGO_TARGET_DIR")
@@ -90,6 +92,32 @@ pub struct GatewaySettings {
 pub const MWL_AET: &str = "SCREENING_MWL";
 
 impl GatewaySettings {
+    /// A gateway on free loopback ports that reaches the tests' relay emulator on the tests'
+    /// hybrid connections ([`ACTIONS`], [`EVENTS`]), logging to `log`.
+    pub fn on_emulator(
+        binary: PathBuf,
+        state_dir: PathBuf,
+        name: String,
+        emulator: &Emulator,
+        gateway_key: SigningKey,
+        web_key: SigningKey,
+        log: PathBuf,
+    ) -> GatewaySettings {
+        GatewaySettings {
+            binary,
+            state_dir,
+            name,
+            relay_endpoint: format!("ws://{}", emulator.addr()),
+            actions_hc: ACTIONS.into(),
+            events_hc: EVENTS.into(),
+            gateway_key,
+            web_key,
+            mwl_port: free_port(),
+            pacs_port: free_port(),
+            log,
+        }
+    }
+
     /// Starts `gateway serve`; the process is killed when the handle drops.
     pub fn start(&self) -> Child {
         self.start_with(&[])
