@@ -11,7 +11,8 @@
 //! JSON [`Reply`] on stdout: the JPEG and the attributes the image event carries, or the
 //! renderer's typed refusal. Its stderr is the
 //! gateway's (the journal), so a crash message lands beside the parent's log line; its
-//! environment is empty (no keys while it decodes a peer's bytes). The parent kills a child
+//! environment holds only `MIMALLOC_ARENA_RESERVE=0` and, in tests, [`TEST_FAULT_VAR`] (no keys
+//! while it decodes a peer's bytes). The parent kills a child
 //! that outlives [`Limits::timeout`], and the child dies with the parent (`PR_SET_PDEATHSIG`).
 
 use std::io::{Read as _, Write as _};
